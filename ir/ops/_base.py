@@ -1,0 +1,101 @@
+"""`OpDef`, the record every op module fills in, and the small helpers several ops share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from ..errors import IRError, ShapeError
+from ..graph import Node, TensorType
+
+Types = Sequence[TensorType]
+
+
+@dataclass(frozen=True)
+class NoAttrs:
+    """Attributes of an op that has none."""
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """An op's living definition.
+
+    ``inputs`` names the input roles in order (``("x", "weight", "bias")``); the first ``min_inputs`` are required.
+    A variadic op (add, concat) takes ``min_inputs`` or more activations. ``buffers`` are roles that hold state
+    which is not a trainable parameter (BN running statistics), excluded from parameter counts as torchvision
+    does. ``macs`` counts multiply–accumulates (conv2d and linear only); ``flops`` follows ``flop_rule``.
+    """
+
+    name: str
+    attrs_type: type
+    inputs: tuple[str, ...]
+    infer: Callable[[Any, Types], TensorType]
+    flops: Callable[[Any, Types, TensorType], int]
+    reference: Callable[..., np.ndarray]
+    flop_rule: str
+    min_inputs: int | None = None
+    variadic: bool = False
+    buffers: frozenset[str] = field(default_factory=frozenset)
+    macs: Callable[[Any, Types, TensorType], int] = lambda attrs, ins, out: 0
+
+    def check_arity(self, node: Node) -> None:
+        n = len(node.inputs)
+        lo = self.min_inputs if self.min_inputs is not None else len(self.inputs)
+        hi = None if self.variadic else len(self.inputs)
+        if n < lo or (hi is not None and n > hi):
+            want = f"at least {lo}" if hi is None else (f"{lo}" if lo == hi else f"{lo} to {hi}")
+            raise IRError(f"node {node.name!r} ({node.op}): takes {want} inputs "
+                          f"({', '.join(self.inputs)}), got {n}: {list(node.inputs)}")
+
+    def role(self, index: int) -> str:
+        return self.inputs[min(index, len(self.inputs) - 1)]
+
+    def attrs_from_dict(self, data: dict[str, Any]) -> Any:
+        known = {f.name for f in fields(self.attrs_type)}
+        unknown = set(data) - known
+        if unknown:
+            raise IRError(f"op {self.name}: unknown attribute(s) {sorted(unknown)}; known: {sorted(known)}")
+        return self.attrs_type(**data)
+
+
+def pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
+    """Normalise an int or a pair to a 2-tuple of ints (how torch spells kernel/stride/padding)."""
+    if isinstance(value, int | np.integer):
+        return int(value), int(value)
+    t = tuple(int(v) for v in value)
+    if len(t) != 2:
+        raise IRError(f"{what} must be an int or a pair, got {value!r}")
+    return t  # type: ignore[return-value]
+
+
+def require_rank(t: TensorType, rank: int, what: str = "input") -> None:
+    if t.rank != rank:
+        raise ShapeError(f"{what} must have rank {rank} (NCHW), got shape {t.shape}")
+
+
+def window_out(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
+    """Output length of a sliding window: floor((N + 2P − D·(F−1) − 1)/S) + 1, as torch computes it.
+
+    With ceil_mode the division rounds up, but a last window that would start inside the right padding
+    is dropped (torch's rule), so every window overlaps the input.
+    """
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    if span < 0:
+        raise ShapeError(f"window {kernel} (dilation {dilation}) is larger than the padded input {size + 2 * pad}")
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def same_type(attrs: Any, ins: Types) -> TensorType:
+    """Shape rule of elementwise ops: the output has the input's type."""
+    return ins[0]
+
+
+def per_element(k: int) -> Callable[[Any, Types, TensorType], int]:
+    """FLOP rule of ops that spend ``k`` FLOPs per output element."""
+    return lambda attrs, ins, out: k * out.numel

@@ -1,0 +1,66 @@
+"""Window helpers shared by max_pool2d and avg_pool2d (torch's pooling index arithmetic)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import IRError, ShapeError
+from ..graph import TensorType
+from ._base import Types, pair, require_rank, window_out
+
+
+@dataclass(frozen=True)
+class PoolAttrs:
+    """Attributes of max_pool2d and avg_pool2d; ``stride`` defaults to the kernel, as in torch."""
+
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+    count_include_pad: bool = True  # avg_pool2d only
+
+    def __post_init__(self) -> None:
+        k = pair(self.kernel_size, "kernel_size")
+        object.__setattr__(self, "kernel_size", k)
+        object.__setattr__(self, "stride", pair(self.stride if self.stride is not None else k, "stride"))
+        object.__setattr__(self, "padding", pair(self.padding, "padding"))
+        object.__setattr__(self, "dilation", pair(self.dilation, "dilation"))
+        object.__setattr__(self, "ceil_mode", bool(self.ceil_mode))
+        object.__setattr__(self, "count_include_pad", bool(self.count_include_pad))
+        if min(k) < 1 or min(self.stride) < 1 or min(self.dilation) < 1:
+            raise IRError(f"pool: kernel_size, stride and dilation must be ≥ 1, got {self}")
+        if any(p < 0 or p > kk // 2 for p, kk in zip(self.padding, k, strict=True)):
+            raise IRError(f"pool: padding {self.padding} must be between 0 and half the kernel {k}")
+
+
+def infer(attrs: PoolAttrs, ins: Types) -> TensorType:
+    x = ins[0]
+    require_rank(x, 4)
+    n, c, h, w = x.shape
+    oh = window_out(h, attrs.kernel_size[0], attrs.stride[0], attrs.padding[0], attrs.dilation[0], attrs.ceil_mode)
+    ow = window_out(w, attrs.kernel_size[1], attrs.stride[1], attrs.padding[1], attrs.dilation[1], attrs.ceil_mode)
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"pooling leaves no output for input {x.shape}")
+    return TensorType((n, c, oh, ow), x.dtype)
+
+
+def windows(attrs: PoolAttrs, x: np.ndarray, fill: float, out_hw: tuple[int, int]) -> np.ndarray:
+    """(N, C, OH, OW, KH, KW) view of the windows, padding with ``fill`` (and past the end for ceil_mode)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = attrs.kernel_size, attrs.stride, attrs.padding, attrs.dilation
+    oh, ow = out_hw
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    extra_h = max(0, (oh - 1) * sh + span_h - (x.shape[2] + 2 * ph))
+    extra_w = max(0, (ow - 1) * sw + span_w - (x.shape[3] + 2 * pw))
+    if ph or pw or extra_h or extra_w:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph + extra_h), (pw, pw + extra_w)), constant_values=fill)
+    win = sliding_window_view(x, (span_h, span_w), axis=(2, 3))
+    return win[:, :, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw, ::dh, ::dw]
+
+
+def output_hw(attrs: PoolAttrs, x: np.ndarray) -> tuple[int, int]:
+    out = infer(attrs, [TensorType(x.shape, "float64")])
+    return out.shape[2], out.shape[3]

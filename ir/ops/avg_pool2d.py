@@ -1,0 +1,48 @@
+"""avg_pool2d (torch.nn.functional.avg_pool2d, no divisor_override).
+
+The divisor of each window is its size clipped to the padded input (count_include_pad=True) or the number
+of real input elements it covers (count_include_pad=False); windows past the padding under ceil_mode are
+clipped in both cases, as torch does. FLOPs: KH·KW − 1 adds and 1 divide per output element.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..graph import TensorType
+from ._base import OpDef, Types
+from ._pool import PoolAttrs, output_hw, windows
+from ._pool import infer as window_infer
+
+
+def divisor(size: int, out: int, k: int, s: int, p: int, include_pad: bool) -> np.ndarray:
+    start = np.arange(out) * s - p
+    end = np.minimum(start + k, size + p)
+    if not include_pad:
+        start, end = np.maximum(start, 0), np.minimum(end, size)
+    return (end - start).astype(np.float64)
+
+
+def infer(attrs: PoolAttrs, ins: Types) -> TensorType:
+    if attrs.dilation != (1, 1):
+        raise ShapeError(f"avg_pool2d has no dilation, got {attrs.dilation}")
+    return window_infer(attrs, ins)
+
+
+def reference(attrs: PoolAttrs, x: np.ndarray) -> np.ndarray:
+    oh, ow = output_hw(attrs, x)
+    total = windows(attrs, x, 0.0, (oh, ow)).sum(axis=(4, 5))
+    (kh, kw), (sh, sw), (ph, pw) = attrs.kernel_size, attrs.stride, attrs.padding
+    dh = divisor(x.shape[2], oh, kh, sh, ph, attrs.count_include_pad)
+    dw = divisor(x.shape[3], ow, kw, sw, pw, attrs.count_include_pad)
+    return (total / np.outer(dh, dw).astype(x.dtype)).astype(x.dtype, copy=False)
+
+
+def flops(attrs: PoolAttrs, ins: Types, out) -> int:
+    kh, kw = attrs.kernel_size
+    return out.numel * kh * kw
+
+
+OP = OpDef(name="avg_pool2d", attrs_type=PoolAttrs, inputs=("x",), infer=infer, flops=flops,
+           reference=reference, flop_rule="KH·KW − 1 adds + 1 divide per output element")

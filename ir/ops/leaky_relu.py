@@ -1,0 +1,25 @@
+"""leaky_relu: x if x ≥ 0 else negative_slope·x. FLOPs: 2 per element (compare, multiply)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._base import OpDef, per_element, same_type
+
+
+@dataclass(frozen=True)
+class LeakyReluAttrs:
+    negative_slope: float = 0.01
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "negative_slope", float(self.negative_slope))
+
+
+def reference(attrs: LeakyReluAttrs, x: np.ndarray) -> np.ndarray:
+    return np.where(x >= 0, x, x * x.dtype.type(attrs.negative_slope))
+
+
+OP = OpDef(name="leaky_relu", attrs_type=LeakyReluAttrs, inputs=("x",), infer=same_type, flops=per_element(2),
+           reference=reference, flop_rule="2 per element (compare, multiply)")

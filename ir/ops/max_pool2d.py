@@ -1,0 +1,24 @@
+"""max_pool2d (torch.nn.functional.max_pool2d): padding counts as −∞; ceil_mode keeps a last partial window.
+
+Shape: as conv2d's rule (with ceil instead of floor under ceil_mode). FLOPs: KH·KW − 1 comparisons per output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._base import OpDef, Types
+from ._pool import PoolAttrs, infer, output_hw, windows
+
+
+def flops(attrs: PoolAttrs, ins: Types, out) -> int:
+    kh, kw = attrs.kernel_size
+    return out.numel * (kh * kw - 1)
+
+
+def reference(attrs: PoolAttrs, x: np.ndarray) -> np.ndarray:
+    return windows(attrs, x, -np.inf, output_hw(attrs, x)).max(axis=(4, 5))
+
+
+OP = OpDef(name="max_pool2d", attrs_type=PoolAttrs, inputs=("x",), infer=infer, flops=flops,
+           reference=reference, flop_rule="KH·KW − 1 comparisons per output element")

@@ -1,0 +1,65 @@
+"""The model zoo: ``names()``, ``build(name, batch, image_size, num_classes)``, ``init_params(graph, seed)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..ir.errors import IRError
+from ..ir.graph import Graph
+from . import alexnet, googlenet, lenet, resnet, vgg
+from .init import init_params
+
+
+class UnknownModelError(IRError, KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[..., Graph]
+    image_size: int  # the architecture's own input size
+    min_image_size: int  # smallest input for which every layer still has an output
+    small_image_size: int  # the reduced input tests and quick checks use
+    num_classes: int = 1000
+    family: str = ""
+
+
+_SPECS = [
+    ModelSpec("lenet5", lenet.lenet5, 32, 32, 32, 10, "lenet"),
+    ModelSpec("alexnet", alexnet.alexnet, 224, 63, 64, family="alexnet"),
+    ModelSpec("alexnet_2012", alexnet.alexnet_2012, 227, 67, 67, family="alexnet"),
+    *(ModelSpec(f"vgg{d}{bn}", getattr(vgg, f"vgg{d}{bn}"), 224, 32, 32, family="vgg")
+      for d in (11, 13, 16, 19) for bn in ("", "_bn")),
+    ModelSpec("googlenet", googlenet.googlenet, 224, 32, 32, family="googlenet"),
+    *(ModelSpec(f"resnet{d}", getattr(resnet, f"resnet{d}"), 224, 32, 32, family="resnet")
+      for d in (18, 34, 50, 101, 152)),
+]
+ZOO: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
+
+
+def names() -> list[str]:
+    return list(ZOO)
+
+
+def spec(name: str) -> ModelSpec:
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(sorted(ZOO))}") from None
+
+
+def build(name: str, batch: int = 1, image_size: int | None = None, num_classes: int | None = None) -> Graph:
+    """The IR graph of zoo model ``name``, with one input named "input" of shape (batch, C, S, S)."""
+    s = spec(name)
+    size = s.image_size if image_size is None else int(image_size)
+    if batch < 1:
+        raise IRError(f"{name}: batch must be ≥ 1, got {batch}")
+    if size < s.min_image_size:
+        raise IRError(f"{name}: image_size {size} is below its minimum {s.min_image_size}")
+    return s.build(batch=batch, image_size=size, num_classes=num_classes or s.num_classes)
+
+
+__all__ = ["ZOO", "ModelSpec", "UnknownModelError", "build", "init_params", "names", "spec"]
