@@ -1,0 +1,89 @@
+"""Correctness in one place: the per-dtype tolerance table and the comparison against the float64 reference.
+
+Errors are measured on the scale of the reference output, not element by element (an elementwise relative
+error is meaningless near zero): ``max_rel = max|y − ref| / max|ref|``. A result passes when
+``max_abs ≤ atol + rtol · max|ref|``. Top-1/top-5 agreement is reported for logits (rank-2 outputs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float  # relative to max|reference|
+    atol: float
+
+    def bound(self, scale: float) -> float:
+        return self.atol + self.rtol * scale
+
+
+# The one table. float32 holds ResNet-152 against float64 with margin (measured error ~1e-5 of scale);
+# the 16-bit types keep 8 (bf16) or 11 (fp16) mantissa bits, so deep nets drift by percents.
+# "tf32" is float32 storage with 10-bit-mantissa matmuls (Triton/cuBLAS on NVIDIA GPUs).
+TOLERANCES: dict[str, Tolerance] = {
+    "float64": Tolerance(rtol=1e-10, atol=1e-12),
+    "float32": Tolerance(rtol=1e-4, atol=1e-5),
+    "tf32": Tolerance(rtol=5e-3, atol=1e-4),
+    "float16": Tolerance(rtol=2e-2, atol=1e-3),
+    "bfloat16": Tolerance(rtol=8e-2, atol=1e-2),
+}
+
+
+def tolerance(dtype: str) -> Tolerance:
+    try:
+        return TOLERANCES[dtype]
+    except KeyError:
+        raise KeyError(f"no tolerance for dtype {dtype!r}; known: {', '.join(TOLERANCES)}") from None
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How one output compares with the float64 reference."""
+
+    ok: bool
+    max_abs: float
+    max_rel: float
+    bound: float
+    dtype: str
+    top1: float | None = None  # fraction of rows whose argmax agrees
+    top5: float | None = None  # fraction of rows whose reference top-1 is in the candidate's top 5
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def topk_agreement(y: np.ndarray, ref: np.ndarray, k: int) -> float:
+    """Fraction of rows where the reference's top-1 class is among the candidate's top ``k``."""
+    k = min(k, y.shape[-1])
+    top = np.argpartition(-y, k - 1, axis=-1)[:, :k]
+    return float(np.mean([r in t for r, t in zip(ref.argmax(-1), top, strict=True)]))
+
+
+def compare(y: np.ndarray, ref: np.ndarray, dtype: str = "float32") -> Agreement:
+    """Compare a backend's output with the float64 reference under ``dtype``'s tolerance."""
+    tol = tolerance(dtype)
+    y64 = np.asarray(y, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if y64.shape != ref.shape:
+        return Agreement(False, float("inf"), float("inf"), 0.0, dtype,
+                         reason=f"shape {y64.shape} differs from the reference's {ref.shape}")
+    if not np.isfinite(y64).all():
+        bad = int((~np.isfinite(y64)).sum())
+        return Agreement(False, float("inf"), float("inf"), 0.0, dtype, reason=f"{bad} non-finite values")
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    max_abs = float(np.abs(y64 - ref).max()) if ref.size else 0.0
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    bound = tol.bound(scale)
+    top1 = top5 = None
+    if ref.ndim == 2 and ref.shape[1] > 1:
+        top1 = float(np.mean(y64.argmax(-1) == ref.argmax(-1)))
+        top5 = topk_agreement(y64, ref, 5)
+    ok = max_abs <= bound
+    reason = "" if ok else (f"max abs error {max_abs:.3g} > {bound:.3g} "
+                            f"(rtol {tol.rtol:g} · max|ref| {scale:.3g} + atol {tol.atol:g})")
+    return Agreement(ok, max_abs, max_rel, bound, dtype, top1, top5, reason)

@@ -1,0 +1,59 @@
+"""The ``convbench`` command line. Each subcommand is one module under ``convbench/commands/``.
+
+Exit codes: 0 success, 1 a check or comparison found a problem, 2 bad input (unknown model/backend/op, bad
+arguments, a graph file that does not read). Errors are one line on stderr; ``--json`` output is JSON only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .ir.errors import IRError
+
+# Explicit list: subcommand name -> module under convbench.commands (imported only when used, so
+# `convbench models` does not pay for importing torch).
+COMMANDS: dict[str, str] = {
+    "models": "Zoo: name, input shape, layers, params, MACs, FLOPs.",
+    "summary": "Per-layer table of one model (or a graph JSON file).",
+}
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="convbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"convbench.commands.{name}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"convbench {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (UsageError, IRError, KeyError) as e:
+        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        print(f"convbench {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `convbench models | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
