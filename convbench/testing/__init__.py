@@ -1,0 +1,1 @@
+"""Conformance suite for backends (see the PyTorch backend issue)."""
