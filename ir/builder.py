@@ -105,6 +105,9 @@ class GraphBuilder:
     def relu(self, x: str, *, name: str | None = None) -> str:
         return self.node("relu", [x], None, name)
 
+    def relu6(self, x: str, *, name: str | None = None) -> str:
+        return self.node("relu6", [x], None, name)
+
     def leaky_relu(self, x: str, negative_slope: float = 0.01, *, name: str | None = None) -> str:
         return self.node("leaky_relu", [x], LeakyReluAttrs(negative_slope), name)
 

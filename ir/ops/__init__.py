@@ -67,13 +67,14 @@ from . import (  # noqa: E402  (the modules import the helpers above)
     lrn,
     max_pool2d,
     relu,
+    relu6,
     sigmoid,
     softmax,
     tanh,
 )
 
 for _module in (conv2d, max_pool2d, avg_pool2d, adaptive_avg_pool2d, linear, relu, leaky_relu, sigmoid, tanh,
-                elu, softmax, batch_norm, lrn, add, concat, flatten, dropout):
+                elu, softmax, batch_norm, lrn, add, concat, flatten, dropout, relu6):
     register(_module.OP)
 
 __all__ = ["NoAttrs", "OpDef", "get", "infer_node", "names", "register"]
