@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..ir.errors import IRError
 from ..ir.graph import Graph
-from . import alexnet, googlenet, lenet, resnet, vgg
+from . import alexnet, densenet, googlenet, inception, lenet, mobilenet, resnet, squeezenet, vgg
 from .init import init_params
 
 
@@ -36,6 +36,11 @@ _SPECS = [
     ModelSpec("googlenet", googlenet.googlenet, 224, 32, 32, family="googlenet"),
     *(ModelSpec(f"resnet{d}", getattr(resnet, f"resnet{d}"), 224, 32, 32, family="resnet")
       for d in (18, 34, 50, 101, 152)),
+    ModelSpec("mobilenet_v2", mobilenet.mobilenet_v2, 224, 1, 32, family="mobilenet"),
+    # torchvision's minimum is 21: its ceil_mode pools accept a window wider than their input, ours do not
+    ModelSpec("squeezenet1_0", squeezenet.squeezenet1_0, 224, 29, 32, family="squeezenet"),
+    ModelSpec("densenet121", densenet.densenet121, 224, 29, 32, family="densenet"),
+    ModelSpec("inception_v3", inception.inception_v3, 299, 75, 75, family="inception"),
 ]
 ZOO: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
 
