@@ -18,6 +18,7 @@ from .ir.errors import IRError
 COMMANDS: dict[str, str] = {
     "models": "Zoo: name, input shape, layers, params, MACs, FLOPs.",
     "summary": "Per-layer table of one model (or a graph JSON file).",
+    "run": "Benchmark sweep: one isolated process per case, results appended to a JSONL file.",
 }
 
 

@@ -1,0 +1,193 @@
+"""The child process of a sweep: measures one case (or calibrates the machine) and writes one JSON result.
+
+    python -m convbench.bench.worker JOB.json RESULT.json
+
+Everything that can go wrong inside the case (unsupported node, backend error, MemoryError) is caught and
+written as the case's status; what cannot be caught (abort, segfault, hang, the OOM killer) kills this process,
+and the parent records that from the exit status. Thread counts arrive through the environment the parent set
+before this interpreter started, so BLAS and OpenMP pools are created with them.
+
+Order inside a case: build the graph and parameters, then measure compile (RSS peak above the baseline),
+then run (warm-up and timed calls; RSS peak of that phase), and only then compute the float64 reference
+(cached on disk per model, size and batch for the rest of the sweep), so the reference's memory never
+inflates the measured peaks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SEED = 0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """If the sweep is SIGKILLed, its current child must not run on (Linux: PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(3)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _is_oom(e: BaseException) -> bool:
+    # torch.OutOfMemoryError (CUDA) is a RuntimeError, not a MemoryError.
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+
+
+def make_input(shape: tuple[int, ...], seed: int = SEED) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def reference(graph, params, x: np.ndarray, cache: Path | None, key: str) -> np.ndarray:
+    """The float64 NumPy reference output, cached as ``cache/key.npy`` for the rest of the sweep."""
+    from ..backends import get
+
+    path = cache / f"{key}.npy" if cache else None
+    if path is not None and path.exists():
+        return np.load(path)
+    ref = np.asarray(get("numpy").compile(graph, params, dtype="float64")(x))
+    if path is not None:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, ref)
+        os.replace(tmp, path)
+    return ref
+
+
+def run_case(job: dict[str, Any]) -> dict[str, Any]:
+    from .. import models
+    from ..backends import BackendUnavailableError, UnsupportedNodeError, get
+    from ..backends.correctness import compare
+    from ..ir.analysis import summarize
+    from .memory import DevicePeak, PhasePeak, rss_bytes
+    from .stats import Policy, measure
+
+    case = job["case"]
+    out: dict[str, Any] = {"status": "ok", "message": ""}
+    backend = get(case["backend_name"])
+    ok, reason = backend.available()
+    if not ok:
+        return {"status": "unsupported", "message": f"backend {case['backend_name']!r} not available: {reason}"}
+
+    graph = models.build(case["model"], batch=case["batch"], image_size=case["image_size"])
+    s = summarize(graph)
+    out["model_info"] = {k: v for k, v in s.to_dict(layers=False).items() if k not in ("model", "input_shape")}
+    out["model_info"]["nodes"] = len(graph.nodes)
+    params = models.init_params(graph, seed=SEED)
+    x = make_input(graph.inputs[next(iter(graph.inputs))].shape)
+    device = backend.device() if hasattr(backend, "device") else "cpu"
+    options = {"dtype": case["dtype"], "threads": case["threads"], **case["options"]}
+
+    baseline = rss_bytes()
+    with PhasePeak() as compile_peak, DevicePeak(device) as compile_dev:
+        t0 = time.perf_counter()
+        try:
+            exe = backend.compile(graph, params, **options)
+        except (UnsupportedNodeError, BackendUnavailableError) as e:
+            return {**out, "status": "unsupported", "message": _one_line(e)}
+        compile_wall = time.perf_counter() - t0
+    out["compile"] = {"compile_s": exe.info.get("compile_s", compile_wall), "wall_s": compile_wall,
+                      "info": _jsonable(exe.info), "fallback_nodes": list(exe.fallback_nodes)}
+
+    policy = Policy(**job["policy"])
+    with PhasePeak() as run_peak, DevicePeak(device) as run_dev:
+        y = exe(x)
+        m = measure(functools.partial(exe, x), policy)
+    y = y[0] if isinstance(y, tuple) else y
+
+    out["timing"] = m.to_dict()
+    median = m.stats.median
+    out["throughput_ips"] = case["batch"] / median
+    out["gflops"] = s.flops / median / 1e9
+    peaks = [p for p in (compile_dev.peak_bytes, run_dev.peak_bytes) if p is not None]
+    out["memory"] = {
+        "rss_baseline_bytes": baseline,
+        "compile_rss_peak_delta_bytes": compile_peak.delta_bytes,
+        "run_rss_peak_delta_bytes": run_peak.delta_bytes,
+        "rss_peak_delta_bytes": max(compile_peak.peak_bytes, run_peak.peak_bytes) - baseline,
+        "method": run_peak.method,
+        "device_peak_bytes": max(peaks) if peaks else None,
+        "static_activation_peak_bytes": s.activation_peak_bytes,
+        "static_param_bytes": s.param_bytes + s.buffer_bytes,
+    }
+    del exe
+
+    cache = Path(job["reference_cache"]) if job.get("reference_cache") else None
+    key = f"{case['model']}@{case['image_size']}-b{case['batch']}-seed{SEED}"
+    ref = reference(graph, params, x, cache, key)
+    accuracy_dtype = out["compile"]["info"].get("accuracy_dtype") or out["compile"]["info"].get("dtype")
+    agreement = compare(np.asarray(y), ref, accuracy_dtype or case["dtype"])
+    out["correctness"] = agreement.to_dict()
+    return out
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    from . import plugins
+
+    started = time.perf_counter()
+    try:
+        plugins.load_all(plugins.from_env())
+        if job["kind"] == "calibrate":
+            from .calibrate import calibrate
+
+            result = {"status": "ok", "calibration": calibrate(job["dtype"], job["threads"])}
+        else:
+            result = run_case(job)
+    except Exception as e:  # the case failed inside Python: record it, the sweep goes on
+        status = "oom" if _is_oom(e) else "error"
+        result = {"status": status, "message": _one_line(e),
+                  "detail": "".join(traceback.format_exception(e)[-12:])}
+    result["worker"] = {"pid": os.getpid(), "wall_s": time.perf_counter() - started,
+                        "thread_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                                      "MKL_NUM_THREADS", "TVM_NUM_THREADS")},
+                        "torch_threads": _torch_threads()}
+    return result
+
+
+def _torch_threads() -> int | None:
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
+
+
+def main(argv: list[str]) -> int:
+    job_path, result_path = Path(argv[0]), Path(argv[1])
+    job = json.loads(job_path.read_text())
+    _die_with_parent(job["parent_pid"])
+    result = run_job(job)
+    tmp = result_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(_jsonable(result), default=str))
+    os.replace(tmp, result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,158 @@
+"""``convbench run -m MODELS -b BACKENDS --batch 1,8 -o results.jsonl``: a benchmark sweep, one child process per
+case, one JSONL line per case (see convbench.bench)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import models
+from ..backends import get, names
+from ..backends.correctness import TOLERANCES
+from ..bench import plugins
+from ..bench.errors import BenchError
+from ..bench.runner import Sweep, default_threads, plan, run_sweep
+from ..bench.schema import Case
+from ..bench.stats import Policy
+from ..cli import UsageError
+from ._common import int_list, split_list
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--models", required=True, help="comma-separated zoo names, or 'all'")
+    p.add_argument("-b", "--backends", default="all",
+                   help="comma-separated backends, each optionally NAME:KEY=VALUE… (e.g. torch:compile=true); "
+                        "'all' = every backend available here (default)")
+    p.add_argument("--batch", default="1", help="batch sizes, e.g. 1,8 (default 1)")
+    p.add_argument("--dtype", default="float32", help=f"comma-separated dtypes ({', '.join(TOLERANCES)})")
+    p.add_argument("--threads", type=int, default=None, help="threads per case (default: physical cores)")
+    p.add_argument("--image-size", default="full",
+                   help="comma-separated input sizes: integers, 'full' (each model's own) or 'small' (reduced)")
+    p.add_argument("--scenario", choices=("latency", "throughput"),
+                   help="latency: batch 1 only (report p90); throughput: only the largest --batch (images/s)")
+    p.add_argument("-o", "--output", default="results.jsonl", help="JSONL file to append to")
+    p.add_argument("--resume", action="store_true", help="complete an interrupted sweep: skip cases already there")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per case before it is killed (600)")
+    p.add_argument("--min-time", type=float, default=0.5, help="timed seconds per case at least (0.5)")
+    p.add_argument("--max-time", type=float, default=5.0, help="timed seconds per case at most (5)")
+    p.add_argument("--target-iqr", type=float, default=0.05, help="stop when IQR/median falls below this (0.05)")
+    p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds per case, after ≥1 call (0.2)")
+    p.add_argument("--backend-module", action="append", default=[], metavar="MODULE_OR_FILE",
+                   help="import this module (dotted name or .py file) to register extra backends; repeatable")
+    p.add_argument("--machine", default=None, help="machine label in the results (default: host name)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def build_sweep(args: argparse.Namespace) -> Sweep:
+    try:
+        plugins.load_all(args.backend_module)
+        model_names = split_list(args.models, models.names(), "model")
+        backends = _backends(args.backends)
+        batches = int_list(args.batch, "--batch")
+        if args.scenario == "latency":
+            batches = [1]
+        elif args.scenario == "throughput":
+            batches = [max(batches)]
+        dtypes = split_list(args.dtype, list(TOLERANCES), "dtype")
+        if args.threads is not None and args.threads < 1:
+            raise UsageError(f"--threads must be ≥ 1, got {args.threads}")
+        if args.timeout <= 0:
+            raise UsageError(f"--timeout must be positive, got {args.timeout}")
+        policy = Policy(warmup_s=args.warmup, min_time_s=args.min_time, max_time_s=args.max_time,
+                        target_iqr_rel=args.target_iqr)
+        sizes = [s.strip() for s in args.image_size.split(",") if s.strip()]
+        cases = plan(model_names, backends, batches, dtypes, sizes, args.threads or default_threads())
+    except (BenchError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    return Sweep(cases, Path(args.output), policy, args.timeout, args.resume, args.overwrite,
+                 tuple(args.backend_module), args.machine)
+
+
+def _backends(value: str) -> list[str]:
+    if value.strip() == "all":
+        chosen = []
+        for name in names():
+            ok, reason = get(name).available()
+            if ok:
+                chosen.append(name)
+            else:
+                print(f"convbench run: skipping backend {name!r}: {reason}", file=sys.stderr)
+        return chosen
+    specs = [v.strip() for v in value.split(",") if v.strip()]
+    if not specs:
+        raise UsageError("no backend given")
+    return specs
+
+
+def run(args: argparse.Namespace) -> int:
+    sweep = build_sweep(args)
+    signal.signal(signal.SIGTERM, _interrupt)
+    progress = _Progress(quiet=args.quiet)
+    try:
+        with progress:
+            counts = run_sweep(sweep, progress.event)
+    except BenchError as e:
+        raise UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        print(f"convbench run: interrupted; {sweep.output} holds every finished case, "
+              f"--resume completes the sweep", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing to do"
+        print(f"convbench run: {summary}; results in {sweep.output}", file=sys.stderr)
+    return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+class _Progress:
+    """A rich progress bar on stderr and one line per finished case (stdout stays clean)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if not self.quiet:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=Console(stderr=True))
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def event(self, kind: str, case: Case | None, data: dict[str, Any] | None) -> None:
+        if self.bar is None:
+            return
+        if kind == "plan" and data:
+            if data["done"]:
+                self.bar.console.print(f"resuming: {data['done']} case(s) already done, {data['todo']} to run")
+            self.task = self.bar.add_task("sweep", total=data["todo"])
+        elif kind == "calibrate" and data:
+            self.bar.update(self.task, description=f"calibrating GEMM peak ({data['dtype']}, {data['threads']} thr)")
+        elif kind == "start" and case is not None:
+            self.bar.update(self.task, description=case.id)
+        elif kind == "done" and case is not None and data is not None:
+            self.bar.console.print(_line(data))
+            self.bar.advance(self.task)
+
+
+def _line(r: dict[str, Any]) -> str:
+    if r["status"] != "ok":
+        return f"[red]{r['status']:>11}[/] {r['case_id']}  {r['message'][:160]}"
+    t = r["timing"]
+    correct = "" if (r.get("correctness") or {}).get("ok") else "  [red]MISMATCH vs float64 reference[/]"
+    return (f"[green]{'ok':>11}[/] {r['case_id']}  median {t['median'] * 1e3:.3f} ms  p90 {t['p90'] * 1e3:.3f} ms  "
+            f"{r['throughput_ips']:.1f} img/s  n={t['n']}{correct}")
