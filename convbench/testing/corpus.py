@@ -1,0 +1,249 @@
+"""The shared op corpus: every registered op, every attribute, and the edge cases backends get wrong.
+
+Shapes have every dimension distinct (N=2, C=3, H=7, W=5 …) so a transposed axis cannot pass by accident.
+Edge cases: 1×1 spatial inputs, kernel = input size, stride > kernel, padding ≥ kernel, ceil_mode remainders
+(including torch's rule that drops a last window starting in the padding), rectangular kernels/strides,
+grouped and depthwise convs, channel counts that are not multiples of a tile (19, 33), broadcasting-free
+variadic ops, and multi-node patterns a lowering may rewrite (conv+BN folding, a conv whose output is also read
+elsewhere so it must not be folded, residual blocks, two graph outputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ..ir import ops as ir_ops
+from ..ir.builder import GraphBuilder
+from ..ir.ops._base import pair
+from ..ir.ops._pool import PoolAttrs
+from ..ir.ops.adaptive_avg_pool2d import AdaptivePoolAttrs
+from ..ir.ops.batch_norm import BatchNormAttrs
+from ..ir.ops.concat import ConcatAttrs
+from ..ir.ops.conv2d import Conv2dAttrs
+from ..ir.ops.dropout import DropoutAttrs
+from ..ir.ops.elu import EluAttrs
+from ..ir.ops.flatten import FlattenAttrs
+from ..ir.ops.leaky_relu import LeakyReluAttrs
+from ..ir.ops.lrn import LrnAttrs
+from ..ir.ops.softmax import SoftmaxAttrs
+from .cases import OpCase, make_case, node_case, pair_tag
+
+X = (2, 3, 7, 5)  # the default activation: N, C, H, W all distinct
+
+
+def conv_case(n: int, c: int, h: int, w: int, o: int, k, stride=1, padding=0, dilation=1, groups: int = 1,
+              bias: bool = True, tag: str = "", prefix: str = "conv2d") -> OpCase:
+    a = Conv2dAttrs(stride, padding, dilation, groups)
+    kh, kw = pair(k, "kernel_size")
+    case_id = (f"{prefix}-k{pair_tag((kh, kw))}-s{pair_tag(a.stride)}-p{pair_tag(a.padding)}"
+               f"-d{pair_tag(a.dilation)}-g{groups}" + ("" if bias else "-nobias") + (f"-{tag}" if tag else ""))
+    params = [("weight", (o, c // groups, kh, kw))] + ([("bias", (o,))] if bias else [])
+    tags = ["dilation"] if a.dilation != (1, 1) else []
+    return node_case(case_id, "conv2d", a, [(n, c, h, w)], params, tags=tags)
+
+
+def pool_case(op: str, shape, k, stride=None, padding=0, dilation=1, ceil_mode=False, count_include_pad=True,
+              tag: str = "", prefix: str = "") -> OpCase:
+    a = PoolAttrs(k, stride, padding, dilation, ceil_mode, count_include_pad)
+    case_id = (f"{prefix or op}-k{pair_tag(a.kernel_size)}-s{pair_tag(a.stride)}-p{pair_tag(a.padding)}"
+               + (f"-d{pair_tag(a.dilation)}" if a.dilation != (1, 1) else "") + ("-ceil" if ceil_mode else "")
+               + ("" if count_include_pad or op != "avg_pool2d" else "-nopad") + (f"-{tag}" if tag else ""))
+    tags = (["ceil_mode"] if ceil_mode else []) + (["dilation"] if a.dilation != (1, 1) else [])
+    return node_case(case_id, op, a, [shape], tags=tags)
+
+
+def _conv_cases() -> list[OpCase]:
+    return [
+        conv_case(2, 3, 7, 5, 4, 3),
+        conv_case(2, 3, 7, 5, 4, 3, padding=1, bias=False),
+        conv_case(2, 3, 7, 5, 4, 1),
+        conv_case(2, 6, 7, 5, 4, 1, stride=2, tag="downsample"),
+        conv_case(2, 3, 9, 7, 4, 3, stride=2, padding=1),
+        conv_case(2, 3, 8, 6, 5, (3, 2), stride=(2, 1), padding=(1, 0), tag="rect"),
+        conv_case(2, 3, 9, 8, 4, 3, dilation=2),
+        conv_case(2, 3, 9, 8, 4, 3, padding=2, dilation=2),
+        conv_case(2, 3, 9, 8, 4, (2, 3), padding=(1, 2), dilation=(3, 2), tag="rect"),
+        conv_case(2, 6, 9, 8, 9, 3, stride=2, padding=1, dilation=2, groups=3),
+        conv_case(2, 4, 7, 5, 6, 3, padding=1, groups=2),
+        conv_case(2, 5, 7, 6, 5, 3, padding=1, groups=5, tag="depthwise"),
+        conv_case(2, 3, 9, 7, 6, 3, stride=2, padding=1, groups=3, tag="depthwise-x2"),
+        conv_case(2, 3, 8, 7, 4, 2, stride=3, tag="stride-gt-kernel"),
+        conv_case(2, 3, 7, 5, 4, (7, 5), tag="kernel-eq-input"),
+        conv_case(2, 3, 1, 1, 4, 1, tag="in1x1"),
+        conv_case(2, 3, 1, 1, 4, 3, padding=1, tag="in1x1"),
+        conv_case(2, 3, 6, 5, 4, 2, padding=3, tag="pad-gt-kernel"),
+        conv_case(1, 3, 13, 11, 5, 7, stride=2, padding=3, bias=False, tag="stem"),
+        conv_case(2, 19, 6, 10, 33, 3, padding=1, tag="wide"),
+        conv_case(2, 8, 17, 15, 16, 3, padding=1, tag="large"),
+    ]
+
+
+def _pool_cases() -> list[OpCase]:
+    out = []
+    for op in ("max_pool2d", "avg_pool2d"):
+        out += [
+            pool_case(op, (2, 3, 8, 6), 2),
+            pool_case(op, (2, 3, 9, 7), 3, 2, 1),
+            pool_case(op, (2, 3, 8, 6), 3, 2, ceil_mode=True),
+            pool_case(op, (2, 3, 5, 4), 2, 2, 1, ceil_mode=True, tag="drop-last"),  # H: last window in padding
+            pool_case(op, (2, 3, 7, 5), 3, 1, 1, ceil_mode=True),
+            pool_case(op, (2, 3, 8, 6), (3, 2), (2, 1), (1, 0), tag="rect"),
+            pool_case(op, (2, 3, 8, 7), 2, 3, tag="stride-gt-kernel"),
+            pool_case(op, (2, 3, 7, 5), (7, 5), tag="kernel-eq-input"),
+            pool_case(op, (2, 3, 1, 1), 1, tag="in1x1"),
+            pool_case(op, (2, 4, 3, 5), 2, 2, ceil_mode=True, tag="odd"),
+        ]
+    out += [
+        pool_case("max_pool2d", (2, 3, 9, 8), 3, 1, dilation=2),
+        pool_case("max_pool2d", (2, 3, 9, 8), 3, 2, 1, dilation=(2, 1), ceil_mode=True),
+        pool_case("avg_pool2d", (2, 3, 9, 7), 3, 2, 1, count_include_pad=False),
+        pool_case("avg_pool2d", (2, 3, 8, 6), 3, 2, 1, ceil_mode=True, count_include_pad=False),
+        pool_case("avg_pool2d", (2, 3, 5, 4), 2, 2, 1, ceil_mode=True, count_include_pad=False, tag="drop-last"),
+    ]
+    return out
+
+
+def _adaptive_cases() -> list[OpCase]:
+    def case(shape, size, tag=""):
+        a = AdaptivePoolAttrs(size)
+        return node_case(f"adaptive_avg_pool2d-o{pair_tag(a.output_size)}" + (f"-{tag}" if tag else ""),
+                         "adaptive_avg_pool2d", a, [shape])
+
+    return [case(X, 1), case(X, (2, 3), "uneven"), case((2, 3, 6, 4), (3, 2), "even"),
+            case((2, 3, 1, 4), (6, 5), "upsample"), case((2, 3, 1, 1), 1, "in1x1")]
+
+
+def _linear_cases() -> list[OpCase]:
+    def case(x, out, bias=True, tag=""):
+        params = [("weight", (out, x[-1]))] + ([("bias", (out,))] if bias else [])
+        return node_case(f"linear-{'x'.join(map(str, x))}-o{out}" + ("" if bias else "-nobias")
+                         + (f"-{tag}" if tag else ""), "linear", None, [x], params)
+
+    return [case((2, 7), 5), case((2, 7), 5, bias=False), case((1, 9), 3), case((2, 3, 7), 5, tag="rank3"),
+            case((3, 67), 33, tag="wide")]
+
+
+def _elementwise_cases() -> list[OpCase]:
+    def case(op, attrs, shape=X, tag="", scale=1.0):
+        return node_case(f"{op}-{'x'.join(map(str, shape))}" + (f"-{tag}" if tag else ""), op, attrs, [shape],
+                         scale=scale)
+
+    return [
+        case("relu", None), case("relu", None, (3, 10)), case("relu6", None, X, "wide", scale=8.0),
+        case("leaky_relu", LeakyReluAttrs()), case("leaky_relu", LeakyReluAttrs(0.2), (3, 10), "slope0.2"),
+        case("sigmoid", None), case("sigmoid", None, (3, 10), "wide", scale=20.0),
+        case("tanh", None), case("tanh", None, (3, 10), "wide", scale=20.0),
+        case("elu", EluAttrs()), case("elu", EluAttrs(0.5), (3, 10), "alpha0.5", scale=3.0),
+        case("dropout", DropoutAttrs(0.5)), case("dropout", DropoutAttrs(0.2), (3, 10), "p0.2"),
+        case("softmax", SoftmaxAttrs(1), (3, 10)), case("softmax", SoftmaxAttrs(1), X, "axis1"),
+        case("softmax", SoftmaxAttrs(-1), X, "axis-1"), case("softmax", SoftmaxAttrs(0), (3, 10), "axis0"),
+        case("softmax", SoftmaxAttrs(1), (3, 10), "large", scale=50.0),
+        case("flatten", FlattenAttrs(1)), case("flatten", FlattenAttrs(2), X, "start2"),
+        case("flatten", FlattenAttrs(0), X, "start0"), case("flatten", FlattenAttrs(3), X, "start3"),
+    ]
+
+
+def _norm_cases() -> list[OpCase]:
+    def bn(shape, eps, tag=""):
+        c = shape[1]
+        roles = [(r, (c,)) for r in ("weight", "bias", "running_mean", "running_var")]
+        return node_case(f"batch_norm-{'x'.join(map(str, shape))}" + (f"-{tag}" if tag else ""), "batch_norm",
+                         BatchNormAttrs(eps), [shape], roles)
+
+    def lrn(shape, attrs, tag=""):
+        return node_case(f"lrn-n{attrs.size}-{'x'.join(map(str, shape))}" + (f"-{tag}" if tag else ""), "lrn",
+                         attrs, [shape])
+
+    return [bn(X, 1e-5), bn((4, 6), 1e-3, "eps1e-3"), bn((2, 5, 1, 1), 1e-5, "in1x1"),
+            lrn((2, 7, 5, 4), LrnAttrs()), lrn((2, 6, 5, 4), LrnAttrs(3)), lrn((2, 5, 4, 3), LrnAttrs(2), "even"),
+            lrn(X, LrnAttrs(7), "size-gt-c"), lrn((2, 8, 3, 5), LrnAttrs(4, 1e-3, 0.5, 1.0), "attrs")]
+
+
+def _variadic_cases() -> list[OpCase]:
+    def add(shapes, tag=""):
+        return node_case(f"add-{len(shapes)}x-{'x'.join(map(str, shapes[0]))}" + (f"-{tag}" if tag else ""),
+                         "add", None, shapes)
+
+    def cat(shapes, axis, tag=""):
+        return node_case(f"concat-axis{axis}-{len(shapes)}in" + (f"-{tag}" if tag else ""), "concat",
+                         ConcatAttrs(axis), shapes)
+
+    return [add([X, X]), add([X, X, X]), add([(3, 10), (3, 10)]),
+            cat([X, (2, 4, 7, 5)], 1), cat([(2, 1, 7, 5), X, (2, 6, 7, 5)], 1), cat([X, (2, 3, 7, 4)], -1),
+            cat([X, (1, 3, 7, 5)], 0), cat([X], 1, "single")]
+
+
+# -- multi-node patterns ----------------------------------------------------------------------------------------
+
+def _pattern(name: str, shape: tuple[int, ...], body: Callable[[GraphBuilder, str], str | tuple[str, ...]],
+             tags: Iterable[str] = ()) -> OpCase:
+    b = GraphBuilder(f"pattern-{name}", shape, input_name="x")
+    return make_case(f"pattern-{name}", b.build(body(b, b.input)), tags=tags)
+
+
+def _patterns() -> list[OpCase]:
+    def conv_bn(b, x, bias=False, stride=1):
+        return b.batch_norm(b.conv2d(x, 4, 3, stride=stride, padding=1, bias=bias, name="conv"), name="bn")
+
+    def shared(b, x):  # the conv output has a second reader: folding BN into it would change that reader
+        y = b.conv2d(x, 4, 3, padding=1, name="conv")
+        return b.add(b.batch_norm(y, name="bn"), y, name="add")
+
+    def residual(b, x):
+        y = b.relu(b.batch_norm(b.conv2d(x, 3, 3, padding=1, bias=False, name="conv1"), name="bn1"))
+        y = b.batch_norm(b.conv2d(y, 3, 3, padding=1, bias=False, name="conv2"), name="bn2")
+        return b.relu(b.add(y, x, name="add"))
+
+    def downsample(b, x):
+        y = b.relu(conv_bn(b, x, stride=2))
+        skip = b.batch_norm(b.conv2d(x, 4, 1, stride=2, bias=False, name="down"), name="down_bn")
+        return b.relu(b.add(y, skip))
+
+    def inception(b, x):
+        b1 = b.relu(b.conv2d(x, 2, 1, name="b1"))
+        b2 = b.relu(b.conv2d(b.relu(b.conv2d(x, 4, 1, name="b2r")), 5, 3, padding=1, name="b2"))
+        b3 = b.conv2d(b.max_pool2d(x, 3, 1, 1, ceil_mode=True), 6, 1, name="b3")
+        return b.concat([b1, b2, b3])
+
+    def classifier(b, x):
+        y = b.relu(b.conv2d(x, 4, 3, padding=1, name="conv"))
+        y = b.flatten(b.adaptive_avg_pool2d(y, (2, 3)))
+        return b.softmax(b.linear(b.dropout(y), 5, name="fc"))
+
+    def conv_flatten(b, x):  # flatten straight after a conv: channels_last layouts must flatten in NCHW order
+        return b.linear(b.flatten(b.relu(b.conv2d(x, 4, 3, name="conv"))), 6, name="fc")
+
+    def two_outputs(b, x):
+        y = b.conv2d(x, 4, 3, padding=1, name="conv")
+        return y, b.relu(b.batch_norm(y, name="bn"))
+
+    return [
+        _pattern("conv-bn", X, conv_bn),
+        _pattern("conv-bias-bn-relu", X, lambda b, x: b.relu(conv_bn(b, x, bias=True))),
+        _pattern("conv-bn-shared", X, shared),
+        _pattern("bn-relu-conv", X, lambda b, x: b.conv2d(b.relu(b.batch_norm(x, name="bn")), 4, 3, name="conv")),
+        _pattern("linear-bn", (2, 7), lambda b, x: b.batch_norm(b.linear(x, 5, name="fc"), name="bn")),
+        _pattern("residual", X, residual),
+        _pattern("downsample", (2, 3, 9, 8), downsample),
+        _pattern("inception", X, inception),
+        _pattern("classifier", X, classifier),
+        _pattern("conv-flatten", X, conv_flatten),
+        _pattern("two-outputs", X, two_outputs),
+    ]
+
+
+def op_cases(ops: Iterable[str] | None = None) -> list[OpCase]:
+    """The corpus. With ``ops``, only the cases whose every node is one of those ops (unknown names raise)."""
+    cases = (_conv_cases() + _pool_cases() + _adaptive_cases() + _linear_cases() + _elementwise_cases()
+             + _norm_cases() + _variadic_cases() + _patterns())
+    seen: set[str] = set()
+    for c in cases:
+        if c.id in seen:
+            raise AssertionError(f"duplicate op case id {c.id!r}")
+        seen.add(c.id)
+    if ops is None:
+        return cases
+    wanted = set(ops)
+    for name in wanted:
+        ir_ops.get(name)  # UnknownOpError lists the known ops
+    return [c for c in cases if c.ops <= wanted]
