@@ -62,6 +62,8 @@ from . import (  # noqa: E402  (the modules import the helpers above)
     dropout,
     elu,
     flatten,
+    fused_conv2d,
+    fused_linear,
     leaky_relu,
     linear,
     lrn,
@@ -74,7 +76,8 @@ from . import (  # noqa: E402  (the modules import the helpers above)
 )
 
 for _module in (conv2d, max_pool2d, avg_pool2d, adaptive_avg_pool2d, linear, relu, leaky_relu, sigmoid, tanh,
-                elu, softmax, batch_norm, lrn, add, concat, flatten, dropout, relu6):
+                elu, softmax, batch_norm, lrn, add, concat, flatten, dropout, fused_conv2d, fused_linear,
+                relu6):
     register(_module.OP)
 
 __all__ = ["NoAttrs", "OpDef", "get", "infer_node", "names", "register"]

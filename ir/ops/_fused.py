@@ -1,0 +1,65 @@
+"""The epilogue fused ops share: ``activation(y + residual)`` applied to a freshly computed conv/linear output.
+
+A fused node stands for the composition conv/linear → (+ residual) → activation that `passes.fuse` found in a
+graph. Its reference *is* that composition, in the same order and with the same NumPy operations, so a fused
+graph gives bitwise the results of the unfused one on the reference backend; a backend that lowers it as one
+kernel saves the memory round trips, not arithmetic (FLOPs are the sum of the parts).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import IRError, ShapeError
+from ..graph import TensorType
+from . import relu, sigmoid, tanh
+from ._base import NoAttrs, OpDef, Types
+
+# Activations a fused node may end with: the attribute-free elementwise ops.
+ACTIVATIONS: dict[str, OpDef] = {op.name: op for op in (relu.OP, sigmoid.OP, tanh.OP)}
+
+
+def check_activation(activation: str | None) -> None:
+    if activation is not None and activation not in ACTIVATIONS:
+        raise IRError(f"fused op: activation must be None or one of {sorted(ACTIVATIONS)}, got {activation!r}")
+
+
+def check_arity(ins: Types, bias: bool, residual: bool, op: str) -> None:
+    """The inputs are (x, weight[, bias][, residual]); which optional ones are present is in the attrs."""
+    want = 2 + bias + residual
+    if len(ins) != want:
+        raise ShapeError(f"{op} with bias={bias}, residual={residual} takes {want} inputs, got {len(ins)}")
+
+
+def check_residual(out: TensorType, ins: Types, residual: bool) -> None:
+    if residual and ins[-1].shape != out.shape:
+        raise ShapeError(f"residual must have the output's shape {out.shape}, got {ins[-1].shape}")
+
+
+def split(args: tuple[np.ndarray, ...], bias: bool, residual: bool):
+    """(x, weight, bias or None, residual or None) from a fused node's positional arguments."""
+    x, w = args[0], args[1]
+    b = args[2] if bias else None
+    r = args[-1] if residual else None
+    return x, w, b, r
+
+
+def epilogue(y: np.ndarray, residual: np.ndarray | None, activation: str | None) -> np.ndarray:
+    """activation(y + residual), in place on ``y`` (a fresh array the caller owns).
+
+    ``y += r`` is what add's reference computes (y + r, one rounding per element) and relu runs with ``out=``,
+    so the result matches the unfused graph bit for bit.
+    """
+    if residual is not None:
+        y += residual
+    if activation == "relu":
+        return np.maximum(y, 0, out=y)
+    if activation is not None:
+        return ACTIVATIONS[activation].reference(NoAttrs(), y)
+    return y
+
+
+def epilogue_flops(out: TensorType, residual: bool, activation: str | None) -> int:
+    """FLOPs the epilogue adds: one per element for the residual add, plus the activation's own rule."""
+    act = ACTIVATIONS[activation].flops(NoAttrs(), [out], out) if activation is not None else 0
+    return (out.numel if residual else 0) + act

@@ -1,0 +1,48 @@
+"""Constant folding: a node that reads only parameters (or values folded before it) is evaluated once, at
+compile time, and becomes a parameter named like the node — so its readers need no change.
+
+The evaluation runs the op's reference in float64 and stores the result in the dtype of the arrays it read
+(one rounding, like the folded weights of fold_batch_norm; the oracle's float64 parameters stay float64).
+Graph outputs are not folded: an output stays a value the graph computes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .. import ops
+from ..errors import IRError
+from ..graph import Graph, Node, TensorType
+from ._rewrite import matching_arrays, rebuild
+
+
+def is_constant(graph: Graph, node: Node, constants: set[str]) -> bool:
+    return node.name not in graph.outputs and all(i in graph.params or i in constants for i in node.inputs)
+
+
+def fold_constants(graph: Graph, params: Mapping[str, np.ndarray]) -> tuple[Graph, dict[str, np.ndarray]]:
+    """Evaluate constant nodes into parameters; the graph keeps the rest, the parameters dict grows."""
+    arrays = matching_arrays(graph, params)
+    folded: dict[str, np.ndarray] = {}
+    for node in graph.nodes:
+        if not is_constant(graph, node, set(folded)):
+            continue
+        args = [folded[i] if i in folded else _param(arrays, node, i) for i in node.inputs]
+        value = ops.get(node.op).reference(node.attrs, *(np.asarray(a, dtype=np.float64) for a in args))
+        folded[node.name] = np.ascontiguousarray(value, dtype=np.result_type(*args))
+    if not folded:
+        return graph, arrays
+    nodes = [n for n in graph.nodes if n.name not in folded]
+    types: dict[str, TensorType] = {**graph.params, **{k: graph.types[k] for k in folded}}
+    new = rebuild(graph, nodes, params=types)
+    arrays.update(folded)
+    return new, {k: arrays[k] for k in new.params}
+
+
+def _param(arrays: Mapping[str, np.ndarray], node: Node, name: str) -> np.ndarray:
+    if name not in arrays:
+        raise IRError(f"fold_constants: node {node.name!r} ({node.op}) reads parameter {name!r}, "
+                      f"which is missing from the parameters given")
+    return arrays[name]
