@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "models": "Zoo: name, input shape, layers, params, MACs, FLOPs.",
     "summary": "Per-layer table of one model (or a graph JSON file).",
     "run": "Benchmark sweep: one isolated process per case, results appended to a JSONL file.",
+    "report": "Report from results files: report.md, a self-contained index.html and PNG plots.",
+    "compare": "Regressions between two results files (ratio of medians + Mann-Whitney U); exit 1 if any.",
 }
 
 

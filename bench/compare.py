@@ -1,0 +1,149 @@
+"""Regression detection between two results files (asv's rule): per matching case, the ratio of medians
+new/base and a Mann-Whitney U test on the raw samples. A regression is ratio > factor with p < alpha; a case
+that ran before and now fails, or now disagrees with the reference, is a regression too.
+
+Mann-Whitney cannot reach a small p with few samples (with 3 against 3 the smallest two-sided p is 0.1), so
+a slow-down on too few samples is reported as "inconclusive", not silently as "same".
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .machine import label
+
+REGRESSIONS = ("regression", "broken", "wrong result")
+
+
+@dataclass(frozen=True)
+class Row:
+    case_id: str
+    verdict: str
+    base_median_s: float | None
+    new_median_s: float | None
+    ratio: float | None
+    p_value: float | None
+    base_n: int
+    new_n: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    rows: tuple[Row, ...]
+    warnings: tuple[str, ...]
+    factor: float
+    alpha: float
+
+    @property
+    def regressions(self) -> list[Row]:
+        return [r for r in self.rows if r.verdict in REGRESSIONS]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"factor": self.factor, "alpha": self.alpha, "warnings": list(self.warnings),
+                "regressions": len(self.regressions), "rows": [asdict(r) for r in self.rows]}
+
+    def to_markdown(self) -> str:
+        import pandas as pd
+
+        lines = [f"> warning: {w}" for w in self.warnings]
+        df = pd.DataFrame([{
+            "case": r.case_id, "verdict": r.verdict,
+            "base median ms": _ms(r.base_median_s), "new median ms": _ms(r.new_median_s),
+            "new/base": "" if r.ratio is None else f"{r.ratio:.3f}",
+            "p (Mann-Whitney)": "" if r.p_value is None else f"{r.p_value:.2g}",
+            "n base/new": f"{r.base_n}/{r.new_n}", "note": r.note,
+        } for r in self.rows])
+        lines.append(df.to_markdown(index=False) if len(df) else "(no cases)")
+        lines.append(f"\n{len(self.regressions)} regression(s) (ratio > {self.factor:g} with p < {self.alpha:g}, "
+                     f"or a case that broke)")
+        return "\n".join(lines)
+
+
+def _ms(s: float | None) -> str:
+    return "" if s is None else f"{s * 1e3:.4g}"
+
+
+def by_case(records: Sequence[dict[str, Any]], source: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["case_id"] in out:
+            warnings.warn(f"{source}: case {r['case_id']} appears more than once; using the last", stacklevel=2)
+        out[r["case_id"]] = r
+    return out
+
+
+def min_p_value(n1: int, n2: int) -> float:
+    """The smallest two-sided p an exact Mann-Whitney test can give for these sample counts."""
+    return min(1.0, 2 / math.comb(n1 + n2, n1)) if n1 and n2 else 1.0
+
+
+def machine_warnings(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> list[str]:
+    out = []
+    b_machines = {r["machine"]["machine_id"]: r["machine"] for r in base if "machine" in r}
+    n_machines = {r["machine"]["machine_id"]: r["machine"] for r in new if "machine" in r}
+    if set(b_machines) != set(n_machines):
+        out.append("the files come from different machines (base: "
+                   + "; ".join(map(label, b_machines.values())) + " — new: "
+                   + "; ".join(map(label, n_machines.values())) + "): ratios mix hardware with code changes")
+    for key in ("versions", "git_commit"):
+        b = {repr(m.get(key)) for m in b_machines.values()}
+        n = {repr(m.get(key)) for m in n_machines.values()}
+        if b != n:
+            out.append(f"{key} differ: base {', '.join(sorted(b))} — new {', '.join(sorted(n))}")
+    return out
+
+
+def compare_records(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], factor: float = 1.1,
+                    alpha: float = 0.01) -> Comparison:
+    from scipy.stats import mannwhitneyu
+
+    if factor < 1:
+        raise ValueError(f"factor must be ≥ 1, got {factor}")
+    b_cases, n_cases = by_case(base, "base"), by_case(new, "new")
+    rows = []
+    for cid in [*b_cases, *(c for c in n_cases if c not in b_cases)]:
+        b, n = b_cases.get(cid), n_cases.get(cid)
+        if b is None or n is None:
+            rows.append(Row(cid, "only in new" if b is None else "only in base", _median(b), _median(n), None,
+                            None, _n(b), _n(n)))
+            continue
+        if b["status"] != "ok" or n["status"] != "ok":
+            verdict = ("both failed" if b["status"] != "ok" and n["status"] != "ok"
+                       else "broken" if b["status"] == "ok" else "fixed")
+            note = f"base {b['status']}, new {n['status']}: {n.get('message') or b.get('message')}"[:200]
+            rows.append(Row(cid, verdict, _median(b), _median(n), None, None, _n(b), _n(n), note))
+            continue
+        bs, ns = b["timing"]["samples"], n["timing"]["samples"]
+        ratio = n["timing"]["median"] / b["timing"]["median"]
+        p = float(mannwhitneyu(ns, bs, alternative="two-sided").pvalue)
+        note, verdict = "", "same"
+        if _correct(b) and not _correct(n):
+            verdict, note = "wrong result", (n.get("correctness") or {}).get("reason", "")
+        elif ratio > factor and p < alpha:
+            verdict = "regression"
+        elif ratio < 1 / factor and p < alpha:
+            verdict = "improvement"
+        elif (ratio > factor or ratio < 1 / factor) and min_p_value(len(bs), len(ns)) >= alpha:
+            verdict, note = "inconclusive", f"too few samples for p < {alpha:g}"
+        elif ratio > factor or ratio < 1 / factor:
+            verdict, note = "same", f"ratio beyond {factor:g} but p = {p:.2g} ≥ {alpha:g}"
+        rows.append(Row(cid, verdict, b["timing"]["median"], n["timing"]["median"], ratio, p, len(bs), len(ns),
+                        note))
+    return Comparison(tuple(rows), tuple(machine_warnings(base, new)), factor, alpha)
+
+
+def _median(r: dict[str, Any] | None) -> float | None:
+    return r["timing"]["median"] if r and r.get("status") == "ok" else None
+
+
+def _n(r: dict[str, Any] | None) -> int:
+    return len(r["timing"]["samples"]) if r and r.get("status") == "ok" else 0
+
+
+def _correct(r: dict[str, Any]) -> bool:
+    return bool((r.get("correctness") or {}).get("ok"))

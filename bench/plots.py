@@ -1,0 +1,173 @@
+"""The report's plots (matplotlib, Agg): one PNG each, one row of panels per machine, one colour per backend
+throughout. ``make_all`` returns {file name: caption} for the report to embed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+MARKERS = "osD^v<>pP*hX"
+
+
+def _colors(backends: list[str]) -> dict[str, tuple]:
+    cmap = plt.get_cmap("tab10")
+    return {b: cmap(i % 10) for i, b in enumerate(backends)}
+
+
+def _panels(df: pd.DataFrame, height: float, width: float = 11.0):
+    machines = list(dict.fromkeys(df.machine_id))
+    fig, axes = plt.subplots(len(machines), 1, figsize=(width, height * len(machines)), squeeze=False)
+    return fig, [(axes[i][0], df[df.machine_id == m], m) for i, m in enumerate(machines)]
+
+
+def _title(ax, sub: pd.DataFrame, text: str) -> None:
+    ax.set_title(f"{text} — {sub.machine.iloc[0]}", fontsize=10)
+
+
+def _grouped_bars(ax, sub: pd.DataFrame, value: str, colors: dict[str, tuple], backends: list[str]) -> list[str]:
+    cats = list(dict.fromkeys(f"{r.workload} b{r.batch} {r.dtype}" for r in sub.sort_values(
+        ["model", "image_size", "batch", "dtype"]).itertuples()))
+    width = 0.8 / max(1, len(backends))
+    for k, b in enumerate(backends):
+        rows = sub[sub.backend == b]
+        values = {f"{r.workload} b{r.batch} {r.dtype}": getattr(r, value) for r in rows.itertuples()}
+        ys = [values.get(c) for c in cats]
+        xs = [i + (k - (len(backends) - 1) / 2) * width for i in range(len(cats))]
+        ax.bar(xs, [np.nan if y is None or pd.isna(y) else float(y) for y in ys], width, label=b, color=colors[b])
+    ax.set_xticks(range(len(cats)), cats, rotation=35, ha="right", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return cats
+
+
+def throughput(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
+    ok = df[df.status == "ok"]
+    fig, panels = _panels(ok, 4.5)
+    for ax, sub, _ in panels:
+        _grouped_bars(ax, sub, "throughput_ips", colors, [b for b in colors if b in set(sub.backend)])
+        ax.set_yscale("log")
+        ax.set_ylabel("images / s (log)")
+        _title(ax, sub, "Throughput")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def speedup(df: pd.DataFrame, path: Path, colors: dict[str, tuple], reference: str) -> None:
+    ok = df[(df.status == "ok") & df.speedup.notna()]
+    fig, panels = _panels(ok, 4.5)
+    for ax, sub, _ in panels:
+        _grouped_bars(ax, sub, "speedup", colors, [b for b in colors if b in set(sub.backend)])
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_ylabel(f"speed-up over {reference} (log)")
+        _title(ax, sub, f"Speed-up against the {reference} reference, same machine and case")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def latency(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
+    ok = df[(df.status == "ok") & (df.samples.map(len) > 0)].sort_values(
+        ["machine_id", "model", "image_size", "batch", "dtype", "backend"])
+    n_max = max(1, int(ok.groupby("machine_id").size().max()) if len(ok) else 1)
+    fig, panels = _panels(ok, max(2.5, 0.28 * n_max + 1))
+    for ax, sub, _ in panels:
+        data = [np.asarray(s) * 1e3 for s in sub.samples]
+        box = ax.boxplot(data, vert=False, whis=(1, 99), showfliers=False, patch_artist=True, widths=0.6)
+        for patch, b in zip(box["boxes"], sub.backend, strict=True):
+            patch.set_facecolor(colors[b])
+        ax.scatter(sub.p99_s * 1e3, range(1, len(sub) + 1), marker="|", color="black", s=60, label="p99")
+        ax.set_yticks(range(1, len(sub) + 1),
+                      [f"{r.workload} b{r.batch} {r.dtype} {r.backend}" for r in sub.itertuples()], fontsize=7)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("latency per call, ms (log); box = quartiles, whiskers = p1–p99")
+        ax.grid(axis="x", alpha=0.3)
+        _title(ax, sub, "Latency distributions (raw samples)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def memory(df: pd.DataFrame, path: Path) -> None:
+    ok = df[df.status == "ok"].sort_values(["machine_id", "model", "image_size", "batch", "dtype", "backend"])
+    fig, panels = _panels(ok, 4.5)
+    series = [("static: params", "static_params", "#bbbbbb"),
+              ("static: activation peak", "static_activation_peak", "#888888"),
+              ("measured: compile RSS Δ", "rss_compile_delta", "#1f77b4"),
+              ("measured: run RSS Δ", "rss_run_delta", "#d62728")]
+    for ax, sub, _ in panels:
+        labels = [f"{r.workload} b{r.batch} {r.dtype} {r.backend}" for r in sub.itertuples()]
+        width = 0.2
+        for k, (name, col, color) in enumerate(series):
+            ys = sub[col].astype(float).to_numpy() / 2**20
+            ax.bar(np.arange(len(sub)) + (k - 1.5) * width, np.maximum(ys, 1e-3), width, label=name, color=color)
+        ax.set_xticks(range(len(sub)), labels, rotation=40, ha="right", fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("MiB (log)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+        _title(ax, sub, "Memory: static (IR) and measured (peak RSS above baseline)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def roofline(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
+    ok = df[(df.status == "ok") & df.gflops.notna()]
+    fig, panels = _panels(ok, 5.5, 9.0)
+    models = list(dict.fromkeys(ok.model))
+    for ax, sub, _ in panels:
+        peak, bw = sub.gemm_gflops.max(), sub.bandwidth_gbs.max()
+        lo, hi = max(1e-2, float(sub.intensity.min()) / 3), float(sub.intensity.max()) * 3
+        ai = np.logspace(np.log10(lo), np.log10(hi), 200)
+        if pd.notna(peak) and pd.notna(bw):
+            ax.plot(ai, np.minimum(peak, bw * ai), color="black", lw=1.2,
+                    label=f"roof: GEMM {peak:.0f} GFLOP/s, copy {bw:.1f} GB/s")
+        for r in sub.itertuples():
+            ax.scatter(r.intensity, r.gflops, color=colors[r.backend], marker=MARKERS[models.index(r.model) % 12],
+                       s=20 + 8 * np.log2(r.batch), edgecolors="black", linewidths=0.4)
+        for b in dict.fromkeys(sub.backend):
+            ax.scatter([], [], color=colors[b], label=b)
+        for m in dict.fromkeys(sub.model):
+            ax.scatter([], [], color="white", edgecolors="black", marker=MARKERS[models.index(m) % 12], label=m)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("arithmetic intensity, FLOP / byte (params read once, activations written + read once)")
+        ax.set_ylabel("achieved GFLOP/s (log)")
+        ax.grid(which="both", alpha=0.2)
+        ax.legend(fontsize=7, loc="lower right")
+        _title(ax, sub, "Roofline (marker size grows with batch)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def make_all(df: pd.DataFrame, out: Path, reference: str = "numpy") -> dict[str, str]:
+    """Draw every plot the data supports into ``out``; returns {file: caption}."""
+    colors = _colors(sorted(dict.fromkeys(df.backend), key=lambda b: (b != reference, b)))
+    ok = df[df.status == "ok"]
+    figures: dict[str, str] = {}
+    if ok.empty:
+        return figures
+    throughput(df, out / "throughput.png", colors)
+    figures["throughput.png"] = "Throughput by model and backend (images/s)"
+    if ok.speedup.notna().any():
+        speedup(df, out / "speedup.png", colors, reference)
+        figures["speedup.png"] = f"Speed-up against the {reference} reference"
+    latency(df, out / "latency.png", colors)
+    figures["latency.png"] = "Latency distributions"
+    memory(df, out / "memory.png")
+    figures["memory.png"] = "Memory: static and measured"
+    roofline(df, out / "roofline.png", colors)
+    figures["roofline.png"] = "Roofline: achieved GFLOP/s against the measured GEMM peak and copy bandwidth"
+    return figures

@@ -1,0 +1,230 @@
+"""Reports: results JSONL files → pandas tables → ``report.md``, a self-contained ``index.html`` (plots embedded
+as data URIs) and the plots as PNGs. Several files from several machines merge into one report; every table
+and plot is grouped by machine, and speed-ups are only ever taken against the reference on the same machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from . import lecture, plots
+from .errors import BenchError
+from .machine import label
+from .schema import read_records
+
+REFERENCE = "numpy"
+_ITEMSIZE_VS_F32 = {"float64": 2.0, "float32": 1.0, "tf32": 1.0, "float16": 0.5, "bfloat16": 0.5}
+
+
+def load(paths: Sequence[str | os.PathLike]) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """One row per case (the last record of a case per machine wins), and the machines by id."""
+    rows, machines = [], {}
+    for path in paths:
+        for r in read_records(path):
+            m = r.get("machine", {})
+            machines[m.get("machine_id", "?")] = m
+            rows.append(_flatten(r, str(path)))
+    if not rows:
+        raise BenchError(f"no results in {', '.join(map(str, paths))}")
+    df = pd.DataFrame(rows)
+    dup = df.duplicated(["machine_id", "case_id"], keep="last")
+    if dup.any():
+        warnings.warn(f"{int(dup.sum())} case(s) appear more than once on one machine; the last result is used",
+                      stacklevel=2)
+        df = df[~dup]
+    return _derive(df.reset_index(drop=True)), machines
+
+
+def _flatten(r: dict, source: str) -> dict:
+    c, t = r["case"], r.get("timing") or {}
+    mem, info, corr = r.get("memory") or {}, r.get("model_info") or {}, r.get("correctness") or {}
+    calib, m = r.get("calibration") or {}, r.get("machine") or {}
+    return {
+        "source": source, "machine_id": m.get("machine_id", "?"), "machine": label(m) if m else "?",
+        "case_id": r["case_id"], "model": c["model"], "image_size": c["image_size"], "backend": c["backend"],
+        "backend_name": c.get("backend_name", c["backend"]), "batch": c["batch"], "dtype": c["dtype"],
+        "threads": c["threads"], "status": r["status"], "message": r.get("message", ""),
+        "median_s": t.get("median"), "min_s": t.get("min"), "mean_s": t.get("mean"), "p90_s": t.get("p90"),
+        "p99_s": t.get("p99"), "iqr_rel": t.get("iqr_rel"), "n": t.get("n"), "converged": t.get("converged"),
+        "samples": t.get("samples") or [], "throughput_ips": r.get("throughput_ips"), "gflops": r.get("gflops"),
+        "peak_fraction": r.get("peak_fraction"), "compile_s": (r.get("compile") or {}).get("compile_s"),
+        "fallback_nodes": len((r.get("compile") or {}).get("fallback_nodes") or []),
+        "rss_run_delta": mem.get("run_rss_peak_delta_bytes"),
+        "rss_compile_delta": mem.get("compile_rss_peak_delta_bytes"),
+        "device_peak": mem.get("device_peak_bytes"), "static_activation_peak": mem.get("static_activation_peak_bytes"),
+        "static_params": mem.get("static_param_bytes"), "correct": corr.get("ok"), "max_abs": corr.get("max_abs"),
+        "max_rel": corr.get("max_rel"), "top1": corr.get("top1"), "macs": info.get("macs"), "flops": info.get("flops"),
+        "params": info.get("params"), "param_bytes": info.get("param_bytes"),
+        "activation_sum_bytes": info.get("activation_sum_bytes"), "gemm_gflops": calib.get("gemm_gflops"),
+        "gemm_source": calib.get("gemm_source"), "bandwidth_gbs": calib.get("bandwidth_gbs"),
+    }
+
+
+def _derive(df: pd.DataFrame) -> pd.DataFrame:
+    df["workload"] = df.model + "@" + df.image_size.astype(str)
+    # Minimum memory traffic of a whole forward pass: every parameter read once, every activation written once
+    # and read once. FLOPs over that is the model's arithmetic intensity on the roofline.
+    scale = df.dtype.map(_ITEMSIZE_VS_F32).fillna(1.0)
+    traffic = (df.param_bytes.astype(float) + 2 * df.activation_sum_bytes.astype(float)) * scale
+    df["intensity"] = df.flops.astype(float) / traffic
+    keys = ["machine_id", "model", "image_size", "batch", "threads"]
+    ref = df[(df.backend == REFERENCE) & (df.status == "ok")]
+    same = ref.set_index([*keys, "dtype"]).median_s
+    f32 = ref[ref.dtype == "float32"].set_index(keys).median_s
+    speedups = []
+    for row in df.itertuples():
+        base = same.get((row.machine_id, row.model, row.image_size, row.batch, row.threads, row.dtype))
+        if base is None:
+            base = f32.get((row.machine_id, row.model, row.image_size, row.batch, row.threads))
+        speedups.append(base / row.median_s if base is not None and row.status == "ok" else None)
+    df["speedup"] = pd.array(speedups, dtype="Float64")
+    return df
+
+
+def _fmt(v: object, spec: str, scale: float = 1.0) -> str:
+    return "—" if v is None or pd.isna(v) else format(float(v) * scale, spec)
+
+
+def results_table(df: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for r in df.sort_values(["model", "image_size", "batch", "dtype", "backend"]).itertuples():
+        ok = r.status == "ok"
+        rows.append({
+            "model": r.workload, "backend": r.backend, "batch": r.batch, "dtype": r.dtype,
+            "status": r.status if ok else f"{r.status}: {r.message[:80]}",
+            "median ms": _fmt(r.median_s, ".3f", 1e3), "p90 ms": _fmt(r.p90_s, ".3f", 1e3),
+            "IQR/med": _fmt(r.iqr_rel, ".1%"), "n": r.n if ok else "—", "img/s": _fmt(r.throughput_ips, ".1f"),
+            "GFLOP/s": _fmt(r.gflops, ".1f"), "% peak": _fmt(r.peak_fraction, ".1%"),
+            f"× {REFERENCE}": _fmt(r.speedup, ".2f"), "compile s": _fmt(r.compile_s, ".2f"),
+            "RSS Δ MiB": _fmt(r.rss_run_delta, ".1f", 2**-20),
+            "correct": "—" if not ok else (f"✓ {r.max_rel:.1e}" if r.correct else f"✗ {r.max_rel:.1e}"),
+        })
+    return pd.DataFrame(rows)
+
+
+def scenario_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """MLPerf-style views: SingleStream (batch 1, p90 latency) and Offline (largest batch, images/s)."""
+    ok = df[df.status == "ok"]
+    out = {}
+    b1 = ok[ok.batch == 1]
+    if not b1.empty:
+        out["latency: batch 1, p90 ms"] = (b1.pivot_table(index=["workload", "dtype"], columns="backend",
+                                                          values="p90_s", aggfunc="first") * 1e3).round(3).reset_index()
+    if not ok.empty:
+        largest = ok[ok.batch == ok.groupby("workload").batch.transform("max")]
+        out["throughput: largest batch, images/s"] = largest.pivot_table(
+            index=["workload", "batch", "dtype"], columns="backend", values="throughput_ips",
+            aggfunc="first").round(1).reset_index()
+    return out
+
+
+def machine_table(machines: dict[str, dict], df: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for mid, m in machines.items():
+        sub = df[df.machine_id == mid]
+        v = m.get("versions") or {}
+        rows.append({
+            "machine": label(m), "id": mid, "os": m.get("os"), "RAM GiB": _fmt(m.get("ram_bytes"), ".0f", 2**-30),
+            "GPUs": ", ".join(m.get("gpus") or []) or "none", "flags": " ".join(m.get("cpu_flags") or []),
+            "versions": ", ".join(f"{k} {x}" for k, x in v.items() if x),
+            "commit": f"{(m.get('git_commit') or '?')[:10]}{' (dirty)' if m.get('git_dirty') else ''}",
+            "GEMM peak GFLOP/s": _fmt(sub.gemm_gflops.max(), ".1f") + f" ({sub.gemm_source.dropna().iloc[0]})"
+            if sub.gemm_source.notna().any() else "—",
+            "copy GB/s": _fmt(sub.bandwidth_gbs.max(), ".1f"),
+        })
+    return pd.DataFrame(rows)
+
+
+def write_report(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, title: str | None = None) -> Path:
+    """Write report.md, index.html and the PNGs into ``out_dir``; returns the directory."""
+    df, machines = load(paths)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"report output {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BenchError(f"cannot create {out}: {e.strerror or e}") from None
+    title = title or f"convbench report: {out.name}"
+    figures = plots.make_all(df, out)
+    sections: list[tuple[str, object]] = [
+        ("Machines", machine_table(machines, df)),
+        ("How to read this", _method_text(df)),
+    ]
+    for mid, sub in df.groupby("machine_id", sort=False):
+        name = label(machines.get(mid, {})) if len(machines) > 1 else "Results"
+        sections.append((name if len(machines) > 1 else "Results", results_table(sub)))
+        for scen, table in scenario_tables(sub).items():
+            sections.append((f"Scenario — {scen}" + (f" ({mid})" if len(machines) > 1 else ""), table))
+    bad = df[df.status != "ok"]
+    if not bad.empty:
+        sections.append(("Cases that did not run", bad[["machine_id", "case_id", "status", "message"]]))
+    sections.append(("Comparison of CNN architectures (lecture table, regenerated)", lecture.comparison_table(df)))
+    sections.append(("VGG19 vs ResNet50 (lecture table, corrected)", lecture.vgg_resnet_table(df)))
+    sections.append(("", lecture.SWAP_NOTE))
+    _write(out / "report.md", _markdown(title, sections, figures))
+    _write(out / "index.html", _html(title, sections, figures, out))
+    return out
+
+
+def _method_text(df: pd.DataFrame) -> str:
+    return ("Latency is per call of the whole batch (seconds → ms), the median of adaptive repeats (stopped when "
+            "IQR/median < 5 % or at the time cap; IQR/med shows where it was not reached). img/s = batch / median. "
+            "GFLOP/s counts the IR's FLOPs (2×MAC for conv/linear, stated rules for the rest); % peak is against "
+            "the GEMM peak calibrated in the same sweep. "
+            f"× {REFERENCE} is the speed-up over the NumPy reference on the same machine and case. RSS Δ is the "
+            "measured peak resident memory of the case's process while running, above its level before compile. "
+            "correct: max |y − ref| / max |ref| against the float64 reference, within the dtype's tolerance (✓). "
+            f"{len(df)} cases, {int((df.status == 'ok').sum())} ok.")
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _markdown(title: str, sections: list[tuple[str, object]], figures: dict[str, str]) -> str:
+    parts = [f"# {title}\n"]
+    for name, body in sections:
+        if name:
+            parts.append(f"## {name}\n")
+        if isinstance(body, pd.DataFrame):
+            parts.append(body.to_markdown(index=not isinstance(body.index, pd.RangeIndex),
+                                          disable_numparse=True) + "\n")
+        else:
+            parts.append(f"{body}\n")
+    parts.append("## Plots\n")
+    parts.extend(f"### {caption}\n\n![{caption}]({file})\n" for file, caption in figures.items())
+    return "\n".join(parts)
+
+
+_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+        "font-size:13px;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}")
+
+
+def _html(title: str, sections: list[tuple[str, object]], figures: dict[str, str], out: Path) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    for name, body in sections:
+        if name:
+            parts.append(f"<h2>{html.escape(name)}</h2>")
+        if isinstance(body, pd.DataFrame):
+            parts.append(body.to_html(index=not isinstance(body.index, pd.RangeIndex), border=0, na_rep="—"))
+        else:
+            parts.append(f"<p>{html.escape(str(body))}</p>")
+    parts.append("<h2>Plots</h2>")
+    for file, caption in figures.items():
+        data = base64.b64encode((out / file).read_bytes()).decode()
+        parts.append(f"<h3>{html.escape(caption)}</h3><img alt='{html.escape(caption)}' "
+                     f"src='data:image/png;base64,{data}'>")
+    parts.append("</body></html>\n")
+    return "".join(parts)

@@ -1,0 +1,28 @@
+"""``convbench report RESULTS.jsonl [MORE.jsonl …] -o reports/NAME``: report.md, index.html (self-contained)
+and PNG plots from one or more results files (several machines merge, grouped by machine)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..bench.errors import BenchError
+from ..cli import UsageError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results", nargs="+", help="results JSONL files (from convbench run)")
+    p.add_argument("-o", "--output", required=True, help="directory to write (created if missing)")
+    p.add_argument("--title", default=None, help="report title (default: from the directory name)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench.report import write_report
+
+    try:
+        out = write_report(args.results, args.output, args.title)
+    except BenchError as e:
+        raise UsageError(str(e)) from None
+    files = sorted(p.name for p in out.iterdir() if p.suffix in (".md", ".html", ".png"))
+    print(f"convbench report: wrote {', '.join(files)} to {out}", file=sys.stderr)
+    return 0
