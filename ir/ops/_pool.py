@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import IRError, ShapeError
 from ..graph import TensorType
@@ -48,17 +47,28 @@ def infer(attrs: PoolAttrs, ins: Types) -> TensorType:
     return TensorType((n, c, oh, ow), x.dtype)
 
 
-def windows(attrs: PoolAttrs, x: np.ndarray, fill: float, out_hw: tuple[int, int]) -> np.ndarray:
-    """(N, C, OH, OW, KH, KW) view of the windows, padding with ``fill`` (and past the end for ceil_mode)."""
+def reduce_windows(attrs: PoolAttrs, x: np.ndarray, fill: float, combine: np.ufunc,
+                   out_hw: tuple[int, int]) -> np.ndarray:
+    """Combine (np.maximum or np.add) every window, padding with ``fill`` (and past the end for ceil_mode).
+
+    One strided slice per kernel offset, combined in place: KH·KW passes over an output-sized array, ~20×
+    faster than reducing the trailing axes of a sliding-window view, whose inner loop is only KW long.
+    """
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = attrs.kernel_size, attrs.stride, attrs.padding, attrs.dilation
     oh, ow = out_hw
-    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    extra_h = max(0, (oh - 1) * sh + span_h - (x.shape[2] + 2 * ph))
-    extra_w = max(0, (ow - 1) * sw + span_w - (x.shape[3] + 2 * pw))
+    extra_h = max(0, (oh - 1) * sh + dh * (kh - 1) + 1 - (x.shape[2] + 2 * ph))
+    extra_w = max(0, (ow - 1) * sw + dw * (kw - 1) + 1 - (x.shape[3] + 2 * pw))
     if ph or pw or extra_h or extra_w:
         x = np.pad(x, ((0, 0), (0, 0), (ph, ph + extra_h), (pw, pw + extra_w)), constant_values=fill)
-    win = sliding_window_view(x, (span_h, span_w), axis=(2, 3))
-    return win[:, :, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw, ::dh, ::dw]
+    acc = None
+    for i in range(kh):
+        for j in range(kw):
+            tap = x[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw]
+            if acc is None:
+                acc = tap.copy()
+            else:
+                combine(acc, tap, out=acc)
+    return acc
 
 
 def output_hw(attrs: PoolAttrs, x: np.ndarray) -> tuple[int, int]:

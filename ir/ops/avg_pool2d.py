@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..graph import TensorType
 from ._base import OpDef, Types
-from ._pool import PoolAttrs, output_hw, windows
+from ._pool import PoolAttrs, output_hw, reduce_windows
 from ._pool import infer as window_infer
 
 
@@ -32,7 +32,7 @@ def infer(attrs: PoolAttrs, ins: Types) -> TensorType:
 
 def reference(attrs: PoolAttrs, x: np.ndarray) -> np.ndarray:
     oh, ow = output_hw(attrs, x)
-    total = windows(attrs, x, 0.0, (oh, ow)).sum(axis=(4, 5))
+    total = reduce_windows(attrs, x, 0.0, np.add, (oh, ow))
     (kh, kw), (sh, sw), (ph, pw) = attrs.kernel_size, attrs.stride, attrs.padding
     dh = divisor(x.shape[2], oh, kh, sh, ph, attrs.count_include_pad)
     dw = divisor(x.shape[3], ow, kw, sw, pw, attrs.count_include_pad)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._base import OpDef, Types
-from ._pool import PoolAttrs, infer, output_hw, windows
+from ._pool import PoolAttrs, infer, output_hw, reduce_windows
 
 
 def flops(attrs: PoolAttrs, ins: Types, out) -> int:
@@ -17,7 +17,7 @@ def flops(attrs: PoolAttrs, ins: Types, out) -> int:
 
 
 def reference(attrs: PoolAttrs, x: np.ndarray) -> np.ndarray:
-    return windows(attrs, x, -np.inf, output_hw(attrs, x)).max(axis=(4, 5))
+    return reduce_windows(attrs, x, -np.inf, np.maximum, output_hw(attrs, x))
 
 
 OP = OpDef(name="max_pool2d", attrs_type=PoolAttrs, inputs=("x",), infer=infer, flops=flops,
