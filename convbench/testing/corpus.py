@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 
 from ..ir import ops as ir_ops
 from ..ir.builder import GraphBuilder
+from ..ir.graph import Graph, Node, TensorType
 from ..ir.ops._base import pair
 from ..ir.ops._pool import PoolAttrs
 from ..ir.ops.adaptive_avg_pool2d import AdaptivePoolAttrs
@@ -23,6 +24,8 @@ from ..ir.ops.conv2d import Conv2dAttrs
 from ..ir.ops.dropout import DropoutAttrs
 from ..ir.ops.elu import EluAttrs
 from ..ir.ops.flatten import FlattenAttrs
+from ..ir.ops.fused_conv2d import FusedConv2dAttrs
+from ..ir.ops.fused_linear import FusedLinearAttrs
 from ..ir.ops.leaky_relu import LeakyReluAttrs
 from ..ir.ops.lrn import LrnAttrs
 from ..ir.ops.softmax import SoftmaxAttrs
@@ -173,6 +176,35 @@ def _variadic_cases() -> list[OpCase]:
             cat([X, (1, 3, 7, 5)], 0), cat([X], 1, "single")]
 
 
+def _fused_cases() -> list[OpCase]:
+    """fused_conv2d / fused_linear (what passes.fuse emits): inputs (x, weight[, bias][, residual])."""
+
+    def case(op, attrs, x, weight, out, tag):
+        inputs = {"x": TensorType(x), **({"residual": TensorType(out)} if attrs.residual else {})}
+        params = {f"{op}.weight": TensorType(weight)}
+        if attrs.bias:
+            params[f"{op}.bias"] = TensorType((weight[0],))
+        node = Node(op, op, ("x", *params, *(("residual",) if attrs.residual else ())), attrs)
+        return make_case(f"{op}-{tag}", Graph(inputs, (node,), (op,), params))
+
+    conv, lin = FusedConv2dAttrs, FusedLinearAttrs
+    return [
+        case("fused_conv2d", conv(padding=1, activation="relu"), X, (4, 3, 3, 3), (2, 4, 7, 5), "relu"),
+        case("fused_conv2d", conv(stride=2, padding=1, residual=True, activation="relu"), (2, 3, 9, 7),
+             (6, 3, 3, 3), (2, 6, 5, 4), "s2-residual-relu"),
+        case("fused_conv2d", conv(dilation=2, padding=2, bias=False, activation="tanh"), (2, 3, 9, 8), (4, 3, 3, 3),
+             (2, 4, 9, 8), "d2-nobias-tanh"),
+        case("fused_conv2d", conv(groups=3, activation="sigmoid"), (2, 6, 7, 5), (9, 2, 1, 1), (2, 9, 7, 5),
+             "g3-sigmoid"),
+        case("fused_conv2d", conv(padding=1, groups=5, residual=True, activation="relu6"), (2, 5, 7, 6),
+             (5, 1, 3, 3), (2, 5, 7, 6), "depthwise-residual-relu6"),
+        case("fused_conv2d", conv(residual=True), X, (4, 3, 1, 1), (2, 4, 7, 5), "residual"),
+        case("fused_linear", lin(activation="relu"), (2, 7), (5, 7), (2, 5), "relu"),
+        case("fused_linear", lin(bias=False, residual=True, activation="tanh"), (3, 9), (4, 9), (3, 4),
+             "nobias-residual-tanh"),
+    ]
+
+
 # -- multi-node patterns ----------------------------------------------------------------------------------------
 
 def _pattern(name: str, shape: tuple[int, ...], body: Callable[[GraphBuilder, str], str | tuple[str, ...]],
@@ -235,7 +267,7 @@ def _patterns() -> list[OpCase]:
 def op_cases(ops: Iterable[str] | None = None) -> list[OpCase]:
     """The corpus. With ``ops``, only the cases whose every node is one of those ops (unknown names raise)."""
     cases = (_conv_cases() + _pool_cases() + _adaptive_cases() + _linear_cases() + _elementwise_cases()
-             + _norm_cases() + _variadic_cases() + _patterns())
+             + _norm_cases() + _variadic_cases() + _fused_cases() + _patterns())
     seen: set[str] = set()
     for c in cases:
         if c.id in seen:

@@ -12,11 +12,11 @@ import numpy as np
 
 from ..errors import IRError, ShapeError
 from ..graph import TensorType
-from . import relu, sigmoid, tanh
+from . import relu, relu6, sigmoid, tanh
 from ._base import NoAttrs, OpDef, Types
 
 # Activations a fused node may end with: the attribute-free elementwise ops.
-ACTIVATIONS: dict[str, OpDef] = {op.name: op for op in (relu.OP, sigmoid.OP, tanh.OP)}
+ACTIVATIONS: dict[str, OpDef] = {op.name: op for op in (relu.OP, relu6.OP, sigmoid.OP, tanh.OP)}
 
 
 def check_activation(activation: str | None) -> None:

@@ -22,7 +22,7 @@ from ..graph import Graph, Node
 
 ALIGNMENT = 64  # bytes: every buffer starts on a cache line (and any SIMD width)
 VIEW_OPS = frozenset({"flatten", "dropout"})  # output = input's bytes, reinterpreted
-ELEMENTWISE_OPS = frozenset({"relu", "leaky_relu", "sigmoid", "tanh", "elu", "batch_norm"})
+ELEMENTWISE_OPS = frozenset({"relu", "relu6", "leaky_relu", "sigmoid", "tanh", "elu", "batch_norm"})
 
 
 @dataclass(frozen=True)
