@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "run": "Benchmark sweep: one isolated process per case, results appended to a JSONL file.",
     "report": "Report from results files: report.md, a self-contained index.html and PNG plots.",
     "compare": "Regressions between two results files (ratio of medians + Mann-Whitney U); exit 1 if any.",
+    "profile": "Time per node of one model on one backend (feeds the per-layer roofline).",
 }
 
 
