@@ -1,0 +1,201 @@
+"""The ONNX Runtime backend: the graph exported with `convbench.ir.onnx_export.to_onnx` and run by onnxruntime's
+CPU execution provider — the CPU runtime most people would otherwise pick, so the peer every CPU result is
+compared with in the same run.
+
+Options of `OnnxRuntimeBackend.compile`:
+
+- ``threads``: intra-op threads (default: the physical cores, ORT's own default, set explicitly so it is
+  recorded); inter-op is 1 and execution sequential, as a CNN's graph is a chain.
+- ``spinning`` (default False): whether idle intra-op threads spin-wait for the next op. Spinning shaves a little
+  off ORT's own latency, but the threads keep spinning after ``run`` returns: timed in one process, the next
+  candidate ran 1.7× slower until ``session.intra_op.allow_spinning`` was "0". Off unless asked for.
+- ``optimization``: ORT's graph optimisation level, "all" (default: fusions and NCHWc layout), "extended",
+  "basic" or "disable".
+- ``fallback="numpy"``: nodes ONNX cannot express exactly (LRN of even size, linear on rank > 2, ops without an
+  ONNX form) run on the reference; the rest is split into ORT sessions at those nodes.
+
+float32 only: ORT's CPU kernels for the other types are partial (no float64 Conv), so they are refused, not
+half-run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..ir import ops as ir_ops
+from ..ir.graph import Graph, Node
+from ..ir.verify import verify
+from .base import BackendError, Executable, UnsupportedNodeError
+from .numpy_ref import cast_params
+
+DTYPES = ("float32",)
+OPTIONS = ["dtype", "threads", "spinning", "optimization", "fallback"]
+LEVELS = ("all", "extended", "basic", "disable")
+
+
+def _import_error() -> str:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as e:
+        return f"{e}; pip install -c constraints.txt 'convbench[onnx]'"
+    if "CPUExecutionProvider" not in onnxruntime.get_available_providers():
+        return f"onnxruntime has no CPUExecutionProvider (providers: {onnxruntime.get_available_providers()})"
+    return ""
+
+
+def physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+    dtypes = DTYPES
+
+    def available(self) -> tuple[bool, str]:
+        reason = _import_error()
+        return (False, reason) if reason else (True, f"onnxruntime {self.version()} (CPUExecutionProvider)")
+
+    def version(self) -> str:
+        import onnxruntime
+
+        return onnxruntime.__version__
+
+    def device(self) -> str:
+        return "cpu"
+
+    def supports(self, node: Node) -> bool:
+        """Whether the op has an exact ONNX form; shape-dependent limits (linear on rank > 2) show at compile."""
+        from ..ir.onnx_export import EMITTERS
+
+        return node.op in EMITTERS and not (node.op == "lrn" and node.attrs.size % 2 == 0)
+
+    def compile(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32",
+                threads: int | None = None, spinning: bool = False, optimization: str = "all",
+                fallback: str | None = None, **options: Any) -> Executable:
+        reason = _import_error()
+        if reason:
+            raise BackendError(f"onnxruntime backend: {reason}")
+        if options:
+            raise BackendError(f"onnxruntime backend: unknown option(s) {sorted(options)}; known: {OPTIONS}")
+        if dtype not in DTYPES:
+            raise BackendError(f"onnxruntime backend: dtype {dtype!r} is not supported; use one of {DTYPES}")
+        if optimization not in LEVELS:
+            raise BackendError(f"onnxruntime backend: optimization {optimization!r}; use one of {LEVELS}")
+        if fallback not in (None, "numpy"):
+            raise BackendError(f"unknown fallback {fallback!r}; the only fallback is 'numpy'")
+        start = time.perf_counter()
+        verify(graph)
+        fallback_nodes = self._unsupported(graph, fallback)
+        threads = physical_cores() if threads is None else int(threads)
+        weights = cast_params(graph, params, dtype)
+        settings = {"threads": threads, "spinning": bool(spinning), "optimization": optimization}
+        run, sessions = _build(graph, weights, set(fallback_nodes), settings)
+        import onnxruntime
+
+        info = {"dtype": dtype, **settings, "sessions": sessions, "compile_s": time.perf_counter() - start,
+                "onnxruntime": onnxruntime.__version__}
+        return Executable(graph, self.name, run, info, fallback_nodes)
+
+    def _unsupported(self, graph: Graph, fallback: str | None) -> tuple[str, ...]:
+        """Nodes to run on the reference: those `to_onnx` refuses, by op or by shape. Error if no fallback."""
+        from ..ir.onnx_export import unsupported_reason
+
+        types = graph.types
+        bad = [n for n in graph.nodes if not self.supports(n) or unsupported_reason(n, types) is not None]
+        if bad and fallback is None:
+            raise UnsupportedNodeError(self.name, bad)
+        return tuple(n.name for n in bad)
+
+
+def _session(graph: Graph, weights: Mapping[str, np.ndarray], settings: Mapping[str, Any]):
+    import onnxruntime as ort
+
+    from ..ir.onnx_export import to_onnx
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = settings["threads"]
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }[settings["optimization"]]
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings["spinning"] else "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.log_severity_level = 3  # errors only: ORT warns about initializers it could fold, which is noise here
+    model = to_onnx(graph, {p: weights[p] for p in graph.params}, check=False).SerializeToString()
+    try:
+        return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own exception types; say which graph it refused
+        raise BackendError(f"onnxruntime backend: ORT could not load {graph.name}: {type(e).__name__}: {e}") from e
+
+
+def _segments(graph: Graph, fallback: set[str]) -> list[tuple[bool, list[Node]]]:
+    """Maximal runs of consecutive nodes (in schedule order) that ORT runs, or that fall back: (on_ort, nodes)."""
+    runs: list[tuple[bool, list[Node]]] = []
+    for node in graph.nodes:
+        on_ort = node.name not in fallback
+        if runs and runs[-1][0] == on_ort:
+            runs[-1][1].append(node)
+        else:
+            runs.append((on_ort, [node]))
+    return runs
+
+
+def _subgraph(graph: Graph, nodes: list[Node], index: int, later: set[str]) -> Graph:
+    """The run ``nodes`` as a graph: inputs are the activations it reads from before, outputs what is read after."""
+    made = {n.name for n in nodes}
+    reads = [i for n in nodes for i in n.inputs]
+    inputs = dict.fromkeys(i for i in reads if i not in made and i not in graph.params)
+    params = dict.fromkeys(i for i in reads if i in graph.params)
+    outputs = [n.name for n in nodes if n.name in later or n.name in graph.outputs]
+    types = graph.types
+    return Graph({i: types[i] for i in inputs}, tuple(nodes), tuple(outputs), {p: types[p] for p in params},
+                 f"{graph.name}[{index}]")
+
+
+def _build(graph: Graph, weights: Mapping[str, np.ndarray], fallback: set[str], settings: Mapping[str, Any]):
+    """The run function: one ORT session for the whole graph, or sessions between the fallback nodes."""
+    input_names, output_names = list(graph.inputs), list(graph.outputs)
+    if not fallback:
+        session = _session(graph, weights, settings)
+
+        def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+            feed = {n: np.ascontiguousarray(x, dtype=np.float32) for n, x in zip(input_names, inputs, strict=True)}
+            return session.run(output_names, feed)
+
+        return run, 1
+
+    steps: list[tuple[Any, Graph | Node]] = []
+    runs = _segments(graph, fallback)
+    for k, (on_ort, nodes) in enumerate(runs):
+        if not on_ort:
+            steps.extend((None, n) for n in nodes)
+            continue
+        later = {i for _, rest in runs[k + 1:] for n in rest for i in n.inputs}
+        sub = _subgraph(graph, nodes, k, later)
+        steps.append((_session(sub, weights, settings), sub))
+
+    def run_split(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        env: dict[str, np.ndarray] = {n: np.ascontiguousarray(x, dtype=np.float32)
+                                      for n, x in zip(input_names, inputs, strict=True)}
+        for session, item in steps:
+            if session is None:  # a fallback node, on the reference
+                args = [weights[i] if i in weights else env[i] for i in item.inputs]
+                env[item.name] = ir_ops.get(item.op).reference(item.attrs, *args)
+            else:
+                outs = session.run(list(item.outputs), {i: env[i] for i in item.inputs})
+                env.update(zip(item.outputs, outs, strict=True))
+        return [env[o] for o in output_names]
+
+    return run_split, sum(s is not None for s, _ in steps)
+
+
+BACKEND = OnnxRuntimeBackend()
