@@ -1,0 +1,201 @@
+"""conv2d as an implicit GEMM on NCHW, with a fused epilogue: out = activation(conv(x, W) + bias + residual).
+
+Per group g the convolution is a matrix product  out[m, o] = Σ_k A[m, k] · B[k, o]  where
+    m = (n, oh, ow)       M = N·OH·OW output pixels,
+    k = (c, kh, kw)       K = C/groups·KH·KW taps (the weight's OIHW order),
+    o                     O/groups output channels,
+and A (the im2col matrix) is never built: each (m, k) tile is gathered from x on the fly, the padding and
+the ragged edges handled by the load mask. Accumulation is float32 whatever the storage dtype.
+
+The weight is pre-packed once (`pack_weight`) as (groups, K, O/groups), so a B tile is contiguous along o.
+Every tensor is addressed through its strides, so the output may be a channel slice of a larger tensor
+(concat without a copy) and the residual any NCHW-shaped view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from . import runtime
+from .elementwise import ACTIVATIONS, activate
+from .runtime import check
+
+
+def _gpu_configs() -> list[triton.Config]:
+    shapes = [(128, 128, 32, 4, 8), (128, 64, 32, 4, 4), (64, 128, 32, 4, 4), (64, 64, 32, 4, 4),
+              (128, 32, 32, 4, 4), (32, 64, 32, 5, 2), (128, 256, 64, 3, 8), (64, 32, 64, 4, 4)]
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_stages=s, num_warps=w)
+            for m, n, k, s, w in shapes]
+
+
+_CAPS = (1024, 512, 512)
+def _interpreter_blocks(args: dict) -> dict[str, int]:
+    # Large tiles: the interpreter's cost is per program and per operation, not per element.
+    return {"BLOCK_M": runtime.pow2(args["M"], cap=_CAPS[0]),
+            "BLOCK_N": runtime.pow2(args["O_PER_G"], cap=_CAPS[1]),
+            "BLOCK_K": runtime.pow2(args["K_PER_G"], cap=_CAPS[2])}
+
+
+@runtime.tuned(_gpu_configs, key=["M", "O_PER_G", "K_PER_G", "KH", "KW"], interpreter=_interpreter_blocks)
+@triton.jit
+def conv2d_kernel(
+    x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr,
+    M, H, W, OH, OW, C_PER_G, O_PER_G, K_PER_G,
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    stride_xn, stride_xc, stride_xh, stride_xw,
+    stride_wg, stride_wk, stride_wo,
+    stride_rn, stride_rc, stride_rh, stride_rw,
+    stride_on, stride_oc, stride_oh, stride_ow,
+    alpha,
+    KH: tl.constexpr, KW: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    # Index vectors are 64-bit: no overflow on large tensors, and under the interpreter no per-operation
+    # overflow check (it checks every 32-bit add and multiply, at a fixed cost per operation).
+    pid_m = tl.program_id(0).to(tl.int64)
+    pid_n = tl.program_id(1).to(tl.int64)
+    g = tl.program_id(2).to(tl.int64)
+
+    # Rows: output pixels m -> (n, oh, ow), the top-left corner (ih0, iw0) of their window, and the range of
+    # tap offsets that stay inside the image: tap (dh, dw) of row m is read iff lo_h <= dh < hi_h and
+    # lo_w <= dw < hi_w. Rows past M get the empty range [1, 0). Bounds checks are then compares of 1-D
+    # vectors broadcast against each other, and every 2-D address is a pointer plus broadcast offsets.
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_m = offs_m < M
+    ow = offs_m % OW
+    oh = (offs_m // OW) % OH
+    n = offs_m // OW // OH
+    ih0 = oh * stride_h - pad_h
+    iw0 = ow * stride_w - pad_w
+    lo_h = tl.where(mask_m, -ih0, 1).to(tl.int32)
+    hi_h = tl.where(mask_m, H - ih0, 0).to(tl.int32)
+    lo_w = (-iw0).to(tl.int32)
+    hi_w = (W - iw0).to(tl.int32)
+    x_rows = x_ptr + (n * stride_xn + g * C_PER_G * stride_xc + ih0 * stride_xh + iw0 * stride_xw)
+
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_n = offs_n < O_PER_G
+    w_cols = w_ptr + (g * stride_wg + offs_n * stride_wo)
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K_PER_G, BLOCK_K):
+        # Columns: taps k -> (c, kh, kw) -> input offset and (dh, dw). A tap past K never passes lo_h.
+        offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
+        mask_k = offs_k < K_PER_G
+        c = offs_k // (KH * KW)
+        r = offs_k % (KH * KW)
+        dh = (r // KW) * dil_h
+        dw = (r % KW) * dil_w
+        x_cols = c * stride_xc + dh * stride_xh + dw * stride_xw
+        dh = tl.where(mask_k, dh, -(1 << 30)).to(tl.int32)
+        dw = dw.to(tl.int32)
+        mask_a = ((dh[None, :] >= lo_h[:, None]) & (dh[None, :] < hi_h[:, None])
+                  & (dw[None, :] >= lo_w[:, None]) & (dw[None, :] < hi_w[:, None]))
+        a = tl.load(x_rows[:, None] + x_cols[None, :], mask=mask_a, other=0.0)
+        b = tl.load(w_cols[None, :] + (offs_k * stride_wk)[:, None], mask=mask_k[:, None] & mask_n[None, :],
+                    other=0.0)
+        if UPCAST:  # the interpreter's tl.dot is wrong for bf16
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+
+    # Epilogue on the float32 accumulator: bias, residual, activation; one store.
+    o = g * O_PER_G + offs_n
+    mask = mask_m[:, None] & mask_n[None, :]
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + o, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    if HAS_RESIDUAL:
+        r_rows = res_ptr + (n * stride_rn + oh * stride_rh + ow * stride_rw)
+        acc += tl.load(r_rows[:, None] + (o * stride_rc)[None, :], mask=mask, other=0.0).to(tl.float32)
+    acc = activate(acc, ACTIVATION, alpha)
+    o_rows = out_ptr + (n * stride_on + oh * stride_oh + ow * stride_ow)
+    tl.store(o_rows[:, None] + (o * stride_oc)[None, :], acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@dataclass(frozen=True)
+class PackedConv:
+    """A conv2d's weight packed for the kernel: (groups, C/groups·KH·KW, O/groups), contiguous, plus the
+    bias (O,) in float32 (the epilogue adds it to the float32 accumulator) and the shapes that were packed."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    out_channels: int
+    in_per_group: int
+    kernel: tuple[int, int]
+    groups: int
+
+
+def pack_weight(weight: torch.Tensor, bias: torch.Tensor | None = None, groups: int = 1,
+                dtype: torch.dtype | None = None) -> PackedConv:
+    """Pack an OIHW weight (and bias) for `conv2d`; done once at compile time."""
+    check(weight.dim() == 4, f"conv2d weight must be OIHW (rank 4), got shape {tuple(weight.shape)}")
+    o, cg, kh, kw = weight.shape
+    check(groups >= 1 and o % groups == 0, f"conv2d: groups={groups} must divide the {o} output channels")
+    check(bias is None or tuple(bias.shape) == (o,), f"conv2d bias must have shape ({o},), "
+                                                     f"got {None if bias is None else tuple(bias.shape)}")
+    packed = weight.to(dtype or weight.dtype).reshape(groups, o // groups, cg * kh * kw).transpose(1, 2)
+    return PackedConv(packed.contiguous(), None if bias is None else bias.to(torch.float32).contiguous(),
+                      o, cg, (kh, kw), groups)
+
+
+def output_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
+    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1, 1),
+           padding: tuple[int, int] = (0, 0), dilation: tuple[int, int] = (1, 1),
+           residual: torch.Tensor | None = None, activation: str | None = None, alpha: float = 0.0,
+           out: torch.Tensor | None = None, tf32: bool = False) -> torch.Tensor:
+    """activation(conv2d(x, W, b) + residual) for NCHW ``x`` (any strides) and a `pack_weight` weight.
+
+    ``out`` may be given (any strides, e.g. a channel slice of a concat's output); otherwise it is allocated
+    contiguous. ``tf32`` lets float32 products use TF32 tensor cores on GPU (then compare with the tf32
+    tolerance); by default they are exact IEEE float32.
+    """
+    check(x.dim() == 4, f"conv2d input must be NCHW (rank 4), got shape {tuple(x.shape)}")
+    nb, c, h, w = x.shape
+    kh, kw = weight.kernel
+    g = weight.groups
+    check(c == weight.in_per_group * g, f"conv2d: input has {c} channels, the weight expects "
+                                        f"{weight.in_per_group}·{g} (C/groups·groups)")
+    check(x.dtype == weight.weight.dtype, f"conv2d: input is {x.dtype}, the packed weight {weight.weight.dtype}")
+    check(activation is None or activation in ACTIVATIONS, f"conv2d: unknown activation {activation!r}")
+    oh = output_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = output_size(w, kw, stride[1], padding[1], dilation[1])
+    check(oh >= 1 and ow >= 1, f"conv2d: kernel {kh}×{kw} (dilation {dilation}) does not fit input {h}×{w} "
+                               f"padded by {padding}")
+    shape = (nb, weight.out_channels, oh, ow)
+    if out is None:
+        out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    check(tuple(out.shape) == shape and out.dtype == x.dtype, f"conv2d: out must be {x.dtype} {shape}, "
+                                                              f"got {out.dtype} {tuple(out.shape)}")
+    if residual is not None:
+        check(tuple(residual.shape) == shape, f"conv2d: residual must have the output's shape {shape}, "
+                                              f"got {tuple(residual.shape)}")
+    res = residual if residual is not None else out  # never read when HAS_RESIDUAL is False
+    m = nb * oh * ow
+    o_per_g = weight.out_channels // g
+    k_per_g = weight.in_per_group * kh * kw
+    grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(o_per_g, meta["BLOCK_N"]), g)  # noqa: E731
+    conv2d_kernel[grid](
+        x, weight.weight, weight.bias if weight.bias is not None else out, res, out,
+        m, h, w, oh, ow, weight.in_per_group, o_per_g, k_per_g,
+        stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
+        *x.stride(), *weight.weight.stride(), *res.stride(), *out.stride(),
+        float(alpha),
+        KH=kh, KW=kw, HAS_BIAS=weight.bias is not None, HAS_RESIDUAL=residual is not None,
+        ACTIVATION=activation or "", INPUT_PRECISION=precision(x.dtype, tf32),
+        UPCAST=runtime.INTERPRET and x.dtype == torch.bfloat16,
+    )
+    return out
+
+
+def precision(dtype: torch.dtype, tf32: bool) -> str:
+    """tl.dot's input_precision: float32 products are exact IEEE unless TF32 was asked for."""
+    return "tf32" if tf32 and dtype == torch.float32 else "ieee"

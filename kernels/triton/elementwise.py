@@ -1,0 +1,159 @@
+"""Elementwise kernels: activations, n-ary add, per-channel affine (a batch_norm that could not be folded).
+
+Each program handles ``BLOCK`` consecutive elements of contiguous tensors, computing in float32 and storing
+in the output's dtype. ``activate`` is also the epilogue of conv2d and linear, so an activation means the same
+thing fused or not.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import runtime
+from .runtime import check
+
+# Activation names as the IR spells them; ``alpha`` is leaky_relu's negative slope and elu's alpha.
+ACTIVATIONS = ("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "elu")
+
+
+@triton.jit
+def activate(x, ACTIVATION: tl.constexpr, alpha):
+    """``ACTIVATION`` ("" for none) applied to float32 ``x``. Only tl.* math: libdevice is absent under the
+    interpreter, so tanh is written with exp (on |x|, which cannot overflow)."""
+    if ACTIVATION == "relu":
+        x = tl.maximum(x, 0.0)
+    elif ACTIVATION == "relu6":
+        x = tl.minimum(tl.maximum(x, 0.0), 6.0)
+    elif ACTIVATION == "leaky_relu":
+        x = tl.where(x >= 0, x, x * alpha)
+    elif ACTIVATION == "sigmoid":
+        x = tl.sigmoid(x)
+    elif ACTIVATION == "tanh":
+        e = tl.exp(-2.0 * tl.abs(x))
+        t = (1.0 - e) / (1.0 + e)
+        x = tl.where(x >= 0, t, -t)
+    elif ACTIVATION == "elu":
+        x = tl.where(x > 0, x, alpha * (tl.exp(tl.minimum(x, 0.0)) - 1.0))
+    return x
+
+
+def _gpu_configs() -> list[triton.Config]:
+    return [triton.Config({"BLOCK": b}, num_warps=w) for b, w in ((1024, 4), (2048, 8), (4096, 8))]
+
+
+def _interpreter_block(args: dict) -> dict[str, int]:
+    return {"BLOCK": runtime.pow2(args["n_elements"], cap=1 << 17)}
+
+
+@runtime.tuned(_gpu_configs, key=["n_elements"], interpreter=_interpreter_block)
+@triton.jit
+def unary_kernel(x_ptr, out_ptr, n_elements, alpha, ACTIVATION: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n_elements
+    x = tl.load(x_ptr + offs, mask=mask).to(tl.float32)
+    tl.store(out_ptr + offs, activate(x, ACTIVATION, alpha).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@runtime.tuned(_gpu_configs, key=["n_elements"], interpreter=_interpreter_block)
+@triton.jit
+def add_kernel(a_ptr, b_ptr, out_ptr, n_elements, alpha, ACTIVATION: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n_elements
+    y = tl.load(a_ptr + offs, mask=mask).to(tl.float32) + tl.load(b_ptr + offs, mask=mask).to(tl.float32)
+    tl.store(out_ptr + offs, activate(y, ACTIVATION, alpha).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def _affine_configs() -> list[triton.Config]:
+    return [triton.Config({"BLOCK_R": r, "BLOCK_I": i}, num_warps=4) for r, i in ((1, 1024), (4, 256), (64, 16),
+                                                                                    (256, 1))]
+
+
+def _interpreter_affine(args: dict) -> dict[str, int]:
+    block_i = runtime.pow2(args["inner"], cap=1 << 12)
+    return {"BLOCK_R": runtime.pow2(args["rows"], cap=(1 << 17) // block_i), "BLOCK_I": block_i}
+
+
+@runtime.tuned(_affine_configs, key=["rows", "inner"], interpreter=_interpreter_affine)
+@triton.jit
+def channel_affine_kernel(x_ptr, scale_ptr, shift_ptr, out_ptr, rows, inner, C, alpha,
+                          ACTIVATION: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_I: tl.constexpr):
+    """out = activate(x·scale[c] + shift[c]) on x viewed as (rows, inner) = (N·C, H·W) (inner = 1 for (N, C)):
+    row r is channel r % C, so each program reads BLOCK_R scales, not one per element."""
+    offs_r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
+    mask_r = offs_r < rows
+    c = offs_r % C
+    scale = tl.load(scale_ptr + c, mask=mask_r)
+    shift = tl.load(shift_ptr + c, mask=mask_r)
+    offs = offs_r[:, None] * inner + offs_i[None, :]
+    mask = mask_r[:, None] & (offs_i < inner)[None, :]
+    y = tl.load(x_ptr + offs, mask=mask).to(tl.float32) * scale[:, None] + shift[:, None]
+    tl.store(out_ptr + offs, activate(y, ACTIVATION, alpha).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def _grid(n: int):
+    return lambda meta: (triton.cdiv(n, meta["BLOCK"]),)
+
+
+def _check_activation(name: str | None) -> str:
+    check(name is None or name in ACTIVATIONS, f"activation must be None or one of {ACTIVATIONS}, got {name!r}")
+    return name or ""
+
+
+def _output(like: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    if out is None:
+        return torch.empty_like(like, memory_format=torch.contiguous_format)
+    check(out.shape == like.shape and out.dtype == like.dtype and out.is_contiguous(),
+          f"out must be a contiguous {like.dtype} tensor of shape {tuple(like.shape)}, "
+          f"got {out.dtype} {tuple(out.shape)}")
+    return out
+
+
+def activation(x: torch.Tensor, name: str, alpha: float = 0.0, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``name`` (one of ACTIVATIONS) applied elementwise to a contiguous tensor."""
+    check(x.is_contiguous(), f"activation {name}: input must be contiguous, got strides {x.stride()}")
+    act = _check_activation(name)
+    out = _output(x, out)
+    n = x.numel()
+    unary_kernel[_grid(n)](x, out, n, float(alpha), ACTIVATION=act)
+    return out
+
+
+def add(*xs: torch.Tensor, activation: str | None = None, alpha: float = 0.0,
+        out: torch.Tensor | None = None) -> torch.Tensor:
+    """activation(x0 + x1 + …) of two or more contiguous tensors of one shape and dtype (no broadcasting)."""
+    check(len(xs) >= 2, f"add takes at least two tensors, got {len(xs)}")
+    check(all(x.shape == xs[0].shape and x.dtype == xs[0].dtype for x in xs),
+          f"add: tensors must share shape and dtype, got {[(tuple(x.shape), x.dtype) for x in xs]}")
+    check(all(x.is_contiguous() for x in xs), "add: tensors must be contiguous")
+    act = _check_activation(activation)
+    out = _output(xs[0], out)
+    n = out.numel()
+    acc = xs[0]
+    for k, x in enumerate(xs[1:], start=2):  # left to right, as the reference sums; the activation comes last
+        last = k == len(xs)
+        # partial sums go to a fresh tensor: never in place, since autotuning re-runs a launch
+        dst = out if last else torch.empty_like(out)
+        add_kernel[_grid(n)](acc, x, dst, n, float(alpha), ACTIVATION=act if last else "")
+        acc = dst
+    return out
+
+
+def channel_affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, activation: str | None = None,
+                   alpha: float = 0.0, out: torch.Tensor | None = None) -> torch.Tensor:
+    """activation(x·scale + shift) per channel (axis 1) of a contiguous tensor; scale/shift are float32 (C,)."""
+    check(x.dim() >= 2 and x.is_contiguous(), f"channel_affine: need a contiguous tensor of rank ≥ 2, "
+                                              f"got shape {tuple(x.shape)}")
+    c = x.shape[1]
+    check(scale.shape == (c,) and shift.shape == (c,), f"channel_affine: scale and shift must have shape ({c},), "
+                                                       f"got {tuple(scale.shape)} and {tuple(shift.shape)}")
+    act = _check_activation(activation)
+    out = _output(x, out)
+    rows = x.shape[0] * c
+    inner = x.numel() // rows
+    grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_R"]), triton.cdiv(inner, meta["BLOCK_I"]))  # noqa: E731
+    channel_affine_kernel[grid](x, scale.float().contiguous(), shift.float().contiguous(), out, rows, inner, c,
+                                float(alpha), ACTIVATION=act)
+    return out

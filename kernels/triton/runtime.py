@@ -1,0 +1,74 @@
+"""The two ways the kernels run, and how each picks its block sizes.
+
+- On CUDA the kernels are compiled; block sizes come from ``triton.autotune`` over a few configs per kernel,
+  keyed on the problem sizes (small blocks: registers and shared memory are the limit).
+- Under Triton's interpreter (no GPU) each program is executed by NumPy on whole blocks; what costs is the
+  per-program and per-operation Python overhead, so blocks are as large as the problem allows (up to a few
+  hundred per side) and there is exactly one config per launch, chosen from the sizes by a heuristic
+  (multi-config autotune does not work there).
+
+``INTERPRET`` is read once, at import; the package ``__init__`` has set it before any kernel was defined.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import triton
+
+INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+DEVICE = torch.device("cpu" if INTERPRET else "cuda")
+
+# Dtypes the kernels take. bf16 only on GPU: the interpreter has no native bf16 arithmetic and its tl.dot
+# returns garbage for it.
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def supported_dtypes() -> tuple[str, ...]:
+    return ("float32", "float16") if INTERPRET else tuple(DTYPES)
+
+
+def mode() -> str:
+    return "interpreter" if INTERPRET else "cuda"
+
+
+def pow2(n: int, cap: int, floor: int = 1) -> int:
+    """The smallest power of two ≥ n, clipped to [floor, cap] (block sizes must be powers of two)."""
+    return max(floor, min(cap, triton.next_power_of_2(max(1, int(n)))))
+
+
+def tuned(configs: Callable[[], Sequence[triton.Config]], key: list[str],
+          interpreter: Callable[[dict[str, Any]], dict[str, int]]) -> Callable[[Any], Any]:
+    """Decorate a ``@triton.jit`` kernel with its block-size choice for the current mode.
+
+    ``configs()`` lists the GPU configs autotuned over ``key``; ``interpreter(args)`` returns the one set of
+    block sizes to use under the interpreter, from the launch's arguments (a dict by parameter name).
+    """
+
+    def wrap(kernel: Any) -> Any:
+        if INTERPRET:
+            names = _block_names(kernel)
+            return triton.heuristics({n: (lambda args, n=n: interpreter(args)[n]) for n in names})(kernel)
+        return triton.autotune(configs=list(configs()), key=key)(kernel)
+
+    return wrap
+
+
+def _block_names(kernel: Any) -> list[str]:
+    """The kernel's ``BLOCK``/``BLOCK_*`` constexpr parameters: what a config sets."""
+    return [name for name in kernel.arg_names if name == "BLOCK" or name.startswith("BLOCK_")]
+
+
+def as_tensor(x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A tensor on the kernels' device (a NumPy array is copied; a tensor already there is not)."""
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
+    return t.to(device=DEVICE, dtype=dtype or t.dtype)
+
+
+def check(cond: bool, message: str) -> None:
+    """A host wrapper's argument check: one clear error instead of a bad launch."""
+    if not cond:
+        raise ValueError(message)
