@@ -4,9 +4,10 @@ The plan (`convbench.ir.passes.plan_memory`) is made for the backend's dtype. At
 allocated once and every value becomes a fixed view into it; a run copies the inputs in, lets each node write
 its view, and copies the outputs out (the next call reuses the arena). A view op (flatten, dropout) planned at
 its input's offset costs nothing: its output view already shows the input's bytes. relu and add run as ufuncs
-with ``out=``, truly in place when the plan shares their buffer; every other op runs its reference and copies
-the result into its view, which is safe even when the view overlaps an input: the reference has finished
-reading first.
+with ``out=``, truly in place when the plan shares their buffer; conv2d and linear (fused or not) run their
+reference's matmul with ``out=`` the arena view, and the bias, residual and activation in place on it. Every
+other op runs its reference and copies the result into its view, which is safe even when the view overlaps an
+input: the reference has finished reading first.
 
 The results equal the plain interpreter's bit for bit: the arithmetic is the same, only where it lands differs.
 A wrong plan (two live values overlapping) shows up as a different result, which is what the tests check.
@@ -22,9 +23,57 @@ import numpy as np
 from ..ir import ops
 from ..ir.graph import Graph, Node
 from ..ir.interpreter import NodeError
+from ..ir.ops._fused import epilogue, split
+from ..ir.ops.conv2d import Conv2dAttrs, im2col
 from ..ir.passes.memory_plan import VIEW_OPS, MemoryPlan
 
 Step = Callable[[], None]
+
+
+def _conv_into(attrs: Conv2dAttrs, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dst: np.ndarray) -> None:
+    """conv2d's reference with the matmul writing straight into ``dst`` (same BLAS calls, same bits)."""
+    n, (o, cg, kh, kw), g = x.shape[0], w.shape, attrs.groups
+    cols, oh, ow = im2col(x, (kh, kw), attrs)
+    k = cg * kh * kw
+    np.matmul(w.reshape(g, o // g, k), cols.reshape(n, g, k, oh * ow), out=dst.reshape(n, g, o // g, oh * ow))
+    if b is not None:
+        dst += b.reshape(o, 1, 1)
+
+
+def _linear_into(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, dst: np.ndarray) -> None:
+    np.matmul(x, w.T, out=dst)
+    if b is not None:
+        dst += b
+
+
+def _fused(node: Node, args: list[np.ndarray], out: np.ndarray) -> Step:
+    """conv/linear into ``out``, then the epilogue in place. When the plan put ``out`` over the residual, the
+    conv/linear result goes to a temporary first (the residual must be read before it is overwritten)."""
+    a = node.attrs
+    x, w, b, r = split(tuple(args), a.bias, a.residual)
+    conv = node.op == "fused_conv2d"
+
+    def into(dst: np.ndarray) -> None:
+        _conv_into(a.conv, x, w, b, dst) if conv else _linear_into(x, w, b, dst)
+
+    def finish() -> None:
+        y = epilogue(out, None, a.activation)
+        if y is not out:
+            np.copyto(out, y)
+
+    if r is not None and np.shares_memory(out, r):
+        def step() -> None:
+            tmp = np.empty_like(out)
+            into(tmp)
+            np.add(tmp, r, out=out)  # tmp + r, as the reference's y += r
+            finish()
+    else:
+        def step() -> None:
+            into(out)
+            if r is not None:
+                np.add(out, r, out=out)
+            finish()
+    return step
 
 
 def _step(node: Node, args: list[np.ndarray], out: np.ndarray, view: bool) -> Step | None:
@@ -42,6 +91,12 @@ def _step(node: Node, args: list[np.ndarray], out: np.ndarray, view: bool) -> St
                 np.add(out, x, out=out)
 
         return add
+    if node.op == "conv2d":
+        return lambda: _conv_into(node.attrs, args[0], args[1], args[2] if len(args) > 2 else None, out)
+    if node.op == "linear":
+        return lambda: _linear_into(args[0], args[1], args[2] if len(args) > 2 else None, out)
+    if node.op in ("fused_conv2d", "fused_linear"):
+        return _fused(node, args, out)
     reference, attrs = ops.get(node.op).reference, node.attrs
     return lambda: np.copyto(out, reference(attrs, *args))
 
