@@ -82,7 +82,7 @@ def latency(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
     fig, panels = _panels(ok, max(2.5, 0.28 * n_max + 1))
     for ax, sub, _ in panels:
         data = [np.asarray(s) * 1e3 for s in sub.samples]
-        box = ax.boxplot(data, vert=False, whis=(1, 99), showfliers=False, patch_artist=True, widths=0.6)
+        box = ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=False, patch_artist=True, widths=0.6)
         for patch, b in zip(box["boxes"], sub.backend, strict=True):
             patch.set_facecolor(colors[b])
         ax.scatter(sub.p99_s * 1e3, range(1, len(sub) + 1), marker="|", color="black", s=60, label="p99")

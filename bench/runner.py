@@ -83,6 +83,9 @@ def prepare_output(path: Path, resume: bool, overwrite: bool) -> set[str]:
     """Check the output can be written before anything runs; return the ids of cases already done."""
     if path.is_dir():
         raise BenchError(f"output {path} is a directory; give a file name such as {path / 'results.jsonl'}")
+    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise BenchError(f"cannot write to {path}: {existing} is not a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path.parent):
@@ -109,6 +112,7 @@ class Sweep:
     overwrite: bool = False
     backend_modules: tuple[str, ...] = ()
     machine_name: str | None = None
+    gemm_n: int = 2048  # GEMM calibration size; 0 skips calibration (no "% of peak", no roofline roofs)
 
 
 @dataclass
@@ -190,10 +194,13 @@ def _last_line(text: str) -> str:
 def calibrations(keys: Iterable[tuple[str, int]], sweep: Sweep, workdir: Path,
                  on_event: Event) -> dict[tuple[str, int], dict[str, Any]]:
     """GEMM peak and bandwidth, once per (dtype, threads) in the sweep, each in a child like the cases."""
-    out = {}
+    out: dict[tuple[str, int], dict[str, Any]] = {}
     for dtype, threads in keys:
+        if sweep.gemm_n == 0:
+            out[(dtype, threads)] = {"skipped": "calibration turned off"}
+            continue
         on_event("calibrate", None, {"dtype": dtype, "threads": threads})
-        child = run_child({"kind": "calibrate", "dtype": dtype, "threads": threads},
+        child = run_child({"kind": "calibrate", "dtype": dtype, "threads": threads, "gemm_n": sweep.gemm_n},
                           child_env(threads, sweep.backend_modules), min(sweep.timeout_s, 300), workdir)
         if child.status == "ok":
             out[(dtype, threads)] = child.result["calibration"]

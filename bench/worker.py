@@ -159,7 +159,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         if job["kind"] == "calibrate":
             from .calibrate import calibrate
 
-            result = {"status": "ok", "calibration": calibrate(job["dtype"], job["threads"])}
+            result = {"status": "ok", "calibration": calibrate(job["dtype"], job["threads"], job.get("gemm_n", 2048))}
         else:
             result = run_case(job)
     except Exception as e:  # the case failed inside Python: record it, the sweep goes on

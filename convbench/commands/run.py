@@ -14,7 +14,7 @@ from ..backends import get, names
 from ..backends.correctness import TOLERANCES
 from ..bench import plugins
 from ..bench.errors import BenchError
-from ..bench.runner import Sweep, default_threads, plan, run_sweep
+from ..bench.runner import Sweep, default_threads, plan, prepare_output, run_sweep
 from ..bench.schema import Case
 from ..bench.stats import Policy
 from ..cli import UsageError
@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds per case, after ≥1 call (0.2)")
     p.add_argument("--backend-module", action="append", default=[], metavar="MODULE_OR_FILE",
                    help="import this module (dotted name or .py file) to register extra backends; repeatable")
+    p.add_argument("--gemm-size", type=int, default=2048,
+                   help="N of the N×N×N GEMM that calibrates the peak (2048); 0 skips the calibration")
     p.add_argument("--machine", default=None, help="machine label in the results (default: host name)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
@@ -60,6 +62,8 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
         dtypes = split_list(args.dtype, list(TOLERANCES), "dtype")
         if args.threads is not None and args.threads < 1:
             raise UsageError(f"--threads must be ≥ 1, got {args.threads}")
+        if args.gemm_size < 0:
+            raise UsageError(f"--gemm-size must be ≥ 0, got {args.gemm_size}")
         if args.timeout <= 0:
             raise UsageError(f"--timeout must be positive, got {args.timeout}")
         policy = Policy(warmup_s=args.warmup, min_time_s=args.min_time, max_time_s=args.max_time,
@@ -69,7 +73,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
     except (BenchError, ValueError) as e:
         raise UsageError(str(e)) from None
     return Sweep(cases, Path(args.output), policy, args.timeout, args.resume, args.overwrite,
-                 tuple(args.backend_module), args.machine)
+                 tuple(args.backend_module), args.machine, args.gemm_size)
 
 
 def _backends(value: str) -> list[str]:
@@ -93,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     progress = _Progress(quiet=args.quiet)
     try:
+        prepare_output(sweep.output, sweep.resume, sweep.overwrite)  # fail before the progress bar appears
         with progress:
             counts = run_sweep(sweep, progress.event)
     except BenchError as e:
