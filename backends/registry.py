@@ -12,6 +12,7 @@ from .base import Backend
 # name -> module that defines BACKEND; imported on first use.
 BUILTIN: dict[str, str] = {
     "numpy": "convbench.backends.numpy_ref",
+    "torch": "convbench.backends.torch",
     "onnxruntime": "convbench.backends.onnxruntime",
 }
 

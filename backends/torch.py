@@ -1,0 +1,399 @@
+"""The PyTorch backend: the IR lowered to a ``torch.fx.GraphModule``, one fx node per IR node.
+
+Lowering (`lower`) walks the IR in schedule order. Nodes with parameters become modules (``nn.Conv2d``,
+``nn.Linear``, ``nn.BatchNorm``) registered under the IR node's name, so the generated code reads like
+torchvision's (``layer1_0_conv1 = getattr(self.layer1, "0").conv1(maxpool)``, print ``lower(g, p).code``);
+every other op is one ``torch``/``F`` call. Two rewrites pay for the IR:
+
+- a batch_norm whose input is a conv2d/linear read by nothing else is folded into that layer's weights
+  (``ir.passes.fold_batch_norm.fold_conv_bn_weights``, in float64, once) and disappears, as does dropout;
+- relu/relu6/add write in place when they are the only reader of a buffer the graph does not return.
+
+Options of `TorchBackend.compile`: ``dtype`` ("float32", "bfloat16"); ``channels_last`` (NHWC activations and
+weights; default: on for graphs with convolutions, where oneDNN is faster, see benchmarks/torch_vs_handwritten.py);
+``compile`` (``torch.compile`` with inductor, compiled at compile time with a warm-up call, ``info["compile_s"]``);
+``threads`` (torch's intra-op threads while this executable runs, restored afterwards); ``device`` ("cpu" or
+"cuda"); ``fallback="numpy"`` (unsupported nodes run on the reference, listed in ``fallback_nodes``).
+Parameters are converted once, at compile time; calls run under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..ir import ops as ir_ops
+from ..ir.graph import Graph, Node
+from ..ir.passes.fold_batch_norm import fold_conv_bn_weights
+from ..ir.verify import verify
+from .base import BackendError, Executable, check_supported
+from .numpy_ref import cast_params
+
+try:  # the backend must load (and say why it is unavailable) without torch installed
+    import torch
+    import torch.fx
+    import torch.nn.functional as F
+    from torch import nn
+except ImportError as _e:  # pragma: no cover - exercised by the registry test with torch hidden
+    torch = None  # type: ignore[assignment]
+    _IMPORT_ERROR = f"torch is not installed ({_e}); pip install -c constraints.txt 'convbench[torch]'"
+else:
+    _IMPORT_ERROR = ""
+
+DTYPES = ("float32", "bfloat16")
+OPTIONS = ["dtype", "channels_last", "compile", "threads", "device", "fallback"]
+FOLDABLE = {"conv2d", "linear"}
+
+
+def add_n(*xs):
+    """Sum of three or more tensors (a two-input add is ``torch.add``)."""
+    out = xs[0] + xs[1]
+    for x in xs[2:]:
+        out += x
+    return out
+
+
+class Lowering:
+    """Builds the fx graph and the modules it calls; one instance per `lower` call."""
+
+    def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: Any, device: Any):
+        self.graph, self.params, self.dtype, self.device = graph, params, dtype, device
+        self.fx = torch.fx.Graph()
+        self.env: dict[str, torch.fx.Node] = {}
+        self.root: dict[str, Any] = {}  # qualified name -> module or tensor, what GraphModule copies
+        self.folded: dict[str, Node] = {}  # conv/linear name -> the batch_norm folded into it
+        self.outputs = set(graph.outputs)
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+    def tensor(self, a: np.ndarray) -> torch.Tensor:
+        """A parameter as a tensor of the executable's dtype, never sharing memory with the caller's array."""
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device=self.device, dtype=self.dtype, copy=True)
+
+    def value(self, name: str) -> torch.fx.Node:
+        """The fx node for an IR value; a parameter read as an activation becomes a buffer (get_attr)."""
+        if name not in self.env:
+            target = "params." + _ident(name)
+            self.root[target] = self.tensor(self.params[name])
+            self.env[name] = self.fx.get_attr(target)
+        return self.env[name]
+
+    def call(self, node: Node, fn: Callable, *args: Any, **kwargs: Any) -> torch.fx.Node:
+        return self.fx.call_function(fn, args, kwargs, name=_ident(node.name))
+
+    def module(self, node: Node, module: nn.Module, x: torch.fx.Node) -> torch.fx.Node:
+        target = ".".join(_ident(p) for p in node.name.split("."))
+        module.requires_grad_(False)
+        self.root[target] = module.to(self.device)
+        return self.fx.create_node("call_module", target, (x,), name=_ident(node.name))
+
+    def all_params(self, node: Node) -> bool:
+        return all(i in self.params for i in node.inputs[1:])
+
+    def weights(self, node: Node) -> tuple[np.ndarray, np.ndarray | None]:
+        """(weight, bias), with the folded batch_norm's affine map applied (in float64) if there is one."""
+        w = self.params[node.inputs[1]]
+        b = self.params[node.inputs[2]] if len(node.inputs) > 2 else None
+        bn = self.folded.get(node.name)
+        if bn is not None:
+            gamma, beta, mean, var = (self.params[i].astype(np.float64) for i in bn.inputs[1:])
+            w, b = fold_conv_bn_weights(w.astype(np.float64), None if b is None else b.astype(np.float64),
+                                        gamma, beta, mean, var, bn.attrs.eps)
+        return w, b
+
+    # -- the walk -----------------------------------------------------------------------------------------------
+    def plan_folds(self) -> None:
+        """batch_norm nodes that can be folded into their producer: a conv2d/linear with parameter weights whose
+        output nothing else reads (else the other reader would see BN applied) and, for linear, rank 2 (BN acts
+        on axis 1, which is linear's feature axis only then)."""
+        producers = self.graph.node_by_name
+        types = self.graph.types
+        for node in self.graph.nodes:
+            if node.op != "batch_norm" or not all(i in self.params for i in node.inputs[1:]):
+                continue
+            src = producers.get(node.inputs[0])
+            if (src is not None and src.op in FOLDABLE and self.all_params(src) and src.name not in self.outputs
+                    and self.graph.users[src.name] == (node.name,)
+                    and (src.op == "conv2d" or types[src.name].rank == 2)):
+                self.folded[src.name] = node
+
+    def run(self, fallback: tuple[str, ...]) -> torch.fx.GraphModule:
+        verify(self.graph)
+        self.plan_folds()
+        folded_bn = {bn.name: conv for conv, bn in self.folded.items()}
+        for name in self.graph.inputs:
+            self.env[name] = self.fx.placeholder(_ident(name))
+        for node in self.graph.nodes:
+            if node.name in folded_bn:  # the conv/linear before it already applies it
+                self.env[node.name] = self.env[folded_bn[node.name]]
+            elif node.op == "dropout":
+                self.env[node.name] = self.value(node.inputs[0])
+            elif node.name in fallback:
+                self.env[node.name] = self.fallback(node)
+            else:
+                self.env[node.name] = LOWERINGS[node.op](self, node)
+        outs = tuple(self.value(o) for o in self.graph.outputs)
+        self.fx.output(outs)
+        self.make_in_place()
+        self.fx.lint()
+        return torch.fx.GraphModule(self.root, self.fx, class_name=_ident(self.graph.name) or "Graph")
+
+    def make_in_place(self) -> None:
+        """relu/relu6/add may overwrite their (first) input when nothing else reads it and it is a fresh
+        temporary (not a graph input, parameter, output or view): saves an allocation per activation, as
+        torchvision's inplace ReLU and ``out += identity`` do."""
+        returned = set(self.fx.find_nodes(op="output")[0].all_input_nodes)
+        for n in self.fx.nodes:
+            if n.op != "call_function" or n.target not in IN_PLACE or not n.args:
+                continue
+            src = n.args[0]
+            if (isinstance(src, torch.fx.Node) and src.op in ("call_function", "call_module")
+                    and src.target not in VIEWS and len(src.users) == 1 and src not in returned):
+                n.target = IN_PLACE[n.target]
+
+    def fallback(self, node: Node) -> torch.fx.Node:
+        """Route ``node`` to the NumPy reference (explicit ``fallback="numpy"`` only)."""
+        target = "fallback." + _ident(node.name)
+        self.root[target] = _NumpyFallback(node, {i: self.params[i] for i in node.inputs if i in self.params})
+        acts = tuple(self.value(i) for i in node.inputs if i not in self.params)
+        return self.fx.create_node("call_module", target, acts, name=_ident(node.name))
+
+
+# -- one rule per op ----------------------------------------------------------------------------------------------
+
+def _conv2d(lw: Lowering, node: Node, attrs: Any = None) -> torch.fx.Node:
+    a = attrs or node.attrs
+    if not lw.all_params(node):  # weights computed by the graph: the functional form
+        args = [lw.value(i) for i in node.inputs] + [None] * (3 - len(node.inputs))
+        return lw.call(node, F.conv2d, *args, a.stride, a.padding, a.dilation, a.groups)
+    w, b = lw.weights(node)
+    conv = nn.Conv2d(w.shape[1] * a.groups, w.shape[0], w.shape[2:], a.stride, a.padding, a.dilation, a.groups,
+                     bias=b is not None, device="meta")
+    return lw.module(node, _load(conv, lw, w, b), lw.value(node.inputs[0]))
+
+
+def _linear(lw: Lowering, node: Node, attrs: Any = None) -> torch.fx.Node:
+    if not lw.all_params(node):
+        return lw.call(node, F.linear, *(lw.value(i) for i in node.inputs))
+    w, b = lw.weights(node)
+    fc = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, device="meta")
+    return lw.module(node, _load(fc, lw, w, b), lw.value(node.inputs[0]))
+
+
+def _load(layer: nn.Module, lw: Lowering, w: np.ndarray, b: np.ndarray | None) -> nn.Module:
+    layer.weight = nn.Parameter(lw.tensor(w), requires_grad=False)
+    if b is not None:
+        layer.bias = nn.Parameter(lw.tensor(b), requires_grad=False)
+    return layer
+
+
+def _batch_norm(lw: Lowering, node: Node) -> torch.fx.Node:
+    x = lw.value(node.inputs[0])
+    rank = lw.graph.types[node.inputs[0]].rank
+    if not lw.all_params(node) or rank not in (2, 3, 4):
+        w, b, mean, var = (lw.value(i) for i in node.inputs[1:])
+        return lw.call(node, F.batch_norm, x, mean, var, w, b, False, 0.0, node.attrs.eps)
+    gamma, beta, mean, var = (lw.params[i] for i in node.inputs[1:])
+    bn = (nn.BatchNorm2d if rank == 4 else nn.BatchNorm1d)(len(gamma), eps=node.attrs.eps).eval()
+    for attr, value in (("weight", gamma), ("bias", beta), ("running_mean", mean), ("running_var", var)):
+        getattr(bn, attr).data = lw.tensor(value)
+    return lw.module(node, bn, x)
+
+
+def _fused(kind: str) -> Callable[[Lowering, Node], torch.fx.Node]:
+    """fused_conv2d / fused_linear: the layer (a module named after the node), then ``+ residual`` and the
+    activation as their own fx nodes; `Lowering.make_in_place` turns both into in-place updates of its output."""
+
+    def lower(lw: Lowering, node: Node) -> torch.fx.Node:
+        a = node.attrs
+        layer = Node(node.name, kind, node.inputs[: 2 + a.bias])
+        y = (_conv2d(lw, layer, a.conv) if kind == "conv2d" else _linear(lw, layer))
+        if a.residual:
+            y = lw.fx.call_function(operator.add, (y, lw.value(node.inputs[-1])), name=_ident(node.name) + "_add")
+        if a.activation is not None:
+            y = lw.fx.call_function(ACTIVATIONS[a.activation], (y,), name=_ident(node.name) + "_" + a.activation)
+        return y
+    return lower
+
+
+def _pool(fn: Callable, with_dilation: bool) -> Callable[[Lowering, Node], torch.fx.Node]:
+    def lower(lw: Lowering, node: Node) -> torch.fx.Node:
+        a, x = node.attrs, lw.value(node.inputs[0])
+        if with_dilation:
+            return lw.call(node, fn, x, a.kernel_size, a.stride, a.padding, a.dilation, a.ceil_mode)
+        return lw.call(node, fn, x, a.kernel_size, a.stride, a.padding, a.ceil_mode, a.count_include_pad)
+    return lower
+
+
+def _unary(fn: Callable, *attr_names: str) -> Callable[[Lowering, Node], torch.fx.Node]:
+    def lower(lw: Lowering, node: Node) -> torch.fx.Node:
+        return lw.call(node, fn, lw.value(node.inputs[0]), *(getattr(node.attrs, a) for a in attr_names))
+    return lower
+
+
+def _add(lw: Lowering, node: Node) -> torch.fx.Node:
+    xs = [lw.value(i) for i in node.inputs]
+    return lw.call(node, operator.add if len(xs) == 2 else add_n, *xs)
+
+
+def _concat(lw: Lowering, node: Node) -> torch.fx.Node:
+    return lw.call(node, torch.cat, [lw.value(i) for i in node.inputs], node.attrs.axis)
+
+
+def _relu6_(x: torch.Tensor) -> torch.Tensor:
+    return F.relu6(x, inplace=True)
+
+
+def lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    """F.local_response_norm, in float32 for 16-bit inputs (torch's CPU kernel, avg_pool3d, has no bfloat16)."""
+    if x.dtype in (torch.float32, torch.float64):
+        return F.local_response_norm(x, size, alpha, beta, k)
+    return F.local_response_norm(x.float(), size, alpha, beta, k).to(x.dtype)
+
+
+LOWERINGS: dict[str, Callable[[Lowering, Node], torch.fx.Node]] = {}
+ACTIVATIONS: dict[str, Callable] = {}
+IN_PLACE: dict[Callable, Callable] = {}  # op -> its in-place form
+VIEWS: set[Callable] = set()  # ops whose output may share its input's storage: never a source for in-place
+if torch is not None:
+    LOWERINGS.update({
+        "conv2d": _conv2d, "linear": _linear, "batch_norm": _batch_norm,
+        "fused_conv2d": _fused("conv2d"), "fused_linear": _fused("linear"),
+        "max_pool2d": _pool(F.max_pool2d, True), "avg_pool2d": _pool(F.avg_pool2d, False),
+        "adaptive_avg_pool2d": _unary(F.adaptive_avg_pool2d, "output_size"),
+        "relu": _unary(torch.relu), "relu6": _unary(F.relu6), "leaky_relu": _unary(F.leaky_relu, "negative_slope"),
+        "sigmoid": _unary(torch.sigmoid), "tanh": _unary(torch.tanh), "elu": _unary(F.elu, "alpha"),
+        "softmax": _unary(torch.softmax, "axis"), "lrn": _unary(lrn, "size", "alpha", "beta", "k"),
+        "flatten": _unary(torch.flatten, "start_dim"), "add": _add, "concat": _concat,
+    })
+    ACTIVATIONS.update({"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu6": F.relu6})
+    IN_PLACE.update({torch.relu: torch.relu_, F.relu6: _relu6_, operator.add: operator.iadd})
+    VIEWS.update({torch.flatten})
+SUPPORTED = frozenset(LOWERINGS) | {"dropout"}  # dropout is its input at inference: no fx node
+
+
+class _NumpyFallback(nn.Module if torch is not None else object):  # type: ignore[misc]
+    """Runs one IR node on the NumPy reference (float32) from inside the fx graph."""
+
+    def __init__(self, node: Node, params: dict[str, np.ndarray]):
+        super().__init__()
+        self.node, self.params = node, params
+
+    def forward(self, *acts: torch.Tensor) -> torch.Tensor:
+        it = iter(acts)
+        args = [self.params[i] if i in self.params else next(it).float().cpu().numpy() for i in self.node.inputs]
+        y = ir_ops.get(self.node.op).reference(self.node.attrs, *args)
+        ref = acts[0] if acts else torch.empty(0)
+        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(ref.device, ref.dtype)
+
+
+def _ident(name: str) -> str:
+    """A Python identifier for an IR name (fx node and module attribute names)."""
+    s = re.sub(r"\W", "_", name)
+    return s if s and not s[0].isdigit() else f"_{s}"
+
+
+def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32", channels_last: bool = False,
+          device: str = "cpu", fallback: tuple[str, ...] = ()) -> torch.fx.GraphModule:
+    """The fx GraphModule of ``graph`` with ``params`` converted to ``dtype`` (print its ``.code``).
+
+    ``gm.meta["folded_batch_norms"]`` lists the batch_norm nodes folded into the layer before them."""
+    if torch is None:
+        raise BackendError(_IMPORT_ERROR)
+    lowering = Lowering(graph, cast_params(graph, params, "float32"), getattr(torch, dtype), torch.device(device))
+    gm = lowering.run(fallback)
+    gm.meta["folded_batch_norms"] = [bn.name for bn in lowering.folded.values()]
+    gm.eval()
+    if channels_last:
+        gm = gm.to(memory_format=torch.channels_last)
+    return gm
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` for the block (a process-wide setting: restore it)."""
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class TorchBackend:
+    name = "torch"
+    dtypes = DTYPES
+
+    def available(self) -> tuple[bool, str]:
+        return (False, _IMPORT_ERROR) if torch is None else (True, f"torch {torch.__version__}")
+
+    def version(self) -> str:
+        return "" if torch is None else torch.__version__
+
+    def device(self) -> str:
+        return "cpu" if torch is None or not torch.cuda.is_available() else "cpu, cuda"
+
+    def supports(self, node: Node) -> bool:
+        return node.op in SUPPORTED
+
+    def compile(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32",
+                channels_last: bool | None = None, compile: bool = False, threads: int | None = None,
+                device: str = "cpu", fallback: str | None = None, **options: Any) -> Executable:
+        if torch is None:
+            raise BackendError(_IMPORT_ERROR)
+        if options:
+            raise BackendError(f"torch backend: unknown option(s) {sorted(options)}; known: {OPTIONS}")
+        if dtype not in DTYPES:
+            raise BackendError(f"torch backend: dtype {dtype!r} is not supported; use one of {DTYPES}")
+        if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
+            raise BackendError(f"torch backend: device {device!r} is not available (cpu, or cuda with a GPU)")
+        fallback_nodes = check_supported(self, graph, fallback)
+        if channels_last is None:
+            channels_last = any(n.op in ("conv2d", "fused_conv2d") for n in graph.nodes)
+        start = time.perf_counter()
+        gm = lower(graph, params, dtype, channels_last, device, fallback_nodes)
+        lower_s = time.perf_counter() - start
+        tdtype, dev = getattr(torch, dtype), torch.device(device)
+        ranks = [t.rank for t in graph.inputs.values()]
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+
+        def prepare(inputs: list[np.ndarray]) -> list[torch.Tensor]:
+            xs = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(dev, tdtype) for x in inputs]
+            return [x.contiguous(memory_format=layout) if r == 4 else x for x, r in zip(xs, ranks, strict=True)]
+
+        fn: Callable = gm
+        compile_s = 0.0
+        if compile:  # compile now, with a warm-up call, so the first timed call is not the compilation
+            start = time.perf_counter()
+            fn = torch.compile(gm, backend="inductor", dynamic=False)
+            try:
+                with torch.inference_mode(), _threads(threads):
+                    fn(*prepare([np.zeros(t.shape, np.float32) for t in graph.inputs.values()]))
+            except Exception as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise BackendError(f"torch backend: torch.compile failed on {graph.name}: "
+                                   f"{type(e).__name__}: {first}") from e
+            compile_s = time.perf_counter() - start
+
+        def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+            with torch.inference_mode(), _threads(threads):
+                outs = fn(*prepare(inputs))
+                return [o.to(torch.float32).cpu().numpy() for o in outs]
+
+        info = {"dtype": dtype, "channels_last": channels_last, "compile": compile, "threads": threads,
+                "device": device, "lower_s": lower_s, "compile_s": compile_s, "fx_nodes": len(gm.graph.nodes),
+                "folded_batch_norms": len(gm.meta["folded_batch_norms"]), "torch": torch.__version__}
+        exe = Executable(graph, self.name, run, info, fallback_nodes)
+        exe.module = gm  # type: ignore[attr-defined]  # the fx GraphModule; exe.module.code is the Python
+        return exe
+
+
+BACKEND = TorchBackend()
