@@ -80,7 +80,10 @@ def _backends(value: str) -> list[str]:
     if value.strip() == "all":
         chosen = []
         for name in names():
-            ok, reason = get(name).available()
+            try:
+                ok, reason = get(name).available()
+            except Exception as e:  # a backend module that does not even import must not stop the sweep
+                ok, reason = False, f"failed to load: {type(e).__name__}: {e}"
             if ok:
                 chosen.append(name)
             else:
