@@ -30,6 +30,7 @@ def test_pipelines_name_known_passes_and_plan_last():
     assert resolve(None) == ("none", ())
     assert resolve("fold_batch_norm, fuse") == ("fold_batch_norm+fuse", ("fold_batch_norm", "fuse"))
     assert resolve(["dead_code"]) == ("dead_code", ("dead_code",))
+    assert resolve("fold_batch_norm+fuse") == resolve("fold_batch_norm, fuse")
     with pytest.raises(IRError, match=r"unknown pipeline or pass\(es\) \['fastest'\]; pipelines: none, default"):
         resolve("fastest")
     with pytest.raises(IRError, match="plan_memory plans the final graph: it must be the last pass"):

@@ -9,6 +9,7 @@ traffic, not arithmetic. Reference: conv2d's reference, then the shared epilogue
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class FusedConv2dAttrs:
         object.__setattr__(self, "residual", bool(self.residual))
         check_activation(self.activation)
 
-    @property
+    @cached_property  # built once: the reference runs per call
     def conv(self) -> conv2d.Conv2dAttrs:
         return conv2d.Conv2dAttrs(self.stride, self.padding, self.dilation, self.groups)
 

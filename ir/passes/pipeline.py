@@ -95,12 +95,14 @@ class PipelineResult:
 
 
 def resolve(pipeline: str | Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
-    """(display name, pass names) for a pipeline name, a comma-separated or listed sequence of pass names."""
+    """(display name, pass names) for a pipeline name, or pass names: a list, or one string joined by "," or
+    "+" (the display name joins them with "+", so it resolves to the same passes)."""
     if pipeline is None:
         return "none", ()
     if isinstance(pipeline, str) and pipeline in PIPELINES:
         return pipeline, PIPELINES[pipeline]
-    names = tuple(p.strip() for p in (pipeline.split(",") if isinstance(pipeline, str) else pipeline) if p.strip())
+    parts = pipeline.replace("+", ",").split(",") if isinstance(pipeline, str) else pipeline
+    names = tuple(p.strip() for p in parts if p.strip())
     known = (*PASSES, PLAN_MEMORY)
     unknown = [n for n in names if n not in known]
     if unknown or not names:

@@ -1,0 +1,127 @@
+"""``convbench passes -m MODELS -b BACKENDS``: the pass ablation study — per model × backend × pipeline, node
+count, FLOPs, activation memory (naive sum, liveness peak, planned arena) and, measured by the sweep harness,
+latency and the speed-up over the ``none`` pipeline; written to ``-o DIR`` as report.md with two plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .. import models
+from ..backends import get
+from ..bench import ablation
+from ..bench.errors import BenchError
+from ..bench.runner import Sweep, default_threads, image_sizes_for, run_sweep
+from ..bench.schema import parse_backend_spec
+from ..bench.stats import Policy
+from ..cli import UsageError
+from ..ir.passes import PIPELINES, resolve
+from ._common import print_json, print_table, split_list
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--models", required=True, help="comma-separated zoo names, or 'all'")
+    p.add_argument("-b", "--backends", default="numpy",
+                   help="comma-separated backends, each optionally NAME:KEY=VALUE… (default numpy)")
+    p.add_argument("-p", "--pipelines", default="none,default,all",
+                   help=f"comma-separated pipelines ({', '.join(PIPELINES)}) or pass lists joined by '+', "
+                        "e.g. fold_batch_norm+fuse (default none,default,all; 'none' is the baseline and is "
+                        "always included)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--image-size", default="full", help="'full', 'small' or an integer (default full)")
+    p.add_argument("-o", "--output", default="reports/passes", help="report directory (default reports/passes)")
+    p.add_argument("--static-only", action="store_true", help="only the static columns: no timing sweep")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="run the sweep this many times, each round every pipeline back to back; speed-ups are "
+                        "taken within a round, then the median over rounds (default 3)")
+    p.add_argument("--resume", action="store_true", help="keep the cases already in OUTPUT/ablation-round*.jsonl")
+    p.add_argument("--threads", type=int, default=None, help="threads per case (default: physical cores)")
+    p.add_argument("--min-time", type=float, default=0.5, help="timed seconds per case at least (0.5)")
+    p.add_argument("--max-time", type=float, default=5.0, help="timed seconds per case at most (5)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per case before it is killed (600)")
+    p.add_argument("--gemm-size", type=int, default=2048, help="N of the GEMM that calibrates the peak (2048)")
+    p.add_argument("--title", default="convbench: what each pass buys", help="report title")
+    p.add_argument("--json", action="store_true", help="print the table as JSON instead of text")
+
+
+def _pipelines(value: str) -> list[str]:
+    names = [ablation.BASELINE]
+    for item in (v.strip() for v in value.split(",") if v.strip()):
+        try:
+            name = resolve(item)[0]
+        except Exception as e:
+            raise UsageError(str(e)) from None
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _backends(value: str) -> list[str]:
+    specs = [v.strip() for v in value.split(",") if v.strip()]
+    if not specs:
+        raise UsageError("no backend given")
+    for spec in specs:
+        name, options = parse_backend_spec(spec)
+        if "passes" in options:
+            raise UsageError(f"backend {spec!r}: give pipelines with --pipelines, not as a backend option")
+        ok, reason = get(name).available()
+        if not ok:
+            raise UsageError(f"backend {name!r} is not available here: {reason}")
+    return specs
+
+
+def run(args: argparse.Namespace) -> int:
+    model_names = split_list(args.models, models.names(), "model")
+    backends, pipelines = _backends(args.backends), _pipelines(args.pipelines)
+    out = Path(args.output)
+    try:
+        sizes = {m: image_sizes_for(m, [args.image_size]) for m in model_names}
+    except BenchError as e:
+        raise UsageError(str(e)) from None
+    if args.batch < 1:
+        raise UsageError(f"--batch must be ≥ 1, got {args.batch}")
+    if args.rounds < 1:
+        raise UsageError(f"--rounds must be ≥ 1, got {args.rounds}")
+
+    static, per_pass = [], []
+    for model in model_names:
+        for size in sizes[model]:
+            print(f"convbench passes: static figures of {model}@{size}", file=sys.stderr)
+            for backend in backends:
+                static += [ablation.static_row(model, size, args.batch, backend, p) for p in pipelines]
+            per_pass += ablation.pass_rows(model, size, args.batch, backends[0])
+    timed, results = None, []
+    if not args.static_only:
+        paths = [out / f"ablation-round{k + 1}.jsonl" for k in range(args.rounds)]
+        try:
+            cases = ablation.cases(model_names, backends, pipelines, args.batch, [args.image_size],
+                                   args.threads or default_threads())
+            policy = Policy(min_time_s=args.min_time, max_time_s=args.max_time)
+            for k, path in enumerate(paths):
+                print(f"convbench passes: round {k + 1} of {args.rounds}: {len(cases)} cases", file=sys.stderr)
+                sweep = Sweep(cases, path, policy, args.timeout, resume=args.resume, overwrite=not args.resume,
+                              gemm_n=args.gemm_size)
+                run_sweep(sweep, _progress)
+        except BenchError as e:
+            raise UsageError(str(e)) from None
+        timed = ablation.measured(paths)
+        results = [p.name for p in paths]
+    table = ablation.ablation_table(pd.DataFrame(static), timed)
+    report = ablation.write_report(table, pd.DataFrame(per_pass), out, args.title,
+                                   results=results)
+    if args.json:
+        print_json(table.to_dict(orient="records"))
+    else:
+        print_table(ablation.display(table).to_dict(orient="records"))
+        print(f"\nreport: {report}")
+    return 0
+
+
+def _progress(kind: str, case, record) -> None:
+    if kind == "done" and case is not None and record is not None:
+        median = (record.get("timing") or {}).get("median")
+        took = f"{median * 1e3:.2f} ms" if median else record.get("message", "")[:100]
+        print(f"convbench passes: {case.id}: {record['status']} {took}", file=sys.stderr)
