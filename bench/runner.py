@@ -10,6 +10,7 @@ the file, so an interrupted sweep loses at most the case in flight and never dup
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import signal
@@ -113,6 +114,7 @@ class Sweep:
     backend_modules: tuple[str, ...] = ()
     machine_name: str | None = None
     gemm_n: int = 2048  # GEMM calibration size; 0 skips calibration (no "% of peak", no roofline roofs)
+    skip_dominated: bool = True  # do not run what a timeout already answered (see TimeoutLedger)
 
 
 @dataclass
@@ -209,11 +211,54 @@ def calibrations(keys: Iterable[tuple[str, int]], sweep: Sweep, workdir: Path,
     return out
 
 
+class TimeoutLedger:
+    """The cheapest workload (FLOPs per call) on which each (backend, dtype, threads) timed out.
+
+    A case with at least as many FLOPs per call on the same backend would time out too, so the sweep records it
+    as a timeout without spending the timeout again (a Triton interpreter on CPU meeting VGG-16 at 224 does
+    not need to be watched for ten minutes per batch size). The record says it was not run, and why.
+    """
+
+    def __init__(self) -> None:
+        self.cheapest: dict[tuple[str, str, int], tuple[int, str]] = {}
+
+    @staticmethod
+    def flops(case: Case) -> int:
+        return _flops(case.model, case.batch, case.image_size)
+
+    def add(self, case: Case) -> None:
+        key, f = (case.backend, case.dtype, case.threads), self.flops(case)
+        if key not in self.cheapest or f < self.cheapest[key][0]:
+            self.cheapest[key] = (f, case.id)
+
+    def dominated(self, case: Case) -> ChildResult | None:
+        known = self.cheapest.get((case.backend, case.dtype, case.threads))
+        if known is None or self.flops(case) < known[0]:
+            return None
+        return ChildResult("timeout", {"message": (
+            f"not run: {case.backend} already timed out on {known[1]} ({known[0] / 1e9:.3g} GFLOP per call, "
+            f"this case {self.flops(case) / 1e9:.3g}); --no-skip-dominated runs it anyway"), "skipped": True}, 0.0)
+
+
+@functools.cache
+def _flops(model: str, batch: int, image_size: int) -> int:
+    from .. import models
+    from ..ir.analysis import summarize
+
+    return summarize(models.build(model, batch=batch, image_size=image_size)).flops
+
+
 def run_sweep(sweep: Sweep, on_event: Event = lambda *_: None) -> dict[str, int]:
     """Run every case not already in the output; return how many cases ended with each status."""
     done = prepare_output(sweep.output, sweep.resume, sweep.overwrite)
     plugins.load_all(list(sweep.backend_modules))
     todo = [c for c in sweep.cases if c.id not in done]
+    ledger = TimeoutLedger()
+    if sweep.skip_dominated and done:  # a resumed sweep remembers what already timed out
+        for r in read_records(sweep.output):
+            if r["status"] == "timeout":
+                ledger.add(Case(**{k: r["case"][k] for k in ("model", "image_size", "backend", "batch", "dtype",
+                                                              "threads")}))
     on_event("plan", None, {"total": len(sweep.cases), "todo": len(todo), "done": len(sweep.cases) - len(todo)})
     if sweep.overwrite and sweep.output.exists() and todo:
         sweep.output.unlink()
@@ -231,7 +276,11 @@ def run_sweep(sweep: Sweep, on_event: Event = lambda *_: None) -> dict[str, int]
             started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
             job = {"kind": "case", "case": case.to_dict(), "policy": asdict(sweep.policy),
                    "reference_cache": str(workdir / "ref")}
-            child = run_child(job, child_env(case.threads, sweep.backend_modules), sweep.timeout_s, workdir)
+            child = ledger.dominated(case) if sweep.skip_dominated else None
+            if child is None:
+                child = run_child(job, child_env(case.threads, sweep.backend_modules), sweep.timeout_s, workdir)
+                if child.status == "timeout":
+                    ledger.add(case)
             record = make_record(case, child, calib[(case.dtype, case.threads)], fingerprint, run_id, started)
             append_record(sweep.output, record)
             counts[record["status"]] = counts.get(record["status"], 0) + 1

@@ -135,6 +135,19 @@ def test_crash_hang_oom_and_unsupported_are_statuses_and_the_sweep_goes_on(tmp_p
     assert by["numpy"]["status"] == "ok" and by["numpy"]["correctness"]["ok"]
 
 
+def test_a_timeout_answers_the_same_backends_bigger_cases_without_running_them(tmp_path):
+    plugins.load(BACKENDS)
+    out = tmp_path / "r.jsonl"
+    cases = plan(["lenet5"], ["bench_hang", "numpy"], [1, 2], ["float32"], threads=1)
+    assert run_sweep(Sweep(cases, out, FAST, timeout_s=3, backend_modules=(BACKENDS,), gemm_n=0)) == {
+        "timeout": 2, "ok": 2}
+    hang1, hang2, np1, np2 = read_records(out)
+    assert hang1["duration_s"] >= 3 and "skipped" not in hang1
+    assert hang2["status"] == "timeout" and hang2["skipped"] and hang2["duration_s"] == 0
+    assert hang2["message"].startswith("not run: bench_hang already timed out on lenet5@32/bench_hang/b1")
+    assert np1["status"] == np2["status"] == "ok"  # other backends are not affected
+
+
 def _sweep_cmd(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "convbench", "run", "-m", "lenet5", "-b", "numpy,bench_hang", "--batch", "1",
             "--backend-module", BACKENDS, "-o", str(out), "-q", *FAST_ARGS, *extra]

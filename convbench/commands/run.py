@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-time", type=float, default=5.0, help="timed seconds per case at most (5)")
     p.add_argument("--target-iqr", type=float, default=0.05, help="stop when IQR/median falls below this (0.05)")
     p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds per case, after ≥1 call (0.2)")
+    p.add_argument("--no-skip-dominated", action="store_true",
+                   help="run a case even when its backend already timed out on a workload with fewer FLOPs")
     p.add_argument("--backend-module", action="append", default=[], metavar="MODULE_OR_FILE",
                    help="import this module (dotted name or .py file) to register extra backends; repeatable")
     p.add_argument("--gemm-size", type=int, default=2048,
@@ -73,7 +75,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
     except (BenchError, ValueError) as e:
         raise UsageError(str(e)) from None
     return Sweep(cases, Path(args.output), policy, args.timeout, args.resume, args.overwrite,
-                 tuple(args.backend_module), args.machine, args.gemm_size)
+                 tuple(args.backend_module), args.machine, args.gemm_size, not args.no_skip_dominated)
 
 
 def _backends(value: str) -> list[str]:
