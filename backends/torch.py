@@ -13,7 +13,8 @@ Options of `TorchBackend.compile`: ``dtype`` ("float32", "bfloat16"); ``channels
 weights; default: on for graphs with convolutions, where oneDNN is faster, see benchmarks/torch_vs_handwritten.py);
 ``compile`` (``torch.compile`` with inductor, compiled at compile time with a warm-up call, ``info["compile_s"]``);
 ``threads`` (torch's intra-op threads while this executable runs, restored afterwards); ``device`` ("cpu" or
-"cuda"); ``fallback="numpy"`` (unsupported nodes run on the reference, listed in ``fallback_nodes``).
+"cuda"); ``fallback="numpy"`` (unsupported nodes run on the reference, listed in ``fallback_nodes``);
+``passes`` (a pipeline of ``convbench.ir.passes`` run first, "none" by default; ``info["passes"]`` records it).
 Parameters are converted once, at compile time; calls run under ``torch.inference_mode``.
 """
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from ..ir import ops as ir_ops
 from ..ir.graph import Graph, Node
+from ..ir.passes import run_pipeline
 from ..ir.passes.fold_batch_norm import fold_conv_bn_weights
 from ..ir.verify import verify
 from .base import BackendError, Executable, check_supported
@@ -47,7 +49,7 @@ else:
     _IMPORT_ERROR = ""
 
 DTYPES = ("float32", "bfloat16")
-OPTIONS = ["dtype", "channels_last", "compile", "threads", "device", "fallback"]
+OPTIONS = ["dtype", "channels_last", "compile", "threads", "device", "fallback", "passes"]
 FOLDABLE = {"conv2d", "linear"}
 
 
@@ -346,7 +348,8 @@ class TorchBackend:
 
     def compile(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32",
                 channels_last: bool | None = None, compile: bool = False, threads: int | None = None,
-                device: str = "cpu", fallback: str | None = None, **options: Any) -> Executable:
+                device: str = "cpu", fallback: str | None = None, passes: Any = None,
+                **options: Any) -> Executable:
         if torch is None:
             raise BackendError(_IMPORT_ERROR)
         if options:
@@ -355,6 +358,8 @@ class TorchBackend:
             raise BackendError(f"torch backend: dtype {dtype!r} is not supported; use one of {DTYPES}")
         if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
             raise BackendError(f"torch backend: device {device!r} is not available (cpu, or cuda with a GPU)")
+        pipeline = run_pipeline(graph, params, passes, self.supports)  # fuses only what supports() accepts
+        graph, params = pipeline.graph, pipeline.params
         fallback_nodes = check_supported(self, graph, fallback)
         if channels_last is None:
             channels_last = any(n.op in ("conv2d", "fused_conv2d") for n in graph.nodes)
@@ -390,7 +395,8 @@ class TorchBackend:
 
         info = {"dtype": dtype, "channels_last": channels_last, "compile": compile, "threads": threads,
                 "device": device, "lower_s": lower_s, "compile_s": compile_s, "fx_nodes": len(gm.graph.nodes),
-                "folded_batch_norms": len(gm.meta["folded_batch_norms"]), "torch": torch.__version__}
+                "folded_batch_norms": len(gm.meta["folded_batch_norms"]), "torch": torch.__version__,
+                "passes": pipeline.pipeline, "pipeline": pipeline.describe()}
         exe = Executable(graph, self.name, run, info, fallback_nodes)
         exe.module = gm  # type: ignore[attr-defined]  # the fx GraphModule; exe.module.code is the Python
         return exe
