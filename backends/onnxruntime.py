@@ -11,8 +11,8 @@ Options of `OnnxRuntimeBackend.compile`:
   candidate ran 1.7× slower until ``session.intra_op.allow_spinning`` was "0". Off unless asked for.
 - ``optimization``: ORT's graph optimisation level, "all" (default: fusions and NCHWc layout), "extended",
   "basic" or "disable".
-- ``fallback="numpy"``: nodes ONNX cannot express exactly (LRN of even size, linear on rank > 2, ops without an
-  ONNX form) run on the reference; the rest is split into ORT sessions at those nodes.
+- ``fallback="numpy"``: nodes ONNX cannot express exactly (LRN of even size, ops without an ONNX form) run on the
+  reference; the rest is split into ORT sessions at those nodes.
 
 float32 only: ORT's CPU kernels for the other types are partial (no float64 Conv), so they are refused, not
 half-run.
@@ -29,7 +29,7 @@ import numpy as np
 from ..ir import ops as ir_ops
 from ..ir.graph import Graph, Node
 from ..ir.verify import verify
-from .base import BackendError, Executable, UnsupportedNodeError
+from .base import BackendError, Executable, check_supported
 from .numpy_ref import cast_params
 
 DTYPES = ("float32",)
@@ -71,10 +71,10 @@ class OnnxRuntimeBackend:
         return "cpu"
 
     def supports(self, node: Node) -> bool:
-        """Whether the op has an exact ONNX form; shape-dependent limits (linear on rank > 2) show at compile."""
-        from ..ir.onnx_export import EMITTERS
+        """Whether the node has an exact ONNX form (`to_onnx` refuses LRN of even size and ops it has no form for)."""
+        from ..ir.onnx_export import unsupported_reason
 
-        return node.op in EMITTERS and not (node.op == "lrn" and node.attrs.size % 2 == 0)
+        return unsupported_reason(node) is None
 
     def compile(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32",
                 threads: int | None = None, spinning: bool = False, optimization: str = "all",
@@ -88,11 +88,9 @@ class OnnxRuntimeBackend:
             raise BackendError(f"onnxruntime backend: dtype {dtype!r} is not supported; use one of {DTYPES}")
         if optimization not in LEVELS:
             raise BackendError(f"onnxruntime backend: optimization {optimization!r}; use one of {LEVELS}")
-        if fallback not in (None, "numpy"):
-            raise BackendError(f"unknown fallback {fallback!r}; the only fallback is 'numpy'")
         start = time.perf_counter()
         verify(graph)
-        fallback_nodes = self._unsupported(graph, fallback)
+        fallback_nodes = check_supported(self, graph, fallback)
         threads = physical_cores() if threads is None else int(threads)
         weights = cast_params(graph, params, dtype)
         settings = {"threads": threads, "spinning": bool(spinning), "optimization": optimization}
@@ -102,17 +100,6 @@ class OnnxRuntimeBackend:
         info = {"dtype": dtype, **settings, "sessions": sessions, "compile_s": time.perf_counter() - start,
                 "onnxruntime": onnxruntime.__version__}
         return Executable(graph, self.name, run, info, fallback_nodes)
-
-    def _unsupported(self, graph: Graph, fallback: str | None) -> tuple[str, ...]:
-        """Nodes to run on the reference: those `to_onnx` refuses, by op or by shape. Error if no fallback."""
-        from ..ir.onnx_export import unsupported_reason
-
-        types = graph.types
-        bad = [n for n in graph.nodes if not self.supports(n) or unsupported_reason(n, types) is not None]
-        if bad and fallback is None:
-            raise UnsupportedNodeError(self.name, bad)
-        return tuple(n.name for n in bad)
-
 
 def _session(graph: Graph, weights: Mapping[str, np.ndarray], settings: Mapping[str, Any]):
     import onnxruntime as ort

@@ -9,8 +9,12 @@ single op for an IR op, the export is an exact composition that the importer rec
   MatMuls with constant averaging matrices (x · Pwᵀ along W, then Ph · (…) along H);
 - relu6: Clip(0, 6); flatten from an axis other than 1: Reshape to a constant shape; add of 3+ inputs: Sum.
 
+- linear: Gemm on rank-2 inputs, else Transpose(W), MatMul (and Add of the bias), as torch writes nn.Linear;
+- fused_conv2d / fused_linear (from `passes.fuse`): Conv or Gemm, Add of the residual, the activation — imported
+  back as the unfused nodes.
+
 Ops with no exact ONNX equivalent are refused by `unsupported_reason` (which ORT's ``supports`` uses): LRN of even
-size (ONNX centres the window the other way round from torch) and linear on inputs of rank other than 2.
+size, where ONNX centres the window the other way round from torch.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .errors import IRError
 from .graph import Graph, Node, TensorType
+from .ops._base import NoAttrs
 from .ops.adaptive_avg_pool2d import bounds
 
 OPSET = 17
@@ -47,7 +52,7 @@ class _Writer:
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.types = graph.types
+        self.types = dict(graph.types)  # a copy: fused ops add the types of their intermediate values
         self.nodes: list[onnx.NodeProto] = []
         self.constants: list[onnx.TensorProto] = []
 
@@ -100,7 +105,16 @@ def _adaptive_avg_pool2d(w: _Writer, node: Node) -> None:
 
 
 def _linear(w: _Writer, node: Node) -> None:
-    w.emit("Gemm", list(node.inputs), node.name, node.name, transB=1)
+    if w.types[node.inputs[0]].rank == 2:
+        w.emit("Gemm", list(node.inputs), node.name, node.name, transB=1)
+        return
+    # Gemm takes rank 2 only: x · Wᵀ (+ b) as Transpose, MatMul (and Add), as torch exports nn.Linear
+    weight_t = f"{node.name}::weight_t"
+    w.emit("Transpose", [node.inputs[1]], weight_t, weight_t, perm=[1, 0])
+    product = f"{node.name}::matmul" if len(node.inputs) > 2 else node.name
+    w.emit("MatMul", [node.inputs[0], weight_t], product, product)
+    if len(node.inputs) > 2:
+        w.emit("Add", [product, node.inputs[2]], node.name, node.name)
 
 
 def _same(op_type: str, **attr_names: str) -> Callable[[_Writer, Node], None]:
@@ -142,6 +156,28 @@ def _dropout(w: _Writer, node: Node) -> None:
     w.emit("Dropout", [node.inputs[0], ratio], node.name, node.name)
 
 
+def _fused(base: str) -> Callable[[_Writer, Node], None]:
+    """fused_conv2d / fused_linear: the base op, then Add of the residual, then the activation, as separate ONNX
+    nodes (ORT fuses them again its own way); they import back unfused."""
+
+    def emit(w: _Writer, node: Node) -> None:
+        a = node.attrs
+        steps = [s for s in ("core", "residual" if a.residual else "", a.activation or "") if s]
+        names = [f"{node.name}::{s}" for s in steps[:-1]] + [node.name]
+        for name in names:
+            w.types[name] = w.types[node.name]
+        attrs = a.conv if base == "conv2d" else NoAttrs()
+        EMITTERS[base](w, Node(names[0], base, node.inputs[: 2 + a.bias], attrs))
+        prev = names[0]
+        if a.residual:
+            prev = names[1]
+            w.emit("Add", [names[0], node.inputs[-1]], prev, prev)
+        if a.activation:
+            EMITTERS[a.activation](w, Node(names[-1], a.activation, (prev,), NoAttrs()))
+
+    return emit
+
+
 EMITTERS: dict[str, Callable[[_Writer, Node], None]] = {
     "conv2d": _conv2d,
     "max_pool2d": _pool("MaxPool"),
@@ -161,19 +197,19 @@ EMITTERS: dict[str, Callable[[_Writer, Node], None]] = {
     "concat": _same("Concat", axis="axis"),
     "flatten": _flatten,
     "dropout": _dropout,
+    "fused_conv2d": _fused("conv2d"),
+    "fused_linear": _fused("linear"),
 }
 
 
-def unsupported_reason(node: Node, types: Mapping[str, TensorType]) -> str | None:
-    """Why ``node`` cannot be exported exactly, or None when it can."""
+def unsupported_reason(node: Node, types: Mapping[str, TensorType] | None = None) -> str | None:
+    """Why ``node`` cannot be exported exactly, or None when it can (``types``: also check its dtype)."""
     if node.op not in EMITTERS:
         return f"no ONNX export for op {node.op!r}"
     if node.op == "lrn" and node.attrs.size % 2 == 0:
         return (f"LRN of even size {node.attrs.size}: ONNX puts the extra channel after the centre, "
                 f"torch (and the IR) before it")
-    if node.op == "linear" and types[node.inputs[0]].rank != 2:
-        return f"linear on a rank-{types[node.inputs[0]].rank} input (Gemm takes rank 2)"
-    dtype = types[node.name].dtype if node.name in types else None
+    dtype = types[node.name].dtype if types is not None and node.name in types else None
     if dtype is not None and dtype not in ELEM_TYPES:
         return f"dtype {dtype} (exportable: {', '.join(ELEM_TYPES)})"
     return None

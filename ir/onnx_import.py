@@ -76,6 +76,7 @@ class _Importer:
             for i in node.input:
                 self.consumers[i].append(node)
         self.done: set[int] = set()  # ids of ONNX nodes a pattern already consumed
+        self.transposed: dict[str, str] = {}  # folded Transpose of a 2-D constant -> that constant
         for vi in g.input:
             if vi.name not in self.consts:
                 self.inputs[vi.name] = self._input_type(vi, input_shapes)
@@ -146,6 +147,8 @@ class _Importer:
         results = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
         for name, value in zip(node.output, results, strict=False):
             self.consts[name] = np.asarray(value)
+        if node.op_type == "Transpose" and self.consts[node.input[0]].ndim == 2:
+            self.transposed[node.output[0]] = node.input[0]
 
     def run(self) -> list[tuple[str, str, str]]:
         problems: list[tuple[str, str, str]] = []
@@ -284,9 +287,9 @@ def _matmul(imp: _Importer, node: onnx.NodeProto) -> None:
         raise _Unsupported(f"B of shape {w.shape} is not a 2-D weight")
     if imp.types[x].rank == 4 and _adaptive_pool(imp, node, x, w):
         return
-    if imp.types[x].rank != 2:
-        raise _Unsupported(f"MatMul on a rank-{imp.types[x].rank} input; the IR's linear is imported from rank 2")
-    imp.emit(node.output[0], "linear", [x, imp.param(node.input[1], np.ascontiguousarray(w.T))])
+    source = imp.transposed.get(node.input[1])  # B = Transpose(W): the weight is W itself, under its own name
+    weight = imp.param(source, imp.consts[source]) if source else imp.param(node.input[1], np.ascontiguousarray(w.T))
+    imp.emit(node.output[0], "linear", [x, weight])
 
 
 def _adaptive_pool(imp: _Importer, node: onnx.NodeProto, x: str, pool_w: np.ndarray) -> bool:
