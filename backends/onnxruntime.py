@@ -11,6 +11,8 @@ Options of `OnnxRuntimeBackend.compile`:
   candidate ran 1.7× slower until ``session.intra_op.allow_spinning`` was "0". Off unless asked for.
 - ``optimization``: ORT's graph optimisation level, "all" (default: fusions and NCHWc layout), "extended",
   "basic" or "disable".
+- ``passes``: a pipeline of ``convbench.ir.passes`` run before export ("none" by default; ``info["passes"]``
+  records it). ``fuse`` only makes nodes `supports` accepts.
 - ``fallback="numpy"``: nodes ONNX cannot express exactly (LRN of even size, ops without an ONNX form) run on the
   reference; the rest is split into ORT sessions at those nodes.
 
@@ -28,12 +30,13 @@ import numpy as np
 
 from ..ir import ops as ir_ops
 from ..ir.graph import Graph, Node
+from ..ir.passes import run_pipeline
 from ..ir.verify import verify
 from .base import BackendError, Executable, check_supported
 from .numpy_ref import cast_params
 
 DTYPES = ("float32",)
-OPTIONS = ["dtype", "threads", "spinning", "optimization", "fallback"]
+OPTIONS = ["dtype", "threads", "spinning", "optimization", "fallback", "passes"]
 LEVELS = ("all", "extended", "basic", "disable")
 
 
@@ -78,7 +81,7 @@ class OnnxRuntimeBackend:
 
     def compile(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32",
                 threads: int | None = None, spinning: bool = False, optimization: str = "all",
-                fallback: str | None = None, **options: Any) -> Executable:
+                fallback: str | None = None, passes: Any = None, **options: Any) -> Executable:
         reason = _import_error()
         if reason:
             raise BackendError(f"onnxruntime backend: {reason}")
@@ -90,6 +93,8 @@ class OnnxRuntimeBackend:
             raise BackendError(f"onnxruntime backend: optimization {optimization!r}; use one of {LEVELS}")
         start = time.perf_counter()
         verify(graph)
+        pipeline = run_pipeline(graph, params, passes, self.supports)
+        graph, params = pipeline.graph, pipeline.params
         fallback_nodes = check_supported(self, graph, fallback)
         threads = physical_cores() if threads is None else int(threads)
         weights = cast_params(graph, params, dtype)
@@ -98,7 +103,7 @@ class OnnxRuntimeBackend:
         import onnxruntime
 
         info = {"dtype": dtype, **settings, "sessions": sessions, "compile_s": time.perf_counter() - start,
-                "onnxruntime": onnxruntime.__version__}
+                "onnxruntime": onnxruntime.__version__, "passes": pipeline.pipeline, "pipeline": pipeline.describe()}
         return Executable(graph, self.name, run, info, fallback_nodes)
 
 def _session(graph: Graph, weights: Mapping[str, np.ndarray], settings: Mapping[str, Any]):
