@@ -79,3 +79,18 @@ def test_arena_mode_can_be_declined_and_options_are_checked(googlenet):
         NUMPY.compile(graph, params, passes="bogus")
     with pytest.raises(BackendError, match="unknown option"):
         NUMPY.compile(graph, params, pases="default")
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_other_backends_accept_a_pipeline(googlenet, backend):
+    be = cb.backends.get(backend)
+    ok, reason = be.available()
+    if not ok:
+        pytest.skip(reason)
+    graph, params, x, ref = googlenet
+    for pipeline in ("none", "default"):
+        exe = be.compile(graph, params, passes=pipeline)
+        assert exe.info["passes"] == pipeline
+        nodes = exe.info["pipeline"]["nodes"]
+        assert nodes[0] == len(graph) and (nodes[1] < nodes[0]) == (pipeline == "default")
+        assert compare(exe(x), ref, "float32").ok
