@@ -94,3 +94,14 @@ def test_other_backends_accept_a_pipeline(googlenet, backend):
         nodes = exe.info["pipeline"]["nodes"]
         assert nodes[0] == len(graph) and (nodes[1] < nodes[0]) == (pipeline == "default")
         assert compare(exe(x), ref, "float32").ok
+
+
+@pytest.mark.parametrize("name", ["resnet50", "inception_v3", "densenet121", "squeezenet1_0"])
+def test_default_pipeline_is_idempotent(name):
+    graph = cb.models.build(name, batch=1, image_size=cb.models.spec(name).small_image_size)
+    params = {k: np.broadcast_to(np.float32(1), t.shape) for k, t in graph.params.items()}
+    once = run_pipeline(graph, params, "default")
+    twice = run_pipeline(once.graph, once.params, "default")
+    assert twice.graph == once.graph
+    assert all(twice.params[k] is once.params[k] for k in once.params)
+    assert all(r.nodes_before == r.nodes_after for r in twice.records)
