@@ -30,9 +30,7 @@ def test_static_table_json_and_report(capsys, tmp_path):
     assert none["batch_norms"] == 20 and folded["batch_norms"] == 0 and folded["fused_nodes"] == 0
     assert default["fused_nodes"] == 17 and default["nodes"] < folded["nodes"] < none["nodes"]
     assert default["flops"] < none["flops"]  # BN's 2 FLOPs per element go, the conv bias's 1 comes
-    for r in rows:
-        assert r["live_peak_bytes"] >= r["arena_bytes"] or r["pipeline"] == "none"
-        assert r["naive_bytes"] > r["arena_bytes"] > 0
+    assert all(r["naive_bytes"] > r["arena_bytes"] > 0 for r in rows)
     report = (out / "report.md").read_text()
     assert "| resnet18@32 " in report and "fold_batch_norm" in report and (out / "memory.png").stat().st_size
     assert not (out / "speedup.png").exists()
