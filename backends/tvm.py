@@ -1,0 +1,186 @@
+"""The Apache TVM backend: lower the graph to Relax, compile it for the CPU (or a CUDA GPU), optionally tune it
+with MetaSchedule, and run it on Relax's virtual machine. NumPy in, NumPy out.
+
+Untuned, TVM on CPU only legalizes each op into plain (single-threaded, unvectorised) loops: correct, slow. Its
+speed comes from MetaSchedule tuning, which takes minutes per task, so the tuning is kept in a database:
+
+- ``tune=True`` tunes every task of the graph (``trials`` in total, default 64 per task) into ``tuning_db``
+  (default: a per-target, per-graph folder under ~/.cache/convbench/tvm) and compiles with it;
+- ``tuning_db=PATH`` without ``tune`` compiles with that database;
+- neither: the database shipped for this model and target (``backends/data/tvm/<target key>/<model>/``), if
+  any, is used automatically; with none, or one for another target, the compile is untuned and says so in
+  ``exe.info["warnings"]``.
+
+A database that is corrupt or tuned for another target never fails the compile: it gives a warning and an
+untuned build. ``exe.info`` records the target, threads, compile and tuning time, trials, and the database
+hits (fused functions that got a tuned schedule, out of all of them).
+
+Options: ``dtype`` ("float32", "float64"), ``threads`` (TVM's CPU thread pool), ``device`` ("cpu", "cuda",
+"auto"), ``tune``, ``trials``, ``trials_per_task``, ``tuning_db``, ``use_shipped_db`` (default True),
+``bind_weights`` (weights as constants, default True, or as VM arguments).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..ir.graph import Graph, Node
+from ..ir.verify import verify
+from .base import BackendError, BackendUnavailableError, Executable, check_supported
+from .numpy_ref import cast_params
+from .tvm_target import available as _available
+
+SUPPORTED_OPS = frozenset({
+    "conv2d", "linear", "batch_norm", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "lrn", "relu", "relu6",
+    "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "add", "concat", "flatten", "dropout",
+})  # the keys of tvm_lower.RULES, listed here so supports() does not import TVM
+OPTIONS = frozenset({"dtype", "threads", "device", "tune", "trials", "trials_per_task", "tuning_db",
+                     "use_shipped_db", "bind_weights", "fallback", "seed"})
+DEVICES = ("cpu", "cuda", "auto")
+
+
+class TvmBackend:
+    name = "tvm"
+    dtypes = ("float32", "float64")
+
+    def available(self) -> tuple[bool, str]:
+        return _available()
+
+    def version(self) -> str:
+        from .tvm_target import versions
+
+        return versions()[0] or "not installed"
+
+    def device(self) -> str:
+        return "cpu"
+
+    def supports(self, node: Node) -> bool:
+        return node.op in SUPPORTED_OPS
+
+    def compile(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32",
+                **options: Any) -> Executable:
+        unknown = set(options) - OPTIONS
+        if unknown:
+            raise BackendError(f"tvm backend: unknown option(s) {sorted(unknown)}; known: {sorted(OPTIONS)}")
+        if dtype not in self.dtypes:
+            raise BackendError(f"tvm backend: dtype {dtype!r} is not supported; use one of {self.dtypes}")
+        device = options.get("device", "cpu")
+        if device not in DEVICES:
+            raise BackendError(f"tvm backend: device must be one of {DEVICES}, got {device!r}")
+        ok, why = self.available()
+        if not ok:
+            raise BackendUnavailableError(f"tvm backend: {why}")
+        fallback = check_supported(self, graph, options.get("fallback"))
+        if fallback:
+            raise BackendError(f"tvm backend: fallback of {list(fallback)} to the reference is not implemented; "
+                               f"every op of the IR is supported, so this names an op added since")
+        verify(graph)
+        return _compile(graph, cast_params(graph, params, dtype), dtype, device, options)
+
+
+def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: str,
+             options: Mapping[str, Any]) -> Executable:
+    import tvm
+    from tvm import relax
+
+    from . import tvm_compile, tvm_lower, tvm_tune
+    from .tvm_target import cuda_available, set_threads, target_dict, target_key, versions
+
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    elif device == "cuda" and not cuda_available():
+        raise BackendUnavailableError("tvm backend: device='cuda' asked for, but no GPU is visible or this TVM "
+                                      "build has no CUDA runtime")
+    start = time.perf_counter()
+    threads = set_threads(options.get("threads"))
+    target = target_dict(device)
+    info: dict[str, Any] = {"dtype": dtype, "device": device, "target": target, "target_key": target_key(target),
+                            "threads": threads, "tvm": versions()[0], "warnings": []}
+    lowered = tvm_lower.lower(graph, params, dtype, bind_weights=options.get("bind_weights", True))
+    info["folded_batch_norms"] = len(lowered.folded_bn)
+    opened = _database(graph, target, dtype, options, info)
+    if options.get("tune") and opened.database is not None:
+        stats = tvm_tune.tune(lowered.mod, target, opened.database, opened.path, trials=options.get("trials"),
+                              trials_per_task=options.get("trials_per_task"), seed=options.get("seed", 0))
+        info.update(tuning_s=stats["tuning_s"], trials=stats["trials"])
+        _record_tuning(opened, graph, target, stats)
+    compile_start = time.perf_counter()
+    built = tvm_compile.build(lowered.mod, target, opened.database)
+    info.update(db_hits=built.hits, db_tasks=built.tasks, build_s=time.perf_counter() - compile_start)
+    if opened.database is not None and built.hits < built.tasks:
+        info["warnings"].append(f"tuning database {opened.path} has schedules for {built.hits} of the graph's "
+                                f"{built.tasks} fused functions; the rest run untuned")
+    dev = tvm.cuda(0) if device == "cuda" else tvm.cpu(0)
+    vm = relax.VirtualMachine(built.executable, dev)
+    main = vm["main"]
+    weights = [tvm.runtime.tensor(lowered.weight_values[k], dev) for k in lowered.weight_order]
+    info["compile_s"] = time.perf_counter() - start  # includes tuning when it ran
+
+    def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        args = [tvm.runtime.tensor(np.ascontiguousarray(x, dtype=dtype), dev) for x in inputs]
+        out = main(*args, *weights)
+        outs = [out] if isinstance(out, tvm.runtime.Tensor) else list(out)  # a tuple comes back as an Array
+        return [o.numpy() for o in outs]
+
+    return Executable(graph, "tvm", run, info)
+
+
+def _database(graph: Graph, target: dict[str, Any], dtype: str, options: Mapping[str, Any],
+              info: dict[str, Any]) -> Any:
+    """Open the database this compile should use (tune: create it) and record which in ``info``."""
+    from . import tvm_tune
+    from .tvm_target import target_key
+
+    path = options.get("tuning_db")
+    if options.get("tune"):
+        if path is None:
+            cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "convbench" / "tvm"
+            path = cache / target_key(target) / _workload_name(graph, dtype)
+        opened = tvm_tune.open_database(path, target, create=True)
+        if opened.database is None:
+            raise BackendError(f"tvm backend: cannot tune into {path}: {'; '.join(opened.warnings)}")
+        info.update(db=str(path), db_source="tuned")
+        return opened
+    if path is not None:
+        opened = tvm_tune.open_database(path, target)
+        source = "given"
+    else:
+        shipped = tvm_tune.shipped_path(target, graph.name)
+        if not options.get("use_shipped_db", True) or not shipped.is_dir():
+            if options.get("use_shipped_db", True):
+                info["warnings"].append(f"no tuning database shipped for {graph.name} on {target_key(target)}; "
+                                        f"compiled untuned (slow on CPU)")
+            info.update(db=None, db_source=None)
+            return tvm_tune.OpenedDatabase(None, None)
+        opened = tvm_tune.open_database(shipped, target)
+        source = "shipped"
+    info["warnings"].extend(opened.warnings)
+    info.update(db=str(opened.path) if opened.database is not None else None,
+                db_source=source if opened.database is not None else None)
+    return opened
+
+
+def _record_tuning(opened: Any, graph: Graph, target: dict[str, Any], stats: dict[str, Any]) -> None:
+    from . import tvm_tune
+
+    tvm_tune.record_workload(opened.path, target, graph.name, _input_shape(graph), tasks=stats["tasks"],
+                             trials=stats["trials"], tuning_s=stats["tuning_s"],
+                             threads=int(os.environ.get("TVM_NUM_THREADS", "0")) or None)
+
+
+def _input_shape(graph: Graph) -> list[list[int]]:
+    return [list(t.shape) for t in graph.inputs.values()]
+
+
+def _workload_name(graph: Graph, dtype: str) -> str:
+    shape = "x".join("x".join(map(str, t.shape)) for t in graph.inputs.values())
+    return f"{graph.name}-{shape}" + ("" if dtype == "float32" else f"-{dtype}")
+
+
+BACKEND = TvmBackend()

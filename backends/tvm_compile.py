@@ -1,0 +1,94 @@
+"""Build a lowered Relax module for a target, applying a MetaSchedule database when there is one.
+
+The pipeline is the one ``meta_schedule.relax_integration.compile_relax`` runs, spelled out so that the
+database hits can be counted on the very functions that get compiled:
+
+1. library dispatch, LegalizeOps, AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR — the same preparation
+   MetaSchedule's task extraction does, so the tuned workloads' structural hashes match;
+2. MetaScheduleApplyDatabase replaces each fused TIR function found in the database by its tuned schedule;
+   the others stay as legalized (plain loops on CPU; DLight's generic GPU rules on CUDA, which needs every
+   loop bound to threads);
+3. dataflow lowering and finalization for the VM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import tvm
+from tvm import relax
+from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
+from tvm.relax.backend.cuda import pipeline as cuda_pipeline
+from tvm.s_tir import dlight
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.meta_schedule.tune_context import _normalize_mod  # how ApplyDatabase keys a function
+
+
+@dataclass
+class Built:
+    executable: Any  # relax.VMExecutable
+    tasks: int  # fused TIR functions: what tuning would work on
+    hits: int  # of those, how many the database had a schedule for
+
+
+def _passes(target: tvm.target.Target) -> Any:
+    """The backend's pass lists (its module, not relax.pipeline, whose dispatcher misses an export in 0.27)."""
+    return cuda_pipeline if target.kind.name == "cuda" else cpu_pipeline
+
+
+def _fuse_passes(target: tvm.target.Target) -> list:
+    return [*_passes(target).library_dispatch_passes(target),
+            relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(), relax.transform.FuseOps(), relax.transform.FuseTIR()]
+
+
+def tir_functions(mod: tvm.IRModule) -> list[tuple[str, Any]]:
+    return [(gv.name_hint, f) for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
+
+
+def count_hits(fused: tvm.IRModule, target: tvm.target.Target, database: Any) -> tuple[int, int]:
+    """(hits, tasks): fused TIR functions the database has a tuning record for, out of all of them."""
+    funcs = tir_functions(fused)
+    if database is None:
+        return 0, len(funcs)
+    hits = sum(database.query_tuning_record(_normalize_mod(f), target, name) is not None for name, f in funcs)
+    return hits, len(funcs)
+
+
+def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None) -> Built:
+    """Compile ``mod`` for ``target`` (a target dict), with ``database`` (a MetaSchedule Database) or none."""
+    tgt = tvm.target.Target(target)
+    stats: dict[str, int] = {}
+    is_gpu = relax.backend.utils.BackendDispatcher.is_gpu_target(tgt)
+
+    @tvm.transform.module_pass(opt_level=0)
+    def pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        with tgt:
+            mod = tvm.transform.Sequential(_fuse_passes(tgt))(mod)
+            stats["hits"], stats["tasks"] = count_hits(mod, tgt, database)
+            if database is not None:
+                with database:
+                    mod = relax.transform.MetaScheduleApplyDatabase()(mod)
+            if is_gpu:
+                mod = dlight.ApplyDefaultSchedule(dlight.gpu.Matmul(), dlight.gpu.GEMV(), dlight.gpu.Reduction(),
+                                                  dlight.gpu.GeneralReduction(), dlight.gpu.Fallback())(mod)
+            return tvm.transform.Sequential([*_passes(tgt).dataflow_lower_passes(tgt),
+                                             *_passes(tgt).finalize_passes(tgt)])(mod)
+
+    with tvm.transform.PassContext(opt_level=3):
+        executable = tvm.compile(mod, target=tgt, relax_pipeline=pipeline)
+    return Built(executable, stats["tasks"], stats["hits"])
+
+
+def fuse(mod: tvm.IRModule, target: dict[str, Any]) -> tvm.IRModule:
+    """Step 1 of the pipeline alone: the module whose TIR functions are the tuning tasks."""
+    tgt = tvm.target.Target(target)
+    with tgt, tvm.transform.PassContext(opt_level=3):
+        return tvm.transform.Sequential(_fuse_passes(tgt))(mod)
+
+
+def extract_tasks(mod: tvm.IRModule, target: dict[str, Any]) -> list:
+    """MetaSchedule's tuning tasks: one per distinct fused TIR function, weighted by its call count.
+    (MetaSchedule's extractor only collects TIR functions: it must see the module after fusion.)"""
+    return ms.relax_integration.extract_tasks(fuse(mod, target), tvm.target.Target(target))

@@ -1,0 +1,185 @@
+"""MetaSchedule tuning and tuning databases: open (checked), tune into, prune for shipping, find shipped ones.
+
+A database is a directory holding MetaSchedule's two JSON-lines tables (``database_workload.json``,
+``database_tuning_record.json``) and our ``manifest.json`` (target, TVM version, model, trials, tuning time,
+how it was produced). Shipped databases live under ``backends/data/tvm/<target key>/<model>/``; the backend
+uses one automatically when the compile target has the same key.
+
+Nothing here crashes on a bad database: a missing or corrupt table, or a manifest for another target, comes
+back as a warning, and the caller compiles untuned. The tables are parsed in Python first because TVM's
+loader aborts the process on some malformed input instead of raising.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .tvm_target import import_tensor_intrin, target_key
+
+DATA = Path(__file__).resolve().parent / "data" / "tvm"
+WORKLOADS = "database_workload.json"
+RECORDS = "database_tuning_record.json"
+MANIFEST = "manifest.json"
+TARGET_FIELDS = ("kind", "mcpu", "num-cores", "arch")  # what a tuned schedule's validity and speed depend on
+
+
+@dataclass
+class OpenedDatabase:
+    database: Any | None  # tvm.s_tir.meta_schedule.Database, or None when unusable
+    path: Path | None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def shipped_path(target: dict[str, Any], model: str) -> Path:
+    return DATA / target_key(target) / model
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def target_mismatch(manifest: dict[str, Any], target: dict[str, Any]) -> str | None:
+    """Why a database tuned for ``manifest["target"]`` does not fit ``target``, or None."""
+    tuned = manifest.get("target")
+    if not isinstance(tuned, dict):
+        return None
+    diffs = [f"{k} {tuned.get(k)!r} ≠ {target.get(k)!r}" for k in TARGET_FIELDS if tuned.get(k) != target.get(k)]
+    return "; ".join(diffs) or None
+
+
+def check_tables(path: Path) -> str | None:
+    """Why the two JSON-lines tables at ``path`` cannot be loaded, or None.
+
+    A workload line is ``[structural hash (str), module (JSON)]``; a record line is ``[workload index (int),
+    record (list)]`` whose index must name a workload line.
+    """
+    tables = {}
+    for name in (WORKLOADS, RECORDS):
+        try:
+            text = (path / name).read_text()
+        except OSError as e:
+            return f"cannot read {path / name}: {e.strerror or e}"
+        rows = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError as e:
+                return f"{path / name} line {i} is not JSON ({e.msg})"
+        tables[name] = rows
+    for i, row in enumerate(tables[WORKLOADS], 1):
+        if not (isinstance(row, list) and len(row) == 2 and isinstance(row[0], str)):
+            return f"{path / WORKLOADS} line {i} is not a [hash, module] pair"
+    n = len(tables[WORKLOADS])
+    for i, row in enumerate(tables[RECORDS], 1):
+        if not (isinstance(row, list) and len(row) == 2 and isinstance(row[0], int) and 0 <= row[0] < n
+                and isinstance(row[1], list)):
+            return f"{path / RECORDS} line {i} is not a [workload index < {n}, record] pair"
+    return None
+
+
+def open_database(path: str | Path, target: dict[str, Any], *, create: bool = False) -> OpenedDatabase:
+    """Open the database at ``path`` for ``target``; problems become warnings and ``database=None``.
+
+    ``create=True`` (tuning) makes the directory and empty tables when they are missing.
+    """
+    from tvm.s_tir import meta_schedule as ms
+
+    path = Path(path)
+    opened = OpenedDatabase(None, path, read_manifest(path))
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+        for name in (WORKLOADS, RECORDS):
+            (path / name).touch()
+    if why := target_mismatch(opened.manifest, target):
+        opened.warnings.append(f"tuning database {path} was tuned for another target ({why}); compiled untuned")
+        return opened
+    if why := check_tables(path):
+        opened.warnings.append(f"tuning database {path} is unusable ({why}); compiled untuned")
+        return opened
+    try:
+        opened.database = ms.database.JSONDatabase(work_dir=str(path), allow_missing=False)
+    except Exception as e:  # TVM raises its own error types for content it cannot parse
+        opened.warnings.append(f"tuning database {path} failed to load ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0] if str(e) else ''}); compiled untuned")
+    return opened
+
+
+def tune(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, *, trials: int | None = None,
+         trials_per_task: int | None = None, trials_per_iter: int = 64, seed: int = 0,
+         build_timeout_s: float = 120.0, run_timeout_s: float = 60.0) -> dict[str, Any]:
+    """Tune every task of ``mod`` with MetaSchedule into ``database``; returns what was spent.
+
+    ``trials`` is the total budget (default 64 per task); ``trials_per_task`` caps each task (default: the
+    budget shared evenly, rounded up), so the gradient scheduler cannot leave a task untuned. Each search
+    round measures ``trials_per_iter`` candidates per task and then retrains the cost model.
+    The measurement workers inherit TVM_NUM_THREADS (set it first), so they measure at the run's threads.
+    """
+    from tvm.s_tir import meta_schedule as ms
+
+    from .tvm_compile import extract_tasks
+
+    import_tensor_intrin()
+    start = time.perf_counter()
+    tasks = extract_tasks(mod, target)
+    if not tasks:
+        return {"tasks": 0, "trials": 0, "tuning_s": 0.0}
+    per_task = trials_per_task or (math.ceil(trials / len(tasks)) if trials else 64)
+    total = trials or per_task * len(tasks)
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(work_dir), seed=seed)
+    before = len(database)
+    ms.tune.tune_tasks(
+        tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=total,
+        max_trials_per_task=per_task, num_trials_per_iter=min(trials_per_iter, per_task),
+        # Workers are fresh processes: give them the fast tensor_intrin import and room for LLVM on 2 cores.
+        builder=ms.builder.LocalBuilder(timeout_sec=build_timeout_s, initializer=import_tensor_intrin),
+        runner=ms.runner.LocalRunner(timeout_sec=run_timeout_s, initializer=import_tensor_intrin),
+        database=database, cost_model="xgb", task_scheduler="gradient",
+    )
+    return {"tasks": len(tasks), "trials": len(database) - before, "trials_per_task": per_task,
+            "tuning_s": time.perf_counter() - start}
+
+
+def prune(src: Any, dst_dir: Path) -> Any:
+    """Add the best record of every workload of database ``src`` to the database at ``dst_dir`` (created when
+    missing): what gets shipped, a few KB per task instead of every measured candidate."""
+    from tvm.s_tir import meta_schedule as ms
+
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for name in (WORKLOADS, RECORDS):
+        (dst_dir / name).touch()
+    dst = ms.database.JSONDatabase(work_dir=str(dst_dir), allow_missing=False)
+    src.dump_pruned(dst)
+    return dst
+
+
+def record_workload(path: Path, target: dict[str, Any], model: str, input_shape: list[list[int]],
+                    accumulate: bool = True, **stats: Any) -> dict[str, Any]:
+    """Record in the manifest at ``path`` what was tuned for one input shape (``stats``: trials, tuning_s …).
+
+    With ``accumulate``, trials and tuning_s add to an earlier entry for the same shape (tuning more into an
+    existing database); otherwise the entry is replaced.
+    """
+    from .tvm_target import versions
+
+    manifest = read_manifest(path)
+    manifest.update(target=target, tvm=versions()[0], model=model)
+    entries = [w for w in manifest.get("workloads", []) if w.get("input_shape") != input_shape]
+    old = next((w for w in manifest.get("workloads", []) if w.get("input_shape") == input_shape), {})
+    entry = {**old, **stats, "input_shape": input_shape}
+    if accumulate:
+        for key in ("trials", "tuning_s"):
+            entry[key] = round(old.get(key, 0) + stats.get(key, 0), 1)
+    manifest["workloads"] = [*entries, entry]
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest

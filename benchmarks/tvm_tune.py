@@ -1,0 +1,105 @@
+"""Tune a zoo model with MetaSchedule, measure it, and (``--ship``) add its best schedules to the shipped database.
+
+    nohup nice -n 19 .venv/bin/python benchmarks/tvm_tune.py resnet18 --trials-per-task 64 --ship \\
+        > .tvm_work/resnet18.log 2>&1 &
+
+The full database (every measured candidate, in measurement order: what the tuning-curve study replays) goes
+to ``--work`` (default ``.tvm_work/<target key>/<model>-b<batch>-s<size>``, git-ignored); ``--ship`` prunes it
+to the best record per task under ``backends/data/tvm/<target key>/<model>/`` and records in its manifest.json
+the trials, the tuning time and this command. Tuning more into an existing work directory continues the search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--trials-per-task", type=int, default=64)
+    p.add_argument("--trials-per-iter", type=int, default=64,
+                   help="candidates measured per search round (smaller: finer tuning-curve points, more overhead)")
+    p.add_argument("--threads", type=int, default=2, help="TVM threads, also while measuring candidates")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", type=Path, default=None)
+    p.add_argument("--ship", action="store_true", help="add the best schedules to the shipped database")
+    args = p.parse_args(argv)
+
+    import convbench as cb
+    from convbench.backends import tvm_compile, tvm_lower, tvm_tune
+    from convbench.backends.numpy_ref import cast_params
+    from convbench.backends.tvm_target import set_threads, target_dict, target_key
+
+    graph = cb.models.build(args.model, batch=args.batch, image_size=args.image_size)
+    params = cast_params(graph, cb.models.init_params(graph, seed=0), "float32")
+    set_threads(args.threads)
+    target = target_dict("cpu")
+    work = args.work or ROOT / ".tvm_work" / target_key(target) / f"{args.model}-b{args.batch}-s{args.image_size}"
+    print(f"tuning {args.model} b{args.batch} s{args.image_size} on {target} with {args.threads} threads, "
+          f"{args.trials_per_task} trials per task, into {work}", flush=True)
+
+    lowered = tvm_lower.lower(graph, params)
+    opened = tvm_tune.open_database(work, target, create=True)
+    if opened.database is None:
+        print("; ".join(opened.warnings), file=sys.stderr)
+        return 1
+    stats = tvm_tune.tune(lowered.mod, target, opened.database, work, trials_per_task=args.trials_per_task,
+                          trials_per_iter=args.trials_per_iter, seed=args.seed)
+    print(f"tuned {stats['tasks']} tasks, {stats['trials']} trials in {stats['tuning_s']:.0f} s", flush=True)
+    shape = [list(t.shape) for t in graph.inputs.values()]
+    tvm_tune.record_workload(work, target, graph.name, shape, tasks=stats["tasks"], trials=stats["trials"],
+                             tuning_s=stats["tuning_s"], threads=args.threads)
+
+    start = time.perf_counter()
+    built = tvm_compile.build(lowered.mod, target, opened.database)
+    build_s = time.perf_counter() - start
+    latency_ms = measure(built.executable, graph)
+    print(f"compile with the database: {build_s:.1f} s, {built.hits}/{built.tasks} tasks hit; "
+          f"latency {latency_ms:.2f} ms (median)", flush=True)
+
+    if args.ship:
+        ship = tvm_tune.shipped_path(target, graph.name)
+        tvm_tune.prune(opened.database, ship)
+        manifest = tvm_tune.record_workload(
+            ship, target, graph.name, shape, accumulate=False, tasks=stats["tasks"],
+            trials=len(opened.database), trials_per_task=args.trials_per_task, tuning_s=round(
+                sum(w["tuning_s"] for w in tvm_tune.read_manifest(work)["workloads"]), 1),
+            threads=args.threads, seed=args.seed, latency_ms=round(latency_ms, 2),
+            date=datetime.date.today().isoformat(),
+            command="nice -n 19 python benchmarks/tvm_tune.py " + shlex.join(argv or sys.argv[1:]))
+        print(f"shipped to {ship}:\n{json.dumps(manifest, indent=2)}")
+    return 0
+
+
+def measure(executable: object, graph: object, repeats: int = 10) -> float:
+    """Median latency in ms of ``repeats`` runs after one warm-up, on a fixed random input."""
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(executable, tvm.cpu(0))
+    shape = next(iter(graph.inputs.values())).shape  # type: ignore[attr-defined]
+    x = tvm.runtime.tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+    vm["main"](x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        vm["main"](x)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
