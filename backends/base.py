@@ -6,7 +6,11 @@ A backend is an object with:
 - ``available() -> (ok, reason)``: a missing dependency or device is a reason, never an exception;
 - ``supports(node) -> bool``: can it run this node;
 - ``compile(graph, params, **options) -> Executable``: prepare once; the executable is then called with NumPy
-  arrays and returns NumPy arrays.
+  arrays and returns NumPy arrays. ``dtype=`` is the option every backend takes; an unknown option is an error.
+
+Optional, used by ``convbench backends``/``check`` and the conformance suite when present:
+``dtypes`` (the dtypes ``compile`` accepts; others are reported as skipped, not failed), ``version() -> str``
+and ``device() -> str``.
 
 No silent fallback: compiling a graph with an unsupported node raises `UnsupportedNodeError` naming the node and
 op, unless the caller passes ``fallback="numpy"`` — then those nodes run on the reference and the executable's

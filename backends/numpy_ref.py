@@ -25,6 +25,7 @@ DTYPES = ("float32", "float64")
 
 class NumpyBackend:
     name = "numpy"
+    dtypes = DTYPES
 
     def available(self) -> tuple[bool, str]:
         return True, f"numpy {np.__version__}"

@@ -62,7 +62,10 @@ def add_n(*xs):
 
 
 class Lowering:
-    """Builds the fx graph and the modules it calls; one instance per `lower` call."""
+    """Builds the fx graph and the modules it calls; one instance per `lower` call. ``rules`` maps each op to
+    its lowering (a subclass may replace some: the planted-bug test does)."""
+
+    rules: Mapping[str, Callable[[Lowering, Node], torch.fx.Node]] = {}  # filled in below, once torch is known
 
     def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: Any, device: Any):
         self.graph, self.params, self.dtype, self.device = graph, params, dtype, device
@@ -138,7 +141,7 @@ class Lowering:
             elif node.name in fallback:
                 self.env[node.name] = self.fallback(node)
             else:
-                self.env[node.name] = LOWERINGS[node.op](self, node)
+                self.env[node.name] = self.rules[node.op](self, node)
         outs = tuple(self.value(o) for o in self.graph.outputs)
         self.fx.output(outs)
         self.make_in_place()
@@ -214,7 +217,7 @@ def _fused(kind: str) -> Callable[[Lowering, Node], torch.fx.Node]:
     def lower(lw: Lowering, node: Node) -> torch.fx.Node:
         a = node.attrs
         layer = Node(node.name, kind, node.inputs[: 2 + a.bias])
-        y = (_conv2d(lw, layer, a.conv) if kind == "conv2d" else _linear(lw, layer))
+        y = lw.rules[kind](lw, layer, a.conv) if kind == "conv2d" else lw.rules[kind](lw, layer)
         if a.residual:
             y = lw.fx.call_function(operator.add, (y, lw.value(node.inputs[-1])), name=_ident(node.name) + "_add")
         if a.activation is not None:
@@ -276,6 +279,7 @@ if torch is not None:
     ACTIVATIONS.update({"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu6": F.relu6})
     IN_PLACE.update({torch.relu: torch.relu_, F.relu6: _relu6_, operator.add: operator.iadd})
     VIEWS.update({torch.flatten})
+Lowering.rules = LOWERINGS
 SUPPORTED = frozenset(LOWERINGS) | {"dropout"}  # dropout is its input at inference: no fx node
 
 
@@ -301,13 +305,14 @@ def _ident(name: str) -> str:
 
 
 def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32", channels_last: bool = False,
-          device: str = "cpu", fallback: tuple[str, ...] = ()) -> torch.fx.GraphModule:
+          device: str = "cpu", fallback: tuple[str, ...] = (), lowering: type[Lowering] = Lowering
+          ) -> torch.fx.GraphModule:
     """The fx GraphModule of ``graph`` with ``params`` converted to ``dtype`` (print its ``.code``).
 
     ``gm.meta["folded_batch_norms"]`` lists the batch_norm nodes folded into the layer before them."""
     if torch is None:
         raise BackendError(_IMPORT_ERROR)
-    lowering = Lowering(graph, cast_params(graph, params, "float32"), getattr(torch, dtype), torch.device(device))
+    lowering = lowering(graph, cast_params(graph, params, "float32"), getattr(torch, dtype), torch.device(device))
     gm = lowering.run(fallback)
     gm.meta["folded_batch_norms"] = [bn.name for bn in lowering.folded.values()]
     gm.eval()
@@ -333,6 +338,7 @@ def _threads(n: int | None) -> Iterator[None]:
 class TorchBackend:
     name = "torch"
     dtypes = DTYPES
+    lowering: type[Lowering] = Lowering
 
     def available(self) -> tuple[bool, str]:
         return (False, _IMPORT_ERROR) if torch is None else (True, f"torch {torch.__version__}")
@@ -364,7 +370,7 @@ class TorchBackend:
         if channels_last is None:
             channels_last = any(n.op in ("conv2d", "fused_conv2d") for n in graph.nodes)
         start = time.perf_counter()
-        gm = lower(graph, params, dtype, channels_last, device, fallback_nodes)
+        gm = lower(graph, params, dtype, channels_last, device, fallback_nodes, self.lowering)
         lower_s = time.perf_counter() - start
         tdtype, dev = getattr(torch, dtype), torch.device(device)
         ranks = [t.rank for t in graph.inputs.values()]

@@ -18,6 +18,8 @@ from .ir.errors import IRError
 COMMANDS: dict[str, str] = {
     "models": "Zoo: name, input shape, layers, params, MACs, FLOPs.",
     "summary": "Per-layer table of one model (or a graph JSON file).",
+    "backends": "Backends registered here: available or why not, version, device, dtypes.",
+    "check": "Correctness of backends against the float64 NumPy reference; exit 1 on any mismatch.",
     "run": "Benchmark sweep: one isolated process per case, results appended to a JSONL file.",
     "report": "Report from results files: report.md, a self-contained index.html and PNG plots.",
     "compare": "Regressions between two results files (ratio of medians + Mann-Whitney U); exit 1 if any.",

@@ -255,6 +255,8 @@ def _patterns() -> list[OpCase]:
         _pattern("conv-bn-shared", X, shared),
         _pattern("bn-relu-conv", X, lambda b, x: b.conv2d(b.relu(b.batch_norm(x, name="bn")), 4, 3, name="conv")),
         _pattern("linear-bn", (2, 7), lambda b, x: b.batch_norm(b.linear(x, 5, name="fc"), name="bn")),
+        # rank 3: BN normalises axis 1, not linear's feature axis, so it must not be folded into the weights
+        _pattern("linear3d-bn", (2, 3, 7), lambda b, x: b.batch_norm(b.linear(x, 5, name="fc"), name="bn")),
         _pattern("residual", X, residual),
         _pattern("downsample", (2, 3, 9, 8), downsample),
         _pattern("inception", X, inception),

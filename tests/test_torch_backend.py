@@ -1,0 +1,164 @@
+"""The PyTorch backend: the shared conformance suite (ops in float32 NCHW and channels_last, bfloat16; zoo
+models), then what the lowering promises: one fx node per IR node, BN folded only where that is exact,
+parameters converted once, options, errors, and an honest ``available()`` without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from convbench import models
+from convbench.backends import get
+from convbench.backends.base import BackendError, UnsupportedNodeError
+from convbench.testing import Expectations, conformance_params, judge, model_case, op_cases, run_case
+
+torch = pytest.importorskip("torch")
+from convbench.backends import torch as torch_backend  # noqa: E402  (needs torch)
+
+# Every family at its reduced input size; VGG11 stands for VGG13-19 (the same layers, more of them), which
+# `convbench check -m all` covers. Two models at their real input size.
+MODELS = ["lenet5", "alexnet", "alexnet_2012", "vgg11_bn", "googlenet", "resnet18", "resnet50", "mobilenet_v2",
+          "squeezenet1_0", "densenet121", "inception_v3"]
+FULL = ["resnet50", "googlenet"]
+
+# bfloat16 keeps 8 mantissa bits: the error compounds with depth and the tolerance (8% of max|logit|) holds
+# only for shallow nets. Measured on these inputs: max rel error 0.23 (GoogLeNet), 0.30 (ResNet-50),
+# 0.18 (MobileNetV2) while top-1 mostly still agrees. Strict: a case that starts passing must be moved.
+BF16 = Expectations(xfail={
+    "googlenet-*": "bfloat16 error compounds over 22 layers: ~0.2 of max|logit|",
+    "resnet50-*": "bfloat16 error compounds over 50 layers: ~0.3 of max|logit|",
+    "mobilenet_v2-*": "bfloat16 error compounds over 53 layers (depthwise, ReLU6): ~0.2 of max|logit|",
+})
+BF16_MODELS = ["lenet5", "squeezenet1_0", "resnet18", "googlenet", "resnet50", "mobilenet_v2"]
+
+
+@pytest.mark.parametrize("item", conformance_params("torch", "ops"))
+def test_ops(item):
+    item.check()
+
+
+@pytest.mark.parametrize("item", conformance_params("torch", "ops", channels_last=False))
+def test_ops_nchw(item):
+    item.check()
+
+
+@pytest.mark.parametrize("item", conformance_params("torch", "ops", dtype="bfloat16"))
+def test_ops_bfloat16(item):
+    item.check()
+
+
+@pytest.mark.parametrize("item", conformance_params("torch", "models", models=MODELS))
+def test_models(item):
+    assert item.check().agreement.top1 == 1.0
+
+
+@pytest.mark.parametrize("item", conformance_params("torch", "models", size="full", models=FULL))
+def test_models_full_size(item):
+    assert item.check().agreement.top1 == 1.0
+
+
+@pytest.mark.parametrize("item", conformance_params("torch", "models", BF16, "bfloat16", models=BF16_MODELS))
+def test_models_bfloat16(item):
+    item.check()
+
+
+# -- the lowering --------------------------------------------------------------------------------------------
+
+def _case(case_id: str):
+    return next(c for c in op_cases() if c.id == case_id)
+
+
+def test_one_fx_node_per_ir_node_with_bn_folded_and_readable_code():
+    g = models.build("resnet18", batch=2, image_size=32)
+    exe = get("torch").compile(g, models.init_params(g))
+    gm = exe.module
+    compute = [n for n in gm.graph.nodes if n.op in ("call_module", "call_function", "call_method")]
+    bns = sum(n.op == "batch_norm" for n in g.nodes)
+    assert exe.info["folded_batch_norms"] == bns == 20
+    assert len(compute) == len(g.nodes) - bns
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in gm.modules())
+    code = gm.code
+    assert "self.conv1(input_1)" in code and "self.fc(flatten)" in code
+    assert "torch.relu_(" in code and "+= " in code  # in-place ReLU and residual add, as torchvision writes them
+    assert exe.info["channels_last"] is True and exe.info["fx_nodes"] == len(gm.graph.nodes)
+
+
+@pytest.mark.parametrize("case_id", ["pattern-conv-bn-shared", "pattern-linear3d-bn", "pattern-bn-relu-conv",
+                                     "pattern-two-outputs"])
+def test_bn_is_not_folded_where_that_would_change_the_result(case_id):
+    c = _case(case_id)
+    exe = get("torch").compile(c.graph, c.params)
+    assert exe.info["folded_batch_norms"] == 0
+    assert run_case("torch", c).status == "pass"
+
+
+def test_params_are_converted_once_and_not_shared_with_the_caller():
+    c = _case("pattern-conv-bias-bn-relu")
+    params = {k: v.copy() for k, v in c.params.items()}
+    exe = get("torch").compile(c.graph, params, dtype="bfloat16")
+    before = exe(*c.input_list())
+    for v in params.values():
+        v *= 3.0  # the caller reuses its arrays: the executable must not see that
+    np.testing.assert_array_equal(exe(*c.input_list()), before)
+    assert {p.dtype for p in exe.module.parameters()} == {torch.bfloat16}
+    assert not any(p.requires_grad for p in exe.module.parameters())
+
+
+def test_threads_apply_during_the_call_and_are_restored(monkeypatch):
+    c = _case("conv2d-k3-s1-p1-d1-g1-wide")
+    before = torch.get_num_threads()
+    want = 1 if before != 1 else 2
+    seen = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), real(n)))
+    exe = get("torch").compile(c.graph, c.params, threads=want)
+    exe(*c.input_list())
+    assert seen == [want, before] and torch.get_num_threads() == before and exe.info["threads"] == want
+
+
+def test_fallback_is_explicit_and_recorded(monkeypatch):
+    c = _case("pattern-inception")
+    monkeypatch.setattr(torch_backend, "SUPPORTED", torch_backend.SUPPORTED - {"max_pool2d"})
+    with pytest.raises(UnsupportedNodeError, match=r"'max_pool2d' \(max_pool2d\).*fallback='numpy'"):
+        get("torch").compile(c.graph, c.params)
+    r = run_case("torch", c, fallback="numpy")
+    assert r.status == "pass" and r.fallback_nodes == ("max_pool2d",)
+
+
+def test_bad_options_are_one_clear_error():
+    c = _case("relu-3x10")
+    with pytest.raises(BackendError, match=r"unknown option.*'layout'"):
+        get("torch").compile(c.graph, c.params, layout="nhwc")
+    with pytest.raises(BackendError, match="dtype 'float16' is not supported"):
+        get("torch").compile(c.graph, c.params, dtype="float16")
+    assert run_case("torch", c, dtype="float16").status == "skip"  # declared dtypes: skipped, not failed
+    conv = _case("conv2d-k3-s1-p0-d1-g1")
+    with pytest.raises(BackendError, match=r"2 parameter\(s\) missing"):
+        get("torch").compile(conv.graph, {})
+
+
+def test_torch_compile_inductor():
+    c = _case("pattern-residual")
+    exe = get("torch").compile(c.graph, c.params, compile=True)  # compiles (C++ via inductor) and warms up here
+    assert exe.info["compile"] is True and exe.info["compile_s"] > 0
+    agreement = judge([exe(*c.input_list())], c.reference, "float32")
+    assert agreement.ok, agreement.reason
+
+
+def test_unavailable_without_torch_gives_a_reason():
+    code = ("import sys; sys.modules['torch'] = None\n"  # `import torch` now raises ImportError
+            "from convbench.backends import get\n"
+            "ok, why = get('torch').available(); print(ok); print(why)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    ok, why = out.splitlines()[:2]
+    assert ok == "False" and "torch is not installed" in why
+
+
+def test_model_case_on_channels_last_and_nchw_agree_closely():
+    c = model_case("squeezenet1_0", 2, 32)
+    a = run_case("torch", c, channels_last=True).agreement
+    b = run_case("torch", c, channels_last=False).agreement
+    assert a.ok and b.ok and a.top1 == b.top1 == 1.0
