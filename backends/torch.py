@@ -25,7 +25,7 @@ import operator
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class Lowering:
     """Builds the fx graph and the modules it calls; one instance per `lower` call. ``rules`` maps each op to
     its lowering (a subclass may replace some: the planted-bug test does)."""
 
-    rules: Mapping[str, Callable[[Lowering, Node], torch.fx.Node]] = {}  # filled in below, once torch is known
+    rules: ClassVar[Mapping[str, Callable[..., torch.fx.Node]]] = {}  # filled in below, once torch is known
 
     def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: Any, device: Any):
         self.graph, self.params, self.dtype, self.device = graph, params, dtype, device

@@ -1,0 +1,78 @@
+"""The suite finds a planted bug, and only it: a copy of the torch backend whose conv2d lowering ignores
+dilation must fail exactly the corpus cases with a dilated convolution (plain or fused), and pass the rest.
+A second copy flips avg_pool2d's count_include_pad (same shapes, different values): it must fail exactly the
+cases where that changes the answer, the average pools with padding."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import ClassVar
+
+import pytest
+
+from convbench.testing import op_cases, run_case
+
+pytest.importorskip("torch")
+from convbench.backends import torch as torch_backend
+
+
+def _conv_ignoring_dilation(lw, node, attrs=None):
+    attrs = attrs or node.attrs
+    return torch_backend.LOWERINGS["conv2d"](lw, node, dataclasses.replace(attrs, dilation=(1, 1)))
+
+
+class NoDilationLowering(torch_backend.Lowering):
+    rules: ClassVar[Mapping] = {**torch_backend.LOWERINGS, "conv2d": _conv_ignoring_dilation}
+
+
+class IgnoresDilation(torch_backend.TorchBackend):
+    name = "torch-ignores-dilation"
+    lowering = NoDilationLowering
+
+
+def _avg_pool_flipping_count_include_pad(lw, node):
+    flipped = dataclasses.replace(node, attrs=dataclasses.replace(node.attrs,
+                                                                  count_include_pad=not node.attrs.count_include_pad))
+    return torch_backend.LOWERINGS["avg_pool2d"](lw, flipped)
+
+
+class FlippedPadLowering(torch_backend.Lowering):
+    rules: ClassVar[Mapping] = {**torch_backend.LOWERINGS, "avg_pool2d": _avg_pool_flipping_count_include_pad}
+
+
+class FlipsCountIncludePad(torch_backend.TorchBackend):
+    name = "torch-flips-count-include-pad"
+    lowering = FlippedPadLowering
+
+
+def _uses_padded_avg_pool(case) -> bool:
+    return any(n.op == "avg_pool2d" and n.attrs.padding != (0, 0) for n in case.graph.nodes)
+
+
+def _uses_dilated_conv(case) -> bool:
+    return any(n.op in ("conv2d", "fused_conv2d") and n.attrs.dilation != (1, 1) for n in case.graph.nodes)
+
+
+def test_planted_dilation_bug_fails_exactly_the_dilation_cases():
+    cases = op_cases()
+    results = {c.id: run_case(IgnoresDilation(), c) for c in cases}
+    failed = {i for i, r in results.items() if r.status != "pass"}
+    expected = {c.id for c in cases if _uses_dilated_conv(c)}
+    assert len(expected) >= 5
+    assert failed == expected
+    assert all(results[i].status == "fail" for i in failed)  # wrong numbers (here: shapes), not crashes
+    assert all("conv2d" in results[i].message and "dilation=" in results[i].message for i in failed)
+
+
+def test_planted_count_include_pad_bug_fails_exactly_the_padded_average_pools():
+    cases = op_cases()
+    results = {c.id: run_case(FlipsCountIncludePad(), c) for c in cases}
+    failed = {i for i, r in results.items() if r.status != "pass"}
+    assert failed == {c.id for c in cases if _uses_padded_avg_pool(c)} and len(failed) >= 4
+    assert all("max abs error" in results[i].message and "avg_pool2d" in results[i].message for i in failed)
+
+
+def test_the_unplanted_backend_passes_the_same_cases():
+    touched = [c for c in op_cases() if _uses_dilated_conv(c) or _uses_padded_avg_pool(c)]
+    assert all(run_case("torch", c).status == "pass" for c in touched)
