@@ -21,12 +21,14 @@ class Tolerance:
         return self.atol + self.rtol * scale
 
 
-# The one table. float32 holds ResNet-152 against float64 with margin (measured error ~1e-5 of scale);
+# The one table. float32: every zoo model but ResNet-152 stays below 6e-5 of max|logit|; ResNet-152 with the
+# calibrated random init amplifies float32 rounding steadily through its 36 layer3 blocks (measured: NumPy
+# float32 6.5e-4, torch 8.5e-4 at 32×32 batch 2; 3.9e-4 / 3.1e-4 at 224), hence rtol 2e-3, not 1e-4.
 # the 16-bit types keep 8 (bf16) or 11 (fp16) mantissa bits, so deep nets drift by percents.
 # "tf32" is float32 storage with 10-bit-mantissa matmuls (Triton/cuBLAS on NVIDIA GPUs).
 TOLERANCES: dict[str, Tolerance] = {
     "float64": Tolerance(rtol=1e-10, atol=1e-12),
-    "float32": Tolerance(rtol=1e-4, atol=1e-5),
+    "float32": Tolerance(rtol=2e-3, atol=1e-5),
     "tf32": Tolerance(rtol=5e-3, atol=1e-4),
     "float16": Tolerance(rtol=2e-2, atol=1e-3),
     "bfloat16": Tolerance(rtol=8e-2, atol=1e-2),

@@ -7,11 +7,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from convbench.backends.base import Executable
+from convbench.backends.correctness import tolerance
 from convbench.backends.numpy_ref import BACKEND as NUMPY
 from convbench.backends.registry import UnknownBackendError
 from convbench.ir import ops as ir_ops
-
 from convbench.testing import Expectations, conformance_params, model_cases, op_cases, run_case
 from convbench.testing.cases import changed_attrs
 
@@ -23,8 +24,9 @@ def test_corpus_covers_every_registered_op():
     assert set(ir_ops.names()) - covered == set(), "ops without a conformance case"
 
 
-# attributes the shape rule forbids changing (avg_pool2d shares PoolAttrs with max_pool2d but has no dilation)
-FIXED = {"avg_pool2d": {"dilation"}}
+# attributes that mean nothing for the op: max_pool2d and avg_pool2d share PoolAttrs, but average pooling has
+# no dilation (its shape rule rejects one) and max pooling no divisor to count padding in
+FIXED = {"avg_pool2d": {"dilation"}, "max_pool2d": {"count_include_pad"}}
 
 
 def test_corpus_sets_every_attribute_away_from_its_default():
@@ -119,7 +121,7 @@ def test_fail_message_names_case_op_shapes_and_tolerance():
     r = run_case(Wrong(mutate=lambda y: y * 1.01), CONV)
     assert r.status == "fail" and not r.agreement.ok
     for text in ("conv2d-k3-s2-p1-d2-g3", "wrong", "float32", "conv2d x(2,6,9,8) weight(9,2,3,3)", "→ (2,9,4,3)",
-                 "dilation=(2, 2)", "groups=3", "rtol 0.0001", "max abs error"):
+                 "dilation=(2, 2)", "groups=3", f"rtol {tolerance('float32').rtol:g}", "max abs error"):
         assert text in r.message, text
 
 

@@ -158,6 +158,7 @@ def _norm_cases() -> list[OpCase]:
                          attrs, [shape])
 
     return [bn(X, 1e-5), bn((4, 6), 1e-3, "eps1e-3"), bn((2, 5, 1, 1), 1e-5, "in1x1"),
+            bn((2, 4, 3, 5), 0.1, "eps0.1"),  # large enough that an ignored or misplaced eps shows
             lrn((2, 7, 5, 4), LrnAttrs()), lrn((2, 6, 5, 4), LrnAttrs(3)), lrn((2, 5, 4, 3), LrnAttrs(2), "even"),
             lrn(X, LrnAttrs(7), "size-gt-c"), lrn((2, 8, 3, 5), LrnAttrs(4, 1e-3, 0.5, 1.0), "attrs")]
 
