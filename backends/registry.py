@@ -13,6 +13,7 @@ from .base import Backend
 BUILTIN: dict[str, str] = {
     "numpy": "convbench.backends.numpy_ref",
     "torch": "convbench.backends.torch",
+    "triton": "convbench.backends.triton",
     "tvm": "convbench.backends.tvm",
     "onnxruntime": "convbench.backends.onnxruntime",
 }

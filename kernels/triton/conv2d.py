@@ -9,7 +9,8 @@ the ragged edges handled by the load mask. Accumulation is float32 whatever the 
 
 The weight is pre-packed once (`pack_weight`) as (groups, K, O/groups), so a B tile is contiguous along o.
 Every tensor is addressed through its strides, so the output may be a channel slice of a larger tensor
-(concat without a copy) and the residual any NCHW-shaped view.
+(concat without a copy) and the residual any NCHW-shaped view. Depthwise convs (one input channel per group)
+go to the direct kernel in `depthwise`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import runtime
+from . import depthwise, runtime
 from .elementwise import ACTIVATIONS, activate
 from .runtime import check
 
@@ -178,6 +179,9 @@ def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1,
     if residual is not None:
         check(tuple(residual.shape) == shape, f"conv2d: residual must have the output's shape {shape}, "
                                               f"got {tuple(residual.shape)}")
+    if weight.in_per_group == 1 and g > 1:  # depthwise: a direct convolution beats a per-channel GEMM
+        depthwise.launch(x, weight, out, residual, stride, padding, dilation, activation, alpha)
+        return out
     res = residual if residual is not None else out  # never read when HAS_RESIDUAL is False
     m = nb * oh * ow
     o_per_g = weight.out_channels // g

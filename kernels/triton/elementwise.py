@@ -77,20 +77,23 @@ def _interpreter_affine(args: dict) -> dict[str, int]:
 
 @runtime.tuned(_affine_configs, key=["rows", "inner"], interpreter=_interpreter_affine)
 @triton.jit
-def channel_affine_kernel(x_ptr, scale_ptr, shift_ptr, out_ptr, rows, inner, C, alpha,
+def channel_affine_kernel(x_ptr, scale_ptr, shift_ptr, out_ptr, rows, inner, C, stride_xn, stride_xc, alpha,
                           ACTIVATION: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_I: tl.constexpr):
-    """out = activate(x·scale[c] + shift[c]) on x viewed as (rows, inner) = (N·C, H·W) (inner = 1 for (N, C)):
-    row r is channel r % C, so each program reads BLOCK_R scales, not one per element."""
-    offs_r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
+    """out = activate(x·scale[c] + shift[c]) with x seen as (rows, inner) = (N·C, H·W) (inner = 1 for (N, C)):
+    row r is (n, c) = (r // C, r % C), so each program reads BLOCK_R scales, not one per element. ``x`` may be a
+    channel slice of a larger tensor (its rows strided, each row contiguous); ``out`` is contiguous."""
+    offs_r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    offs_i = tl.program_id(1).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
     mask_r = offs_r < rows
     c = offs_r % C
     scale = tl.load(scale_ptr + c, mask=mask_r)
     shift = tl.load(shift_ptr + c, mask=mask_r)
-    offs = offs_r[:, None] * inner + offs_i[None, :]
     mask = mask_r[:, None] & (offs_i < inner)[None, :]
-    y = tl.load(x_ptr + offs, mask=mask).to(tl.float32) * scale[:, None] + shift[:, None]
-    tl.store(out_ptr + offs, activate(y, ACTIVATION, alpha).to(out_ptr.dtype.element_ty), mask=mask)
+    x_rows = x_ptr + ((offs_r // C) * stride_xn + c * stride_xc)
+    y = tl.load(x_rows[:, None] + offs_i[None, :], mask=mask).to(tl.float32) * scale[:, None] + shift[:, None]
+    o_rows = out_ptr + offs_r * inner
+    tl.store(o_rows[:, None] + offs_i[None, :], activate(y, ACTIVATION, alpha).to(out_ptr.dtype.element_ty),
+             mask=mask)
 
 
 def _grid(n: int):
@@ -143,9 +146,11 @@ def add(*xs: torch.Tensor, activation: str | None = None, alpha: float = 0.0,
 
 def channel_affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, activation: str | None = None,
                    alpha: float = 0.0, out: torch.Tensor | None = None) -> torch.Tensor:
-    """activation(x·scale + shift) per channel (axis 1) of a contiguous tensor; scale/shift are float32 (C,)."""
-    check(x.dim() >= 2 and x.is_contiguous(), f"channel_affine: need a contiguous tensor of rank ≥ 2, "
-                                              f"got shape {tuple(x.shape)}")
+    """activation(x·scale + shift) per channel (axis 1) of a tensor of rank ≥ 2 whose dimensions after the
+    channel axis are contiguous (a channel slice of a concat qualifies); scale/shift are (C,). ``out`` is
+    contiguous."""
+    check(x.dim() >= 2 and _rows_contiguous(x), f"channel_affine: need rank ≥ 2 with contiguous trailing "
+                                                f"dimensions, got shape {tuple(x.shape)} strides {x.stride()}")
     c = x.shape[1]
     check(scale.shape == (c,) and shift.shape == (c,), f"channel_affine: scale and shift must have shape ({c},), "
                                                        f"got {tuple(scale.shape)} and {tuple(shift.shape)}")
@@ -155,5 +160,15 @@ def channel_affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, ac
     inner = x.numel() // rows
     grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_R"]), triton.cdiv(inner, meta["BLOCK_I"]))  # noqa: E731
     channel_affine_kernel[grid](x, scale.float().contiguous(), shift.float().contiguous(), out, rows, inner, c,
-                                float(alpha), ACTIVATION=act)
+                                x.stride(0), x.stride(1), float(alpha), ACTIVATION=act)
     return out
+
+
+def _rows_contiguous(x: torch.Tensor) -> bool:
+    """Whether the dimensions after axis 1 are laid out contiguously (so each (n, c) row is one run)."""
+    expected = 1
+    for size, stride in zip(reversed(x.shape[2:]), reversed(x.stride()[2:]), strict=True):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True

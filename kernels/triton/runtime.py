@@ -22,6 +22,23 @@ import triton
 INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 DEVICE = torch.device("cpu" if INTERPRET else "cuda")
 
+
+def _mode_error() -> str:
+    """Why the kernels cannot run in this process ("" if they can): triton's own jit helpers (tl.zeros …) are
+    interpreted only if triton was first imported with TRITON_INTERPRET=1 already set."""
+    if not INTERPRET:
+        return ""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    if isinstance(triton.language.zeros, InterpretedFunction):
+        return ""
+    return ("triton was imported before TRITON_INTERPRET=1 was set (torch.compile imports it), so its library "
+            "functions cannot run under the interpreter; set TRITON_INTERPRET=1 in the environment, or use the "
+            "triton backend before torch.compile in this process")
+
+
+MODE_ERROR: str = _mode_error()
+
 # Dtypes the kernels take. bf16 only on GPU: the interpreter has no native bf16 arithmetic and its tl.dot
 # returns garbage for it.
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -1,0 +1,426 @@
+"""Lowering for the Triton backend: a (pass-optimised) IR graph becomes a list of kernel launches, planned once.
+
+Each `Step` is one launch (or a view: flatten, dropout) producing one IR value. On top of what the pass pipeline
+did (BN folded into conv/linear weights, conv → add → activation chains fused into ``fused_conv2d``/
+``fused_linear``), lowering:
+
+- absorbs an activation into the launch that produces its only input (an unfolded batch_norm, an add, a conv
+  or linear whose activation the fuse pass does not take, such as leaky_relu or elu);
+- writes a concat's inputs straight into their slices of its output when the producer is a strided-output
+  kernel (conv2d, pooling, LRN) and the concat is its value's only reader; the rest are copied;
+- packs every weight once (`kernels.triton.conv2d.pack_weight`, `linear.pack_weight`) in the compute dtype.
+
+Only this module and the kernels import torch and Triton; the backend module imports it when compiling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..ir import ops as ir_ops
+from ..ir.graph import Graph, Node
+from ..ir.ops.batch_norm import scale_shift
+from ..kernels.triton import concat as k_concat
+from ..kernels.triton import conv2d as k_conv
+from ..kernels.triton import elementwise as k_elem
+from ..kernels.triton import linear as k_linear
+from ..kernels.triton import lrn as k_lrn
+from ..kernels.triton import pool as k_pool
+from ..kernels.triton import runtime
+from ..kernels.triton import softmax as k_softmax
+from .base import BackendError
+
+Env = dict[str, torch.Tensor]
+ACTIVATION_OPS = {"relu", "relu6", "leaky_relu", "sigmoid", "tanh", "elu"}
+# ops whose launch can take an activation epilogue, and ops whose kernel writes through output strides
+EPILOGUE_OPS = {"conv2d", "linear", "fused_conv2d", "fused_linear", "add", "batch_norm"}
+FOLDED_OPS = {"batch_norm", "add", *ACTIVATION_OPS}  # what a pass may fold or fuse into a conv/linear launch
+STRIDED_OUT_OPS = {"conv2d", "fused_conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "lrn"}
+STRIDED_IN_OPS = {*STRIDED_OUT_OPS, "batch_norm", "concat"}
+
+
+@dataclass
+class Step:
+    """One launch: computes ``output`` from the activations ``reads`` (``run(env, out)``, ``out`` a
+    preallocated view or None); ``text`` is its line in the plan, ``covers`` the IR nodes it computes."""
+
+    output: str
+    kernel: str
+    run: Callable[[Env, torch.Tensor | None], torch.Tensor]
+    reads: tuple[str, ...]
+    text: str
+    covers: tuple[str, ...] = ()
+    into: tuple[str, int] | None = None  # (concat, input index): write into that slice of the concat's output
+    in_place: list[bool] = field(default_factory=list)  # a concat: which inputs were written in place
+
+
+@dataclass
+class Plan:
+    """The steps in schedule order, the parameters read as activations (converted once), the shape of every
+    concat output (allocated by its first producer that writes in place), and what to free after each step."""
+
+    steps: list[Step]
+    constants: Env
+    dtype: torch.dtype
+    outputs: tuple[str, ...]
+    concats: dict[str, tuple[tuple[int, ...], int, tuple[int, ...]]] = field(default_factory=dict)
+    frees: list[list[str]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [s.text for s in self.steps]
+
+    def execute(self, feed: Env) -> list[torch.Tensor]:
+        env: Env = {**self.constants, **feed}
+        for step, frees in zip(self.steps, self.frees, strict=True):
+            out = None
+            if step.into is not None:
+                concat, k = step.into
+                shape, axis, sizes = self.concats[concat]
+                if concat not in env:
+                    env[concat] = torch.empty(shape, dtype=self.dtype, device=runtime.DEVICE)
+                out = env[concat].narrow(axis, sum(sizes[:k]), sizes[k])
+            try:
+                env[step.output] = step.run(env, out)
+            except Exception as e:
+                raise BackendError(f"triton backend: launch {step.output!r} ({step.kernel}) failed: "
+                                   f"{type(e).__name__}: {e}") from e
+            for value in frees:
+                del env[value]
+        return [env[o] for o in self.outputs]
+
+
+class Lowering:
+    def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: torch.dtype, tf32: bool,
+                 original: Graph | None = None, fallback: tuple[str, ...] = ()):
+        self.graph, self.params, self.dtype, self.tf32 = graph, params, dtype, tf32
+        self.original = original or graph
+        self.fallback = set(fallback)
+        self.constants: Env = {}
+        self.activation_of: dict[str, Node] = self._absorbable_activations()
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def tensor(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.params[name])).to(runtime.DEVICE, dtype or self.dtype)
+
+    def value(self, name: str) -> Callable[[Env], torch.Tensor]:
+        """How a step reads input ``name``: from the environment, or a parameter converted once."""
+        if name in self.graph.params:
+            self.constants.setdefault(name, self.tensor(name))
+        return lambda env: env[name]
+
+    def _sole_reader(self, value: str) -> Node | None:
+        readers = self.graph.users.get(value, ())
+        if len(readers) != 1 or value in self.graph.outputs:
+            return None
+        return self.graph.node_by_name[readers[0]]
+
+    def _absorbable_activations(self) -> dict[str, Node]:
+        """producer name -> the activation node its launch applies as an epilogue."""
+        out = {}
+        for node in self.graph.nodes:
+            if node.op not in EPILOGUE_OPS or getattr(node.attrs, "activation", None) or node.name in self.fallback:
+                continue
+            reader = self._sole_reader(node.name)
+            if reader is not None and reader.op in ACTIVATION_OPS and reader.inputs == (node.name,):
+                out[node.name] = reader
+        return out
+
+    def epilogue(self, node: Node) -> tuple[str, str | None, float]:
+        """(output name, activation, alpha) of ``node``'s launch, counting an absorbed activation."""
+        act = self.activation_of.get(node.name)
+        if act is None:
+            return node.name, getattr(node.attrs, "activation", None), 0.0
+        alpha = getattr(act.attrs, "negative_slope", getattr(act.attrs, "alpha", 0.0))
+        return act.name, act.op, float(alpha)
+
+    def covers(self, output: str, head: str) -> tuple[str, ...]:
+        """The original graph's nodes one launch computes: from ``head`` along sole readers to ``output``,
+        through what the passes folded or fused away. Past ``output`` only a folded batch_norm can follow (the
+        conv keeps its name); before it, any folded or fused node."""
+        chain, name = [head], head
+        while True:
+            readers = self.original.users.get(name, ())
+            if len(readers) != 1 or (readers[0] in self.graph.node_by_name and readers[0] != output):
+                break
+            nxt = self.original.node_by_name[readers[0]]
+            reached = output in chain
+            if not (nxt.name == output or nxt.op == "batch_norm" or (not reached and nxt.op in FOLDED_OPS)):
+                break
+            chain.append(nxt.name)
+            name = nxt.name
+        return tuple(chain)
+
+    # -- the walk -------------------------------------------------------------------------------------------
+    def run(self) -> Plan:
+        absorbed = {a.name for a in self.activation_of.values()}
+        steps = [(_reference if n.name in self.fallback else LOWERINGS[n.op])(self, n)
+                 for n in self.graph.nodes if n.name not in absorbed]
+        plan = Plan(steps, self.constants, self.dtype, self.graph.outputs)
+        self._plan_concats(plan)
+        plan.frees = _frees(steps, set(self.graph.outputs))
+        return plan
+
+    def _plan_concats(self, plan: Plan) -> None:
+        """Lay concat outputs out so that producers write into them and concats of concats are views.
+
+        Placement, latest concat first: an input produced by a strided-output kernel, read only by kernels that
+        take strided inputs, is written straight into its slice of the concat's output (placed once: the
+        latest concat, which in DenseNet is the block's output, holding every layer's features). Aliasing: a
+        concat whose inputs all sit consecutively in another concat's output is a view of it, no launch (a
+        DenseNet layer's input is a prefix of its block's output). Whatever is not placed is copied.
+        """
+        by_output = {s.output: s for s in plan.steps}
+        concats = [n for n in self.graph.nodes if n.op == "concat"]
+        for node in concats:
+            t = self.graph.types[node.name]
+            axis = node.attrs.axis % t.rank
+            plan.concats[node.name] = (t.shape, axis, tuple(self.graph.types[i].shape[axis] for i in node.inputs))
+        for node in reversed(concats):
+            if self.graph.types[node.name].rank != 4:
+                continue
+            for k, v in enumerate(node.inputs):
+                step = by_output.get(v)
+                if (step is not None and step.kernel in STRIDED_OUT_OPS and step.into is None
+                        and node.inputs.count(v) == 1 and v not in self.graph.outputs and self._strided_readers(v)):
+                    step.into = (node.name, k)
+                    by_output[node.name].in_place[k] = True
+        for node in concats:
+            step = by_output[node.name]
+            homes = {by_output[v].into if v in by_output else None for v in node.inputs}
+            owner = {h[0] if h else None for h in homes}
+            if len(owner) == 1 and None not in owner and owner != {node.name} and self._strided_readers(node.name):
+                self._alias(plan, step, node, owner.pop(), by_output)
+            copies = step.in_place.count(False)
+            if step.kernel == "concat":
+                step.text += f" ({len(node.inputs) - copies} written in place, {copies} copied)"
+        for step in plan.steps:
+            if step.into is not None:
+                step.text += f"  → into {step.into[0]}[{step.into[1]}]"
+
+    def _strided_readers(self, value: str) -> bool:
+        """Whether every reader of ``value`` takes a strided view of it."""
+        return all(self.graph.node_by_name[r].op in STRIDED_IN_OPS for r in self.graph.users.get(value, ()))
+
+    def _alias(self, plan: Plan, step: Step, node: Node, owner: str, by_output: dict[str, Step]) -> None:
+        """Turn concat ``step`` into a view of ``owner``'s output if its inputs are consecutive slices there."""
+        indices = [by_output[v].into[1] for v in node.inputs]  # type: ignore[index]
+        _, axis, sizes = plan.concats[owner]
+        if indices != list(range(indices[0], indices[0] + len(indices))) or axis != plan.concats[node.name][1]:
+            return
+        start, length = sum(sizes[: indices[0]]), plan.concats[node.name][0][axis]
+        step.kernel, step.reads = "view", (*step.reads, owner)
+        step.run = lambda env, out: env[owner].narrow(axis, start, length)
+        step.text = f"{node.name}: concat as a view of {owner}[{indices[0]}:{indices[-1] + 1}] (no launch)"
+
+def _frees(steps: list[Step], keep: set[str]) -> list[list[str]]:
+    """For each step, the values whose last reader it is (graph outputs are kept)."""
+    last = {v: k for k, step in enumerate(steps) for v in step.reads}
+    frees: list[list[str]] = [[] for _ in steps]
+    for value, k in last.items():
+        if value not in keep:
+            frees[k].append(value)
+    return frees
+
+
+# -- per-op lowerings -------------------------------------------------------------------------------------------
+def _conv2d(lw: Lowering, node: Node) -> Step:
+    a = node.attrs
+    bias_on = getattr(a, "bias", len(node.inputs) > 2) and len(node.inputs) > 2
+    residual = node.inputs[-1] if getattr(a, "residual", False) else None
+    x, w = lw.value(node.inputs[0]), node.inputs[1]
+    b = node.inputs[2] if bias_on else None
+    packed = _pack_conv(lw, w, b, a.groups) if w in lw.graph.params and (b is None or b in lw.graph.params) else None
+    wv, bv = lw.value(w), (lw.value(b) if b else None)
+    rv = lw.value(residual) if residual else None
+    output, act, alpha = lw.epilogue(node)
+
+    def run(env: Env, out: torch.Tensor | None) -> torch.Tensor:
+        weight = packed or k_conv.pack_weight(wv(env), bv(env) if bv else None, a.groups, lw.dtype)
+        return k_conv.conv2d(x(env), weight, stride=a.stride, padding=a.padding, dilation=a.dilation,
+                             residual=rv(env) if rv else None, activation=act, alpha=alpha, out=out, tf32=lw.tf32)
+
+    o, cg, kh, kw = lw.graph.types[w].shape
+    head = _head(lw, w)
+    text = (f"{output}: conv2d {kh}×{kw}/s{_pair(a.stride)}/p{_pair(a.padding)}"
+            + (f"/d{_pair(a.dilation)}" if a.dilation != (1, 1) else "") + (f"/g{a.groups}" if a.groups > 1 else "")
+            + f" {cg * a.groups}→{o}" + (" +bias" if b else "") + (f" +residual({residual})" if residual else "")
+            + (f" {act}" if act else "") + f"  [{', '.join(lw.covers(output, head))}]")
+    reads = (node.inputs[0], *((residual,) if residual else ()))
+    return Step(output, "conv2d", run, _acts(lw, reads), text, lw.covers(output, head))
+
+
+def _pack_conv(lw: Lowering, w: str, b: str | None, groups: int) -> k_conv.PackedConv:
+    return k_conv.pack_weight(lw.tensor(w, torch.float32), lw.tensor(b, torch.float32) if b else None, groups,
+                              lw.dtype)
+
+
+def _linear(lw: Lowering, node: Node) -> Step:
+    a = node.attrs
+    bias_on = getattr(a, "bias", True) and len(node.inputs) > 2
+    residual = node.inputs[-1] if getattr(a, "residual", False) else None
+    x, w = lw.value(node.inputs[0]), node.inputs[1]
+    b = node.inputs[2] if bias_on else None
+    static = w in lw.graph.params and (b is None or b in lw.graph.params)
+    packed = k_linear.pack_weight(lw.tensor(w, torch.float32), lw.tensor(b, torch.float32) if b else None,
+                                  lw.dtype) if static else None
+    wv, bv = lw.value(w), (lw.value(b) if b else None)
+    rv = lw.value(residual) if residual else None
+    output, act, alpha = lw.epilogue(node)
+
+    def run(env: Env, out: torch.Tensor | None) -> torch.Tensor:
+        weight = packed or k_linear.pack_weight(wv(env), bv(env) if bv else None, lw.dtype)
+        return k_linear.linear(x(env), weight, residual=rv(env) if rv else None, activation=act, alpha=alpha,
+                               out=out, tf32=lw.tf32)
+
+    n_out, n_in = lw.graph.types[w].shape
+    head = _head(lw, w)
+    text = (f"{output}: linear {n_in}→{n_out}" + (" +bias" if b else "")
+            + (f" +residual({residual})" if residual else "") + (f" {act}" if act else "")
+            + f"  [{', '.join(lw.covers(output, head))}]")
+    reads = (node.inputs[0], *((residual,) if residual else ()))
+    return Step(output, "linear", run, _acts(lw, reads), text, lw.covers(output, head))
+
+
+def _batch_norm(lw: Lowering, node: Node) -> Step:
+    stats = node.inputs[1:]
+    if not all(s in lw.graph.params for s in stats):
+        raise BackendError(f"triton backend: node {node.name!r} (batch_norm): its statistics must be parameters")
+    scale, shift = scale_shift(node.attrs.eps, *(lw.params[s].astype(np.float64) for s in stats))
+    scale_t = torch.from_numpy(scale.astype(np.float32)).to(runtime.DEVICE)
+    shift_t = torch.from_numpy(shift.astype(np.float32)).to(runtime.DEVICE)
+    x = lw.value(node.inputs[0])
+    output, act, alpha = lw.epilogue(node)
+    text = f"{output}: batch_norm as per-channel affine" + (f" {act}" if act else "")
+    return Step(output, "channel_affine",
+                lambda env, out: k_elem.channel_affine(x(env), scale_t, shift_t, act, alpha),
+                _acts(lw, node.inputs[:1]), text, lw.covers(output, node.name))
+
+
+def _add(lw: Lowering, node: Node) -> Step:
+    xs = [lw.value(i) for i in node.inputs]
+    output, act, alpha = lw.epilogue(node)
+    return Step(output, "add", lambda env, out: k_elem.add(*(x(env) for x in xs), activation=act, alpha=alpha),
+                _acts(lw, node.inputs), f"{output}: add ×{len(xs)}" + (f" {act}" if act else ""),
+                lw.covers(output, node.name))
+
+
+def _activation(lw: Lowering, node: Node) -> Step:
+    x = lw.value(node.inputs[0])
+    alpha = float(getattr(node.attrs, "negative_slope", getattr(node.attrs, "alpha", 0.0)))
+    return Step(node.name, node.op, lambda env, out: k_elem.activation(x(env), node.op, alpha),
+                _acts(lw, node.inputs), f"{node.name}: {node.op}", (node.name,))
+
+
+def _pool(lw: Lowering, node: Node) -> Step:
+    a, kind = node.attrs, node.op.split("_")[0]
+    x = lw.value(node.inputs[0])
+
+    def run(env: Env, out: torch.Tensor | None) -> torch.Tensor:
+        return k_pool.pool2d(x(env), a.kernel_size, kind=kind, stride=a.stride, padding=a.padding,
+                             dilation=a.dilation, ceil_mode=a.ceil_mode, count_include_pad=a.count_include_pad,
+                             out=out)
+
+    text = (f"{node.name}: {node.op} {_pair(a.kernel_size)}/s{_pair(a.stride)}/p{_pair(a.padding)}"
+            + (" ceil" if a.ceil_mode else "") + ("" if a.count_include_pad or kind == "max" else " exclude-pad"))
+    return Step(node.name, node.op, run, _acts(lw, node.inputs), text, (node.name,))
+
+
+def _adaptive(lw: Lowering, node: Node) -> Step:
+    x = lw.value(node.inputs[0])
+    size = node.attrs.output_size
+    return Step(node.name, node.op, lambda env, out: k_pool.adaptive_avg_pool2d(x(env), size, out=out),
+                _acts(lw, node.inputs), f"{node.name}: adaptive_avg_pool2d → {_pair(size)}", (node.name,))
+
+
+def _lrn(lw: Lowering, node: Node) -> Step:
+    a, x = node.attrs, lw.value(node.inputs[0])
+    return Step(node.name, "lrn", lambda env, out: k_lrn.lrn(x(env), a.size, a.alpha, a.beta, a.k, out=out),
+                _acts(lw, node.inputs), f"{node.name}: lrn size {a.size}", (node.name,))
+
+
+def _softmax(lw: Lowering, node: Node) -> Step:
+    x, axis = lw.value(node.inputs[0]), node.attrs.axis
+    return Step(node.name, "softmax", lambda env, out: k_softmax.softmax(x(env), axis), _acts(lw, node.inputs),
+                f"{node.name}: softmax axis {axis}", (node.name,))
+
+
+def _view(lw: Lowering, node: Node) -> Step:
+    """flatten and dropout: no launch, a view of the input (contiguous: every step's output is)."""
+    x, shape = lw.value(node.inputs[0]), lw.graph.types[node.name].shape
+    return Step(node.name, "view", lambda env, out: x(env).reshape(shape), _acts(lw, node.inputs),
+                f"{node.name}: {node.op} (a view, no launch)", (node.name,))
+
+
+def _concat(lw: Lowering, node: Node) -> Step:
+    """Copies the inputs that were not written in place into their slices of the output buffer (allocated
+    here unless an in-place producer already did)."""
+    xs = [lw.value(i) for i in node.inputs]
+    t = lw.graph.types[node.name]
+    axis = node.attrs.axis % t.rank
+    sizes = [lw.graph.types[i].shape[axis] for i in node.inputs]
+    in_place = [False] * len(xs)  # set by Lowering._plan_concats
+
+    def run(env: Env, out: torch.Tensor | None) -> torch.Tensor:
+        buffer = env[node.name] if node.name in env else torch.empty(t.shape, dtype=lw.dtype, device=runtime.DEVICE)
+        for x, view, done in zip(xs, k_concat.slices(buffer, sizes, axis), in_place, strict=True):
+            if not done:
+                k_concat.copy(x(env), view)
+        return buffer
+
+    return Step(node.name, "concat", run, _acts(lw, node.inputs), f"{node.name}: concat axis {axis} ×{len(xs)}",
+                (node.name,), in_place=in_place)
+
+
+def _reference(lw: Lowering, node: Node) -> Step:
+    """The explicit ``fallback="numpy"``: the op's NumPy reference on host copies of its inputs."""
+    op = ir_ops.get(node.op)
+    xs = [lw.value(i) for i in node.inputs]
+
+    def run(env: Env, out: torch.Tensor | None) -> torch.Tensor:
+        y = op.reference(node.attrs, *(x(env).to(torch.float32).cpu().numpy() for x in xs))
+        return torch.from_numpy(np.ascontiguousarray(y)).to(runtime.DEVICE, lw.dtype)
+
+    return Step(node.name, "numpy", run, _acts(lw, node.inputs), f"{node.name}: {node.op} on the NumPy reference "
+                f"(fallback)", (node.name,))
+
+
+def _acts(lw: Lowering, names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    return tuple(n for n in names if n not in lw.graph.params)
+
+
+def _head(lw: Lowering, weight: str) -> str:
+    """The original node that reads ``weight`` as its weight (a fused node's conv/linear)."""
+    for node in lw.original.nodes:
+        if len(node.inputs) > 1 and node.inputs[1] == weight:
+            return node.name
+    return weight
+
+
+def _pair(p: tuple[int, int]) -> str:
+    return str(p[0]) if p[0] == p[1] else f"{p[0]}x{p[1]}"
+
+
+LOWERINGS: dict[str, Callable[[Lowering, Node], Step]] = {
+    "conv2d": _conv2d, "fused_conv2d": _conv2d, "linear": _linear, "fused_linear": _linear,
+    "batch_norm": _batch_norm, "add": _add, "max_pool2d": _pool, "avg_pool2d": _pool,
+    "adaptive_avg_pool2d": _adaptive, "lrn": _lrn, "softmax": _softmax, "concat": _concat,
+    "flatten": _view, "dropout": _view, **{op: _activation for op in ACTIVATION_OPS},
+}
+
+
+def supported(node: Node) -> bool:
+    if node.op not in LOWERINGS:
+        return False
+    act = getattr(node.attrs, "activation", None)
+    return act is None or act in k_elem.ACTIVATIONS
+
+
+def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: torch.dtype, tf32: bool,
+          original: Graph | None = None, fallback: tuple[str, ...] = ()) -> Plan:
+    """The launch plan of ``graph``; ``original`` (the graph before passes) names what each launch covers,
+    ``fallback`` the nodes to run on the NumPy reference."""
+    return Lowering(graph, params, dtype, tf32, original, fallback).run()
