@@ -18,8 +18,17 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
 
+# The demo sweep: every backend available here (`convbench backends`) on six zoo models at their own input size,
+# batch 1 and 8, one isolated process per case. ~15 min on 2 cores. To continue an interrupted one, run the same
+# `convbench run` line with --resume instead of --overwrite, then the report line.
+DEMO_MODELS ?= lenet5,alexnet,vgg16,googlenet,resnet18,resnet50
+DEMO_BACKENDS ?= all
+DEMO_DIR ?= reports/demo
+
 demo: $(STAMP)
-	$(VENV)/bin/convbench models
+	$(VENV)/bin/convbench run -m $(DEMO_MODELS) -b $(DEMO_BACKENDS) --batch 1,8 --timeout 120 --max-time 2 \
+		-o $(DEMO_DIR)/sweep.jsonl --overwrite
+	$(VENV)/bin/convbench report $(DEMO_DIR)/sweep.jsonl -o $(DEMO_DIR) --title "convbench demo sweep"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -122,7 +122,7 @@ def compare_records(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]
         ratio = n["timing"]["median"] / b["timing"]["median"]
         p = float(mannwhitneyu(ns, bs, alternative="two-sided").pvalue)
         note, verdict = "", "same"
-        if _correct(b) and not _correct(n):
+        if _correct(b) is True and _correct(n) is False:
             verdict, note = "wrong result", (n.get("correctness") or {}).get("reason", "")
         elif ratio > factor and p < alpha:
             verdict = "regression"
@@ -145,5 +145,6 @@ def _n(r: dict[str, Any] | None) -> int:
     return len(r["timing"]["samples"]) if r and r.get("status") == "ok" else 0
 
 
-def _correct(r: dict[str, Any]) -> bool:
-    return bool((r.get("correctness") or {}).get("ok"))
+def _correct(r: dict[str, Any]) -> bool | None:
+    """True or False against the reference; None when there was no reference to compare with."""
+    return (r.get("correctness") or {}).get("ok")

@@ -104,9 +104,15 @@ def results_table(df: pd.DataFrame) -> pd.DataFrame:
             "GFLOP/s": _fmt(r.gflops, ".1f"), "% peak": _fmt(r.peak_fraction, ".1%"),
             f"× {REFERENCE}": _fmt(r.speedup, ".2f"), "compile s": _fmt(r.compile_s, ".2f"),
             "RSS Δ MiB": _fmt(r.rss_run_delta, ".1f", 2**-20),
-            "correct": "—" if not ok else (f"✓ {r.max_rel:.1e}" if r.correct else f"✗ {r.max_rel:.1e}"),
+            "correct": _correct_cell(r) if ok else "—",
         })
     return pd.DataFrame(rows)
+
+
+def _correct_cell(r) -> str:
+    if r.correct is None or pd.isna(r.correct):
+        return "no reference"
+    return f"{'✓' if r.correct else '✗'} {r.max_rel:.1e}"
 
 
 def scenario_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:

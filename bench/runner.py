@@ -211,6 +211,28 @@ def calibrations(keys: Iterable[tuple[str, int]], sweep: Sweep, workdir: Path,
     return out
 
 
+class References:
+    """The float64 reference output of each (model, size, batch), computed once per sweep in a child process
+    with the sweep's timeout, before the first case that needs it; a failure is passed on to the cases."""
+
+    def __init__(self, sweep: Sweep, workdir: Path):
+        self.sweep, self.dir = sweep, workdir / "ref"
+        self.dir.mkdir()
+        self.done: dict[tuple[str, int, int], tuple[str | None, str | None]] = {}
+
+    def get(self, case: Case, on_event: Event) -> tuple[str | None, str | None]:
+        key = (case.model, case.image_size, case.batch)
+        if key not in self.done:
+            on_event("reference", case, None)
+            path = self.dir / f"{case.model}@{case.image_size}-b{case.batch}.npy"
+            job = {"kind": "reference", "model": case.model, "image_size": case.image_size, "batch": case.batch,
+                   "path": str(path)}
+            child = run_child(job, child_env(case.threads, ()), self.sweep.timeout_s, self.dir)
+            ok = child.status == "ok" and path.exists()
+            self.done[key] = (str(path), None) if ok else (None, f"{child.status}: {child.result.get('message')}")
+        return self.done[key]
+
+
 class TimeoutLedger:
     """The cheapest workload (FLOPs per call) on which each (backend, dtype, threads) timed out.
 
@@ -269,15 +291,16 @@ def run_sweep(sweep: Sweep, on_event: Event = lambda *_: None) -> dict[str, int]
     counts: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="convbench-sweep-") as tmp:
         workdir = Path(tmp)
-        (workdir / "ref").mkdir()
+        references = References(sweep, workdir)
         calib = calibrations(dict.fromkeys((c.dtype, c.threads) for c in todo), sweep, workdir, on_event)
         for case in todo:
             on_event("start", case, None)
             started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-            job = {"kind": "case", "case": case.to_dict(), "policy": asdict(sweep.policy),
-                   "reference_cache": str(workdir / "ref")}
             child = ledger.dominated(case) if sweep.skip_dominated else None
             if child is None:
+                ref_path, ref_error = references.get(case, on_event)
+                job = {"kind": "case", "case": case.to_dict(), "policy": asdict(sweep.policy),
+                       "reference": ref_path, "reference_error": ref_error}
                 child = run_child(job, child_env(case.threads, sweep.backend_modules), sweep.timeout_s, workdir)
                 if child.status == "timeout":
                     ledger.add(case)

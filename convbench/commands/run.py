@@ -152,6 +152,8 @@ class _Progress:
             self.task = self.bar.add_task("sweep", total=data["todo"])
         elif kind == "calibrate" and data:
             self.bar.update(self.task, description=f"calibrating GEMM peak ({data['dtype']}, {data['threads']} thr)")
+        elif kind == "reference" and case is not None:
+            self.bar.update(self.task, description=f"float64 reference {case.model}@{case.image_size} b{case.batch}")
         elif kind == "start" and case is not None:
             self.bar.update(self.task, description=case.id)
         elif kind == "done" and case is not None and data is not None:
