@@ -26,7 +26,7 @@ DEMO_BACKENDS ?= all
 DEMO_DIR ?= reports/demo
 
 demo: $(STAMP)
-	$(VENV)/bin/convbench run -m $(DEMO_MODELS) -b $(DEMO_BACKENDS) --batch 1,8 --timeout 120 --max-time 2 \
+	$(VENV)/bin/convbench run -m $(DEMO_MODELS) -b $(DEMO_BACKENDS) --batch 1,8 --timeout 60 --max-time 1 \
 		-o $(DEMO_DIR)/sweep.jsonl --overwrite
 	$(VENV)/bin/convbench report $(DEMO_DIR)/sweep.jsonl -o $(DEMO_DIR) --title "convbench demo sweep"
 

@@ -1,7 +1,8 @@
 """This machine's yardsticks, measured once per sweep in a child process with the sweep's thread settings:
 
-- GEMM peak: the best of torch.matmul (MKL/oneDNN on CPU, cuBLAS on GPU) and numpy's BLAS on an N×N×N
-  product, median GFLOP/s. "% of peak" in reports is a case's achieved GFLOP/s over this.
+- GEMM peak: the best of torch.matmul (MKL/oneDNN) and numpy's BLAS on an N×N×N CPU product, median GFLOP/s;
+  where CUDA is present, also torch.matmul (cuBLAS) on the GPU, for the cases that run there. "% of peak" in
+  reports is a case's achieved GFLOP/s over the peak of the device it ran on.
 - Memory bandwidth: a one-thread numpy copy of a 256 MiB buffer, bytes read + written per second; the slope of
   the roofline's memory roof.
 """
@@ -69,5 +70,12 @@ def calibrate(dtype: str = "float32", threads: int | None = None, n: int = GEMM_
         gemm_dtype = "float32"
         results["numpy"] = gemm_numpy(n, gemm_dtype)
     source = max(results, key=results.__getitem__)
-    return {"gemm_gflops": results[source], "gemm_source": source, "gemm_n": n, "gemm_dtype": gemm_dtype,
-            "gemm_all": results, "bandwidth_gbs": bandwidth()}
+    out = {"gemm_gflops": results[source], "gemm_source": source, "gemm_n": n, "gemm_dtype": gemm_dtype,
+           "gemm_all": results, "bandwidth_gbs": bandwidth()}
+    if "torch" in results:
+        import torch
+
+        if torch.cuda.is_available():  # GPU cases are held against the GPU's own GEMM (cuBLAS)
+            out["cuda"] = {"gemm_gflops": gemm_torch(n, gemm_dtype, None, device="cuda"),
+                           "device_name": torch.cuda.get_device_name()}
+    return out

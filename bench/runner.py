@@ -321,7 +321,8 @@ def make_record(case: Case, child: ChildResult, calibration: dict[str, Any], fin
     }
     record.update(result)
     record["status"] = child.status
-    gemm = calibration.get("gemm_gflops")
+    on_gpu = str(record.get("device", "cpu")).startswith("cuda") and "cuda" in calibration
+    gemm = calibration["cuda"]["gemm_gflops"] if on_gpu else calibration.get("gemm_gflops")
     record["peak_fraction"] = record["gflops"] / gemm if gemm and record.get("gflops") else None
     record["calibration"] = calibration
     record["machine"] = fingerprint

@@ -8,7 +8,8 @@ line is strict JSON. ``SCHEMA_VERSION`` changes whenever a field changes meaning
 A record (see runner.py for how it is filled)::
 
     schema, run_id, case_id, case{model, image_size, backend, backend_name, options, batch, dtype, threads},
-    status (ok | unsupported | error | timeout | oom), message, started, duration_s,
+    status (ok | unsupported | error | timeout | oom), message, started, duration_s, device ("cpu", "cuda:0" …),
+    skipped (only on a timeout not run because a cheaper workload already timed out), detail (traceback tail),
     model_info{params, param_bytes, buffer_bytes, macs, flops, nodes, conv_layers, linear_layers,
                activation_peak_bytes, activation_sum_bytes},
     compile{compile_s, info, fallback_nodes},
@@ -17,8 +18,8 @@ A record (see runner.py for how it is filled)::
     throughput_ips, gflops, peak_fraction,
     memory{rss_baseline_bytes, compile_rss_peak_delta_bytes, run_rss_peak_delta_bytes, method,
            device_peak_bytes, static_activation_peak_bytes, static_param_bytes},
-    correctness{ok, max_abs, max_rel, bound, dtype, top1, top5, reason},
-    calibration{gemm_gflops, gemm_source, gemm_n, gemm_dtype, bandwidth_gbs},
+    correctness{ok (null: no reference to compare with), max_abs, max_rel, bound, dtype, top1, top5, reason},
+    calibration{gemm_gflops, gemm_source, gemm_n, gemm_dtype, gemm_all{}, bandwidth_gbs, cuda{gemm_gflops, …}},
     machine{machine_id, name, cpu, cores_…, versions{…}, git_commit, git_dirty, thread_env{…}}, worker{…}
 """
 

@@ -130,6 +130,7 @@ def run_case(job: dict[str, Any]) -> dict[str, Any]:
         m = measure(functools.partial(exe, x), policy)
     y = y[0] if isinstance(y, tuple) else y
 
+    out["device"] = device
     out["timing"] = m.to_dict()
     median = m.stats.median
     out["throughput_ips"] = case["batch"] / median
