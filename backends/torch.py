@@ -11,7 +11,8 @@ every other op is one ``torch``/``F`` call. Two rewrites pay for the IR:
 
 Options of `TorchBackend.compile`: ``dtype`` ("float32", "bfloat16"); ``channels_last`` (NHWC activations and
 weights; default: on for graphs with convolutions, where oneDNN is faster, see benchmarks/torch_vs_handwritten.py);
-``compile`` (``torch.compile`` with inductor, compiled at compile time with a warm-up call, ``info["compile_s"]``);
+``compile`` (``torch.compile`` with inductor and, on CPU, freezing: weights folded as constants and pre-packed
+for oneDNN; compiled at compile time with a warm-up call, ``info["compile_s"]``);
 ``threads`` (torch's intra-op threads while this executable runs, restored afterwards); ``device`` ("cpu" or
 "cuda"); ``fallback="numpy"`` (unsupported nodes run on the reference, listed in ``fallback_nodes``);
 ``passes`` (a pipeline of ``convbench.ir.passes`` run first, "none" by default; ``info["passes"]`` records it).
@@ -384,7 +385,8 @@ class TorchBackend:
         compile_s = 0.0
         if compile:  # compile now, with a warm-up call, so the first timed call is not the compilation
             start = time.perf_counter()
-            fn = torch.compile(gm, backend="inductor", dynamic=False)
+            # freezing: inductor treats the weights as constants, folds them and pre-packs them for oneDNN on CPU
+            fn = torch.compile(gm, backend="inductor", dynamic=False, options={"freezing": device == "cpu"})
             try:
                 with torch.inference_mode(), _threads(threads):
                     fn(*prepare([np.zeros(t.shape, np.float32) for t in graph.inputs.values()]))
