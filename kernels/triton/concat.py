@@ -21,9 +21,13 @@ def _gpu_configs() -> list[triton.Config]:
                                                                                    (256, 4))]
 
 
+# Under the interpreter a program takes up to TILE elements (rows × columns), whole rows when they fit.
+INTERPRETER_CAPS = {"BLOCK_P": 1 << 14, "TILE": 1 << 17}
+
+
 def _interpreter_blocks(args: dict) -> dict[str, int]:
-    block_p = runtime.pow2(args["P"], cap=1 << 14)
-    return {"BLOCK_R": runtime.pow2(args["R"], cap=(1 << 17) // block_p), "BLOCK_P": block_p}
+    cols = runtime.pow2(args["P"], cap=INTERPRETER_CAPS["BLOCK_P"])
+    return {"BLOCK_R": runtime.pow2(args["R"], cap=INTERPRETER_CAPS["TILE"] // cols), "BLOCK_P": cols}
 
 
 @runtime.tuned(_gpu_configs, key=["R", "P"], interpreter=_interpreter_blocks)

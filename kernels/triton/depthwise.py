@@ -25,9 +25,13 @@ def _gpu_configs() -> list[triton.Config]:
             for r, p, w in ((1, 256, 4), (4, 64, 4), (16, 16, 4), (8, 128, 8), (32, 32, 4))]
 
 
+# Under the interpreter a program takes up to TILE elements (rows × columns), whole rows when they fit.
+INTERPRETER_CAPS = {"BLOCK_P": 1 << 12, "TILE": 1 << 16}
+
+
 def _interpreter_blocks(args: dict) -> dict[str, int]:
-    block_p = runtime.pow2(args["OH"] * args["OW"], cap=1 << 12)
-    return {"BLOCK_R": runtime.pow2(args["R"], cap=(1 << 16) // block_p), "BLOCK_P": block_p}
+    cols = runtime.pow2(args["OH"] * args["OW"], cap=INTERPRETER_CAPS["BLOCK_P"])
+    return {"BLOCK_R": runtime.pow2(args["R"], cap=INTERPRETER_CAPS["TILE"] // cols), "BLOCK_P": cols}
 
 
 @runtime.tuned(_gpu_configs, key=["R", "OH", "OW", "KH", "KW"], interpreter=_interpreter_blocks)

@@ -43,8 +43,11 @@ def _gpu_configs() -> list[triton.Config]:
     return [triton.Config({"BLOCK": b}, num_warps=w) for b, w in ((1024, 4), (2048, 8), (4096, 8))]
 
 
+INTERPRETER_CAPS = {"BLOCK": 1 << 17}
+
+
 def _interpreter_block(args: dict) -> dict[str, int]:
-    return {"BLOCK": runtime.pow2(args["n_elements"], cap=1 << 17)}
+    return {"BLOCK": runtime.pow2(args["n_elements"], cap=INTERPRETER_CAPS["BLOCK"])}
 
 
 @runtime.tuned(_gpu_configs, key=["n_elements"], interpreter=_interpreter_block)

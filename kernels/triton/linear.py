@@ -26,11 +26,14 @@ def _gpu_configs() -> list[triton.Config]:
             for m, n, k, s, w in shapes]
 
 
+# Large tiles under the interpreter: its cost is per program and per operation, not per element.
+INTERPRETER_CAPS = {"BLOCK_M": 256, "BLOCK_N": 1024, "BLOCK_K": 512}
+
+
 def _interpreter_blocks(args: dict) -> dict[str, int]:
-    # Large tiles: the interpreter's cost is per program and per operation, not per element.
-    return {"BLOCK_M": runtime.pow2(args["M"], cap=256),
-            "BLOCK_N": runtime.pow2(args["N"], cap=1024),
-            "BLOCK_K": runtime.pow2(args["K"], cap=512)}
+    return {"BLOCK_M": runtime.pow2(args["M"], cap=INTERPRETER_CAPS["BLOCK_M"]),
+            "BLOCK_N": runtime.pow2(args["N"], cap=INTERPRETER_CAPS["BLOCK_N"]),
+            "BLOCK_K": runtime.pow2(args["K"], cap=INTERPRETER_CAPS["BLOCK_K"])}
 
 
 @runtime.tuned(_gpu_configs, key=["M", "N", "K"], interpreter=_interpreter_blocks)

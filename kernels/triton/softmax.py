@@ -21,9 +21,13 @@ def _gpu_configs() -> list[triton.Config]:
             for r, n, w in ((1, 1024, 4), (4, 256, 4), (16, 64, 4), (1, 4096, 8), (64, 16, 4))]
 
 
+# Under the interpreter a program takes up to TILE elements (rows × columns), whole rows when they fit.
+INTERPRETER_CAPS = {"BLOCK_L": 1 << 13, "TILE": 1 << 16}
+
+
 def _interpreter_blocks(args: dict) -> dict[str, int]:
-    block_l = runtime.pow2(args["L"], cap=1 << 13)
-    return {"BLOCK_R": runtime.pow2(args["R"], cap=(1 << 16) // block_l), "BLOCK_L": block_l}
+    cols = runtime.pow2(args["L"], cap=INTERPRETER_CAPS["BLOCK_L"])
+    return {"BLOCK_R": runtime.pow2(args["R"], cap=INTERPRETER_CAPS["TILE"] // cols), "BLOCK_L": cols}
 
 
 @runtime.tuned(_gpu_configs, key=["R", "L", "INNER"], interpreter=_interpreter_blocks)
