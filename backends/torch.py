@@ -84,18 +84,23 @@ class Lowering:
     def value(self, name: str) -> torch.fx.Node:
         """The fx node for an IR value; a parameter read as an activation becomes a buffer (get_attr)."""
         if name not in self.env:
-            target = "params." + _ident(name)
-            self.root[target] = self.tensor(self.params[name])
+            target = self.attach("_params." + _ident(name), self.tensor(self.params[name]))
             self.env[name] = self.fx.get_attr(target)
         return self.env[name]
+
+    def attach(self, target: str, obj: Any) -> str:
+        """Register a module or tensor under a qualified name not yet taken (IR names sanitise alike)."""
+        unique, k = target, 1
+        while unique in self.root:
+            unique, k = f"{target}_{k}", k + 1
+        self.root[unique] = obj
+        return unique
 
     def call(self, node: Node, fn: Callable, *args: Any, **kwargs: Any) -> torch.fx.Node:
         return self.fx.call_function(fn, args, kwargs, name=_ident(node.name))
 
     def module(self, node: Node, module: nn.Module, x: torch.fx.Node) -> torch.fx.Node:
-        target = ".".join(_ident(p) for p in node.name.split("."))
-        module.requires_grad_(False)
-        self.root[target] = module.to(self.device)
+        target = self.attach(".".join(_ident(p) for p in node.name.split(".")), module.requires_grad_(False))
         return self.fx.create_node("call_module", target, (x,), name=_ident(node.name))
 
     def all_params(self, node: Node) -> bool:
@@ -164,8 +169,8 @@ class Lowering:
 
     def fallback(self, node: Node) -> torch.fx.Node:
         """Route ``node`` to the NumPy reference (explicit ``fallback="numpy"`` only)."""
-        target = "fallback." + _ident(node.name)
-        self.root[target] = _NumpyFallback(node, {i: self.params[i] for i in node.inputs if i in self.params})
+        module = _NumpyFallback(node, {i: self.params[i] for i in node.inputs if i in self.params})
+        target = self.attach("_fallback." + _ident(node.name), module)
         acts = tuple(self.value(i) for i in node.inputs if i not in self.params)
         return self.fx.create_node("call_module", target, acts, name=_ident(node.name))
 
@@ -296,7 +301,9 @@ class _NumpyFallback(nn.Module if torch is not None else object):  # type: ignor
         args = [self.params[i] if i in self.params else next(it).float().cpu().numpy() for i in self.node.inputs]
         y = ir_ops.get(self.node.op).reference(self.node.attrs, *args)
         ref = acts[0] if acts else torch.empty(0)
-        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).to(ref.device, ref.dtype)
+        # a copy: references may return a view of their input (flatten, dropout), and the result may be
+        # updated in place downstream
+        return torch.from_numpy(np.array(y, dtype=np.float32)).to(ref.device, ref.dtype)
 
 
 def _ident(name: str) -> str:

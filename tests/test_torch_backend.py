@@ -13,7 +13,8 @@ import pytest
 from convbench import models
 from convbench.backends import get
 from convbench.backends.base import BackendError, UnsupportedNodeError
-from convbench.testing import Expectations, conformance_params, judge, model_case, op_cases, run_case
+from convbench.ir.builder import GraphBuilder
+from convbench.testing import Expectations, conformance_params, judge, make_case, model_case, op_cases, run_case
 
 torch = pytest.importorskip("torch")
 from convbench.backends import torch as torch_backend  # noqa: E402  (needs torch)
@@ -126,6 +127,17 @@ def test_fallback_is_explicit_and_recorded(monkeypatch):
         get("torch").compile(c.graph, c.params)
     r = run_case("torch", c, fallback="numpy")
     assert r.status == "pass" and r.fallback_nodes == ("max_pool2d",)
+
+
+def test_fallback_output_never_aliases_its_input(monkeypatch):
+    """flatten's reference returns a view; the relu after it runs in place: the conv output must survive."""
+    b = GraphBuilder("alias", (2, 3, 7, 5), input_name="x")
+    y = b.conv2d(b.input, 4, 3, padding=1, name="conv")
+    c = make_case("alias", b.build([y, b.relu(b.flatten(y))]))
+    monkeypatch.setattr(torch_backend, "SUPPORTED", torch_backend.SUPPORTED - {"flatten"})
+    for channels_last in (False, True):  # NCHW is where the view would alias the conv's buffer
+        r = run_case("torch", c, fallback="numpy", channels_last=channels_last)
+        assert r.status == "pass", r.message
 
 
 def test_bad_options_are_one_clear_error():
