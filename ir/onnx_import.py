@@ -325,16 +325,18 @@ def _fold_bias(imp: _Importer, node: onnx.NodeProto, x: str, c: str) -> None:
     producer = next((n for n in reversed(imp.nodes) if n.name == x), None)
     if producer is None or producer.op not in ("conv2d", "linear") or len(producer.inputs) != 2:
         raise _Unsupported("adding a constant is only supported as the bias of a conv or linear without one")
-    if len(imp.consumers.get(x, [])) != 1:
-        raise _Unsupported(f"the bias is added to {x!r}, which other nodes also read")
-    out = imp.types[x].shape[1]
+    if len(imp.consumers.get(x, [])) != 1 or any(o.name == x for o in imp.model.graph.output):
+        raise _Unsupported(f"the bias is added to {x!r}, which is read elsewhere too")
+    out = imp.types[x].shape[-1 if producer.op == "linear" else 1]
     bias = imp.consts[c]
     want = (out,) if producer.op == "linear" else (out, 1, 1)
     if bias.shape not in (want, (1, *want)):
         raise _Unsupported(f"constant of shape {bias.shape} is not a per-channel bias for {imp.types[x].shape}")
+    # the fused node takes the Add's name: the value it computes is the Add's output
     index = imp.nodes.index(producer)
-    imp.nodes[index] = Node(x, producer.op, (*producer.inputs, imp.param(c, bias.reshape(out))), producer.attrs)
-    imp.alias[node.output[0]] = x
+    name = node.output[0]
+    imp.nodes[index] = Node(name, producer.op, (*producer.inputs, imp.param(c, bias.reshape(out))), producer.attrs)
+    imp.types[name] = imp.types.pop(x)
 
 
 def _sum(imp: _Importer, node: onnx.NodeProto) -> None:
@@ -371,9 +373,9 @@ def _elementwise(op: str, make: Callable[[dict], object] | None = None) -> Calla
 def _softmax(imp: _Importer, node: onnx.NodeProto) -> None:
     x = imp.value(node.input[0])
     rank = imp.types[x].rank
-    axis = _attrs(node).get("axis", -1 if imp.opset >= 13 else 1) % rank
-    if imp.opset < 13 and axis != rank - 1:  # before opset 13 Softmax normalised over all axes from `axis` on
-        raise _Unsupported(f"opset-{imp.opset} Softmax over axes {axis}… of a rank-{rank} input (the IR's "
+    axis = _attrs(node).get("axis", -1 if imp.opset >= 13 else 1)
+    if imp.opset < 13 and axis % rank != rank - 1:  # before opset 13 Softmax normalised all axes from `axis` on
+        raise _Unsupported(f"opset-{imp.opset} Softmax over axes {axis % rank}… of a rank-{rank} input (the IR's "
                            f"softmax is over one axis)")
     imp.emit(node.output[0], "softmax", [x], SoftmaxAttrs(axis))
 
@@ -399,7 +401,7 @@ def _lrn(imp: _Importer, node: onnx.NodeProto) -> None:
 
 def _concat(imp: _Importer, node: onnx.NodeProto) -> None:
     xs = [imp.value(i) for i in node.input]
-    imp.emit(node.output[0], "concat", xs, ConcatAttrs(_attrs(node)["axis"] % imp.types[xs[0]].rank))
+    imp.emit(node.output[0], "concat", xs, ConcatAttrs(_attrs(node)["axis"]))
 
 
 def _flatten(imp: _Importer, node: onnx.NodeProto) -> None:
@@ -418,10 +420,10 @@ def _reshape(imp: _Importer, node: onnx.NodeProto) -> None:
     if -1 in target:
         known = int(np.prod([d for d in target if d != -1]))
         target[target.index(-1)] = int(np.prod(shape)) // max(known, 1)
+    k = len(target) - 1  # a Reshape to the same shape is flatten(rank − 1): a no-op that keeps the node
     if tuple(target) == shape:
-        imp.alias[node.output[0]] = x
+        imp.emit(node.output[0], "flatten", [x], FlattenAttrs(max(k, 0)))
         return
-    k = len(target) - 1
     if k < 0 or tuple(target[:k]) != shape[:k] or target[k] != int(np.prod(shape[k:])):
         raise _Unsupported(f"Reshape {shape} → {tuple(target)} is not a flatten of the trailing axes")
     imp.emit(node.output[0], "flatten", [x], FlattenAttrs(k))
