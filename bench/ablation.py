@@ -1,13 +1,15 @@
 """The pass ablation study: what each pipeline does to a model's graph (static figures, computed here) and to
-its latency on each backend (measured by the sweep harness, one child process per case), as tables and plots.
+its latency on each backend, as tables and plots.
 
-A case is the backend spec with the pipeline as an option, ``numpy:passes=default``, so the harness runs, times
-and checks it like any other. Speed-ups are ratios of medians against the same backend's ``none`` pipeline
-within one round of the sweep (every pipeline back to back), then the median over rounds. The static figures
-are what the pipeline leaves for that backend (``fuse`` only makes the fused nodes the backend's ``supports``
-accepts): node count, FLOPs, and activation memory — the naive sum (one buffer per value), the liveness peak
-(buffers freed after their last reader, no sharing) and the planned arena (`plan_memory`: reuse, views and
-in-place) — whether or not the backend runs out of an arena (numpy does under ``all``).
+Latency is measured one of two ways. "paired" (default; `ablation_paired`): all pipelines of one model ×
+backend in one child process, called in rotation, the speed-up the median of per-cycle ratios — robust to the
+load drifting on a shared machine. "sweep": the harness's own cases, the pipeline as a backend option
+(``numpy:passes=default``), run in rounds; a speed-up is a ratio of medians within a round, then the median
+over rounds. The static figures are what the pipeline leaves for that backend (``fuse`` only makes the fused
+nodes the backend's ``supports`` accepts): node count, FLOPs, and activation memory — the naive sum (one buffer
+per value), the liveness peak (buffers freed after their last reader, no sharing) and the planned arena
+(`plan_memory`: reuse, views and in-place) — whether or not the backend runs out of an arena (numpy does under
+``all``).
 """
 
 from __future__ import annotations
@@ -84,16 +86,16 @@ def _round(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def measured(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """Cases measured in one or more rounds (one results file each). Rounds run every pipeline back to back, so
-    a speed-up is taken within a round (the machine's load drifts between rounds) and the median over rounds
-    is reported, with the spread (min, max) across rounds."""
+    """Sweep cases measured in one or more rounds (one results file each). Rounds run every pipeline back to
+    back, so a speed-up is taken within a round (the machine's load drifts between rounds) and the median over
+    rounds is reported, with its min–max (``speedup_lo``, ``speedup_hi``) and the number of rounds."""
     rounds = pd.concat([_round(p).assign(round=k) for k, p in enumerate(paths)], ignore_index=True)
     keys = ["model", "image_size", "batch", "backend", "pipeline"]
     ok = rounds[rounds.status == "ok"]
     agg = ok.groupby(keys).agg(median_s=("median_s", "median"), iqr_rel=("iqr_rel", "median"),
-                               speedup=("speedup", "median"), speedup_min=("speedup", "min"),
-                               speedup_max=("speedup", "max"), correct=("correct", "all"),
-                               max_rel=("max_rel", "max"), rounds=("round", "nunique")).reset_index()
+                               speedup=("speedup", "median"), speedup_lo=("speedup", "min"),
+                               speedup_hi=("speedup", "max"), correct=("correct", "all"),
+                               max_rel=("max_rel", "max"), samples=("round", "nunique")).reset_index()
     status = rounds.groupby(keys).status.agg(lambda s: "ok" if (s == "ok").all() else
                                               next(x for x in s if x != "ok")).reset_index()
     return status.merge(agg, on=keys, how="left")
@@ -104,9 +106,9 @@ def ablation_table(static: pd.DataFrame, timed: pd.DataFrame | None) -> pd.DataF
     keys = ["model", "image_size", "batch", "backend", "pipeline"]
     table = static.copy()
     if timed is not None and not timed.empty:
-        cols = [*keys, "status", "median_s", "iqr_rel", "speedup", "speedup_min", "speedup_max", "rounds",
+        cols = [*keys, "status", "median_s", "iqr_rel", "speedup", "speedup_lo", "speedup_hi", "samples",
                 "correct", "max_rel"]
-        table = table.merge(timed[cols], on=keys, how="left")
+        table = table.merge(timed.reindex(columns=cols), on=keys, how="left")
     table["arena_vs_naive"] = table.naive_bytes / table.arena_bytes
     return table
 
@@ -131,8 +133,8 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
             row.update({
                 "median ms": _fmt(r.median_s, ".2f", 1e3), "IQR/med": _fmt(r.iqr_rel, ".1%"),
                 f"× {BASELINE}": _fmt(r.speedup, ".3f"),
-                "rounds: min–max": (f"{_fmt(r.speedup_min, '.2f')}–{_fmt(r.speedup_max, '.2f')} ({r.rounds:.0f})"
-                                    if ok and not pd.isna(r.speedup_min) else "—"),
+                "interval (n)": (f"{_fmt(r.speedup_lo, '.3f')}–{_fmt(r.speedup_hi, '.3f')} ({r.samples:.0f})"
+                                 if ok and not pd.isna(r.speedup_lo) else "—"),
                 "correct": "—" if not ok else (f"✓ {r.max_rel:.1e}" if r.correct else f"✗ {r.max_rel:.1e}"),
             })
             if isinstance(r.status, str) and not ok:
@@ -202,30 +204,40 @@ def cases(model_names: Sequence[str], backends: Sequence[str], pipelines: Sequen
     return plan(model_names, specs, [batch], ["float32"], image_sizes, threads)
 
 
-METHOD = (
+STATIC_METHOD = (
     "Each row is one model × backend × pipeline. Static columns are computed from the graph the pipeline leaves "
     "for that backend: IR nodes, fused nodes, batch_norm nodes left, FLOPs (the IR's stated rules: fusion moves "
     "no arithmetic, BN folding removes 2 per element and adds the conv bias), and activation memory — the naive "
     "sum (every value its own buffer), the liveness peak (each value freed after its last reader) and the planned "
-    "arena (reuse, views and in-place relu/add/residual; greedy by size). Timed columns come from the sweep "
-    "harness (one child process per case, adaptive repeats): median latency per call of the whole batch, "
-    f"IQR/median, and the speed-up over the same backend's '{BASELINE}' pipeline (ratio of medians). The sweep "
-    "runs in rounds, every pipeline back to back in each, so a speed-up is taken within a round; the median "
-    "over rounds is shown with its min–max. correct: max |y − ref| / max |ref| against the float64 "
-    "reference, within the float32 tolerance. The numpy backend runs out of the planned arena under 'all'; "
-    "other backends record the plan but keep their own allocator."
+    "arena (reuse, views and in-place relu/add/residual; greedy by size). The numpy backend runs out of the "
+    "planned arena under 'all'; other backends record the plan but keep their own allocator."
 )
+TIMING_METHOD = {
+    "paired": (
+        "Timing is paired: every pipeline of one model × backend is compiled in one child process and called in "
+        "rotation, so each cycle compares calls made moments apart; × none is the median over cycles of "
+        "t(none) / t(pipeline), the interval its distribution-free 95 % confidence interval and n the cycles. "
+        "median ms is the latency per call of the whole batch. correct: max |y − ref| / max |ref| against the "
+        "float64 reference, within the float32 tolerance."
+    ),
+    "sweep": (
+        "Timing comes from the sweep harness (one child process per case, adaptive repeats), run in rounds with "
+        "every pipeline back to back in each; × none is the ratio of medians within a round, the median over "
+        "rounds, the interval its min–max and n the rounds. correct: max |y − ref| / max |ref| against the "
+        "float64 reference, within the float32 tolerance."
+    ),
+}
 
 
 def write_report(table: pd.DataFrame, passes: pd.DataFrame, out: Path, title: str, notes: Sequence[str] = (),
-                 results: Sequence[str] = ()) -> Path:
-    """report.md, speedup.png and memory.png in ``out``."""
+                 results: Sequence[str] = (), timing: str | None = None) -> Path:
+    """report.md, speedup.png and memory.png in ``out``; ``timing`` is "paired", "sweep" or None (static)."""
     out.mkdir(parents=True, exist_ok=True)
     figures = plot(table, out)
-    parts = [f"# {title}\n", METHOD + "\n"]
+    parts = [f"# {title}\n", STATIC_METHOD + (" " + TIMING_METHOD[timing] if timing else "") + "\n"]
     if results:
         links = ", ".join(f"[{r}]({r})" for r in results)
-        parts.append(f"Raw results: {links} (the harness's JSONL, one file per round, one line per case).\n")
+        parts.append(f"Raw results: {links}.\n")
     parts += [f"- {n}" for n in notes]
     parts += ["", "## Ablation\n", display(table).to_markdown(index=False, disable_numparse=True) + "\n"]
     if not passes.empty:

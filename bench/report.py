@@ -117,17 +117,18 @@ def _correct_cell(r) -> str:
 
 def scenario_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """MLPerf-style views: SingleStream (batch 1, p90 latency) and Offline (largest batch, images/s)."""
-    ok = df[df.status == "ok"]
+    ok = df[df.status == "ok"].sort_values(["model", "image_size"])
     out = {}
     b1 = ok[ok.batch == 1]
     if not b1.empty:
         out["latency: batch 1, p90 ms"] = (b1.pivot_table(index=["workload", "dtype"], columns="backend",
-                                                          values="p90_s", aggfunc="first") * 1e3).round(3).reset_index()
+                                                          values="p90_s", aggfunc="first", sort=False)
+                                           * 1e3).round(3).reset_index()
     if not ok.empty:
         largest = ok[ok.batch == ok.groupby("workload").batch.transform("max")]
         out["throughput: largest batch, images/s"] = largest.pivot_table(
             index=["workload", "batch", "dtype"], columns="backend", values="throughput_ips",
-            aggfunc="first").round(1).reset_index()
+            aggfunc="first", sort=False).round(1).reset_index()
     return out
 
 
