@@ -20,8 +20,8 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_static_table_json_and_report(capsys, tmp_path):
     out = tmp_path / "static"
-    code, text, _ = run_cli(capsys, "passes", "-m", "resnet18,googlenet", "--image-size", "small", "--static-only",
-                            "-p", "default,fold_batch_norm,all", "-o", str(out), "--json")
+    code, text, _ = run_cli(capsys, "passes", "-m", "resnet18,googlenet", "--image-size", "small", "--timing",
+                            "none", "-p", "default,fold_batch_norm,all", "-o", str(out), "--json")
     assert code == 0
     rows = json.loads(text)
     by = {(r["model"], r["pipeline"]): r for r in rows}
@@ -36,15 +36,33 @@ def test_static_table_json_and_report(capsys, tmp_path):
     assert not (out / "speedup.png").exists()
 
 
+def test_paired_timing_checks_and_times_every_pipeline(capsys, tmp_path):
+    out = tmp_path / "paired"
+    code, text, err = run_cli(capsys, "passes", "-m", "lenet5", "-p", "default,all", "--min-time", "0.05",
+                              "--max-time", "0.3", "-o", str(out), "--json")
+    assert code == 0, err
+    rows = {r["pipeline"]: r for r in json.loads(text)}
+    assert list(rows) == ["none", "default", "all"]
+    assert rows["none"]["speedup"] == 1.0 and rows["none"]["speedup_lo"] == 1.0
+    for r in rows.values():
+        assert r["status"] == "ok" and r["correct"] and r["samples"] >= 7
+        assert r["speedup_lo"] <= r["speedup"] <= r["speedup_hi"] and r["median_s"] > 0
+    lines = [json.loads(line) for line in (out / "paired.jsonl").read_text().splitlines()]
+    assert [line["pipeline"] for line in lines] == ["none", "default", "all"]
+    report = (out / "report.md").read_text()
+    assert "Timing is paired" in report and "(paired.jsonl)" in report and (out / "speedup.png").exists()
+
+
 def test_a_real_timed_sweep_gives_speedups_against_none(capsys, tmp_path):
     out = tmp_path / "timed"
-    code, text, err = run_cli(capsys, "passes", "-m", "lenet5", "-p", "default", "--rounds", "1", "--min-time",
-                              "0.02", "--max-time", "0.05", "--gemm-size", "64", "-o", str(out), "--json")
+    code, text, err = run_cli(capsys, "passes", "-m", "lenet5", "-p", "default", "--timing", "sweep", "--rounds",
+                              "1", "--min-time", "0.02", "--max-time", "0.05", "--gemm-size", "64", "-o", str(out),
+                              "--json")
     assert code == 0, err
     rows = {r["pipeline"]: r for r in json.loads(text)}
     assert set(rows) == {"none", "default"}
     assert rows["none"]["speedup"] == 1.0 and rows["default"]["speedup"] > 0
-    assert all(r["status"] == "ok" and r["correct"] and r["rounds"] == 1 for r in rows.values())
+    assert all(r["status"] == "ok" and r["correct"] and r["samples"] == 1 for r in rows.values())
     assert [p.name for p in out.glob("*.jsonl")] == ["ablation-round1.jsonl"]
     report = (out / "report.md").read_text()
     assert "× none" in report and "(ablation-round1.jsonl)" in report and (out / "speedup.png").exists()
@@ -63,7 +81,8 @@ def test_speedups_are_taken_within_a_round_then_the_median(tmp_path):
     assert table.loc[("numpy", "default"), "speedup"] == pytest.approx(1.25)
     assert table.loc[("torch", "default"), "speedup"] == pytest.approx(4 / 4.4)
     assert table.loc[("numpy", "none"), "median_s"] == pytest.approx(11e-3)  # median over the rounds
-    assert (table.rounds == 3).all() and (table.status == "ok").all()
+    assert (table.samples == 3).all() and (table.status == "ok").all()
+    assert table.loc[("numpy", "default"), "speedup_lo"] == pytest.approx(1.25)  # min over rounds
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -73,5 +92,5 @@ def test_speedups_are_taken_within_a_round_then_the_median(tmp_path):
     (["-m", "lenet5", "--rounds", "0"], "--rounds must be ≥ 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, message):
-    code, _, err = run_cli(capsys, "passes", *argv, "--static-only", "-o", str(tmp_path / "x"))
+    code, _, err = run_cli(capsys, "passes", *argv, "--timing", "none", "-o", str(tmp_path / "x"))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -1,10 +1,12 @@
 """``convbench passes -m MODELS -b BACKENDS``: the pass ablation study — per model × backend × pipeline, node
-count, FLOPs, activation memory (naive sum, liveness peak, planned arena) and, measured by the sweep harness,
-latency and the speed-up over the ``none`` pipeline; written to ``-o DIR`` as report.md with two plots."""
+count, FLOPs, activation memory (naive sum, liveness peak, planned arena) and the measured latency and speed-up
+over the ``none`` pipeline (paired timing by default, or the sweep harness); written to ``-o DIR`` as report.md
+with two plots."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -12,7 +14,8 @@ import pandas as pd
 
 from .. import models
 from ..backends import get
-from ..bench import ablation
+from ..bench import ablation, machine
+from ..bench.ablation_paired import PairedPolicy, run_paired
 from ..bench.errors import BenchError
 from ..bench.runner import Sweep, default_threads, image_sizes_for, run_sweep
 from ..bench.schema import parse_backend_spec
@@ -33,14 +36,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--image-size", default="full", help="'full', 'small' or an integer (default full)")
     p.add_argument("-o", "--output", default="reports/passes", help="report directory (default reports/passes)")
-    p.add_argument("--static-only", action="store_true", help="only the static columns: no timing sweep")
+    p.add_argument("--timing", choices=("paired", "sweep", "none"), default="paired",
+                   help="paired (default): all pipelines of a model × backend in one process, called in rotation; "
+                        "sweep: the harness's cases in --rounds rounds; none: static columns only")
     p.add_argument("--rounds", type=int, default=3,
-                   help="run the sweep this many times, each round every pipeline back to back; speed-ups are "
-                        "taken within a round, then the median over rounds (default 3)")
-    p.add_argument("--resume", action="store_true", help="keep the cases already in OUTPUT/ablation-round*.jsonl")
+                   help="--timing sweep: run the sweep this many times, each round every pipeline back to back; "
+                        "speed-ups are taken within a round, then the median over rounds (default 3)")
+    p.add_argument("--resume", action="store_true",
+                   help="--timing sweep: keep the cases already in OUTPUT/ablation-round*.jsonl")
     p.add_argument("--threads", type=int, default=None, help="threads per case (default: physical cores)")
-    p.add_argument("--min-time", type=float, default=0.5, help="timed seconds per case at least (0.5)")
-    p.add_argument("--max-time", type=float, default=5.0, help="timed seconds per case at most (5)")
+    p.add_argument("--min-time", type=float, default=None,
+                   help="timed seconds at least: per model × backend when paired (2), per case in a sweep (0.5)")
+    p.add_argument("--max-time", type=float, default=None,
+                   help="timed seconds at most: per model × backend when paired (20), per case in a sweep (5)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per case before it is killed (600)")
     p.add_argument("--gemm-size", type=int, default=2048, help="N of the GEMM that calibrates the peak (2048)")
     p.add_argument("--title", default="convbench: what each pass buys", help="report title")
@@ -85,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch must be ≥ 1, got {args.batch}")
     if args.rounds < 1:
         raise UsageError(f"--rounds must be ≥ 1, got {args.rounds}")
+    paired = args.timing == "paired"
+    min_time = args.min_time if args.min_time is not None else (2.0 if paired else 0.5)
+    max_time = args.max_time if args.max_time is not None else (20.0 if paired else 5.0)
+    if not 0 <= min_time <= max_time:
+        raise UsageError(f"need 0 ≤ --min-time ≤ --max-time, got {min_time} and {max_time}")
 
     static, per_pass = [], []
     for model in model_names:
@@ -94,12 +107,26 @@ def run(args: argparse.Namespace) -> int:
                 static += [ablation.static_row(model, size, args.batch, backend, p) for p in pipelines]
             per_pass += ablation.pass_rows(model, size, args.batch, backends[0])
     timed, results = None, []
-    if not args.static_only:
+    threads = args.threads or default_threads()
+    if args.timing == "paired":
+        policy = PairedPolicy(min_time_s=min_time, max_time_s=max_time)
+        rows = []
+        for model in model_names:
+            for size in sizes[model]:
+                for backend in backends:
+                    print(f"convbench passes: timing {model}@{size} on {backend} ({len(pipelines)} pipelines, "
+                          f"paired)", file=sys.stderr)
+                    rows += run_paired(model, size, args.batch, backend, pipelines, threads, policy, args.timeout)
+        out.mkdir(parents=True, exist_ok=True)
+        fp = machine.fingerprint()
+        (out / "paired.jsonl").write_text("".join(json.dumps({**r, "machine": machine.label(fp), "threads": threads})
+                                                  + "\n" for r in rows))
+        timed, results = pd.DataFrame(rows).rename(columns={"cycles": "samples"}), ["paired.jsonl"]
+    elif args.timing == "sweep":
         paths = [out / f"ablation-round{k + 1}.jsonl" for k in range(args.rounds)]
         try:
-            cases = ablation.cases(model_names, backends, pipelines, args.batch, [args.image_size],
-                                   args.threads or default_threads())
-            policy = Policy(min_time_s=args.min_time, max_time_s=args.max_time)
+            cases = ablation.cases(model_names, backends, pipelines, args.batch, [args.image_size], threads)
+            policy = Policy(min_time_s=min_time, max_time_s=max_time)
             for k, path in enumerate(paths):
                 print(f"convbench passes: round {k + 1} of {args.rounds}: {len(cases)} cases", file=sys.stderr)
                 sweep = Sweep(cases, path, policy, args.timeout, resume=args.resume, overwrite=not args.resume,
@@ -107,11 +134,10 @@ def run(args: argparse.Namespace) -> int:
                 run_sweep(sweep, _progress)
         except BenchError as e:
             raise UsageError(str(e)) from None
-        timed = ablation.measured(paths)
-        results = [p.name for p in paths]
+        timed, results = ablation.measured(paths), [p.name for p in paths]
     table = ablation.ablation_table(pd.DataFrame(static), timed)
     report = ablation.write_report(table, pd.DataFrame(per_pass), out, args.title,
-                                   results=results)
+                                   results=results, timing=None if args.timing == "none" else args.timing)
     if args.json:
         print_json(table.to_dict(orient="records"))
     else:
