@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ..ir.errors import IRError
 from ..ir.graph import Graph
 from . import alexnet, densenet, googlenet, inception, lenet, mobilenet, resnet, squeezenet, vgg
+from .checkpoint import CheckpointError, load_checkpoint
 from .init import init_params
 
 
@@ -67,4 +68,5 @@ def build(name: str, batch: int = 1, image_size: int | None = None, num_classes:
     return s.build(batch=batch, image_size=size, num_classes=num_classes or s.num_classes)
 
 
-__all__ = ["ZOO", "ModelSpec", "UnknownModelError", "build", "init_params", "names", "spec"]
+__all__ = ["ZOO", "CheckpointError", "ModelSpec", "UnknownModelError", "build", "init_params", "load_checkpoint",
+           "names", "spec"]
