@@ -1,10 +1,12 @@
 """This machine's yardsticks, measured once per sweep in a child process with the sweep's thread settings:
 
-- GEMM peak: the best of torch.matmul (MKL/oneDNN) and numpy's BLAS on an N×N×N CPU product, median GFLOP/s;
+- GEMM peak: the best of torch.matmul (MKL/oneDNN) and numpy's BLAS on an N×N×N CPU product, from the fastest
+  call (a peak is the best the machine does; on a shared machine a median would sink with the load, and cases,
+  timed by their medians, would then show more than 100 % of it);
   where CUDA is present, also torch.matmul (cuBLAS) on the GPU, for the cases that run there. "% of peak" in
   reports is a case's achieved GFLOP/s over the peak of the device it ran on.
-- Memory bandwidth: a one-thread numpy copy of a 256 MiB buffer, bytes read + written per second; the slope of
-  the roofline's memory roof.
+- Memory bandwidth: a one-thread numpy copy of a 256 MiB buffer, bytes read + written per second (fastest
+  call); the slope of the roofline's memory roof.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def gemm_numpy(n: int, dtype: str, policy: Policy = _POLICY) -> float:
     b = rng.standard_normal((n, n)).astype(dtype)
     out = np.empty((n, n), dtype)
     m = measure(lambda: np.matmul(a, b, out=out), policy)
-    return 2 * n**3 / m.stats.median / 1e9
+    return 2 * n**3 / m.stats.min / 1e9
 
 
 def gemm_torch(n: int, dtype: str, threads: int | None, device: str = "cpu", policy: Policy = _POLICY) -> float:
@@ -48,14 +50,14 @@ def gemm_torch(n: int, dtype: str, threads: int | None, device: str = "cpu", pol
 
     with torch.inference_mode():
         m = measure(step, policy)
-    return 2 * n**3 / m.stats.median / 1e9
+    return 2 * n**3 / m.stats.min / 1e9
 
 
 def bandwidth(nbytes: int = COPY_BYTES, policy: Policy = _POLICY) -> float:
     src = np.ones(nbytes // 8)
     dst = np.empty_like(src)
     m = measure(lambda: np.copyto(dst, src), policy)
-    return 2 * nbytes / m.stats.median / 1e9
+    return 2 * nbytes / m.stats.min / 1e9
 
 
 def calibrate(dtype: str = "float32", threads: int | None = None, n: int = GEMM_N) -> dict[str, Any]:

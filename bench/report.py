@@ -185,7 +185,7 @@ def _method_text(df: pd.DataFrame) -> str:
     return ("Latency is per call of the whole batch (seconds → ms), the median of adaptive repeats (stopped when "
             "IQR/median < 5 % or at the time cap; IQR/med shows where it was not reached). img/s = batch / median. "
             "GFLOP/s counts the IR's FLOPs (2×MAC for conv/linear, stated rules for the rest); % peak is against "
-            "the GEMM peak calibrated in the same sweep. "
+            "the GEMM peak calibrated in the same sweep (its fastest call of the best BLAS present). "
             f"× {REFERENCE} is the speed-up over the NumPy reference on the same machine and case. RSS Δ is the "
             "measured peak resident memory of the case's process while running, above its level before compile. "
             "correct: max |y − ref| / max |ref| against the float64 reference, within the dtype's tolerance (✓). "
