@@ -12,10 +12,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from convbench.backends import registry
 from convbench.backends.base import Backend, UnsupportedNodeError
+from convbench.commands.backends import describe
 from convbench.ir.errors import IRError
 from convbench.testing import model_case, op_cases, run_case
 
@@ -81,17 +83,20 @@ def test_entry_point_backend_is_discovered_and_passes_the_conformance_suite(with
 
 def test_entry_point_backend_in_a_fresh_cli_process(site):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    cli = [sys.executable, "-m", "convbench"]
-    out = subprocess.run([*cli, "backends", "--json"], env=env, capture_output=True, text=True, check=True).stdout
-    row = next(r for r in json.loads(out) if r["name"] == "einsum")
-    assert row["available"] and row["version"] == "0.1.0" and row["dtypes"] == ["float32", "float64"]
-    done = subprocess.run([*cli, "check", "-m", "lenet5", "-b", "einsum:fallback=numpy", "--json"], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "convbench", "check", "-m", "lenet5", "-b", "einsum:fallback=numpy",
+                           "--json"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert [r["status"] for r in json.loads(done.stdout)] == ["pass"]
+    (row,) = json.loads(done.stdout)
+    assert row["backend"] == "einsum:fallback=numpy" and row["status"] == "pass" and len(row["fallback_nodes"]) == 6
 
 
-def test_a_broken_entry_point_is_reported_not_raised(tmp_path, monkeypatch, capsys):
+def test_backends_command_shows_the_entry_point_backend(with_site):
+    row = describe("einsum")
+    assert row == {"name": "einsum", "available": True, "reason": f"numpy {np.__version__}", "version": "0.1.0",
+                   "device": "cpu", "dtypes": ["float32", "float64"]}
+
+
+def test_a_broken_entry_point_is_reported_not_raised(tmp_path, monkeypatch):
     """A dist whose entry point names a module that does not exist: `backends` reports it, others still list."""
     dist = tmp_path / "broken_backend-1.0.dist-info"
     dist.mkdir()
@@ -99,9 +104,9 @@ def test_a_broken_entry_point_is_reported_not_raised(tmp_path, monkeypatch, caps
     (dist / "entry_points.txt").write_text("[convbench.backends]\nbroken = no_such_module:BACKEND\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "_loaded", dict(registry._loaded))
-    from convbench.cli import main
-
-    assert main(["backends", "--json"]) == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows["broken"]["available"] is False and "No module named 'no_such_module'" in rows["broken"]["reason"]
-    assert rows["numpy"]["available"]
+    assert "broken" in registry.names()
+    with pytest.raises(ModuleNotFoundError):
+        registry.get("broken")
+    row = describe("broken")  # what `convbench backends` prints for it, the other rows unaffected
+    assert row["available"] is False and "failed to load: ModuleNotFoundError" in row["reason"]
+    assert "No module named 'no_such_module'" in row["reason"] and describe("numpy")["available"]
