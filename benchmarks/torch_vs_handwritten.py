@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -24,7 +25,6 @@ from convbench import models
 from convbench.backends import get
 from convbench.backends.correctness import compare
 from convbench.testing.cases import reference_outputs
-
 
 # -- ResNet-50 by hand (torchvision/models/resnet.py, inference only) -------------------------------------------
 
@@ -85,15 +85,17 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def handwritten(params: dict[str, np.ndarray], dtype: torch.dtype) -> Callable[[np.ndarray], np.ndarray]:
+def handwritten(params: dict[str, np.ndarray], dtype: torch.dtype,
+                channels_last: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     net = ResNet().eval()
     missing, unexpected = net.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()}, strict=False)
     assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
-    net = net.to(dtype)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(dtype=dtype, memory_format=layout)
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return net(torch.from_numpy(x).to(dtype)).float().numpy()
+            return net(torch.from_numpy(x).to(dtype).contiguous(memory_format=layout)).float().numpy()
     return run
 
 
@@ -129,18 +131,20 @@ def main(argv: list[str] | None = None) -> int:
         params = models.init_params(g, seed=0)
         x = np.random.default_rng(0).standard_normal(g.inputs["input"].shape).astype(np.float32)
         ref = reference_outputs(g, params, {"input": x})[0]
-        variants: dict[str, Callable[[], np.ndarray]] = {"handwritten": lambda f=handwritten(params, torch.float32): f(x)}
+        runners: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+            "handwritten": handwritten(params, torch.float32),  # NCHW, as torchvision's models are used
+            "handwritten NHWC": handwritten(params, torch.float32, channels_last=True),
+        }
         for label, opts in (("backend", {}), ("backend NCHW", {"channels_last": False})):
-            exe = get("torch").compile(g, params, threads=args.threads, **opts)
-            variants[label] = lambda e=exe: e(x)
+            runners[label] = get("torch").compile(g, params, threads=args.threads, **opts)
         if args.compile:
             exe = get("torch").compile(g, params, threads=args.threads, compile=True)
             print(f"batch {batch}: torch.compile (inductor) took {exe.info['compile_s']:.1f} s", flush=True)
-            variants["backend compile"] = lambda e=exe: e(x)
+            runners["backend compile"] = exe
         if args.bf16:
-            variants["handwritten bf16"] = lambda f=handwritten(params, torch.bfloat16): f(x)
-            variants["backend bf16"] = lambda e=get("torch").compile(g, params, dtype="bfloat16",
-                                                                     threads=args.threads): e(x)
+            runners["handwritten bf16"] = handwritten(params, torch.bfloat16)
+            runners["backend bf16"] = get("torch").compile(g, params, dtype="bfloat16", threads=args.threads)
+        variants = {name: partial(fn, x) for name, fn in runners.items()}
         for name, fn in variants.items():  # every variant computes the same function
             a = compare(fn(), ref, "bfloat16" if "bf16" in name else "float32")
             print(f"  {name:18} max rel err {a.max_rel:.2e} top-1 {a.top1:.2f} {'ok' if a.ok else 'FAIL'}")
@@ -150,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batch {batch}: median of {rounds} interleaved calls")
         for name, t in med.items():
             peer = med["handwritten bf16"] if name == "backend bf16" else base
-            print(f"  {name:18} {t * 1e3:8.1f} ms   speed-up vs its handwritten peer {peer / t:5.2f}×", flush=True)
+            print(f"  {name:18} {t * 1e3:8.1f} ms   handwritten{' bf16' if 'bf16' in name else ''} / this "
+                  f"{peer / t:5.2f}×   handwritten NHWC / this {med['handwritten NHWC'] / t:5.2f}×", flush=True)
     return 0
 
 
