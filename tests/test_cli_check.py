@@ -86,6 +86,14 @@ def test_mismatch_exits_1_and_unavailable_is_skipped(fakes, capsys):
     assert main(["check", "-m", "lenet5", "-b", "numpy,gpu-only", "-q"]) == 0  # a skip alone is not a failure
 
 
+def test_a_backend_that_fails_to_import_is_an_error_row(monkeypatch, capsys):
+    monkeypatch.setitem(registry.BUILTIN, "broken", "convbench.backends.no_such_module")
+    monkeypatch.setattr(registry, "_loaded", dict(registry._loaded))
+    assert main(["check", "-m", "lenet5", "-b", "numpy,broken", "-q"]) == 1
+    out = capsys.readouterr().out
+    assert "[error]: backend 'broken' failed to load: ModuleNotFoundError" in out and "1 pass, 1 error" in out
+
+
 def test_unsupported_dtype_is_skipped_not_failed(capsys):
     assert main(["check", "-m", "lenet5", "-b", "numpy", "--dtype", "bfloat16", "-q"]) == 0
     assert "does not support dtype bfloat16" in capsys.readouterr().out

@@ -15,7 +15,7 @@ from .. import models
 from ..backends import registry
 from ..backends.correctness import TOLERANCES
 from ..cli import UsageError
-from ..testing import model_case, run_case
+from ..testing import CaseResult, model_case, run_case
 from ._common import int_list, print_json, print_table, split_list
 from .backends import load_backend_modules
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             case = model_case(model, batch, sizes[model])
             for label, name, options in backends:
                 for dtype in dtypes:
-                    r = run_case(registry.get(name), case, dtype, **options)
+                    r = _run(name, case, dtype, options)
                     row = {**r.to_dict(), "model": model, "batch": batch, "image_size": sizes[model],
                            "backend": label}
                     rows.append(row)
@@ -101,6 +101,15 @@ def run(args: argparse.Namespace) -> int:
         counts = {s: sum(r["status"] == s for r in rows) for s in ("pass", "fail", "error", "skip")}
         print("\n" + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     return 1 if bad else 0
+
+
+def _run(name: str, case: Any, dtype: str, options: dict[str, Any]) -> CaseResult:
+    try:
+        backend = registry.get(name)
+    except Exception as e:  # a third-party backend that does not import is an error of that row, not a crash
+        return CaseResult(case.id, name, dtype, "error", message=f"backend {name!r} failed to load: "
+                                                                 f"{type(e).__name__}: {e}")
+    return run_case(backend, case, dtype, **options)
 
 
 def _table_row(r: dict[str, Any]) -> dict[str, Any]:
