@@ -1,0 +1,186 @@
+"""The Triton backend (under the interpreter when there is no GPU): the conformance suite's op cases in float32
+and float16, the plan it compiles (fusion, concat in place and as views, what each launch covers), its options
+and errors, and that it stays importable and says why when triton is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from convbench.backends import BackendError, BackendUnavailableError, UnsupportedNodeError
+from convbench.backends import triton as triton_backend
+from convbench.backends.triton import BACKEND
+from convbench.ir.builder import GraphBuilder
+from convbench.testing import Expectations, conformance_params, make_case, run_case
+
+AVAILABLE, WHY = BACKEND.available()
+needs_backend = pytest.mark.skipif(not AVAILABLE, reason=f"triton backend not available: {WHY}")
+EXPECT = Expectations()
+
+
+@pytest.mark.parametrize("item", conformance_params("triton", "ops", EXPECT))
+def test_ops(item):
+    item.check()
+
+
+@pytest.mark.parametrize("item", conformance_params("triton", "ops", EXPECT, dtype="float16"))
+def test_ops_float16(item):
+    item.check()
+
+
+# -- plans ------------------------------------------------------------------------------------------------------
+def basic_block_graph(bn: bool = True):
+    """A ResNet basic block with a strided projection shortcut, BN after every conv, small shapes."""
+    b = GraphBuilder("block", (2, 3, 9, 7))
+
+    def conv_bn(x, out, k, name, stride=1):
+        y = b.conv2d(x, out, k, stride=stride, padding=k // 2, bias=not bn, name=f"{name}.conv")
+        return b.batch_norm(y, name=f"{name}.bn") if bn else y
+
+    y = b.relu(conv_bn(b.input, 4, 3, "a", stride=2), name="a.relu")
+    y = conv_bn(y, 4, 3, "b")
+    short = conv_bn(b.input, 4, 1, "down", stride=2)
+    return b.build(b.relu(b.add(y, short, name="add"), name="out"))
+
+
+def compile_case(graph, **options):
+    case = make_case(graph.name, graph)
+    return case, BACKEND.compile(case.graph, case.params, **options)
+
+
+@needs_backend
+def test_residual_chain_is_one_launch_with_its_epilogue():
+    case, exe = compile_case(basic_block_graph())
+    plan = exe.info["plan"]
+    assert exe.info["launches"] == 3, plan  # conv a (+BN+ReLU), the projection (+BN), conv b (+BN+add+ReLU)
+    fused = next(line for line in plan if line.startswith("out:"))
+    assert "+residual(down.conv)" in fused and fused.rstrip().endswith("[b.conv, b.bn, add, out]"), fused
+    assert any(line.startswith("down.conv:") and "[down.conv, down.bn]" in line for line in plan), plan
+    assert not any(k in line for line in plan for k in ("batch_norm", ": add", ": relu")), plan
+    assert run_case(BACKEND, case).status == "pass"
+
+
+@needs_backend
+def test_without_passes_the_lowering_still_fuses_activations():
+    case, exe = compile_case(basic_block_graph(), passes="none")
+    plan = exe.info["plan"]
+    assert exe.info["passes"] == "none"
+    assert "a.relu: batch_norm as per-channel affine relu" in plan, plan
+    assert "out: add ×2 relu" in plan, plan
+    assert run_case(BACKEND, case, passes="none").status == "pass"
+
+
+def inception_graph():
+    """Four branches into one concat: written in place, also when a conv reads the branch too (it takes the
+    strided slice), but not when an elementwise op does (it needs a contiguous tensor: that branch is copied)."""
+    b = GraphBuilder("inception", (2, 3, 7, 5))
+    b1 = b.relu(b.conv2d(b.input, 2, 1, name="b1"), name="b1.relu")
+    b2 = b.relu(b.conv2d(b.input, 4, 3, padding=1, name="b2"), name="b2.relu")
+    b3 = b.max_pool2d(b.input, 3, 1, 1, ceil_mode=True, name="b3")
+    b4 = b.relu(b.conv2d(b.input, 3, 1, name="b4"), name="b4.relu")
+    cat = b.concat([b1, b2, b3, b4], name="cat")
+    side = b.add(b.conv2d(b1, 12, 3, padding=1, name="side1"), b.conv2d(b.tanh(b4, name="side4.tanh"), 12, 1,
+                                                                        name="side4"), name="side")
+    return b.build(b.add(b.conv2d(cat, 12, 1, name="head"), side, name="out"))
+
+
+@needs_backend
+def test_concat_inputs_are_written_in_place():
+    case, exe = compile_case(inception_graph())
+    plan = exe.info["plan"]
+    assert "cat: concat axis 1 ×4 (3 written in place, 1 copied)" in plan, plan
+    assert any(line.startswith("b1.relu:") and line.endswith("→ into cat[0]") for line in plan), plan
+    assert any(line.startswith("b2.relu:") and line.endswith("→ into cat[1]") for line in plan), plan
+    assert any(line.startswith("b3:") and line.endswith("→ into cat[2]") for line in plan), plan
+    assert run_case(BACKEND, case).status == "pass"
+
+
+def dense_block_graph(layers: int = 3):
+    """DenseNet's pattern: each layer reads the concat of the block input and every earlier layer."""
+    b = GraphBuilder("dense", (2, 3, 7, 5))
+    features = [b.max_pool2d(b.input, 3, 1, 1, name="stem")]
+    for i in range(layers):
+        x = features[0] if i == 0 else b.concat(features, name=f"cat{i}")
+        x = b.relu(b.batch_norm(x, name=f"norm{i}"), name=f"relu{i}")
+        features.append(b.conv2d(x, 2, 3, padding=1, bias=False, name=f"conv{i}"))
+    return b.build(b.batch_norm(b.concat(features, name="block"), name="norm_out"))
+
+
+@needs_backend
+def test_dense_block_concats_are_views_of_the_block_output():
+    case, exe = compile_case(dense_block_graph())
+    plan = exe.info["plan"]
+    assert "cat1: concat as a view of block[0:2] (no launch)" in plan, plan
+    assert "cat2: concat as a view of block[0:3] (no launch)" in plan, plan
+    assert "block: concat axis 1 ×4 (4 written in place, 0 copied)" in plan, plan
+    assert sum(": concat axis" in line for line in plan) == 1
+    assert run_case(BACKEND, case).status == "pass"
+
+
+# -- options, errors, availability ------------------------------------------------------------------------------
+@needs_backend
+def test_info_records_mode_dtype_and_tf32():
+    case, exe = compile_case(basic_block_graph(), tf32=True)
+    assert exe.info["accuracy_dtype"] == "tf32" and exe.info["dtype"] == "float32"
+    assert exe.info["mode"] in ("interpreter", "cuda") and exe.info["passes"] == "default"
+    y = exe(*case.input_list())
+    assert y.dtype == np.float32 and y.shape == case.reference[0].shape
+
+
+@needs_backend
+def test_bad_options_and_inputs_are_one_clear_error():
+    case, exe = compile_case(basic_block_graph())
+    with pytest.raises(BackendError, match=r"unknown option\(s\) \['channels_last'\]"):
+        BACKEND.compile(case.graph, case.params, channels_last=True)
+    with pytest.raises(BackendError, match="dtype 'float64' is not supported"):
+        BACKEND.compile(case.graph, case.params, dtype="float64")
+    with pytest.raises(BackendError, match=r"must have shape \(2, 3, 9, 7\)"):
+        exe(np.zeros((2, 3, 7, 9), np.float32))
+    with pytest.raises(BackendError, match="parameter"):
+        BACKEND.compile(case.graph, {k: v for k, v in case.params.items() if k != "a.bn.weight"})
+
+
+@needs_backend
+def test_bfloat16_only_on_gpu():
+    from convbench.kernels.triton import runtime
+
+    assert ("bfloat16" in BACKEND.dtypes) == (not runtime.INTERPRET)
+    if runtime.INTERPRET:
+        case = make_case("block", basic_block_graph())
+        assert run_case(BACKEND, case, "bfloat16").status == "skip"
+
+
+@needs_backend
+def test_unsupported_node_needs_an_explicit_fallback(monkeypatch):
+    from convbench.backends import triton_lower
+
+    monkeypatch.delitem(triton_lower.LOWERINGS, "max_pool2d")
+    case = make_case("inception", inception_graph())
+    with pytest.raises(UnsupportedNodeError, match=r"'b3' \(max_pool2d\)"):
+        BACKEND.compile(case.graph, case.params)
+    exe = BACKEND.compile(case.graph, case.params, fallback="numpy")
+    assert exe.fallback_nodes == ("b3",)
+    assert "b3: max_pool2d on the NumPy reference (fallback)" in exe.info["plan"]
+    assert run_case(BACKEND, case, fallback="numpy").status == "pass"
+
+
+def test_without_triton_it_says_why_and_nothing_breaks(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "triton" else real(name, *a))
+    ok, why = BACKEND.available()
+    assert not ok and "triton is not installed" in why
+    assert not BACKEND.supports(basic_block_graph().nodes[0])
+    with pytest.raises(BackendUnavailableError, match="triton is not installed"):
+        BACKEND.compile(basic_block_graph(), {})
+    assert run_case(BACKEND, make_case("block", basic_block_graph())).status == "skip"
+
+
+@needs_backend
+def test_a_late_triton_import_is_reported(monkeypatch):
+    from convbench.kernels.triton import runtime
+
+    monkeypatch.setattr(runtime, "MODE_ERROR", "triton was imported before TRITON_INTERPRET=1 was set")
+    assert BACKEND.available() == (False, "triton was imported before TRITON_INTERPRET=1 was set")
+    assert triton_backend.BACKEND is BACKEND
