@@ -31,7 +31,9 @@ def _title(ax, sub: pd.DataFrame, text: str) -> None:
     ax.set_title(f"{text} — {sub.machine.iloc[0]}", fontsize=10)
 
 
-def _grouped_bars(ax, sub: pd.DataFrame, value: str, colors: dict[str, tuple], backends: list[str]) -> list[str]:
+def _grouped_bars(ax, sub: pd.DataFrame, value: str, colors: dict[str, tuple], backends: list[str],
+                  base: float = 0.0) -> list[str]:
+    """One group of bars per case, one bar per backend; with ``base`` the bars grow up or down from it."""
     cats = list(dict.fromkeys(f"{r.workload} b{r.batch} {r.dtype}" for r in sub.sort_values(
         ["model", "image_size", "batch", "dtype"]).itertuples()))
     width = 0.8 / max(1, len(backends))
@@ -40,7 +42,8 @@ def _grouped_bars(ax, sub: pd.DataFrame, value: str, colors: dict[str, tuple], b
         values = {f"{r.workload} b{r.batch} {r.dtype}": getattr(r, value) for r in rows.itertuples()}
         ys = [values.get(c) for c in cats]
         xs = [i + (k - (len(backends) - 1) / 2) * width for i in range(len(cats))]
-        ax.bar(xs, [np.nan if y is None or pd.isna(y) else float(y) for y in ys], width, label=b, color=colors[b])
+        heights = [np.nan if y is None or pd.isna(y) else float(y) - base for y in ys]
+        ax.bar(xs, heights, width, bottom=base or None, label=b, color=colors[b])
     ax.set_xticks(range(len(cats)), cats, rotation=35, ha="right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return cats
@@ -64,9 +67,12 @@ def speedup(df: pd.DataFrame, path: Path, colors: dict[str, tuple], reference: s
     ok = df[(df.status == "ok") & df.speedup.notna()]
     fig, panels = _panels(ok, 4.5)
     for ax, sub, _ in panels:
-        _grouped_bars(ax, sub, "speedup", colors, [b for b in colors if b in set(sub.backend)])
+        _grouped_bars(ax, sub, "speedup", colors, [b for b in colors if b in set(sub.backend) and b != reference],
+                      base=1.0)
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
         ax.set_ylabel(f"speed-up over {reference} (log)")
         _title(ax, sub, f"Speed-up against the {reference} reference, same machine and case")
         ax.legend(fontsize=8)
@@ -110,13 +116,14 @@ def memory(df: pd.DataFrame, path: Path) -> None:
         width = 0.2
         for k, (name, col, color) in enumerate(series):
             ys = sub[col].astype(float).to_numpy() / 2**20
-            ax.bar(np.arange(len(sub)) + (k - 1.5) * width, np.maximum(ys, 1e-3), width, label=name, color=color)
+            ys[ys <= 0] = np.nan  # no growth above the baseline: no bar (a log axis has no zero)
+            ax.bar(np.arange(len(sub)) + (k - 1.5) * width, ys, width, label=name, color=color)
         ax.set_xticks(range(len(sub)), labels, rotation=40, ha="right", fontsize=7)
         ax.set_yscale("log")
         ax.set_ylabel("MiB (log)")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
-        _title(ax, sub, "Memory: static (IR) and measured (peak RSS above baseline)")
+        _title(ax, sub, "Memory: static (IR) and measured (peak RSS above baseline; no bar = no growth)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
