@@ -17,13 +17,16 @@ hits (fused functions that got a tuned schedule, out of all of them).
 
 Options: ``dtype`` ("float32", "float64"), ``threads`` (TVM's CPU thread pool), ``device`` ("cpu", "cuda",
 "auto"), ``tune``, ``trials``, ``trials_per_task``, ``tuning_db``, ``use_shipped_db`` (default True),
-``bind_weights`` (weights as constants, default True, or as VM arguments).
+``bind_weights`` (weights as constants, default True, or as VM arguments), ``passes`` (a pipeline of
+``convbench.ir.passes`` run first; "none" by default, since TVM fuses and folds on its own), ``fallback="numpy"``
+(unsupported nodes call back their NumPy reference from inside the compiled module; ``exe.fallback_nodes``).
 """
 
 from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,17 +34,19 @@ from typing import Any
 import numpy as np
 
 from ..ir.graph import Graph, Node
+from ..ir.passes import run_pipeline
 from ..ir.verify import verify
 from .base import BackendError, BackendUnavailableError, Executable, check_supported
 from .numpy_ref import cast_params
 from .tvm_target import available as _available
 
 SUPPORTED_OPS = frozenset({
-    "conv2d", "linear", "batch_norm", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "lrn", "relu", "relu6",
-    "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "add", "concat", "flatten", "dropout",
+    "conv2d", "fused_conv2d", "linear", "fused_linear", "batch_norm", "max_pool2d", "avg_pool2d",
+    "adaptive_avg_pool2d", "lrn", "relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "add",
+    "concat", "flatten", "dropout",
 })  # the keys of tvm_lower.RULES, listed here so supports() does not import TVM
 OPTIONS = frozenset({"dtype", "threads", "device", "tune", "trials", "trials_per_task", "tuning_db",
-                     "use_shipped_db", "bind_weights", "fallback", "seed"})
+                     "use_shipped_db", "bind_weights", "fallback", "passes", "seed"})
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -76,21 +81,22 @@ class TvmBackend:
         ok, why = self.available()
         if not ok:
             raise BackendUnavailableError(f"tvm backend: {why}")
+        pipeline = run_pipeline(graph, params, options.get("passes"), self.supports)
+        graph = pipeline.graph
         fallback = check_supported(self, graph, options.get("fallback"))
-        if fallback:
-            raise BackendError(f"tvm backend: fallback of {list(fallback)} to the reference is not implemented; "
-                               f"every op of the IR is supported, so this names an op added since")
         verify(graph)
-        return _compile(graph, cast_params(graph, params, dtype), dtype, device, options)
+        exe = _compile(graph, cast_params(graph, pipeline.params, dtype), dtype, device, fallback, options)
+        exe.info.update(passes=pipeline.pipeline, pipeline=pipeline.describe())
+        return exe
 
 
-def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: str,
+def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: str, fallback: tuple[str, ...],
              options: Mapping[str, Any]) -> Executable:
     import tvm
     from tvm import relax
 
     from . import tvm_compile, tvm_lower, tvm_tune
-    from .tvm_target import cuda_available, set_threads, target_dict, target_key, versions
+    from .tvm_target import cuda_available, set_threads, target_dict, target_key, use_threads, versions
 
     if device == "auto":
         device = "cuda" if cuda_available() else "cpu"
@@ -102,7 +108,7 @@ def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: st
     target = target_dict(device)
     info: dict[str, Any] = {"dtype": dtype, "device": device, "target": target, "target_key": target_key(target),
                             "threads": threads, "tvm": versions()[0], "warnings": []}
-    lowered = tvm_lower.lower(graph, params, dtype, bind_weights=options.get("bind_weights", True))
+    lowered = tvm_lower.lower(graph, params, dtype, options.get("bind_weights", True), fallback)
     info["folded_batch_norms"] = len(lowered.folded_bn)
     opened = _database(graph, target, dtype, options, info)
     if options.get("tune") and opened.database is not None:
@@ -111,9 +117,17 @@ def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: st
         info.update(tuning_s=stats["tuning_s"], trials=stats["trials"])
         _record_tuning(opened, graph, target, stats)
     compile_start = time.perf_counter()
-    built = tvm_compile.build(lowered.mod, target, opened.database)
+    try:
+        built = tvm_compile.build(lowered.mod, target, opened.database)
+    except Exception as e:  # a record whose schedule no longer applies: TVM raises while applying it
+        if opened.database is None:
+            raise
+        info["warnings"].append(f"compiling with tuning database {opened.path} failed ({type(e).__name__}: "
+                                f"{_first_line(e)}); compiled untuned")
+        info.update(db=None, db_source=None)
+        built = tvm_compile.build(lowered.mod, target, None)
     info.update(db_hits=built.hits, db_tasks=built.tasks, build_s=time.perf_counter() - compile_start)
-    if opened.database is not None and built.hits < built.tasks:
+    if info["db"] is not None and built.hits < built.tasks:
         info["warnings"].append(f"tuning database {opened.path} has schedules for {built.hits} of the graph's "
                                 f"{built.tasks} fused functions; the rest run untuned")
     dev = tvm.cuda(0) if device == "cuda" else tvm.cpu(0)
@@ -123,12 +137,16 @@ def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: st
     info["compile_s"] = time.perf_counter() - start  # includes tuning when it ran
 
     def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        use_threads(threads)  # the pool is process-wide: another executable may have changed it
         args = [tvm.runtime.tensor(np.ascontiguousarray(x, dtype=dtype), dev) for x in inputs]
         out = main(*args, *weights)
         outs = [out] if isinstance(out, tvm.runtime.Tensor) else list(out)  # a tuple comes back as an Array
         return [o.numpy() for o in outs]
 
-    return Executable(graph, "tvm", run, info)
+    exe = Executable(graph, "tvm", run, info, fallback)
+    if lowered.fallback_keys:  # the reference callbacks live as long as the executable
+        weakref.finalize(exe, tvm_lower.release_fallbacks, lowered.fallback_keys)
+    return exe
 
 
 def _database(graph: Graph, target: dict[str, Any], dtype: str, options: Mapping[str, Any],
@@ -172,6 +190,11 @@ def _record_tuning(opened: Any, graph: Graph, target: dict[str, Any], stats: dic
     tvm_tune.record_workload(opened.path, target, graph.name, _input_shape(graph), tasks=stats["tasks"],
                              trials=stats["trials"], tuning_s=stats["tuning_s"],
                              threads=int(os.environ.get("TVM_NUM_THREADS", "0")) or None)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _input_shape(graph: Graph) -> list[list[int]]:

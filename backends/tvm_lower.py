@@ -1,7 +1,7 @@
 """Lower a convbench graph to one Relax function, node by node, through ``relax.BlockBuilder``.
 
-Each rule maps one IR op to Relax ops (or a TOPI compute through ``emit_te`` where Relax has no op) and is
-checked against the op's NumPy reference by the tests. Inference batch_norm is folded into the conv2d or
+Each rule maps one IR op to Relax ops (LRN, which Relax lacks, is composed from them) and is checked against
+the op's NumPy reference by the conformance suite. Inference batch_norm is folded into the conv2d or
 linear that feeds it when that conv is its only reader (``fold_conv_bn_weights``), otherwise it becomes a
 per-channel multiply-add with constants; either way no BN survives into the compiled module.
 
@@ -9,21 +9,29 @@ Weights are Relax constants by default (``bind_weights=True``), so FoldConstant 
 module is self-contained; with ``bind_weights=False`` they become function parameters after the graph inputs
 and the executable passes them on every call.
 
+Nodes named in ``fallback`` (the explicit ``fallback="numpy"``) run their NumPy reference from inside the
+compiled module: a ``call_pure_packed`` to one Python packed function, keyed by node, that the VM calls back.
+
 Importing this module imports TVM (and, through tvm_ffi, torch): only the backend's compile path does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import itertools
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from tvm import relax, topi
+import tvm
+import tvm_ffi
+from tvm import relax
 
+from ..ir import ops as ir_ops
 from ..ir.graph import Graph, Node
 from ..ir.ops.avg_pool2d import divisor as avg_divisor
 from ..ir.ops.batch_norm import scale_shift
-from ..ir.passes.fold_batch_norm import fold_conv_bn_weights
+from ..ir.passes.fold_batch_norm import fold_conv_bn_weights, foldable
 
 Expr = relax.Expr
 
@@ -36,11 +44,15 @@ class Lowered:
     weight_order: tuple[str, ...] = ()  # parameters passed after the inputs (bind_weights=False)
     weight_values: dict[str, np.ndarray] = field(default_factory=dict)
     folded_bn: tuple[str, ...] = ()  # batch_norm nodes folded into the conv/linear before them
+    fallback_keys: tuple[int, ...] = ()  # entries of _FALLBACKS this module calls; release them with it
 
 
 class _Lowering:
-    def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str, bind_weights: bool):
+    def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str, bind_weights: bool,
+                 fallback: Iterable[str] = ()):
         self.g, self.dtype, self.bind = graph, dtype, bind_weights
+        self.fallback = frozenset(fallback)
+        self.fallback_keys: list[int] = []
         self.params = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in params.items()}
         self.bb = relax.BlockBuilder()
         self.values: dict[str, Expr] = {}
@@ -71,7 +83,7 @@ class _Lowering:
                 for node in self.g.nodes:
                     if node.name in self.values:  # a batch_norm already folded into its conv
                         continue
-                    expr = RULES[node.op](self, node)
+                    expr = _fallback(self, node) if node.name in self.fallback else RULES[node.op](self, node)
                     # An identity (dropout) hands back an existing value: alias it, emit nothing.
                     is_value = isinstance(expr, relax.Var)
                     self.values[node.name] = expr if is_value else self.bb.emit(expr, name_hint=_hint(node.name))
@@ -81,19 +93,28 @@ class _Lowering:
                 out = self.bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
             self.bb.emit_func_output(out, params=[*inputs, *self.weight_vars.values()])
         order = tuple(self.weight_vars)
-        return Lowered(self.bb.get(), order, {k: self.params[k] for k in order}, tuple(self.fold.values()))
+        return Lowered(self.bb.get(), order, {k: self.params[k] for k in order}, tuple(self.fold.values()),
+                       tuple(self.fallback_keys))
 
     # -- helpers the rules share --------------------------------------------------------------------------
-    def conv_weights(self, node: Node) -> tuple[np.ndarray, np.ndarray | None]:
-        """The node's weight and bias, with the batch_norm after it folded in when there is one."""
-        w = self.params[node.inputs[1]]
-        b = self.params[node.inputs[2]] if len(node.inputs) > 2 else None
-        bn_name = self.fold.get(node.name)
-        if bn_name is None:
-            return w, b
-        bn = self.g.node_by_name[bn_name]
-        gamma, beta, mean, var = (self.params[p] for p in bn.inputs[1:])
-        return fold_conv_bn_weights(w, b, gamma, beta, mean, var, bn.attrs.eps)
+    def conv_weights(self, node: Node, bias: bool) -> tuple[Expr, Expr | None]:
+        """The node's weight (OIHW, or a linear's IO: transposed) and bias (shaped to broadcast over the
+        output), with the batch_norm after it folded in when there is one. Weights the graph computes
+        (not parameters) are used as they are."""
+        w_name, b_name = node.inputs[1], (node.inputs[2] if bias else None)
+        linear = node.op in ("linear", "fused_linear")
+        bshape = (-1,) if linear else (1, -1, 1, 1)
+        if not self.g.is_param(w_name) or (b_name is not None and not self.g.is_param(b_name)):
+            w = self.arg(w_name)
+            b = None if b_name is None else relax.op.reshape(self.arg(b_name), bshape)
+            return (relax.op.permute_dims(w) if linear else w), b
+        w, b = self.params[w_name], (self.params[b_name] if b_name else None)
+        if (bn_name := self.fold.get(node.name)) is not None:
+            bn = self.g.node_by_name[bn_name]
+            gamma, beta, mean, var = (self.params[p] for p in bn.inputs[1:])
+            w, b = fold_conv_bn_weights(w, b, gamma, beta, mean, var, bn.attrs.eps)
+        w_expr = self.weight(f"{node.name}.wT" if linear else f"{node.name}.w", w.T if linear else w)
+        return w_expr, None if b is None else self.weight(f"{node.name}.b", b.reshape(bshape))
 
 
 def _hint(name: str) -> str:
@@ -101,36 +122,78 @@ def _hint(name: str) -> str:
     return "v_" + "".join(ch if ch.isalnum() else "_" for ch in name)
 
 
+# key -> (node name, function(*activation arrays) -> array) for the nodes that fall back to the reference
+_FALLBACKS: dict[int, tuple[str, Callable[..., np.ndarray]]] = {}
+_fallback_ids = itertools.count()
+
+
+@tvm_ffi.register_global_func("convbench.tvm.fallback", override=True)
+def _run_fallback(key: str, *tensors: Any) -> Any:
+    out = _FALLBACKS[int(key)][1](*(t.numpy() for t in tensors))
+    return tvm.runtime.tensor(np.ascontiguousarray(out), tensors[0].device)
+
+
+def release_fallbacks(keys: Iterable[int]) -> None:
+    for key in keys:
+        _FALLBACKS.pop(key, None)
+
+
+def _fallback(lo: _Lowering, node: Node) -> Expr:
+    """The node's NumPy reference, called back from the VM with the node's activations (its parameters are
+    bound here, in the compile dtype)."""
+    op = ir_ops.get(node.op)
+    consts = {i: lo.params[i] for i in node.inputs if lo.g.is_param(i)}
+    acts = [i for i in node.inputs if not lo.g.is_param(i)]
+    dtype = np.dtype(lo.dtype)
+
+    def run(*arrays: np.ndarray) -> np.ndarray:
+        given = dict(zip(acts, arrays, strict=True))
+        return op.reference(node.attrs, *(consts[i] if i in consts else given[i] for i in node.inputs)).astype(dtype)
+
+    key = next(_fallback_ids)
+    _FALLBACKS[key] = (node.name, run)
+    lo.fallback_keys.append(key)
+    out = relax.TensorType(lo.g.types[node.name].shape, lo.dtype)
+    return relax.call_pure_packed("convbench.tvm.fallback", tvm.ir.StringImm(str(key)), *(lo.arg(i) for i in acts),
+                                  ty_args=out)
+
+
 def _foldable_bns(graph: Graph) -> dict[str, str]:
-    """conv2d/linear node -> the batch_norm reading it, when that BN is the conv's only reader and its
-    statistics and the conv's weights are parameters (not activations)."""
+    """conv2d/linear node -> the batch_norm that folds into it (the fold_batch_norm pass's preconditions)."""
     out = {}
     for node in graph.nodes:
-        if node.op != "batch_norm" or not all(graph.is_param(p) for p in node.inputs[1:]):
-            continue
-        src = graph.node_by_name.get(node.inputs[0])
-        if (src is not None and src.op in ("conv2d", "linear") and graph.users[src.name] == (node.name,)
-                and all(graph.is_param(p) for p in src.inputs[1:])):
-            out[src.name] = node.name
+        if node.op == "batch_norm" and (producer := foldable(graph, node)) is not None:
+            out[producer.name] = node.name
     return out
 
 
 # -- the rules: one per op ------------------------------------------------------------------------------------
 
 def _conv2d(lo: _Lowering, node: Node) -> Expr:
+    """conv2d and fused_conv2d: the conv, then + bias, + residual, activation (FuseOps fuses them again)."""
     a = node.attrs
-    w, b = lo.conv_weights(node)
-    y = relax.op.nn.conv2d(lo.arg(node.inputs[0]), lo.weight(f"{node.name}.w", w), strides=a.stride,
-                           padding=a.padding, dilation=a.dilation, groups=a.groups)
-    if b is None:
-        return y
-    return relax.op.add(lo.bb.emit(y), lo.weight(f"{node.name}.b", b.reshape(1, -1, 1, 1)))
+    fused = node.op == "fused_conv2d"
+    w, b = lo.conv_weights(node, a.bias if fused else len(node.inputs) > 2)
+    y = relax.op.nn.conv2d(lo.arg(node.inputs[0]), w, strides=a.stride, padding=a.padding, dilation=a.dilation,
+                           groups=a.groups)
+    return _epilogue(lo, node, y, b, fused)
 
 
 def _linear(lo: _Lowering, node: Node) -> Expr:
-    w, b = lo.conv_weights(node)
-    y = relax.op.matmul(lo.arg(node.inputs[0]), lo.weight(f"{node.name}.wT", np.ascontiguousarray(w.T)))
-    return y if b is None else relax.op.add(lo.bb.emit(y), lo.weight(f"{node.name}.b", b))
+    """linear and fused_linear: x @ Wᵀ (any rank), then the same epilogue as conv2d."""
+    fused = node.op == "fused_linear"
+    w, b = lo.conv_weights(node, node.attrs.bias if fused else len(node.inputs) > 2)
+    return _epilogue(lo, node, relax.op.matmul(lo.arg(node.inputs[0]), w), b, fused)
+
+
+def _epilogue(lo: _Lowering, node: Node, y: Expr, bias: Expr | None, fused: bool) -> Expr:
+    if bias is not None:
+        y = relax.op.add(lo.bb.emit(y), bias)
+    if fused and node.attrs.residual:
+        y = relax.op.add(lo.bb.emit(y), lo.arg(node.inputs[-1]))
+    if fused and node.attrs.activation is not None:
+        y = ACTIVATIONS[node.attrs.activation](lo.bb.emit(y))
+    return y
 
 
 def _batch_norm(lo: _Lowering, node: Node) -> Expr:
@@ -185,10 +248,18 @@ def _adaptive_avg_pool2d(lo: _Lowering, node: Node) -> Expr:
 
 
 def _lrn(lo: _Lowering, node: Node) -> Expr:
-    """TOPI's LRN: a / (bias + alpha/size · Σ a²)^beta over a centred channel window (tested with a large
-    alpha against the reference, since alpha·Σ/size and alpha·Σ differ only there)."""
+    """x / (k + alpha/size · Σ x²)^beta over a channel window (size//2 before, (size−1)//2 after), composed
+    from Relax ops: the window mean of x² is an average pool over channels, with x viewed as (N, 1, C, H·W).
+    (TOPI's lrn takes odd sizes only.)"""
     a = node.attrs
-    return lo.bb.emit_te(topi.nn.lrn, lo.arg(node.inputs[0]), a.size, 1, a.alpha, a.beta, a.k)
+    x = lo.arg(node.inputs[0])
+    n, c, h, w = lo.g.types[node.inputs[0]].shape
+    sq = lo.bb.emit(relax.op.reshape(relax.op.multiply(x, x), (n, 1, c, h * w)))
+    mean = lo.bb.emit(relax.op.nn.avg_pool2d(sq, (a.size, 1), (1, 1), (a.size // 2, 0, (a.size - 1) // 2, 0),
+                                             count_include_pad=True))
+    denom = relax.op.add(relax.const(a.k, lo.dtype), relax.op.multiply(relax.const(a.alpha, lo.dtype), mean))
+    denom = lo.bb.emit(relax.op.power(denom, relax.const(a.beta, lo.dtype)))
+    return relax.op.divide(x, relax.op.reshape(denom, (n, c, h, w)))
 
 
 def _elu(lo: _Lowering, node: Node) -> Expr:
@@ -202,10 +273,6 @@ def _elu(lo: _Lowering, node: Node) -> Expr:
 
 def _leaky_relu(lo: _Lowering, node: Node) -> Expr:
     return relax.op.nn.leakyrelu(lo.arg(node.inputs[0]), node.attrs.negative_slope)
-
-
-def _relu6(lo: _Lowering, node: Node) -> Expr:
-    return relax.op.clip(lo.arg(node.inputs[0]), 0, 6)
 
 
 def _add(lo: _Lowering, node: Node) -> Expr:
@@ -223,20 +290,29 @@ def _unary(op: Callable[[Expr], Expr]) -> Callable[[_Lowering, Node], Expr]:
     return lambda lo, node: op(lo.arg(node.inputs[0]))
 
 
+ACTIVATIONS: dict[str, Callable[[Expr], Expr]] = {
+    "relu": relax.op.nn.relu,
+    "relu6": lambda x: relax.op.clip(x, 0, 6),
+    "sigmoid": relax.op.sigmoid,
+    "tanh": relax.op.tanh,
+}
+
 RULES: dict[str, Callable[[_Lowering, Node], Expr]] = {
     "conv2d": _conv2d,
+    "fused_conv2d": _conv2d,
     "linear": _linear,
+    "fused_linear": _linear,
     "batch_norm": _batch_norm,
     "max_pool2d": _max_pool2d,
     "avg_pool2d": _avg_pool2d,
     "adaptive_avg_pool2d": _adaptive_avg_pool2d,
     "lrn": _lrn,
-    "relu": _unary(relax.op.nn.relu),
-    "relu6": _relu6,
+    "relu": _unary(ACTIVATIONS["relu"]),
+    "relu6": _unary(ACTIVATIONS["relu6"]),
     "leaky_relu": _leaky_relu,
     "elu": _elu,
-    "sigmoid": _unary(relax.op.sigmoid),
-    "tanh": _unary(relax.op.tanh),
+    "sigmoid": _unary(ACTIVATIONS["sigmoid"]),
+    "tanh": _unary(ACTIVATIONS["tanh"]),
     "softmax": lambda lo, node: relax.op.nn.softmax(lo.arg(node.inputs[0]), node.attrs.axis),
     "add": _add,
     "concat": lambda lo, node: relax.op.concat([lo.arg(i) for i in node.inputs], node.attrs.axis),
@@ -245,7 +321,8 @@ RULES: dict[str, Callable[[_Lowering, Node], Expr]] = {
 }
 
 
-def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32",
-          bind_weights: bool = True) -> Lowered:
-    """The graph as a Relax IRModule whose ``main`` takes the graph inputs (then the weights, if unbound)."""
-    return _Lowering(graph, params, dtype, bind_weights).run()
+def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32", bind_weights: bool = True,
+          fallback: Iterable[str] = ()) -> Lowered:
+    """The graph as a Relax IRModule whose ``main`` takes the graph inputs (then the weights, if unbound);
+    the nodes named in ``fallback`` call back their NumPy reference."""
+    return _Lowering(graph, params, dtype, bind_weights, fallback).run()

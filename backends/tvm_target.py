@@ -88,19 +88,53 @@ def target_key(target: dict[str, Any]) -> str:
     return f"{target['kind']}-{target.get('mcpu', 'generic')}-{target.get('num-cores', 1)}c"
 
 
-def set_threads(threads: int | None) -> int:
-    """Set TVM's CPU thread pool to ``threads`` (None: keep the environment's) and return the count in use.
+_pool_size: int | None = None  # workers TVM's thread pool was created with: it can use fewer, never more
 
-    Unset, TVM uses TVM_NUM_THREADS, then OMP_NUM_THREADS, then half the logical CPUs (1 on this 2-core
-    machine). The environment variable also reaches MetaSchedule's measurement workers, which it spawns.
+
+def _default_threads() -> int:
+    """What TVM picks when told nothing: TVM_NUM_THREADS, else OMP_NUM_THREADS, else half the logical CPUs."""
+    for var in ("TVM_NUM_THREADS", "OMP_NUM_THREADS"):
+        if os.environ.get(var, "").strip().isdigit() and int(os.environ[var]) > 0:
+            return int(os.environ[var])
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def set_threads(threads: int | None) -> int:
+    """Set TVM's CPU thread pool to ``threads`` (None: what the environment says) and return the count in use.
+
+    TVM sizes its (thread-local) pool once, from TVM_NUM_THREADS, on first use, and later configuration can
+    only use fewer workers than that. So the first call creates the pool with as many workers as there are
+    logical CPUs (or ``threads``, if more), and every call then selects ``threads`` of them. TVM_NUM_THREADS
+    is also left at ``threads`` for MetaSchedule's measurement workers, which are fresh processes.
     """
     import tvm_ffi
 
+    global _pool_size
+    config = tvm_ffi.get_global_func("runtime.config_threadpool")
+    num_threads = tvm_ffi.get_global_func("runtime.NumThreads")
+    wanted = int(threads) if threads is not None else _default_threads()
+    if _pool_size is None:
+        before = os.environ.get("TVM_NUM_THREADS")
+        _pool_size = max(wanted, os.cpu_count() or 1)
+        os.environ["TVM_NUM_THREADS"] = str(_pool_size)
+        num_threads()  # creates the pool with _pool_size workers
+        if before is None:
+            del os.environ["TVM_NUM_THREADS"]
+        else:
+            os.environ["TVM_NUM_THREADS"] = before
     if threads is not None:
-        os.environ["TVM_NUM_THREADS"] = str(int(threads))
-        # mode 1 ("big cores", every core on x86) with an explicit count; takes effect at once.
-        tvm_ffi.get_global_func("runtime.config_threadpool")(1, int(threads))
-    return int(tvm_ffi.get_global_func("runtime.NumThreads")())
+        os.environ["TVM_NUM_THREADS"] = str(wanted)
+    if num_threads() != wanted:
+        config(1, wanted)  # mode 1, "big cores": every core on x86
+    return int(num_threads())
+
+
+def use_threads(threads: int) -> None:
+    """Select ``threads`` workers of the existing pool, if that is not the current count (cheap to call)."""
+    import tvm_ffi
+
+    if tvm_ffi.get_global_func("runtime.NumThreads")() != threads:
+        tvm_ffi.get_global_func("runtime.config_threadpool")(1, threads)
 
 
 @contextlib.contextmanager

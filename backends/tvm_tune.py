@@ -167,8 +167,8 @@ def record_workload(path: Path, target: dict[str, Any], model: str, input_shape:
                     accumulate: bool = True, **stats: Any) -> dict[str, Any]:
     """Record in the manifest at ``path`` what was tuned for one input shape (``stats``: trials, tuning_s …).
 
-    With ``accumulate``, trials and tuning_s add to an earlier entry for the same shape (tuning more into an
-    existing database); otherwise the entry is replaced.
+    With ``accumulate``, trials, trials_per_task and tuning_s add to an earlier entry for the same shape (tuning
+    more into an existing database); otherwise the entry is replaced.
     """
     from .tvm_target import versions
 
@@ -178,8 +178,9 @@ def record_workload(path: Path, target: dict[str, Any], model: str, input_shape:
     old = next((w for w in manifest.get("workloads", []) if w.get("input_shape") == input_shape), {})
     entry = {**old, **stats, "input_shape": input_shape}
     if accumulate:
-        for key in ("trials", "tuning_s"):
-            entry[key] = round(old.get(key, 0) + stats.get(key, 0), 1)
+        for key in ("trials", "trials_per_task", "tuning_s"):
+            if key in stats:
+                entry[key] = round(old.get(key, 0) + stats[key], 1)
     manifest["workloads"] = [*entries, entry]
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials-per-iter", type=int, default=64,
                    help="candidates measured per search round (smaller: finer tuning-curve points, more overhead)")
     p.add_argument("--threads", type=int, default=2, help="TVM threads, also while measuring candidates")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None,
+                   help="search seed (default: the number of records already in --work, so a continued run "
+                        "does not replay the first one's random samples)")
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--ship", action="store_true", help="add the best schedules to the shipped database")
     args = p.parse_args(argv)
@@ -56,12 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     if opened.database is None:
         print("; ".join(opened.warnings), file=sys.stderr)
         return 1
+    seed = args.seed if args.seed is not None else len(opened.database)
     stats = tvm_tune.tune(lowered.mod, target, opened.database, work, trials_per_task=args.trials_per_task,
-                          trials_per_iter=args.trials_per_iter, seed=args.seed)
+                          trials_per_iter=args.trials_per_iter, seed=seed)
     print(f"tuned {stats['tasks']} tasks, {stats['trials']} trials in {stats['tuning_s']:.0f} s", flush=True)
     shape = [list(t.shape) for t in graph.inputs.values()]
-    tvm_tune.record_workload(work, target, graph.name, shape, tasks=stats["tasks"], trials=stats["trials"],
-                             tuning_s=stats["tuning_s"], threads=args.threads)
+    done = tvm_tune.record_workload(work, target, graph.name, shape, tasks=stats["tasks"], trials=stats["trials"],
+                                    trials_per_task=args.trials_per_task, tuning_s=stats["tuning_s"],
+                                    threads=args.threads)
+    so_far = next(w for w in done["workloads"] if w["input_shape"] == shape)  # this run and earlier ones
 
     start = time.perf_counter()
     built = tvm_compile.build(lowered.mod, target, opened.database)
@@ -74,12 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         ship = tvm_tune.shipped_path(target, graph.name)
         tvm_tune.prune(opened.database, ship)
         manifest = tvm_tune.record_workload(
-            ship, target, graph.name, shape, accumulate=False, tasks=stats["tasks"],
-            trials=len(opened.database), trials_per_task=args.trials_per_task, tuning_s=round(
-                sum(w["tuning_s"] for w in tvm_tune.read_manifest(work)["workloads"]), 1),
-            threads=args.threads, seed=args.seed, latency_ms=round(latency_ms, 2),
+            ship, target, graph.name, shape, accumulate=False, tasks=stats["tasks"], trials=so_far["trials"],
+            trials_per_task=so_far["trials_per_task"], tuning_s=so_far["tuning_s"], threads=args.threads,
+            seed=seed, latency_ms=round(latency_ms, 2),
             date=datetime.date.today().isoformat(),
-            command="nice -n 19 python benchmarks/tvm_tune.py " + shlex.join(argv or sys.argv[1:]))
+            command="nice -n 19 python benchmarks/tvm_tune.py " + shlex.join(argv or sys.argv[1:]),
+            work_dir=str(work.relative_to(ROOT)) if work.is_relative_to(ROOT) else str(work))
         print(f"shipped to {ship}:\n{json.dumps(manifest, indent=2)}")
     return 0
 

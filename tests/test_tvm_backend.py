@@ -1,0 +1,243 @@
+"""The TVM backend's contract, options and tuning databases (the conformance suite is test_tvm_conformance.py).
+
+Databases here are made without tuning: one record per fused function, with a trivial (annotation-only)
+schedule, is enough for MetaSchedule to count and apply a hit, and takes a second instead of minutes.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import convbench as cb
+from convbench.backends.base import BackendError, UnsupportedNodeError
+from convbench.backends.correctness import compare
+from convbench.ir.builder import GraphBuilder
+
+tvm = pytest.importorskip("tvm")
+
+from convbench.backends import tvm as tvm_backend  # noqa: E402  (after the skip: needs TVM)
+from convbench.backends import tvm_compile, tvm_lower, tvm_tune  # noqa: E402
+from convbench.backends.tvm_target import target_dict  # noqa: E402
+
+TVM = cb.backends.get("tvm")
+
+
+def small_graph(name: str = "tvm_small") -> cb.Graph:
+    """conv → BN → relu → LRN (even size) → pool → fc: folding, composed LRN and a task or two per op."""
+    b = GraphBuilder(name, (2, 3, 9, 7))
+    x = b.relu(b.batch_norm(b.conv2d(b.input, 4, 3, padding=1, bias=False, name="conv"), name="bn"), name="relu")
+    x = b.max_pool2d(b.lrn(x, size=4, alpha=0.5, name="lrn"), 2, 2, ceil_mode=True, name="pool")
+    return b.build(b.linear(b.flatten(x, name="flat"), 5, name="fc"))
+
+
+@pytest.fixture(scope="module")
+def case():
+    g = small_graph()
+    params = cb.models.init_params(g, seed=0)
+    x = np.random.default_rng(1).standard_normal(g.inputs["input"].shape).astype(np.float32)
+    ref = cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
+    return g, params, x, ref
+
+
+@pytest.fixture(scope="module")
+def compiled(case):
+    """The untuned compile of the small graph, shared by the tests that only read it."""
+    g, params, _, _ = case
+    return TVM.compile(g, params, threads=1)
+
+
+def fake_database(path, graph, params, target=None, skip=0):
+    """A database with a trivial record for every fused function of ``graph`` but the first ``skip``."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
+
+    target = target or target_dict("cpu")
+    db = tvm_tune.open_database(path, target, create=True).database
+    fused = tvm_compile.fuse(tvm_lower.lower(graph, params).mod, target)
+    for _, func in tvm_compile.tir_functions(fused)[skip:]:
+        mod = _normalize_mod(func)
+        sch = tvm.s_tir.Schedule(mod)
+        sch.annotate(sch.get_child_blocks(sch.get_sblock("root", "main"))[0], "convbench_test", 1)
+        db.commit_tuning_record(ms.database.TuningRecord(
+            sch.trace, db.commit_workload(mod), [1e-3], tvm.target.Target(target),
+            ms.arg_info.ArgInfo.from_prim_func(mod["main"])))
+    return path
+
+
+# -- contract --------------------------------------------------------------------------------------------------
+
+def test_registered_and_available_without_importing_tvm():
+    code = ("import sys, convbench; b = convbench.backends.get('tvm'); ok, why = b.available(); "
+            "print(ok, 'tvm' in sys.modules, 'torch' in sys.modules, b.dtypes)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[:3] == ["True", "False", "False"]
+
+
+def test_missing_tvm_is_a_reason_not_an_exception(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tvm" else real(name, *a))
+    ok, why = TVM.available()
+    assert not ok and "apache-tvm is not installed" in why
+
+
+def test_untuned_compile_matches_the_reference_and_records_how_it_was_built(case, compiled):
+    _, _, x, ref = case
+    assert compare(compiled(x), ref, "float32").ok
+    info = compiled.info
+    assert info["target"] == {"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(),
+                              "num-cores": info["target"]["num-cores"]}
+    assert info["threads"] == 1 and info["folded_batch_norms"] == 1
+    assert info["db"] is None and info["db_hits"] == 0 and info["db_tasks"] >= 4
+    assert any("no tuning database shipped for tvm_small" in w for w in info["warnings"])
+    assert info["compile_s"] >= info["build_s"] > 0
+
+
+def test_unbound_weights_give_the_same_result(case, compiled):
+    g, params, x, _ = case
+    exe = TVM.compile(g, params, bind_weights=False, threads=1)
+    np.testing.assert_allclose(exe(x), compiled(x), rtol=1e-6, atol=1e-6)
+
+
+def test_float64_compiles_to_float64(case):
+    g, params, x, ref = case
+    y = TVM.compile(g, params, dtype="float64", threads=1)(x)
+    assert y.dtype == np.float64 and compare(y, ref, "float64").ok
+
+
+def test_threads_set_tvm_thread_pool(case, monkeypatch):
+    g, params, x, ref = case
+    monkeypatch.setenv("TVM_NUM_THREADS", "1")  # restored afterwards
+    exe = TVM.compile(g, params, threads=2)
+    assert exe.info["threads"] == 2
+    assert compare(exe(x), ref, "float32").ok
+    TVM.compile(g, params, threads=1)  # leave the pool as the other tests expect
+
+
+def test_passes_option_runs_the_ir_pipeline_first(case):
+    g, params, x, ref = case
+    exe = TVM.compile(g, params, passes="default", threads=1)
+    assert exe.info["passes"] == "default" and compare(exe(x), ref, "float32").ok
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"tuning": True}, "unknown option"),
+    ({"dtype": "bfloat16"}, "dtype 'bfloat16' is not supported"),
+    ({"device": "tpu"}, "device must be one of"),
+])
+def test_bad_options_are_one_clear_error(case, options, message):
+    g, params, _, _ = case
+    with pytest.raises(BackendError, match=message):
+        TVM.compile(g, params, **options)
+
+
+def test_cuda_without_a_gpu_says_so(case):
+    from convbench.backends.tvm_target import cuda_available
+
+    if cuda_available():
+        pytest.skip("a GPU is present")
+    g, params, _, _ = case
+    with pytest.raises(BackendError, match="no GPU is visible"):
+        TVM.compile(g, params, device="cuda")
+
+
+# -- fallback --------------------------------------------------------------------------------------------------
+
+class NoLrn(tvm_backend.TvmBackend):
+    name = "tvm-no-lrn"
+
+    def supports(self, node):
+        return node.op != "lrn" and super().supports(node)
+
+
+def test_unsupported_node_is_an_error_unless_fallback_is_asked(case):
+    g, params, x, ref = case
+    with pytest.raises(UnsupportedNodeError, match=r"'lrn' \(lrn\)"):
+        NoLrn().compile(g, params)
+    exe = NoLrn().compile(g, params, fallback="numpy", threads=1)
+    assert exe.fallback_nodes == ("lrn",)
+    assert compare(exe(x), ref, "float32").ok
+    keys = [k for k, (name, _) in tvm_lower._FALLBACKS.items() if name == "lrn"]
+    assert keys
+    del exe
+    gc.collect()
+    assert not any(k in tvm_lower._FALLBACKS for k in keys)  # the callback went with the executable
+
+
+# -- tuning databases ------------------------------------------------------------------------------------------
+
+def test_a_given_database_is_applied_and_its_hits_counted(case, tmp_path):
+    g, params, x, ref = case
+    fake_database(tmp_path / "db", g, params)
+    exe = TVM.compile(g, params, tuning_db=tmp_path / "db", threads=1)
+    info = exe.info
+    assert info["db_source"] == "given" and info["db_hits"] == info["db_tasks"] > 0
+    assert info["warnings"] == []
+    assert compare(exe(x), ref, "float32").ok
+
+
+def test_a_partial_database_says_how_much_it_covered(case, tmp_path):
+    g, params, _, _ = case
+    fake_database(tmp_path / "db", g, params, skip=2)
+    info = TVM.compile(g, params, tuning_db=tmp_path / "db", threads=1).info
+    assert info["db_hits"] == info["db_tasks"] - 2
+    assert any(f"schedules for {info['db_hits']} of" in w for w in info["warnings"])
+
+
+def test_the_shipped_database_is_found_by_target_and_model(case, tmp_path, monkeypatch):
+    g, params, _, _ = case
+    monkeypatch.setattr(tvm_tune, "DATA", tmp_path)
+    fake_database(tvm_tune.shipped_path(target_dict("cpu"), g.name), g, params)
+    info = TVM.compile(g, params, threads=1).info
+    assert info["db_source"] == "shipped" and info["db_hits"] == info["db_tasks"]
+    info = TVM.compile(g, params, threads=1, use_shipped_db=False).info
+    assert info["db"] is None and info["db_hits"] == 0 and info["warnings"] == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "bad-index", "bad-module", "missing"])
+def test_a_corrupt_database_warns_and_compiles_untuned(case, tmp_path, damage):
+    g, params, x, ref = case
+    db = fake_database(tmp_path / "db", g, params)
+    records, workloads = db / tvm_tune.RECORDS, db / tvm_tune.WORKLOADS
+    if damage == "garbage":
+        records.write_text(records.read_text()[:-40] + "\n")
+    elif damage == "bad-index":
+        records.write_text('[99, [[], [1.0]]]\n')
+    elif damage == "bad-module":  # parses as JSON, but TVM cannot load the module in it
+        workloads.write_text('["123", "bm90IGEgbW9kdWxl"]\n')
+        records.write_text('[0, [[[], []], [1.0], {"kind": "llvm"}, null]]\n')
+    else:
+        workloads.unlink()
+    exe = TVM.compile(g, params, tuning_db=db, threads=1)
+    assert exe.info["db"] is None and exe.info["db_hits"] == 0
+    assert any("unusable" in w or "failed to load" in w for w in exe.info["warnings"]), exe.info["warnings"]
+    assert compare(exe(x), ref, "float32").ok
+
+
+def test_a_database_for_another_target_warns_and_compiles_untuned(case, tmp_path):
+    g, params, x, ref = case
+    db = fake_database(tmp_path / "db", g, params)
+    other = {**target_dict("cpu"), "mcpu": "cortex-a72"}
+    (db / tvm_tune.MANIFEST).write_text(json.dumps({"target": other}))
+    exe = TVM.compile(g, params, tuning_db=db, threads=1)
+    assert exe.info["db"] is None
+    assert any("tuned for another target (mcpu 'cortex-a72'" in w for w in exe.info["warnings"])
+    assert compare(exe(x), ref, "float32").ok
+
+
+def test_manifest_accumulates_tuning_per_input_shape(tmp_path):
+    target = target_dict("cpu")
+    tvm_tune.record_workload(tmp_path, target, "m", [[1, 3, 8, 8]], trials=10, tuning_s=5.0)
+    tvm_tune.record_workload(tmp_path, target, "m", [[1, 3, 8, 8]], trials=6, tuning_s=2.5)
+    manifest = tvm_tune.record_workload(tmp_path, target, "m", [[2, 3, 8, 8]], trials=4, tuning_s=1.0)
+    by_shape = {json.dumps(w["input_shape"]): w for w in manifest["workloads"]}
+    assert by_shape["[[1, 3, 8, 8]]"]["trials"] == 16 and by_shape["[[1, 3, 8, 8]]"]["tuning_s"] == 7.5
+    assert by_shape["[[2, 3, 8, 8]]"]["trials"] == 4
+    assert tvm_tune.target_mismatch(manifest, target) is None
