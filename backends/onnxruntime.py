@@ -106,6 +106,7 @@ class OnnxRuntimeBackend:
                 "onnxruntime": onnxruntime.__version__, "passes": pipeline.pipeline, "pipeline": pipeline.describe()}
         return Executable(graph, self.name, run, info, fallback_nodes)
 
+
 def _session(graph: Graph, weights: Mapping[str, np.ndarray], settings: Mapping[str, Any]):
     import onnxruntime as ort
 
