@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir.graph import Graph, Node
+from ..ir.graph import Graph, Node, TensorType
 from ..ir.passes import run_pipeline
 from ..ir.verify import verify
 from .base import BackendError, BackendUnavailableError, Executable, check_supported
@@ -117,10 +117,10 @@ class TritonBackend:
         verify(graph)
         # float32 in (BN folding computes in float64 internally); the compute dtype is applied when packing
         pipeline = run_pipeline(graph, cast_params(graph, params, "float32"), passes, self.supports)
-        optimised = pipeline.graph
+        optimised, weights, notes = fold_replicating_pools(pipeline.graph, pipeline.params)
         fallback_nodes = check_supported(self, optimised, fallback)
         tdtype = runtime.DTYPES[dtype]
-        plan = lower(optimised, pipeline.params, tdtype, tf32, original=graph, fallback=fallback_nodes)
+        plan = lower(optimised, weights, tdtype, tf32, original=graph, fallback=fallback_nodes, notes=notes)
         input_names = list(graph.inputs)
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -139,6 +139,43 @@ class TritonBackend:
         exe = Executable(optimised, self.name, run, info, fallback_nodes)
         exe.plan = plan  # type: ignore[attr-defined]  # the launch plan; print("\n".join(exe.info["plan"]))
         return exe
+
+
+def fold_replicating_pools(graph: Graph, params: Mapping[str, np.ndarray]
+                           ) -> tuple[Graph, dict[str, np.ndarray], dict[str, str]]:
+    """Fold adaptive_avg_pool2d → flatten → linear into the linear where the pool only replicates.
+
+    When the pool's output size is a multiple of its input's (VGG and AlexNet below their design size: the
+    features end 1×1 and the pool copies each value 49 or 36 times), every output cell averages one input
+    element, so linear(flatten(pool(x))) = W'·flatten(x) with W' the sum of the weight columns that read copies
+    of one element. The pool and its copies disappear and K shrinks by the replication factor (fc6 of VGG at
+    32×32: 25088 → 512). Exact up to summation order. Returns the graph, its parameters and, per rewritten
+    linear, a note for the plan. Pure: the inputs are not modified.
+    """
+    nodes, types, weights, notes = list(graph.nodes), dict(graph.params), dict(params), {}
+    by_name = graph.node_by_name
+    for node in graph.nodes:
+        if node.op not in ("linear", "fused_linear") or graph.users.get(node.inputs[1]) != (node.name,):
+            continue
+        flat = by_name.get(node.inputs[0])
+        pool = by_name.get(flat.inputs[0]) if flat is not None and flat.op == "flatten" else None
+        if (pool is None or pool.op != "adaptive_avg_pool2d" or flat.attrs.start_dim != 1
+                or graph.users[flat.name] != (node.name,) or graph.users[pool.name] != (flat.name,)
+                or {flat.name, pool.name} & set(graph.outputs)):
+            continue
+        (_, c, h, w), (oh, ow) = graph.types[pool.inputs[0]].shape, pool.attrs.output_size
+        if oh % h or ow % w:
+            continue
+        weight = np.asarray(params[node.inputs[1]], dtype=np.float64)
+        folded = weight.reshape(-1, c, h, oh // h, w, ow // w).sum(axis=(3, 5)).reshape(len(weight), c * h * w)
+        weights[node.inputs[1]] = folded.astype(np.float32)
+        types[node.inputs[1]] = TensorType(folded.shape, graph.params[node.inputs[1]].dtype)
+        nodes[nodes.index(flat)] = Node(flat.name, "flatten", (pool.inputs[0],), flat.attrs)
+        nodes.remove(pool)
+        notes[node.name] = f"{pool.name} {h}×{w}→{oh}×{ow} (a copy) folded into the weight"
+    if not notes:
+        return graph, dict(params), notes
+    return verify(graph.replace(nodes=tuple(nodes), params=types)), weights, notes
 
 
 @contextlib.contextmanager

@@ -6,8 +6,8 @@ did (BN folded into conv/linear weights, conv → add → activation chains fuse
 
 - absorbs an activation into the launch that produces its only input (an unfolded batch_norm, an add, a conv
   or linear whose activation the fuse pass does not take, such as leaky_relu or elu);
-- writes a concat's inputs straight into their slices of its output when the producer is a strided-output
-  kernel (conv2d, pooling, LRN) and the concat is its value's only reader; the rest are copied;
+- lays concats out (`triton_plan.layout_concats`): inputs written in place into the concat's output, concats
+  of concats as views of it;
 - packs every weight once (`kernels.triton.conv2d.pack_weight`, `linear.pack_weight`) in the compute dtype.
 
 Only this module and the kernels import torch and Triton; the backend module imports it when compiling.
@@ -16,7 +16,6 @@ Only this module and the kernels import torch and Triton; the backend module imp
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,72 +32,22 @@ from ..kernels.triton import pool as k_pool
 from ..kernels.triton import runtime
 from ..kernels.triton import softmax as k_softmax
 from .base import BackendError
+from .triton_plan import Env, Plan, Step, frees, layout_concats
 
-Env = dict[str, torch.Tensor]
 ACTIVATION_OPS = {"relu", "relu6", "leaky_relu", "sigmoid", "tanh", "elu"}
-# ops whose launch can take an activation epilogue, and ops whose kernel writes through output strides
+# ops whose launch can take an activation epilogue
 EPILOGUE_OPS = {"conv2d", "linear", "fused_conv2d", "fused_linear", "add", "batch_norm"}
 FOLDED_OPS = {"batch_norm", "add", *ACTIVATION_OPS}  # what a pass may fold or fuse into a conv/linear launch
-STRIDED_OUT_OPS = {"conv2d", "fused_conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "lrn"}
-STRIDED_IN_OPS = {*STRIDED_OUT_OPS, "batch_norm", "concat"}
-
-
-@dataclass
-class Step:
-    """One launch: computes ``output`` from the activations ``reads`` (``run(env, out)``, ``out`` a
-    preallocated view or None); ``text`` is its line in the plan, ``covers`` the IR nodes it computes."""
-
-    output: str
-    kernel: str
-    run: Callable[[Env, torch.Tensor | None], torch.Tensor]
-    reads: tuple[str, ...]
-    text: str
-    covers: tuple[str, ...] = ()
-    into: tuple[str, int] | None = None  # (concat, input index): write into that slice of the concat's output
-    in_place: list[bool] = field(default_factory=list)  # a concat: which inputs were written in place
-
-
-@dataclass
-class Plan:
-    """The steps in schedule order, the parameters read as activations (converted once), the shape of every
-    concat output (allocated by its first producer that writes in place), and what to free after each step."""
-
-    steps: list[Step]
-    constants: Env
-    dtype: torch.dtype
-    outputs: tuple[str, ...]
-    concats: dict[str, tuple[tuple[int, ...], int, tuple[int, ...]]] = field(default_factory=dict)
-    frees: list[list[str]] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        return [s.text for s in self.steps]
-
-    def execute(self, feed: Env) -> list[torch.Tensor]:
-        env: Env = {**self.constants, **feed}
-        for step, frees in zip(self.steps, self.frees, strict=True):
-            out = None
-            if step.into is not None:
-                concat, k = step.into
-                shape, axis, sizes = self.concats[concat]
-                if concat not in env:
-                    env[concat] = torch.empty(shape, dtype=self.dtype, device=runtime.DEVICE)
-                out = env[concat].narrow(axis, sum(sizes[:k]), sizes[k])
-            try:
-                env[step.output] = step.run(env, out)
-            except Exception as e:
-                raise BackendError(f"triton backend: launch {step.output!r} ({step.kernel}) failed: "
-                                   f"{type(e).__name__}: {e}") from e
-            for value in frees:
-                del env[value]
-        return [env[o] for o in self.outputs]
 
 
 class Lowering:
     def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: torch.dtype, tf32: bool,
-                 original: Graph | None = None, fallback: tuple[str, ...] = ()):
+                 original: Graph | None = None, fallback: tuple[str, ...] = (),
+                 notes: Mapping[str, str] | None = None):
         self.graph, self.params, self.dtype, self.tf32 = graph, params, dtype, tf32
         self.original = original or graph
         self.fallback = set(fallback)
+        self.notes = notes or {}  # per node, what an earlier rewrite did to it (shown in the plan)
         self.constants: Env = {}
         self.activation_of: dict[str, Node] = self._absorbable_activations()
 
@@ -160,70 +109,10 @@ class Lowering:
         steps = [(_reference if n.name in self.fallback else LOWERINGS[n.op])(self, n)
                  for n in self.graph.nodes if n.name not in absorbed]
         plan = Plan(steps, self.constants, self.dtype, self.graph.outputs)
-        self._plan_concats(plan)
-        plan.frees = _frees(steps, set(self.graph.outputs))
+        layout_concats(plan, self.graph)
+        plan.frees = frees(steps, set(self.graph.outputs))
         return plan
 
-    def _plan_concats(self, plan: Plan) -> None:
-        """Lay concat outputs out so that producers write into them and concats of concats are views.
-
-        Placement, latest concat first: an input produced by a strided-output kernel, read only by kernels that
-        take strided inputs, is written straight into its slice of the concat's output (placed once: the
-        latest concat, which in DenseNet is the block's output, holding every layer's features). Aliasing: a
-        concat whose inputs all sit consecutively in another concat's output is a view of it, no launch (a
-        DenseNet layer's input is a prefix of its block's output). Whatever is not placed is copied.
-        """
-        by_output = {s.output: s for s in plan.steps}
-        concats = [n for n in self.graph.nodes if n.op == "concat"]
-        for node in concats:
-            t = self.graph.types[node.name]
-            axis = node.attrs.axis % t.rank
-            plan.concats[node.name] = (t.shape, axis, tuple(self.graph.types[i].shape[axis] for i in node.inputs))
-        for node in reversed(concats):
-            if self.graph.types[node.name].rank != 4:
-                continue
-            for k, v in enumerate(node.inputs):
-                step = by_output.get(v)
-                if (step is not None and step.kernel in STRIDED_OUT_OPS and step.into is None
-                        and node.inputs.count(v) == 1 and v not in self.graph.outputs and self._strided_readers(v)):
-                    step.into = (node.name, k)
-                    by_output[node.name].in_place[k] = True
-        for node in concats:
-            step = by_output[node.name]
-            homes = {by_output[v].into if v in by_output else None for v in node.inputs}
-            owner = {h[0] if h else None for h in homes}
-            if len(owner) == 1 and None not in owner and owner != {node.name} and self._strided_readers(node.name):
-                self._alias(plan, step, node, owner.pop(), by_output)
-            copies = step.in_place.count(False)
-            if step.kernel == "concat":
-                step.text += f" ({len(node.inputs) - copies} written in place, {copies} copied)"
-        for step in plan.steps:
-            if step.into is not None:
-                step.text += f"  → into {step.into[0]}[{step.into[1]}]"
-
-    def _strided_readers(self, value: str) -> bool:
-        """Whether every reader of ``value`` takes a strided view of it."""
-        return all(self.graph.node_by_name[r].op in STRIDED_IN_OPS for r in self.graph.users.get(value, ()))
-
-    def _alias(self, plan: Plan, step: Step, node: Node, owner: str, by_output: dict[str, Step]) -> None:
-        """Turn concat ``step`` into a view of ``owner``'s output if its inputs are consecutive slices there."""
-        indices = [by_output[v].into[1] for v in node.inputs]  # type: ignore[index]
-        _, axis, sizes = plan.concats[owner]
-        if indices != list(range(indices[0], indices[0] + len(indices))) or axis != plan.concats[node.name][1]:
-            return
-        start, length = sum(sizes[: indices[0]]), plan.concats[node.name][0][axis]
-        step.kernel, step.reads = "view", (*step.reads, owner)
-        step.run = lambda env, out: env[owner].narrow(axis, start, length)
-        step.text = f"{node.name}: concat as a view of {owner}[{indices[0]}:{indices[-1] + 1}] (no launch)"
-
-def _frees(steps: list[Step], keep: set[str]) -> list[list[str]]:
-    """For each step, the values whose last reader it is (graph outputs are kept)."""
-    last = {v: k for k, step in enumerate(steps) for v in step.reads}
-    frees: list[list[str]] = [[] for _ in steps]
-    for value, k in last.items():
-        if value not in keep:
-            frees[k].append(value)
-    return frees
 
 
 # -- per-op lowerings -------------------------------------------------------------------------------------------
@@ -280,7 +169,8 @@ def _linear(lw: Lowering, node: Node) -> Step:
     head = _head(lw, w)
     text = (f"{output}: linear {n_in}→{n_out}" + (" +bias" if b else "")
             + (f" +residual({residual})" if residual else "") + (f" {act}" if act else "")
-            + f"  [{', '.join(lw.covers(output, head))}]")
+            + f"  [{', '.join(lw.covers(output, head))}]"
+            + (f"  ({lw.notes[node.name]})" if node.name in lw.notes else ""))
     reads = (node.inputs[0], *((residual,) if residual else ()))
     return Step(output, "linear", run, _acts(lw, reads), text, lw.covers(output, head))
 
@@ -362,7 +252,7 @@ def _concat(lw: Lowering, node: Node) -> Step:
     t = lw.graph.types[node.name]
     axis = node.attrs.axis % t.rank
     sizes = [lw.graph.types[i].shape[axis] for i in node.inputs]
-    in_place = [False] * len(xs)  # set by Lowering._plan_concats
+    in_place = [False] * len(xs)  # set by triton_plan.layout_concats
 
     def run(env: Env, out: torch.Tensor | None) -> torch.Tensor:
         buffer = env[node.name] if node.name in env else torch.empty(t.shape, dtype=lw.dtype, device=runtime.DEVICE)
@@ -420,7 +310,8 @@ def supported(node: Node) -> bool:
 
 
 def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: torch.dtype, tf32: bool,
-          original: Graph | None = None, fallback: tuple[str, ...] = ()) -> Plan:
+          original: Graph | None = None, fallback: tuple[str, ...] = (),
+          notes: Mapping[str, str] | None = None) -> Plan:
     """The launch plan of ``graph``; ``original`` (the graph before passes) names what each launch covers,
-    ``fallback`` the nodes to run on the NumPy reference."""
-    return Lowering(graph, params, dtype, tf32, original, fallback).run()
+    ``fallback`` the nodes to run on the NumPy reference, ``notes`` what earlier rewrites did (for the plan)."""
+    return Lowering(graph, params, dtype, tf32, original, fallback, notes).run()

@@ -119,6 +119,26 @@ def test_dense_block_concats_are_views_of_the_block_output():
     assert run_case(BACKEND, case).status == "pass"
 
 
+def classifier_graph(pooled: int):
+    """VGG's head below its design size: features end ``pooled``×``pooled``, the adaptive pool makes 6×6."""
+    b = GraphBuilder("head", (2, 3, 2 * pooled, 2 * pooled))
+    x = b.max_pool2d(b.relu(b.conv2d(b.input, 5, 3, padding=1, name="conv"), name="relu"), 2, 2, name="pool")
+    x = b.flatten(b.adaptive_avg_pool2d(x, 6, name="avgpool"), name="flatten")
+    return b.build(b.linear(b.relu(b.linear(x, 7, name="fc1"), name="fc1.relu"), 3, name="fc2"))
+
+
+@needs_backend
+def test_a_replicating_pool_folds_into_the_linear():
+    case, exe = compile_case(classifier_graph(1))  # 1×1 → 6×6: a copy, folded (K 180 → 5)
+    plan = exe.info["plan"]
+    assert "fc1.relu: linear 5→7 +bias relu  [fc1, fc1.relu]  (avgpool 1×1→6×6 (a copy) folded into the weight)" in plan
+    assert not any("adaptive_avg_pool2d" in line for line in plan), plan
+    assert run_case(BACKEND, case).status == "pass"
+    case, exe = compile_case(classifier_graph(4))  # 4×4 → 6×6 averages overlapping windows: kept
+    assert any(line.startswith("avgpool: adaptive_avg_pool2d") for line in exe.info["plan"])
+    assert run_case(BACKEND, case).status == "pass"
+
+
 # -- options, errors, availability ------------------------------------------------------------------------------
 @needs_backend
 def test_info_records_mode_dtype_and_tf32():

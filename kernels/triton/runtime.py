@@ -79,12 +79,6 @@ def _block_names(kernel: Any) -> list[str]:
     return [name for name in kernel.arg_names if name == "BLOCK" or name.startswith("BLOCK_")]
 
 
-def as_tensor(x: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """A tensor on the kernels' device (a NumPy array is copied; a tensor already there is not)."""
-    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
-    return t.to(device=DEVICE, dtype=dtype or t.dtype)
-
-
 def check(cond: bool, message: str) -> None:
     """A host wrapper's argument check: one clear error instead of a bad launch."""
     if not cond:
