@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -42,6 +43,9 @@ class OnnxImportError(IRError):
 
 
 class Importer:
+    """The state of one import: constants (initializers and folded values), IR values and their types, the IR
+    nodes and parameters emitted so far; `run` walks the ONNX nodes in order and collects the problems."""
+
     def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]]):
         self.model = model
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
@@ -56,7 +60,7 @@ class Importer:
         for node in g.node:
             for i in node.input:
                 self.consumers[i].append(node)
-        self.done: set[int] = set()  # ids of ONNX nodes a pattern already consumed
+        self.done: set[str] = set()  # first outputs of ONNX nodes a pattern already consumed
         self.transposed: dict[str, str] = {}  # folded Transpose of a 2-D constant -> that constant
         for vi in g.input:
             if vi.name not in self.consts:
@@ -105,7 +109,7 @@ class Importer:
         self.types[key] = TensorType(array.shape, IR_DTYPES[array.dtype])
         return key
 
-    def emit(self, out: str, op: str, inputs: list[str], attrs=None) -> None:
+    def emit(self, out: str, op: str, inputs: list[str], attrs: Any = None) -> None:
         node = Node(out, op, tuple(inputs), NoAttrs() if attrs is None else attrs)
         try:
             self.types[out] = infer_node(node, self.types)
@@ -136,7 +140,7 @@ class Importer:
         poisoned: set[str] = set()
         for index, node in enumerate(self.model.graph.node):
             label = node.name or (node.output[0] if node.output else f"#{index}")
-            if id(node) in self.done:
+            if node.output and node.output[0] in self.done:
                 continue
             if node.domain not in ("", "ai.onnx"):
                 problems.append((label, f"{node.domain}.{node.op_type}", "operator domain is not ONNX's"))

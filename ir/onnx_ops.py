@@ -167,7 +167,7 @@ def _adaptive_pool(imp: Importer, node: onnx.NodeProto, x: str, pool_w: np.ndarr
             and np.allclose(pool_h, averaging_matrix(h, oh), rtol=1e-6, atol=0)):
         return False
     imp.emit(second.output[0], "adaptive_avg_pool2d", [x], AdaptivePoolAttrs((oh, ow)))
-    imp.done.add(id(second))
+    imp.done.add(second.output[0])
     return True
 
 
