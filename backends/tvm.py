@@ -107,7 +107,7 @@ def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: st
     threads = set_threads(options.get("threads"))
     target = target_dict(device)
     info: dict[str, Any] = {"dtype": dtype, "device": device, "target": target, "target_key": target_key(target),
-                            "threads": threads, "tvm": versions()[0], "warnings": []}
+                            "threads": threads, "tvm": versions()[0], "tuning_s": 0.0, "trials": 0, "warnings": []}
     lowered = tvm_lower.lower(graph, params, dtype, options.get("bind_weights", True), fallback)
     info["folded_batch_norms"] = len(lowered.folded_bn)
     opened = _database(graph, target, dtype, options, info)
@@ -127,6 +127,11 @@ def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: st
         info.update(db=None, db_source=None)
         built = tvm_compile.build(lowered.mod, target, None)
     info.update(db_hits=built.hits, db_tasks=built.tasks, build_s=time.perf_counter() - compile_start)
+    if info["db"] is not None:  # what the database's tuning of this input shape cost, from its manifest
+        shape = _input_shape(graph)
+        entry = next((w for w in tvm_tune.read_manifest(opened.path).get("workloads", [])
+                      if w.get("input_shape") == shape), {})
+        info["db_tuning"] = {k: entry.get(k) for k in ("trials", "trials_per_task", "tuning_s")} if entry else None
     if info["db"] is not None and built.hits < built.tasks:
         info["warnings"].append(f"tuning database {opened.path} has schedules for {built.hits} of the graph's "
                                 f"{built.tasks} fused functions; the rest run untuned")

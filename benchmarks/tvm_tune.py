@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     if opened.database is None:
         print("; ".join(opened.warnings), file=sys.stderr)
         return 1
+    shape = [list(t.shape) for t in graph.inputs.values()]
+    before = next((w for w in opened.manifest.get("workloads", []) if w.get("input_shape") == shape), None)
     seed = args.seed if args.seed is not None else len(opened.database)
     stats = tvm_tune.tune(lowered.mod, target, opened.database, work, trials_per_task=args.trials_per_task,
                           trials_per_iter=args.trials_per_iter, seed=seed)
     print(f"tuned {stats['tasks']} tasks, {stats['trials']} trials in {stats['tuning_s']:.0f} s", flush=True)
-    shape = [list(t.shape) for t in graph.inputs.values()]
     done = tvm_tune.record_workload(work, target, graph.name, shape, tasks=stats["tasks"], trials=stats["trials"],
                                     trials_per_task=args.trials_per_task, tuning_s=stats["tuning_s"],
                                     threads=args.threads)
@@ -74,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     latency_ms = measure(built.executable, graph)
     print(f"compile with the database: {build_s:.1f} s, {built.hits}/{built.tasks} tasks hit; "
           f"latency {latency_ms:.2f} ms (median)", flush=True)
+    stages = work / "stages.jsonl"  # one line per run: the tuning-curve study's time axis
+    if not stages.exists() and before is not None:  # runs from before this log existed: their totals only
+        append_json(stages, {"trials_per_task": before["trials_per_task"], "trials": before["trials"],
+                             "tuning_s_total": before["tuning_s"]})
+    append_json(stages, {"trials_per_task": so_far["trials_per_task"], "trials": so_far["trials"],
+                         "tuning_s": round(stats["tuning_s"], 1), "tuning_s_total": so_far["tuning_s"],
+                         "hits": built.hits, "tasks": built.tasks, "build_s": round(build_s, 1),
+                         "latency_ms": round(latency_ms, 2), "seed": seed,
+                         "date": datetime.datetime.now().isoformat(timespec="seconds")})
 
     if args.ship:
         ship = tvm_tune.shipped_path(target, graph.name)
@@ -87,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             work_dir=str(work.relative_to(ROOT)) if work.is_relative_to(ROOT) else str(work))
         print(f"shipped to {ship}:\n{json.dumps(manifest, indent=2)}")
     return 0
+
+
+def append_json(path: Path, row: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def measure(executable: object, graph: object, repeats: int = 10) -> float:

@@ -241,3 +241,25 @@ def test_manifest_accumulates_tuning_per_input_shape(tmp_path):
     assert by_shape["[[1, 3, 8, 8]]"]["trials"] == 16 and by_shape["[[1, 3, 8, 8]]"]["tuning_s"] == 7.5
     assert by_shape["[[2, 3, 8, 8]]"]["trials"] == 4
     assert tvm_tune.target_mismatch(manifest, target) is None
+
+
+def test_tune_measures_candidates_keeps_them_and_a_later_compile_reuses_them(tmp_path):
+    """The real MetaSchedule path on a one-task graph: workers start (with the fast tensor_intrin import),
+    candidates are built and measured, the database and manifest are written, and a compile that names the
+    database afterwards applies it without tuning."""
+    b = GraphBuilder("tvm_tune_one", (1, 4, 6, 5))
+    g = b.build(b.relu(b.conv2d(b.input, 6, 3, padding=1, name="conv"), name="relu"))
+    params = cb.models.init_params(g, seed=0)
+    x = np.random.default_rng(2).standard_normal((1, 4, 6, 5)).astype(np.float32)
+    ref = cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
+    exe = TVM.compile(g, params, tune=True, trials=2, tuning_db=tmp_path / "db", threads=1)
+    info = exe.info
+    assert info["db_source"] == "tuned" and info["db_hits"] == info["db_tasks"] == 1
+    assert 1 <= info["trials"] <= 2 and 0 < info["tuning_s"] < info["compile_s"]
+    assert compare(exe(x), ref, "float32").ok
+    manifest = tvm_tune.read_manifest(tmp_path / "db")
+    assert manifest["model"] == "tvm_tune_one" and manifest["workloads"][0]["input_shape"] == [[1, 4, 6, 5]]
+    again = TVM.compile(g, params, tuning_db=tmp_path / "db", threads=1)
+    assert again.info["db_source"] == "given" and again.info["db_hits"] == 1 and again.info["trials"] == 0
+    assert again.info["db_tuning"]["trials"] == info["trials"]
+    assert compare(again(x), ref, "float32").ok

@@ -1,0 +1,165 @@
+"""The tuning-curve study: a model compiled with the first k MetaSchedule trials of every task, for several k,
+timed against torch eager and ONNX Runtime in the same process, same threads, rounds interleaved.
+
+    nice -n 19 python benchmarks/tvm_curve.py resnet18 --points 0,4,8,16,32,64 -o reports/tvm
+
+It replays one tuning run (``benchmarks/tvm_tune.py``'s full database in ``--work``, every measured candidate in
+measurement order): the database "after k trials per task" keeps the first k records of each task. Searches
+that stopped at k would have measured the same first k candidates up to the cost model's shared state (one
+XGBoost model learns from all tasks, so the order tasks were visited in matters a little). Tuning time is
+known at the points where a tuning run stopped (``stages.jsonl``); in between it is left blank.
+Writes ``tuning_curve_<model>_b<batch>.csv`` and ``.png`` under ``-o``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def truncated_database(work: Path, k: int, into: Path) -> tuple[Path, int]:
+    """A copy of the database at ``work`` keeping the first ``k`` records of every workload; (path, records)."""
+    from convbench.backends import tvm_tune
+
+    kept, seen = [], defaultdict(int)
+    for line in (work / tvm_tune.RECORDS).read_text().splitlines():
+        if line.strip():
+            index = json.loads(line)[0]
+            if seen[index] < k:
+                seen[index] += 1
+                kept.append(line)
+    into.mkdir(parents=True, exist_ok=True)
+    (into / tvm_tune.WORKLOADS).write_text((work / tvm_tune.WORKLOADS).read_text())
+    (into / tvm_tune.RECORDS).write_text("".join(f"{line}\n" for line in kept))
+    return into, len(kept)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--points", default="0,4,8,16,32,64", help="trials per task to compile with")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--calls", type=int, default=3, help="timed calls per candidate per round")
+    p.add_argument("--work", type=Path, default=None)
+    p.add_argument("-o", "--out", type=Path, default=ROOT / "reports" / "tvm")
+    args = p.parse_args(argv)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(args.threads)  # torch and ORT size their pools from these at load
+
+    import numpy as np
+    import pandas as pd
+
+    import convbench as cb
+    from convbench.backends import tvm_compile, tvm_lower, tvm_tune
+    from convbench.backends.correctness import compare
+    from convbench.backends.numpy_ref import cast_params
+    from convbench.backends.tvm_target import set_threads, target_dict, target_key
+
+    graph = cb.models.build(args.model, batch=args.batch, image_size=args.image_size)
+    params = cb.models.init_params(graph, seed=0)
+    x = np.random.default_rng(0).standard_normal(graph.inputs["input"].shape).astype(np.float32)
+    ref = cb.backends.get("numpy").compile(graph, params, dtype="float64")(x.astype(np.float64))
+    set_threads(args.threads)
+    target = target_dict("cpu")
+    work = args.work or ROOT / ".tvm_work" / target_key(target) / f"{args.model}-b{args.batch}-s{args.image_size}"
+    stages = {}
+    if (work / "stages.jsonl").exists():
+        for line in (work / "stages.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            stages[row["trials_per_task"]] = row["tuning_s_total"]
+
+    lowered = tvm_lower.lower(graph, cast_params(graph, params, "float32"))
+    rows, runs = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in (int(v) for v in args.points.split(",")):
+            db, n = (None, 0)
+            if k > 0:
+                path, n = truncated_database(work, k, Path(tmp) / f"k{k}")
+                db = tvm_tune.open_database(path, target).database
+            start = time.perf_counter()
+            built = tvm_compile.build(lowered.mod, target, db)
+            build_s = time.perf_counter() - start
+            runs[f"tvm k={k}"] = vm_runner(built.executable, x)
+            rows.append({"candidate": f"tvm k={k}", "trials_per_task": k, "trials": n, "hits": built.hits,
+                         "tasks": built.tasks, "build_s": round(build_s, 2), "tuning_s": stages.get(k)})
+            print(f"k={k}: {n} records, {built.hits}/{built.tasks} hits, built in {build_s:.1f} s", flush=True)
+    peers = {"torch eager": ("torch", {"threads": args.threads}),
+             "onnxruntime": ("onnxruntime", {"threads": args.threads})}
+    for name, (backend, options) in peers.items():
+        b = cb.backends.get(backend)
+        if b.available()[0]:
+            runs[name] = b.compile(graph, params, **options)
+            rows.append({"candidate": name})
+
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    errors = {name: compare(fn(x), ref, "float32").max_rel for name, fn in runs.items()}
+    for _ in range(args.rounds):
+        for name, fn in runs.items():
+            for _ in range(args.calls):
+                t0 = time.perf_counter()
+                fn(x)
+                samples[name].append(time.perf_counter() - t0)
+    for row in rows:
+        s = samples[row["candidate"]]
+        q = statistics.quantiles(s, n=4)
+        row.update(median_ms=round(statistics.median(s) * 1e3, 2), q1_ms=round(q[0] * 1e3, 2),
+                   q3_ms=round(q[2] * 1e3, 2), max_rel_error=float(f"{errors[row['candidate']]:.3g}"))
+    table = pd.DataFrame(rows)
+    torch_ms = table.loc[table.candidate == "torch eager", "median_ms"]
+    if len(torch_ms):
+        table["vs_torch"] = (float(torch_ms.iloc[0]) / table["median_ms"]).round(3)  # > 1: faster than torch
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"tuning_curve_{args.model}_b{args.batch}"
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    print(table.to_string(index=False))
+    plot(table, stem.with_suffix(".png"), f"{args.model}, batch {args.batch}, {args.image_size}², "
+                                           f"{args.threads} threads, {target['mcpu']}")
+    return 0
+
+
+def vm_runner(executable, x):
+    import tvm
+    from tvm import relax
+
+    main = relax.VirtualMachine(executable, tvm.cpu(0))["main"]
+    return lambda a: main(tvm.runtime.tensor(a)).numpy()
+
+
+def plot(table, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tvm_rows = table[table.candidate.str.startswith("tvm")]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.errorbar(tvm_rows.trials_per_task, tvm_rows.median_ms,
+                yerr=[tvm_rows.median_ms - tvm_rows.q1_ms, tvm_rows.q3_ms - tvm_rows.median_ms],
+                marker="o", capsize=3, label="TVM + MetaSchedule (first k trials of each task)")
+    for (_, row), style in zip(table[~table.candidate.str.startswith("tvm")].iterrows(), ("--", ":"), strict=False):
+        ax.axhline(row.median_ms, linestyle=style, color="gray", label=f"{row.candidate} ({row.median_ms:.1f} ms)")
+    ax.set_xscale("symlog", linthresh=4)
+    ax.set_yscale("log")
+    ax.set_xlabel("tuning trials per task (0 = untuned)")
+    ax.set_ylabel("latency, median (ms, log scale)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

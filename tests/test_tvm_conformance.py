@@ -1,0 +1,47 @@
+"""The TVM backend on the conformance suite: the op corpus and a zoo subset at small sizes compiled untuned, a
+fuzzing pass, and ResNet-18 at 224 with the tuning database shipped for this machine.
+
+Untuned TVM on CPU is plain loops, fine at small sizes; `convbench check -m all -b tvm` runs the whole zoo.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import convbench as cb
+from convbench.backends import tvm_tune
+from convbench.backends.correctness import compare
+from convbench.backends.tvm_target import target_dict
+from convbench.testing import conformance_params, model_case
+from convbench.testing.fuzz import differential_test
+
+pytest.importorskip("tvm")
+
+# One model per family and every op the zoo uses; the VGGs and deep ResNets add minutes and nothing new.
+MODELS = ["lenet5", "alexnet_2012", "googlenet", "resnet18", "mobilenet_v2", "squeezenet1_0"]
+
+
+@pytest.mark.parametrize("item", conformance_params("tvm", "ops", threads=1))
+def test_ops(item):
+    item.check()
+
+
+@pytest.mark.parametrize("item", conformance_params("tvm", "models", models=MODELS, threads=1))
+def test_models(item):
+    item.check()
+
+
+test_fuzz = differential_test("tvm", max_examples=25, threads=1)
+
+
+def test_resnet18_with_the_shipped_database():
+    target = target_dict("cpu")
+    shipped = tvm_tune.shipped_path(target, "resnet18")
+    if not shipped.parent.is_dir():  # databases are per CPU: another machine runs this untuned, elsewhere
+        pytest.skip(f"no tuning database shipped for this CPU ({shipped.parent.name})")
+    case = model_case("resnet18", batch=1, image_size=224)
+    exe = cb.backends.get("tvm").compile(case.graph, case.params, threads=2)
+    info = exe.info
+    assert info["db_source"] == "shipped" and info["warnings"] == []
+    assert info["db_hits"] == info["db_tasks"] > 0
+    assert compare(exe(*case.input_list()), case.reference[0], "float32").ok
