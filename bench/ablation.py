@@ -156,16 +156,22 @@ def plot(table: pd.DataFrame, out: Path) -> dict[str, str]:
     table = table.assign(workload=[f"{m}@{s}" for m, s in zip(table.model, table.image_size, strict=True)])
     if "speedup" in table.columns and table.speedup.notna().any():
         series = [(b, p) for b, p in dict.fromkeys(zip(table.backend, table.pipeline, strict=True)) if p != BASELINE]
-        fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(workloads) + 2), 4.2))
+        fig, ax = plt.subplots(figsize=(max(7.0, 1.8 * len(workloads) + 2), 4.8))
         width = 0.8 / max(1, len(series))
         for k, (b, p) in enumerate(series):
-            sub = table[(table.backend == b) & (table.pipeline == p)].set_index("workload").speedup
-            ax.bar(np.arange(len(workloads)) + k * width, [sub.get(w, np.nan) for w in workloads], width,
-                   label=f"{b} · {p}")
+            sub = table[(table.backend == b) & (table.pipeline == p)].set_index("workload")
+            mid = np.array([sub.speedup.get(w, np.nan) for w in workloads], dtype=float)
+            lo = np.array([sub.speedup_lo.get(w, np.nan) for w in workloads], dtype=float)
+            hi = np.array([sub.speedup_hi.get(w, np.nan) for w in workloads], dtype=float)
+            x = np.arange(len(workloads)) + k * width
+            # bars start at 1×: above the line is faster than 'none', below is slower
+            ax.bar(x, mid - 1, width, bottom=1, label=f"{b} · {p}")
+            ax.errorbar(x, mid, yerr=[mid - lo, hi - mid], fmt="none", ecolor="black", elinewidth=0.7, capsize=1.5)
         ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_xticks(np.arange(len(workloads)) + width * (len(series) - 1) / 2, workloads, rotation=15)
-        ax.set_ylabel(f"speed-up over '{BASELINE}' (ratio of medians)")
-        ax.legend(fontsize=8, ncol=2)
+        ax.set_xticks(np.arange(len(workloads)) + width * (len(series) - 1) / 2, workloads)
+        ax.set_ylabel(f"speed-up over '{BASELINE}' (whiskers: interval)")
+        ax.legend(fontsize=7, ncol=len(dict.fromkeys(b for b, _ in series)), loc="upper center",
+                  bbox_to_anchor=(0.5, -0.08))
         ax.set_title("What the pass pipelines buy in latency")
         fig.tight_layout()
         fig.savefig(out / "speedup.png", dpi=110)
@@ -173,7 +179,7 @@ def plot(table: pd.DataFrame, out: Path) -> dict[str, str]:
         figures["speedup.png"] = "Speed-up of each pipeline over 'none', per backend (same run)"
     first = table.drop_duplicates(["workload", "pipeline"])
     pipelines = list(dict.fromkeys(first.pipeline))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(workloads) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.8 * len(workloads) + 2), 4.8))
     measures = [("naive_bytes", "naive sum", "///"), ("live_peak_bytes", "liveness peak", ""),
                 ("arena_bytes", "planned arena", "..")]
     width = 0.8 / max(1, len(pipelines) * len(measures))
@@ -184,10 +190,9 @@ def plot(table: pd.DataFrame, out: Path) -> dict[str, str]:
             ax.bar(np.arange(len(workloads)) + k * width, [sub[col].get(w, np.nan) / 2**20 for w in workloads],
                    width, color=f"C{i}", hatch=hatch, edgecolor="white", label=f"{p}: {label}")
     ax.set_yscale("log")
-    ax.set_xticks(np.arange(len(workloads)) + width * (len(pipelines) * len(measures) - 1) / 2, workloads,
-                  rotation=15)
+    ax.set_xticks(np.arange(len(workloads)) + width * (len(pipelines) * len(measures) - 1) / 2, workloads)
     ax.set_ylabel("activation memory, MiB (log)")
-    ax.legend(fontsize=7, ncol=len(pipelines))
+    ax.legend(fontsize=7, ncol=len(pipelines), loc="upper center", bbox_to_anchor=(0.5, -0.08))
     ax.set_title("Activation memory per pipeline (static)")
     fig.tight_layout()
     fig.savefig(out / "memory.png", dpi=110)

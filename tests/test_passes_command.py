@@ -51,6 +51,13 @@ def test_paired_timing_checks_and_times_every_pipeline(capsys, tmp_path):
     assert [line["pipeline"] for line in lines] == ["none", "default", "all"]
     report = (out / "report.md").read_text()
     assert "Timing is paired" in report and "(paired.jsonl)" in report and (out / "speedup.png").exists()
+    # --resume keeps the timed rows (nothing is timed again) and rebuilds the report, here with a note
+    code, again, err = run_cli(capsys, "passes", "-m", "lenet5", "-p", "default,all", "--resume", "--note",
+                               "a note", "-o", str(out), "--json")
+    timed = [(r["pipeline"], r["median_s"], r["speedup"], r["samples"]) for r in json.loads(text)]
+    assert code == 0 and "timing lenet5" not in err
+    assert [(r["pipeline"], r["median_s"], r["speedup"], r["samples"]) for r in json.loads(again)] == timed
+    assert "- a note" in (out / "report.md").read_text()
 
 
 def test_a_real_timed_sweep_gives_speedups_against_none(capsys, tmp_path):

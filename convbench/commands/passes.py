@@ -43,7 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--timing sweep: run the sweep this many times, each round every pipeline back to back; "
                         "speed-ups are taken within a round, then the median over rounds (default 3)")
     p.add_argument("--resume", action="store_true",
-                   help="--timing sweep: keep the cases already in OUTPUT/ablation-round*.jsonl")
+                   help="keep what OUTPUT already holds: paired rows of OUTPUT/paired.jsonl (a model × backend whose "
+                        "pipelines all ran ok is not timed again), sweep cases of OUTPUT/ablation-round*.jsonl")
+    p.add_argument("--note", action="append", default=[], help="a line for the report's notes; repeatable")
     p.add_argument("--threads", type=int, default=None, help="threads per case (default: physical cores)")
     p.add_argument("--min-time", type=float, default=None,
                    help="timed seconds at least: per model × backend when paired (2), per case in a sweep (0.5)")
@@ -110,17 +112,22 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or default_threads()
     if args.timing == "paired":
         policy = PairedPolicy(min_time_s=min_time, max_time_s=max_time)
-        rows = []
+        path, rows = out / "paired.jsonl", []
+        done = _paired_done(path) if args.resume else {}
+        label = machine.label(machine.fingerprint())
         for model in model_names:
             for size in sizes[model]:
                 for backend in backends:
+                    key = (model, size, args.batch, backend, threads)
+                    if all((*key, p) in done for p in pipelines):
+                        rows += [done[(*key, p)] for p in pipelines]
+                        continue
                     print(f"convbench passes: timing {model}@{size} on {backend} ({len(pipelines)} pipelines, "
                           f"paired)", file=sys.stderr)
-                    rows += run_paired(model, size, args.batch, backend, pipelines, threads, policy, args.timeout)
+                    rows += [{**r, "machine": label, "threads": threads} for r in
+                             run_paired(model, size, args.batch, backend, pipelines, threads, policy, args.timeout)]
         out.mkdir(parents=True, exist_ok=True)
-        fp = machine.fingerprint()
-        (out / "paired.jsonl").write_text("".join(json.dumps({**r, "machine": machine.label(fp), "threads": threads})
-                                                  + "\n" for r in rows))
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         timed, results = pd.DataFrame(rows).rename(columns={"cycles": "samples"}), ["paired.jsonl"]
     elif args.timing == "sweep":
         paths = [out / f"ablation-round{k + 1}.jsonl" for k in range(args.rounds)]
@@ -137,13 +144,23 @@ def run(args: argparse.Namespace) -> int:
         timed, results = ablation.measured(paths), [p.name for p in paths]
     table = ablation.ablation_table(pd.DataFrame(static), timed)
     report = ablation.write_report(table, pd.DataFrame(per_pass), out, args.title,
-                                   results=results, timing=None if args.timing == "none" else args.timing)
+                                   notes=args.note, results=results,
+                                   timing=None if args.timing == "none" else args.timing)
     if args.json:
         print_json(table.to_dict(orient="records"))
     else:
         print_table(ablation.display(table).to_dict(orient="records"))
         print(f"\nreport: {report}")
     return 0
+
+
+def _paired_done(path: Path) -> dict[tuple, dict]:
+    """Rows of an earlier paired run that ended ok, by (model, size, batch, backend, threads, pipeline)."""
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["model"], r["image_size"], r["batch"], r["backend"], r.get("threads"), r["pipeline"]): r
+            for r in rows if r.get("status") == "ok"}
 
 
 def _progress(kind: str, case, record) -> None:
