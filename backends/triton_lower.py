@@ -135,7 +135,8 @@ def _conv2d(lw: Lowering, node: Node) -> Step:
     o, cg, kh, kw = lw.graph.types[w].shape
     head = _head(lw, w)
     text = (f"{output}: conv2d {kh}×{kw}/s{_pair(a.stride)}/p{_pair(a.padding)}"
-            + (f"/d{_pair(a.dilation)}" if a.dilation != (1, 1) else "") + (f"/g{a.groups}" if a.groups > 1 else "")
+            + (f"/d{_pair(a.dilation)}" if a.dilation != (1, 1) else "")
+            + (("/depthwise" if cg == 1 else f"/g{a.groups}") if a.groups > 1 else "")
             + f" {cg * a.groups}→{o}" + (" +bias" if b else "") + (f" +residual({residual})" if residual else "")
             + (f" {act}" if act else "") + f"  [{', '.join(lw.covers(output, head))}]")
     reads = (node.inputs[0], *((residual,) if residual else ()))
