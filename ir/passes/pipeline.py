@@ -1,12 +1,13 @@
 """Named pass pipelines and the loop that runs them, verifying the graph after every pass.
 
-| pipeline  | passes                                                                              |
-|-----------|-------------------------------------------------------------------------------------|
-| none      | —                                                                                   |
-| default   | remove_identity, fold_batch_norm, constant_fold, dead_code, fuse                    |
-| all       | default, then plan_memory (one arena for every activation; the numpy backend runs in it) |
+| pipeline | passes                                                                                   |
+|----------|------------------------------------------------------------------------------------------|
+| none     | —                                                                                        |
+| default  | remove_identity, fold_batch_norm, constant_fold, dead_code, fuse                         |
+| all      | default, then plan_memory (one arena for every activation; the numpy backend runs in it) |
 
-A pipeline may also be given as a list of pass names (the ablation study runs growing prefixes of ``all``).
+A pipeline may also be given as pass names, a list or one string joined by "+" (``convbench passes -p
+fold_batch_norm`` ablates that pass alone).
 ``fuse`` creates fused nodes only where the target backend's ``supports`` accepts them, so every pipeline
 yields a graph the backend can run. ``plan_memory`` is an analysis, not a rewrite: it comes last.
 """
@@ -61,11 +62,8 @@ PASSES: dict[str, Pass] = {p.name: p for p in (
 )}
 PLAN_MEMORY = "plan_memory"
 
-PIPELINES: dict[str, tuple[str, ...]] = {
-    "none": (),
-    "default": ("remove_identity", "fold_batch_norm", "constant_fold", "dead_code", "fuse"),
-    "all": ("remove_identity", "fold_batch_norm", "constant_fold", "dead_code", "fuse", PLAN_MEMORY),
-}
+DEFAULT = ("remove_identity", "fold_batch_norm", "constant_fold", "dead_code", "fuse")
+PIPELINES: dict[str, tuple[str, ...]] = {"none": (), "default": DEFAULT, "all": (*DEFAULT, PLAN_MEMORY)}
 
 
 @dataclass(frozen=True)
