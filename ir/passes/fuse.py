@@ -2,10 +2,10 @@
 
 A chain starts at a conv2d or linear; it takes in the add that is its value's only reader (a two-input add of
 same-shape values, the residual connection of a ResNet block), then the activation that is the only reader of
-the chain so far (relu, sigmoid or tanh). Every absorbed value must have exactly one reader and not be a graph
-output, since nothing else may see it once fused. The fused node takes the name of the chain's last node, so
-its readers and the graph outputs need no change, and it is scheduled as early as its inputs allow (at the
-conv, or right after the residual's producer when that comes later).
+the chain so far (relu, relu6, sigmoid or tanh: the attribute-free ones). Every absorbed value must have
+exactly one reader and not be a graph output, since nothing else may see it once fused. The fused node takes
+the name of the chain's last node, so its readers and the graph outputs need no change, and it is scheduled as
+early as its inputs allow (at the conv, or right after the residual's producer when that comes later).
 
 ``supports`` lets a backend say which fused nodes it can lower; the longest chain it supports is fused, and
 none when it supports none. The default accepts every fused node (the reference runs them all).
@@ -37,9 +37,7 @@ class Chain:
 
     @property
     def residual(self) -> str | None:
-        if self.add is None:
-            return None
-        return next(i for i in self.add.inputs if i != self.head.name)
+        return None if self.add is None else _other(self.add, self.head.name)
 
 
 def _sole_reader(graph: Graph, value: str) -> Node | None:
