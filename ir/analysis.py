@@ -113,8 +113,8 @@ def summarize(graph: Graph) -> Summary:
         buffer_bytes=sum(graph.params[b].nbytes for b in buffers),
         macs=sum(r.macs for r in rows),
         flops=sum(r.flops for r in rows),
-        conv_layers=sum(r.op == "conv2d" for r in rows),
-        linear_layers=sum(r.op == "linear" for r in rows),
+        conv_layers=sum(r.op in ("conv2d", "fused_conv2d") for r in rows),  # a fused node is still one layer
+        linear_layers=sum(r.op in ("linear", "fused_linear") for r in rows),
         activation_peak_bytes=max(live_bytes(graph), default=0),
         activation_sum_bytes=sum(t.nbytes for t in graph.inputs.values()) + sum(r.activation_bytes for r in rows),
     )

@@ -59,6 +59,7 @@ def test_residual_block_fuses_and_computes_the_same_bits(projection):
     assert fuse(fused) == fused  # idempotent
     s0, s1 = summarize(graph), summarize(fused)
     assert (s1.flops, s1.macs, s1.params) == (s0.flops, s0.macs, s0.params)  # fusion saves traffic, not FLOPs
+    assert s1.conv_layers == s0.conv_layers  # a fused conv is still a conv layer
 
 
 def test_zoo_resnet_after_folding_fuses_every_block():
