@@ -114,7 +114,6 @@ class Lowering:
         return plan
 
 
-
 # -- per-op lowerings -------------------------------------------------------------------------------------------
 def _conv2d(lw: Lowering, node: Node) -> Step:
     a = node.attrs
@@ -122,8 +121,9 @@ def _conv2d(lw: Lowering, node: Node) -> Step:
     residual = node.inputs[-1] if getattr(a, "residual", False) else None
     x, w = lw.value(node.inputs[0]), node.inputs[1]
     b = node.inputs[2] if bias_on else None
-    packed = _pack_conv(lw, w, b, a.groups) if w in lw.graph.params and (b is None or b in lw.graph.params) else None
-    wv, bv = lw.value(w), (lw.value(b) if b else None)
+    static = w in lw.graph.params and (b is None or b in lw.graph.params)
+    packed = _pack_conv(lw, w, b, a.groups) if static else None  # else packed per call from activations
+    wv, bv = (None, None) if static else (lw.value(w), lw.value(b) if b else None)
     rv = lw.value(residual) if residual else None
     output, act, alpha = lw.epilogue(node)
 
@@ -157,7 +157,7 @@ def _linear(lw: Lowering, node: Node) -> Step:
     static = w in lw.graph.params and (b is None or b in lw.graph.params)
     packed = k_linear.pack_weight(lw.tensor(w, torch.float32), lw.tensor(b, torch.float32) if b else None,
                                   lw.dtype) if static else None
-    wv, bv = lw.value(w), (lw.value(b) if b else None)
+    wv, bv = (None, None) if static else (lw.value(w), lw.value(b) if b else None)
     rv = lw.value(residual) if residual else None
     output, act, alpha = lw.epilogue(node)
 
