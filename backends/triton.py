@@ -1,14 +1,16 @@
 """The Triton backend: hand-written Triton kernels (``convbench.kernels.triton``), one launch per fused group.
 
 Where it runs: natively on a CUDA GPU when ``torch.cuda.is_available()``, otherwise under Triton's interpreter
-on CPU tensors (``TRITON_INTERPRET=1``, set by the kernels package before any kernel is defined). The
+on CPU tensors (``TRITON_INTERPRET=1``, set when this module is imported, before anything imports triton). The
 interpreter runs the very same kernels, slowly: it is how CI checks them without a GPU. Run it with
-``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`` (several times faster on small blocks).
+``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`` (several times faster on small blocks). Its timings mean nothing.
 
 Compile plans the graph once: the pass pipeline (``passes=``, "default": drop identities, fold BN into the
-conv/linear weights, fold constants, fuse conv/linear → add → activation into one node), then lowering
-(`triton_lower`: activations absorbed into their producer's epilogue, concat inputs written in place, weights
-packed in the compute dtype). ``exe.info["plan"]`` lists the launches, each with the IR nodes it covers.
+conv/linear weights, fold constants, fuse conv/linear → add → activation into one node), an adaptive pool that
+only replicates folded into the linear after it (`fold_replicating_pools`), then lowering (`triton_lower`:
+activations absorbed into their producer's epilogue, concat inputs written in place and concats of concats as
+views, weights packed in the compute dtype). ``exe.info["plan"]`` lists the launches, each with the IR nodes it
+covers; ``exe.plan`` is the `triton_plan.Plan` itself.
 
 Options: ``dtype`` ("float32", "float16"; "bfloat16" on GPU only), ``tf32`` (float32 matmuls on TF32 tensor
 cores; then judged with the "tf32" tolerance, ``info["accuracy_dtype"]``), ``passes`` (a pipeline name or pass
