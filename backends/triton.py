@@ -157,7 +157,8 @@ def fold_replicating_pools(graph: Graph, params: Mapping[str, np.ndarray]
     nodes, types, weights, notes = list(graph.nodes), dict(graph.params), dict(params), {}
     by_name = graph.node_by_name
     for node in graph.nodes:
-        if node.op not in ("linear", "fused_linear") or graph.users.get(node.inputs[1]) != (node.name,):
+        weight = node.inputs[1] if node.op in ("linear", "fused_linear") else None
+        if weight not in graph.params or graph.users[weight] != (node.name,):
             continue
         flat = by_name.get(node.inputs[0])
         pool = by_name.get(flat.inputs[0]) if flat is not None and flat.op == "flatten" else None
@@ -168,10 +169,10 @@ def fold_replicating_pools(graph: Graph, params: Mapping[str, np.ndarray]
         (_, c, h, w), (oh, ow) = graph.types[pool.inputs[0]].shape, pool.attrs.output_size
         if oh % h or ow % w:
             continue
-        weight = np.asarray(params[node.inputs[1]], dtype=np.float64)
-        folded = weight.reshape(-1, c, h, oh // h, w, ow // w).sum(axis=(3, 5)).reshape(len(weight), c * h * w)
-        weights[node.inputs[1]] = folded.astype(np.float32)
-        types[node.inputs[1]] = TensorType(folded.shape, graph.params[node.inputs[1]].dtype)
+        wide = np.asarray(params[weight], dtype=np.float64)
+        folded = wide.reshape(-1, c, h, oh // h, w, ow // w).sum(axis=(3, 5)).reshape(len(wide), c * h * w)
+        weights[weight] = folded.astype(np.float32)
+        types[weight] = TensorType(folded.shape, graph.params[weight].dtype)
         nodes[nodes.index(flat)] = Node(flat.name, "flatten", (pool.inputs[0],), flat.attrs)
         nodes.remove(pool)
         notes[node.name] = f"{pool.name} {h}×{w}→{oh}×{ow} (a copy) folded into the weight"
