@@ -157,6 +157,16 @@ def test_conv2d_float16():
     check(y, ref_conv(x, w, b, attrs, activation="relu"), "float16")
 
 
+def test_conv2d_and_linear_bfloat16():
+    """bf16 operands (on GPU straight into tl.dot; under the interpreter, whose dot is wrong for bf16, upcast)."""
+    x, w, b = rand(2, 3, 7, 5), rand(4, 3, 3, 3), rand(4)
+    y = conv2d.conv2d(t(x, torch.bfloat16), conv2d.pack_weight(t(w), t(b), dtype=torch.bfloat16), padding=(1, 1))
+    check(y, ref_conv(x, w, b, Conv2dAttrs(1, 1)), "bfloat16")
+    xl, wl = rand(3, 20), rand(5, 20)
+    check(linear.linear(t(xl, torch.bfloat16), linear.pack_weight(t(wl), dtype=torch.bfloat16)), xl @ wl.T,
+          "bfloat16")
+
+
 def test_conv2d_tf32_only_when_asked():
     assert conv2d.precision(torch.float32, tf32=False) == "ieee"
     assert conv2d.precision(torch.float32, tf32=True) == "tf32"
