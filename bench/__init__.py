@@ -1,0 +1,23 @@
+"""The benchmark harness (``convbench run / report / compare / profile``).
+
+- ``runner``: plan a sweep, run each case in its own child process (``worker``) with a timeout, append one
+  JSONL line per case (``schema``), resume; ``calibrate`` measures the GEMM peak and copy bandwidth once per sweep.
+- ``stats``: warm-up, adaptive repeats until IQR/median < 5 % or a time cap, statistics of the raw samples.
+- ``memory``: peak RSS of a phase above its baseline (VmHWM), the CUDA allocator's peak on GPU.
+- ``machine``: the fingerprint each result line carries.
+- ``report`` (+ ``plots``, ``lecture``): results files → report.md, self-contained index.html, PNGs.
+- ``compare``: ratio of medians and Mann-Whitney U per case; regressions.
+- ``profile``: time per node, the per-layer roofline.
+
+Plots and pandas load only when a report is made: importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+from .errors import BenchError
+from .runner import Sweep, plan, run_sweep
+from .schema import SCHEMA_VERSION, Case, read_records
+from .stats import Policy, measure, summarize
+
+__all__ = ["SCHEMA_VERSION", "BenchError", "Case", "Policy", "Sweep", "measure", "plan", "read_records",
+           "run_sweep", "summarize"]
