@@ -1,0 +1,60 @@
+"""profile: one-node graphs that compute what the node computes in the model, timings per node, the plot."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from convbench import models
+from convbench.backends import get
+from convbench.bench.profile import layer_roofline, node_graph, profile
+from convbench.bench.stats import Policy
+from convbench.cli import main
+from convbench.ir import interpreter
+
+TINY = Policy(warmup_s=0.0, min_time_s=0.0, max_time_s=0.01, min_samples=3)
+
+
+def test_each_one_node_graph_reproduces_its_node_inside_the_model():
+    g = models.build("resnet18", batch=2, image_size=32)
+    params = models.init_params(g, seed=0)
+    x = np.random.default_rng(0).standard_normal(g.inputs["input"].shape).astype(np.float32)
+    seen: dict[str, tuple[dict[str, np.ndarray], np.ndarray]] = {}
+
+    def hook(node, args):
+        from convbench.ir import ops
+
+        out = ops.get(node.op).reference(node.attrs, *args)
+        seen[node.name] = ({i: a for i, a in zip(node.inputs, args, strict=True) if i not in g.params}, out)
+        return out
+
+    interpreter.run(g, params, {"input": x}, hook=hook)
+    for node in g.nodes:
+        if node.op not in ("conv2d", "add", "batch_norm", "linear"):
+            continue
+        sub = node_graph(g, node)
+        exe = get("numpy").compile(sub, {p: params[p] for p in sub.params})
+        feed, want = seen[node.name]
+        np.testing.assert_allclose(exe(*(feed[name] for name in sub.inputs)), want, rtol=1e-5, atol=1e-6,
+                                   err_msg=node.name)
+
+
+def test_profile_times_every_node_and_the_whole_graph(tmp_path):
+    prof = profile("lenet5", "numpy", batch=2, policy=TINY, graph_policy=TINY)
+    assert [n.name for n in prof.nodes] == [n.name for n in models.build("lenet5").nodes]
+    assert all(n.median_s and n.median_s > 0 and n.n >= 3 and not n.error for n in prof.nodes)
+    conv = next(n for n in prof.nodes if n.op == "conv2d")
+    assert conv.flops > 0 and conv.bytes > 0 and conv.gflops > 0
+    assert prof.graph_median_s > 0 and prof.nodes_total_s > 0
+    layer_roofline(prof, tmp_path / "layers.png", peak_gflops=100.0, bandwidth_gbs=10.0)
+    assert (tmp_path / "layers.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_profile_cli_json_and_errors(capsys):
+    assert main(["profile", "-m", "lenet5", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["model"] == "lenet5" and len(doc["nodes"]) == 12 and doc["nodes_total_s"] > 0
+    assert main(["profile", "-m", "nosuchnet"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["profile", "-m", "lenet5", "-b", "nosuchbackend"]) == 2
