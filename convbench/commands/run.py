@@ -162,9 +162,11 @@ class _Progress:
 
 
 def _line(r: dict[str, Any]) -> str:
+    from rich.markup import escape  # messages quote code ("[1, 2]"): not markup
+
     if r["status"] != "ok":
-        return f"[red]{r['status']:>11}[/] {r['case_id']}  {r['message'][:160]}"
-    t = r["timing"]
-    correct = "" if (r.get("correctness") or {}).get("ok") else "  [red]MISMATCH vs float64 reference[/]"
-    return (f"[green]{'ok':>11}[/] {r['case_id']}  median {t['median'] * 1e3:.3f} ms  p90 {t['p90'] * 1e3:.3f} ms  "
-            f"{r['throughput_ips']:.1f} img/s  n={t['n']}{correct}")
+        return f"[red]{r['status']:>11}[/] {escape(r['case_id'])}  {escape(r['message'][:160])}"
+    t, verdict = r["timing"], (r.get("correctness") or {}).get("ok")
+    correct = {True: "", False: "  [red]MISMATCH vs float64 reference[/]", None: "  (no reference)"}[verdict]
+    return (f"[green]{'ok':>11}[/] {escape(r['case_id'])}  median {t['median'] * 1e3:.3f} ms  "
+            f"p90 {t['p90'] * 1e3:.3f} ms  {r['throughput_ips']:.1f} img/s  n={t['n']}{correct}")
