@@ -294,11 +294,11 @@ def run_sweep(sweep: Sweep, on_event: Event = lambda *_: None) -> dict[str, int]
         references = References(sweep, workdir)
         calib = calibrations(dict.fromkeys((c.dtype, c.threads) for c in todo), sweep, workdir, on_event)
         for case in todo:
+            child = ledger.dominated(case) if sweep.skip_dominated else None
+            ref_path, ref_error = references.get(case, on_event) if child is None else (None, None)
             on_event("start", case, None)
             started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-            child = ledger.dominated(case) if sweep.skip_dominated else None
             if child is None:
-                ref_path, ref_error = references.get(case, on_event)
                 job = {"kind": "case", "case": case.to_dict(), "policy": asdict(sweep.policy),
                        "reference": ref_path, "reference_error": ref_error}
                 child = run_child(job, child_env(case.threads, sweep.backend_modules), sweep.timeout_s, workdir)

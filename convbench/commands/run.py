@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="complete an interrupted sweep: skip cases already there")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per case before it is killed (600)")
-    p.add_argument("--min-time", type=float, default=0.5, help="timed seconds per case at least (0.5)")
+    p.add_argument("--min-time", type=float, default=None,
+                   help="timed seconds per case at least (0.5, or --max-time if that is less)")
     p.add_argument("--max-time", type=float, default=5.0, help="timed seconds per case at most (5)")
     p.add_argument("--target-iqr", type=float, default=0.05, help="stop when IQR/median falls below this (0.05)")
     p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds per case, after ≥1 call (0.2)")
@@ -68,7 +69,10 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
             raise UsageError(f"--gemm-size must be ≥ 0, got {args.gemm_size}")
         if args.timeout <= 0:
             raise UsageError(f"--timeout must be positive, got {args.timeout}")
-        policy = Policy(warmup_s=args.warmup, min_time_s=args.min_time, max_time_s=args.max_time,
+        min_time = min(0.5, args.max_time) if args.min_time is None else args.min_time
+        if not 0 <= min_time <= args.max_time:
+            raise UsageError(f"need 0 ≤ --min-time ≤ --max-time, got {min_time:g} and {args.max_time:g}")
+        policy = Policy(warmup_s=args.warmup, min_time_s=min_time, max_time_s=args.max_time,
                         target_iqr_rel=args.target_iqr)
         sizes = [s.strip() for s in args.image_size.split(",") if s.strip()]
         cases = plan(model_names, backends, batches, dtypes, sizes, args.threads or default_threads())
