@@ -209,3 +209,23 @@ def test_unwritable_or_existing_output_is_refused(tmp_path, capsys):
     assert main(["run", "-m", "lenet5", "-b", "numpy", "-o", str(existing)]) == 2
     assert "already exists; pass --resume" in capsys.readouterr().err
     assert existing.read_text() == ""
+
+
+def test_scenarios_image_sizes_and_backend_specs_shape_the_plan(tmp_path):
+    from convbench.cli import build_parser
+    from convbench.commands.run import build_sweep
+
+    def cases(*argv: str):
+        args = build_parser().parse_args(["run", *argv, "-o", str(tmp_path / "r.jsonl"), "--threads", "3"])
+        return build_sweep(args).cases
+
+    assert {c.batch for c in cases("-m", "lenet5", "-b", "numpy", "--batch", "1,4,8", "--scenario", "latency")} == {1}
+    assert {c.batch for c in cases("-m", "lenet5", "-b", "numpy", "--batch", "1,4,8", "--scenario", "throughput")} \
+        == {8}
+    # lenet5's small and full sizes are both 32: one case, not two
+    got = cases("-m", "lenet5,resnet18", "-b", "numpy,numpy:passes=default", "--image-size", "small,full")
+    assert [c.id for c in got] == [
+        "lenet5@32/numpy/b1/float32/t3", "lenet5@32/numpy:passes=default/b1/float32/t3",
+        "resnet18@32/numpy/b1/float32/t3", "resnet18@32/numpy:passes=default/b1/float32/t3",
+        "resnet18@224/numpy/b1/float32/t3", "resnet18@224/numpy:passes=default/b1/float32/t3"]
+    assert got[1].options == {"passes": "default"} and got[1].backend_name == "numpy"
