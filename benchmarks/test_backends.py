@@ -1,7 +1,8 @@
 """pytest-benchmark suite: every backend available here × a few models (not part of `make test`).
 
-    pytest benchmarks/ --benchmark-only                     # all
-    pytest benchmarks/ --benchmark-only -k "torch and lenet5"
+    pytest benchmarks/test_backends.py --benchmark-only                     # all
+    pytest benchmarks/test_backends.py --benchmark-only -k "torch and lenet5"
+    pytest benchmarks/test_backends.py --benchmark-only -k "not triton"     # no GPU: Triton's interpreter is slow
     pytest benchmarks/ --benchmark-only --benchmark-save=base; … --benchmark-compare=0001
 
 Each benchmark first checks the executable against the float64 reference (a fast wrong answer is not a
@@ -47,7 +48,7 @@ def _workload(model: str, size: int | None, batch: int):
 
 @pytest.mark.parametrize("backend", _available())
 @pytest.mark.parametrize(("model", "size", "batch"), WORKLOADS,
-                         ids=[f"{m}@{s or 'full'}-b{b}" for m, s, b in WORKLOADS])
+                         ids=[f"{m}-{s or 'full'}-b{b}" for m, s, b in WORKLOADS])
 def test_forward(benchmark, backend, model, size, batch):
     g, params, x, ref = _workload(model, size, batch)
     threads = int(os.environ.get("OMP_NUM_THREADS", "0")) or None
