@@ -64,6 +64,7 @@ def _flatten(r: dict, source: str) -> dict:
         "params": info.get("params"), "param_bytes": info.get("param_bytes"),
         "activation_sum_bytes": info.get("activation_sum_bytes"), "gemm_gflops": calib.get("gemm_gflops"),
         "gemm_source": calib.get("gemm_source"), "bandwidth_gbs": calib.get("bandwidth_gbs"),
+        "loadavg": (r.get("worker") or {}).get("loadavg_1min"),
     }
 
 
@@ -145,8 +146,16 @@ def machine_table(machines: dict[str, dict], df: pd.DataFrame) -> pd.DataFrame:
             "GEMM peak GFLOP/s": _fmt(sub.gemm_gflops.max(), ".1f") + f" ({sub.gemm_source.dropna().iloc[0]})"
             if sub.gemm_source.notna().any() else "—",
             "copy GB/s": _fmt(sub.bandwidth_gbs.max(), ".1f"),
+            "load avg (1 min) at case start": _load(sub.loadavg, m.get("cores_logical")),
         })
     return pd.DataFrame(rows)
+
+
+def _load(values: pd.Series, cores: int | None) -> str:
+    v = values.dropna().astype(float)
+    if v.empty:
+        return "—"
+    return f"median {v.median():.1f}, max {v.max():.1f}" + (f" on {cores} cores" if cores else "")
 
 
 def write_report(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, title: str | None = None) -> Path:
@@ -204,8 +213,9 @@ def _markdown(title: str, sections: list[tuple[str, object]], figures: dict[str,
         if name:
             parts.append(f"## {name}\n")
         if isinstance(body, pd.DataFrame):
-            parts.append(body.to_markdown(index=not isinstance(body.index, pd.RangeIndex),
-                                          disable_numparse=True) + "\n")
+            shown = body.astype(object).where(body.notna(), "—")
+            parts.append(shown.to_markdown(index=not isinstance(body.index, pd.RangeIndex),
+                                           disable_numparse=True) + "\n")
         else:
             parts.append(f"{body}\n")
     parts.append("## Plots\n")

@@ -20,7 +20,8 @@ A record (see runner.py for how it is filled)::
            device_peak_bytes, static_activation_peak_bytes, static_param_bytes},
     correctness{ok (null: no reference to compare with), max_abs, max_rel, bound, dtype, top1, top5, reason},
     calibration{gemm_gflops, gemm_source, gemm_n, gemm_dtype, gemm_all{}, bandwidth_gbs, cuda{gemm_gflops, …}},
-    machine{machine_id, name, cpu, cores_…, versions{…}, git_commit, git_dirty, thread_env{…}}, worker{…}
+    machine{machine_id, name, cpu, cores_…, versions{…}, git_commit, git_dirty, thread_env{…}},
+    worker{pid, wall_s, thread_env{…} (the child's), torch_threads, loadavg_1min (at the case's start)}
 """
 
 from __future__ import annotations

@@ -167,6 +167,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from . import plugins
 
     started = time.perf_counter()
+    # Other work on the machine is part of the measurement's context: the 1-minute load average at the start.
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     try:
         plugins.load_all(plugins.from_env())
         if job["kind"] == "calibrate":
@@ -184,7 +186,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     result["worker"] = {"pid": os.getpid(), "wall_s": time.perf_counter() - started,
                         "thread_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                                       "MKL_NUM_THREADS", "TVM_NUM_THREADS")},
-                        "torch_threads": _torch_threads()}
+                        "torch_threads": _torch_threads(), "loadavg_1min": load}
     return result
 
 
