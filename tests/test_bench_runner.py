@@ -4,6 +4,9 @@ Covers the acceptance of the harness issue: 2 models × 2 backends × 2 batches 
 and a comparison come from them; crash, hang, MemoryError, a foreign SIGKILL and an unsupported node are each
 recorded as the case's status while the sweep goes on; SIGINT and SIGKILL of the parent leave valid JSONL that
 ``--resume`` completes without duplicates.
+
+Sweeps that use the misbehaving backends of _bench_backends.py run as `convbench run` subprocesses: registered in
+this pytest process, a backend that calls os.abort() would be listed by every later `names()` here.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import psutil
 import pytest
 
 from convbench.backends import get, names
-from convbench.bench import plugins
 from convbench.bench.runner import Sweep, plan, run_sweep
 from convbench.bench.schema import read_records
 from convbench.bench.stats import Policy
@@ -28,27 +30,35 @@ from convbench.cli import main
 
 BACKENDS = str(Path(__file__).with_name("_bench_backends.py"))
 FAST = Policy(warmup_s=0.01, min_time_s=0.02, max_time_s=0.2, min_samples=5)
-FAST_ARGS = ["--min-time", "0.02", "--max-time", "0.2", "--warmup", "0.01", "--gemm-size", "0", "--threads", "1"]
+FAST_ARGS = ["--min-time", "0.02", "--max-time", "0.2", "--warmup", "0.01", "--threads", "1", "-q"]
+
+
+def sweep_cmd(out: Path, models: str, backends: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "convbench", "run", "-m", models, "-b", backends, "--backend-module", BACKENDS,
+            "-o", str(out), *FAST_ARGS, *extra]
+
+
+def run_cli_sweep(out: Path, models: str, backends: str, *extra: str) -> list[dict]:
+    done = subprocess.run(sweep_cmd(out, models, backends, *extra), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return read_records(out)
 
 
 # The reference under another name is the second backend here: a torch child spends seconds importing torch,
 # which would triple this fixture's time; test_torch_case_in_the_harness runs one real torch case instead.
-SWEEP8 = (["lenet5", "resnet18"], ["numpy", "bench_twin"], [1, 2], ["float32"], ["small"])
+SWEEP8 = ("lenet5,resnet18", "numpy,bench_twin", "--batch", "1,2", "--image-size", "small", "--gemm-size", "64",
+          "--timeout", "300")
 
 
 @pytest.fixture(scope="module")
 def sweep8(tmp_path_factory):
-    plugins.load(BACKENDS)
     out = tmp_path_factory.mktemp("sweep") / "results.jsonl"
-    cases = plan(*SWEEP8, threads=1)
-    counts = run_sweep(Sweep(cases, out, FAST, timeout_s=300, backend_modules=(BACKENDS,), gemm_n=64))
-    return out, counts
+    return out, run_cli_sweep(out, *SWEEP8)
 
 
 def test_sweep_writes_one_complete_line_per_case(sweep8):
-    out, counts = sweep8
-    records = read_records(out)
-    assert counts == {"ok": 8} and len(records) == 8
+    _, records = sweep8
+    assert len(records) == 8 and {r["status"] for r in records} == {"ok"}
     assert len({r["case_id"] for r in records}) == 8
     for r in records:
         t = r["timing"]
@@ -75,8 +85,7 @@ def test_sweep_writes_one_complete_line_per_case(sweep8):
 def test_resume_of_a_finished_sweep_runs_nothing(sweep8):
     out, _ = sweep8
     before = out.read_bytes()
-    cases = plan(*SWEEP8, threads=1)
-    assert run_sweep(Sweep(cases, out, FAST, resume=True, backend_modules=(BACKENDS,))) == {}
+    assert len(run_cli_sweep(out, *SWEEP8, "--resume")) == 8
     assert out.read_bytes() == before
 
 
@@ -123,12 +132,9 @@ def test_torch_case_in_the_harness(tmp_path):
 
 
 def test_crash_hang_oom_and_unsupported_are_statuses_and_the_sweep_goes_on(tmp_path):
-    plugins.load(BACKENDS)
     backends = ["bench_abort", "bench_hang", "bench_hog", "bench_killed", "bench_notanh", "bench_wrong", "numpy"]
-    out = tmp_path / "r.jsonl"
-    cases = plan(["lenet5"], backends, [1], ["float32"], threads=1)
-    run_sweep(Sweep(cases, out, FAST, timeout_s=5, backend_modules=(BACKENDS,), gemm_n=0))
-    by = {r["case"]["backend"]: r for r in read_records(out)}
+    records = run_cli_sweep(tmp_path / "r.jsonl", "lenet5", ",".join(backends), "--timeout", "5", "--gemm-size", "0")
+    by = {r["case"]["backend"]: r for r in records}
     assert list(by) == backends
     assert by["bench_abort"]["status"] == "error" and "SIGABRT" in by["bench_abort"]["message"]
     assert by["bench_hang"]["status"] == "timeout" and "5 s" in by["bench_hang"]["message"]
@@ -140,27 +146,20 @@ def test_crash_hang_oom_and_unsupported_are_statuses_and_the_sweep_goes_on(tmp_p
 
 
 def test_a_timeout_answers_the_same_backends_bigger_cases_without_running_them(tmp_path):
-    plugins.load(BACKENDS)
-    out = tmp_path / "r.jsonl"
-    cases = plan(["lenet5"], ["bench_hang", "numpy"], [1, 2], ["float32"], threads=1)
-    assert run_sweep(Sweep(cases, out, FAST, timeout_s=3, backend_modules=(BACKENDS,), gemm_n=0)) == {
-        "timeout": 2, "ok": 2}
-    hang1, hang2, np1, np2 = read_records(out)
+    records = run_cli_sweep(tmp_path / "r.jsonl", "lenet5", "bench_hang,numpy", "--batch", "1,2", "--timeout", "3",
+                            "--gemm-size", "0")
+    hang1, hang2, np1, np2 = records
     assert hang1["duration_s"] >= 3 and "skipped" not in hang1
     assert hang2["status"] == "timeout" and hang2["skipped"] and hang2["duration_s"] == 0
     assert hang2["message"].startswith("not run: bench_hang already timed out on lenet5@32/bench_hang/b1")
     assert np1["status"] == np2["status"] == "ok"  # other backends are not affected
 
 
-def _sweep_cmd(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "convbench", "run", "-m", "lenet5", "-b", "numpy,bench_hang", "--batch", "1",
-            "--backend-module", BACKENDS, "-o", str(out), "-q", *FAST_ARGS, *extra]
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_killing_the_sweep_leaves_valid_jsonl_and_resume_completes_it(tmp_path, sig):
     out = tmp_path / "r.jsonl"
-    parent = subprocess.Popen(_sweep_cmd(out, "--timeout", "120"), stderr=subprocess.PIPE)
+    parent = subprocess.Popen(sweep_cmd(out, "lenet5", "numpy,bench_hang", "--gemm-size", "0", "--timeout", "120"),
+                              stderr=subprocess.PIPE)
     deadline = time.monotonic() + 90
     while not (out.exists() and out.read_bytes().count(b"\n") == 1):  # numpy done, bench_hang now in flight
         assert time.monotonic() < deadline and parent.poll() is None, "the first case never finished"
@@ -175,9 +174,7 @@ def test_killing_the_sweep_leaves_valid_jsonl_and_resume_completes_it(tmp_path, 
     assert not alive, "the hanging child outlived the sweep"
     assert [r["case"]["backend"] for r in read_records(out)] == ["numpy"]
 
-    resumed = subprocess.run(_sweep_cmd(out, "--timeout", "2", "--resume"), capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    records = read_records(out)
+    records = run_cli_sweep(out, "lenet5", "numpy,bench_hang", "--gemm-size", "0", "--timeout", "2", "--resume")
     assert [r["case"]["backend"] for r in records] == ["numpy", "bench_hang"]
     assert records[1]["status"] == "timeout"
 
