@@ -19,8 +19,8 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
 
 # The demo sweep: every backend available here (`convbench backends`) on six zoo models at their own input size,
-# batch 1 and 8, one isolated process per case: 19.5 min on this 2-core machine at load ≈ 10. To continue an interrupted one, run the same
-# `convbench run` line with --resume instead of --overwrite, then the report line.
+# batch 1 and 8, one isolated process per case: 19.5 min on this 2-core machine at load ≈ 10. To continue an
+# interrupted one, run the same `convbench run` line with --resume instead of --overwrite, then the report line.
 DEMO_MODELS ?= lenet5,alexnet,vgg16,googlenet,resnet18,resnet50
 DEMO_BACKENDS ?= all
 DEMO_DIR ?= reports/demo
