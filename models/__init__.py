@@ -39,7 +39,7 @@ _SPECS = [
       for d in (18, 34, 50, 101, 152)),
     ModelSpec("mobilenet_v2", mobilenet.mobilenet_v2, 224, 1, 32, family="mobilenet"),
     # torchvision's minimum is 21: its ceil_mode pools accept a window wider than their input, ours do not
-    ModelSpec("squeezenet1_0", squeezenet.squeezenet1_0, 224, 29, 32, family="squeezenet"),
+    ModelSpec("squeezenet1_0", squeezenet.squeezenet1_0, 224, 21, 32, family="squeezenet"),
     ModelSpec("densenet121", densenet.densenet121, 224, 29, 32, family="densenet"),
     ModelSpec("inception_v3", inception.inception_v3, 299, 75, 75, family="inception"),
 ]

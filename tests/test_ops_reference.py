@@ -176,3 +176,18 @@ def test_every_registered_op_is_covered_here():
 def test_every_op_states_a_flop_rule():
     for name in ops.names():
         assert ops.get(name).flop_rule.strip(), name
+
+
+@pytest.mark.parametrize("size, k, s, p", [(2, 3, 2, 0), (3, 5, 2, 1), (1, 3, 3, 1)])
+def test_ceil_mode_window_wider_than_input(size, k, s, p):
+    """torch lets a ceil_mode window overhang an input narrower than the kernel (SqueezeNet at small sizes)."""
+    x = rand(2, 3, size, size + 1)
+    check("max_pool2d", PoolAttrs(k, s, p, 1, True), x, expected=F.max_pool2d(t(x), k, s, p, ceil_mode=True))
+    check("avg_pool2d", PoolAttrs(k, s, p, 1, True), x, expected=F.avg_pool2d(t(x), k, s, p, ceil_mode=True))
+
+
+def test_window_wider_than_input_without_ceil_mode_is_an_error():
+    from convbench.ir.errors import ShapeError
+
+    with pytest.raises(ShapeError, match="larger than the padded input 2"):
+        ops.get("max_pool2d").infer(PoolAttrs(3, 2), [TensorType((2, 3, 2, 4))])

@@ -79,15 +79,17 @@ def require_rank(t: TensorType, rank: int, what: str = "input") -> None:
 def window_out(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
     """Output length of a sliding window: floor((N + 2P − D·(F−1) − 1)/S) + 1, as torch computes it.
 
-    With ceil_mode the division rounds up, but a last window that would start inside the right padding
-    is dropped (torch's rule), so every window overlaps the input.
+    With ceil_mode the division rounds up — so a window may overhang the end, even when it is wider than the
+    padded input (torch gives 1 output for N=2, F=3, S=2) — but a last window that would start inside the
+    right padding is dropped (torch's rule), so every window overlaps the input.
     """
     span = size + 2 * pad - dilation * (kernel - 1) - 1
-    if span < 0:
-        raise ShapeError(f"window {kernel} (dilation {dilation}) is larger than the padded input {size + 2 * pad}")
-    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + pad:
         out -= 1
+    if out < 1:
+        raise ShapeError(f"window {kernel} (dilation {dilation}, stride {stride}) is larger than the padded "
+                         f"input {size + 2 * pad}")
     return out
 
 
