@@ -158,6 +158,7 @@ def plot(table: pd.DataFrame, out: Path) -> dict[str, str]:
         series = [(b, p) for b, p in dict.fromkeys(zip(table.backend, table.pipeline, strict=True)) if p != BASELINE]
         fig, ax = plt.subplots(figsize=(max(7.0, 1.8 * len(workloads) + 2), 4.8))
         width = 0.8 / max(1, len(series))
+        palette = plt.get_cmap("tab20")  # more series than the default cycle's 10 colours
         for k, (b, p) in enumerate(series):
             sub = table[(table.backend == b) & (table.pipeline == p)].set_index("workload")
             mid = np.array([sub.speedup.get(w, np.nan) for w in workloads], dtype=float)
@@ -165,7 +166,7 @@ def plot(table: pd.DataFrame, out: Path) -> dict[str, str]:
             hi = np.array([sub.speedup_hi.get(w, np.nan) for w in workloads], dtype=float)
             x = np.arange(len(workloads)) + k * width
             # bars start at 1×: above the line is faster than 'none', below is slower
-            ax.bar(x, mid - 1, width, bottom=1, label=f"{b} · {p}")
+            ax.bar(x, mid - 1, width, bottom=1, label=f"{b} · {p}", color=palette(k % palette.N))
             ax.errorbar(x, mid, yerr=[mid - lo, hi - mid], fmt="none", ecolor="black", elinewidth=0.7, capsize=1.5)
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xticks(np.arange(len(workloads)) + width * (len(series) - 1) / 2, workloads)
