@@ -22,6 +22,7 @@ Parameters are converted once, at compile time; calls run under ``torch.inferenc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import operator
 import re
 import time
@@ -30,7 +31,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..ir import ops as ir_ops
 from ..ir.graph import Graph, Node
 from ..ir.passes import run_pipeline
 from ..ir.passes.fold_batch_norm import fold_conv_bn_weights
@@ -43,6 +43,8 @@ try:  # the backend must load (and say why it is unavailable) without torch inst
     import torch.fx
     import torch.nn.functional as F
     from torch import nn
+
+    from .torch_layers import NchwConv2d, NumpyFallback, PackedConv2d, add_n, can_prepack, lrn, relu6_
 except ImportError as _e:  # pragma: no cover - exercised by the registry test with torch hidden
     torch = None  # type: ignore[assignment]
     _IMPORT_ERROR = f"torch is not installed ({_e}); pip install -c constraints.txt 'convbench[torch]'"
@@ -50,16 +52,8 @@ else:
     _IMPORT_ERROR = ""
 
 DTYPES = ("float32", "bfloat16")
-OPTIONS = ["dtype", "channels_last", "compile", "threads", "device", "fallback", "passes"]
+OPTIONS = ["dtype", "channels_last", "compile", "threads", "device", "fallback", "passes", "prepack"]
 FOLDABLE = {"conv2d", "linear"}
-
-
-def add_n(*xs):
-    """Sum of three or more tensors (a two-input add is ``torch.add``)."""
-    out = xs[0] + xs[1]
-    for x in xs[2:]:
-        out += x
-    return out
 
 
 class Lowering:
@@ -68,12 +62,15 @@ class Lowering:
 
     rules: ClassVar[Mapping[str, Callable[..., torch.fx.Node]]] = {}  # filled in below, once torch is known
 
-    def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: Any, device: Any):
+    def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: Any, device: Any,
+                 prepack: bool = False, channels_last: bool = False):
         self.graph, self.params, self.dtype, self.device = graph, params, dtype, device
+        self.prepack, self.channels_last = prepack, channels_last
         self.fx = torch.fx.Graph()
         self.env: dict[str, torch.fx.Node] = {}
         self.root: dict[str, Any] = {}  # qualified name -> module or tensor, what GraphModule copies
         self.folded: dict[str, Node] = {}  # conv/linear name -> the batch_norm folded into it
+        self.post_ops: dict[str, Node] = {}  # pre-packed conv name -> the relu/relu6 it applies as a post-op
         self.outputs = set(graph.outputs)
 
     # -- helpers ------------------------------------------------------------------------------------------------
@@ -133,15 +130,31 @@ class Lowering:
                     and (src.op == "conv2d" or types[src.name].rank == 2)):
                 self.folded[src.name] = node
 
+    def plan_post_ops(self, fallback: tuple[str, ...]) -> None:
+        """relu/relu6 nodes a pre-packed conv2d can apply as its oneDNN post-op: the activation is the only reader
+        of the conv's output (or of the batch_norm folded into it) and that output is not returned."""
+        folded_bn = {bn.name: conv for conv, bn in self.folded.items()}
+        for node in self.graph.nodes:
+            if node.op not in ("relu", "relu6") or node.name in fallback:
+                continue
+            value = node.inputs[0]
+            src = self.graph.node_by_name.get(folded_bn.get(value, value))
+            if (src is not None and src.op == "conv2d" and self.all_params(src) and src.name not in fallback
+                    and value not in self.outputs and self.graph.users[value] == (node.name,)):
+                self.post_ops[src.name] = node
+
     def run(self, fallback: tuple[str, ...]) -> torch.fx.GraphModule:
         verify(self.graph)
         self.plan_folds()
-        folded_bn = {bn.name: conv for conv, bn in self.folded.items()}
+        if self.prepack:
+            self.plan_post_ops(fallback)
+        absorbed = {bn.name: conv for conv, bn in self.folded.items()}  # node -> the layer that computes it
+        absorbed.update({act.name: conv for conv, act in self.post_ops.items()})
         for name in self.graph.inputs:
             self.env[name] = self.fx.placeholder(_ident(name))
         for node in self.graph.nodes:
-            if node.name in folded_bn:  # the conv/linear before it already applies it
-                self.env[node.name] = self.env[folded_bn[node.name]]
+            if node.name in absorbed:  # the conv/linear before it already applies it
+                self.env[node.name] = self.env[absorbed[node.name]]
             elif node.op == "dropout":
                 self.env[node.name] = self.value(node.inputs[0])
             elif node.name in fallback:
@@ -169,7 +182,7 @@ class Lowering:
 
     def fallback(self, node: Node) -> torch.fx.Node:
         """Route ``node`` to the NumPy reference (explicit ``fallback="numpy"`` only)."""
-        module = _NumpyFallback(node, {i: self.params[i] for i in node.inputs if i in self.params})
+        module = NumpyFallback(node, {i: self.params[i] for i in node.inputs if i in self.params})
         target = self.attach("_fallback." + _ident(node.name), module)
         acts = tuple(self.value(i) for i in node.inputs if i not in self.params)
         return self.fx.create_node("call_module", target, acts, name=_ident(node.name))
@@ -179,13 +192,42 @@ class Lowering:
 
 def _conv2d(lw: Lowering, node: Node, attrs: Any = None) -> torch.fx.Node:
     a = attrs or node.attrs
+    taps = lw.graph.types[node.inputs[1]].shape[2:]
+    a = canonical_conv(a, taps)
     if not lw.all_params(node):  # weights computed by the graph: the functional form
         args = [lw.value(i) for i in node.inputs] + [None] * (3 - len(node.inputs))
         return lw.call(node, F.conv2d, *args, a.stride, a.padding, a.dilation, a.groups)
     w, b = lw.weights(node)
+    act = lw.post_ops.get(node.name)
+    if lw.channels_last and nhwc_unsafe(a, taps, lw.graph.types[node.name].shape[2:]):
+        conv = NchwConv2d(lw.tensor(w), None if b is None else lw.tensor(b), a.stride, a.padding, a.dilation,
+                          a.groups, act.op if act else None)
+        return lw.module(node, conv, lw.value(node.inputs[0]))
+    if lw.prepack:
+        conv = PackedConv2d(lw.tensor(w), None if b is None else lw.tensor(b), a.stride, a.padding, a.dilation,
+                            a.groups, lw.graph.types[node.inputs[0]].shape, act.op if act else None)
+        return lw.module(node, conv, lw.value(node.inputs[0]))
     conv = nn.Conv2d(w.shape[1] * a.groups, w.shape[0], w.shape[2:], a.stride, a.padding, a.dilation, a.groups,
                      bias=b is not None, device="meta")
     return lw.module(node, _load(conv, lw, w, b), lw.value(node.inputs[0]))
+
+
+def canonical_conv(a: Any, taps: tuple[int, ...]) -> Any:
+    """The same convolution without dilation along an axis with a 1-tap kernel, where it cannot matter:
+    oneDNN's NHWC kernels crash on it in some shapes (found by differential fuzzing: input (3, 3, 3, 1),
+    kernel 1×1, stride (3, 2), padding (3, 1), dilation (1, 2), bias)."""
+    return dataclasses.replace(a, dilation=tuple(1 if k == 1 else d for k, d in zip(taps, a.dilation, strict=True)))
+
+
+def nhwc_unsafe(a: Any, taps: tuple[int, ...], out: tuple[int, ...]) -> bool:
+    """Shapes oneDNN's NHWC kernels (eager and pre-packed) get wrong, found by differential fuzzing: a stride > 1
+    along an axis with a single output (uninitialised memory: input (3, 1, 7, 2), kernel 3×3, stride (1, 2),
+    padding (2, 1), dilation (2, 1)), and padding as wide as the dilated kernel, so that a window can see only
+    padding (segfaults: input (3, 3, 11, 1), kernel 3×2, stride 2, padding (1, 3), dilation (3, 2)). No CNN in
+    the zoo has either; such a conv runs on NCHW buffers, which oneDNN handles."""
+    spans = [d * (k - 1) + 1 for k, d in zip(taps, a.dilation, strict=True)]
+    return (any(o == 1 and s > 1 for o, s in zip(out, a.stride, strict=True))
+            or any(p >= span for p, span in zip(a.padding, spans, strict=True)))
 
 
 def _linear(lw: Lowering, node: Node, attrs: Any = None) -> torch.fx.Node:
@@ -256,17 +298,6 @@ def _concat(lw: Lowering, node: Node) -> torch.fx.Node:
     return lw.call(node, torch.cat, [lw.value(i) for i in node.inputs], node.attrs.axis)
 
 
-def _relu6_(x: torch.Tensor) -> torch.Tensor:
-    return F.relu6(x, inplace=True)
-
-
-def lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
-    """F.local_response_norm, in float32 for 16-bit inputs (torch's CPU kernel, avg_pool3d, has no bfloat16)."""
-    if x.dtype in (torch.float32, torch.float64):
-        return F.local_response_norm(x, size, alpha, beta, k)
-    return F.local_response_norm(x.float(), size, alpha, beta, k).to(x.dtype)
-
-
 LOWERINGS: dict[str, Callable[[Lowering, Node], torch.fx.Node]] = {}
 ACTIVATIONS: dict[str, Callable] = {}
 IN_PLACE: dict[Callable, Callable] = {}  # op -> its in-place form
@@ -283,27 +314,10 @@ if torch is not None:
         "flatten": _unary(torch.flatten, "start_dim"), "add": _add, "concat": _concat,
     })
     ACTIVATIONS.update({"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu6": F.relu6})
-    IN_PLACE.update({torch.relu: torch.relu_, F.relu6: _relu6_, operator.add: operator.iadd})
+    IN_PLACE.update({torch.relu: torch.relu_, F.relu6: relu6_, operator.add: operator.iadd})
     VIEWS.update({torch.flatten})
 Lowering.rules = LOWERINGS
 SUPPORTED = frozenset(LOWERINGS) | {"dropout"}  # dropout is its input at inference: no fx node
-
-
-class _NumpyFallback(nn.Module if torch is not None else object):  # type: ignore[misc]
-    """Runs one IR node on the NumPy reference (float32) from inside the fx graph."""
-
-    def __init__(self, node: Node, params: dict[str, np.ndarray]):
-        super().__init__()
-        self.node, self.params = node, params
-
-    def forward(self, *acts: torch.Tensor) -> torch.Tensor:
-        it = iter(acts)
-        args = [self.params[i] if i in self.params else next(it).float().cpu().numpy() for i in self.node.inputs]
-        y = ir_ops.get(self.node.op).reference(self.node.attrs, *args)
-        ref = acts[0] if acts else torch.empty(0)
-        # a copy: references may return a view of their input (flatten, dropout), and the result may be
-        # updated in place downstream
-        return torch.from_numpy(np.array(y, dtype=np.float32)).to(ref.device, ref.dtype)
 
 
 def _ident(name: str) -> str:
@@ -313,16 +327,19 @@ def _ident(name: str) -> str:
 
 
 def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32", channels_last: bool = False,
-          device: str = "cpu", fallback: tuple[str, ...] = (), lowering: type[Lowering] = Lowering
-          ) -> torch.fx.GraphModule:
+          device: str = "cpu", fallback: tuple[str, ...] = (), lowering: type[Lowering] = Lowering,
+          prepack: bool = False) -> torch.fx.GraphModule:
     """The fx GraphModule of ``graph`` with ``params`` converted to ``dtype`` (print its ``.code``).
 
-    ``gm.meta["folded_batch_norms"]`` lists the batch_norm nodes folded into the layer before them."""
+    ``gm.meta["folded_batch_norms"]`` lists the batch_norm nodes folded into the layer before them,
+    ``gm.meta["post_ops"]`` the activations pre-packed convolutions apply."""
     if torch is None:
         raise BackendError(_IMPORT_ERROR)
-    lowering = lowering(graph, cast_params(graph, params, "float32"), getattr(torch, dtype), torch.device(device))
-    gm = lowering.run(fallback)
-    gm.meta["folded_batch_norms"] = [bn.name for bn in lowering.folded.values()]
+    lw = lowering(graph, cast_params(graph, params, "float32"), getattr(torch, dtype), torch.device(device), prepack,
+                  channels_last)
+    gm = lw.run(fallback)
+    gm.meta["folded_batch_norms"] = [bn.name for bn in lw.folded.values()]
+    gm.meta["post_ops"] = [act.name for act in lw.post_ops.values()]
     gm.eval()
     if channels_last:
         gm = gm.to(memory_format=torch.channels_last)
@@ -362,7 +379,7 @@ class TorchBackend:
 
     def compile(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32",
                 channels_last: bool | None = None, compile: bool = False, threads: int | None = None,
-                device: str = "cpu", fallback: str | None = None, passes: Any = None,
+                device: str = "cpu", fallback: str | None = None, passes: Any = None, prepack: bool | None = None,
                 **options: Any) -> Executable:
         if torch is None:
             raise BackendError(_IMPORT_ERROR)
@@ -377,8 +394,13 @@ class TorchBackend:
         fallback_nodes = check_supported(self, graph, fallback)
         if channels_last is None:
             channels_last = any(n.op in ("conv2d", "fused_conv2d") for n in graph.nodes)
+        packable = channels_last and not compile and can_prepack(getattr(torch, dtype), torch.device(device))
+        if prepack and not packable:
+            raise BackendError("torch backend: prepack needs channels_last, compile=False and oneDNN on CPU "
+                               f"with {dtype} support")
+        prepack = packable if prepack is None else prepack
         start = time.perf_counter()
-        gm = lower(graph, params, dtype, channels_last, device, fallback_nodes, self.lowering)
+        gm = lower(graph, params, dtype, channels_last, device, fallback_nodes, self.lowering, prepack)
         lower_s = time.perf_counter() - start
         tdtype, dev = getattr(torch, dtype), torch.device(device)
         ranks = [t.rank for t in graph.inputs.values()]
@@ -410,7 +432,8 @@ class TorchBackend:
 
         info = {"dtype": dtype, "channels_last": channels_last, "compile": compile, "threads": threads,
                 "device": device, "lower_s": lower_s, "compile_s": compile_s, "fx_nodes": len(gm.graph.nodes),
-                "folded_batch_norms": len(gm.meta["folded_batch_norms"]), "torch": torch.__version__,
+                "folded_batch_norms": len(gm.meta["folded_batch_norms"]), "prepack": prepack,
+                "post_ops": len(gm.meta["post_ops"]), "torch": torch.__version__,
                 "passes": pipeline.pipeline, "pipeline": pipeline.describe()}
         exe = Executable(graph, self.name, run, info, fallback_nodes)
         exe.module = gm  # type: ignore[attr-defined]  # the fx GraphModule; exe.module.code is the Python

@@ -78,6 +78,12 @@ def _conv_cases() -> list[OpCase]:
         conv_case(1, 3, 13, 11, 5, 7, stride=2, padding=3, bias=False, tag="stem"),
         conv_case(2, 19, 6, 10, 33, 3, padding=1, tag="wide"),
         conv_case(2, 8, 17, 15, 16, 3, padding=1, tag="large"),
+        # shapes differential fuzzing found oneDNN's NHWC convolution getting wrong (kept exactly as found):
+        # one strided output column (garbage), padding as wide as the dilated kernel, dilation on a 1-tap axis
+        # (segfaults)
+        conv_case(3, 1, 7, 2, 1, 3, stride=(1, 2), padding=(2, 1), dilation=(2, 1), tag="regress-out1-strided"),
+        conv_case(3, 3, 11, 1, 1, (3, 2), stride=2, padding=(1, 3), dilation=(3, 2), tag="regress-pad-ge-span"),
+        conv_case(3, 3, 3, 1, 3, 1, stride=(3, 2), padding=(3, 1), dilation=(1, 2), tag="regress-dilated-1tap"),
     ]
 
 

@@ -1,0 +1,109 @@
+"""Modules and functions the torch backend's generated code calls (imported only when torch is installed).
+
+`PackedConv2d` is the reason eager lowering beats a hand-written module on CPU: ``nn.Conv2d`` on a channels_last
+input hands oneDNN plain OHWI weights, which it reorders into its blocked layout on every call (at batch 1 that
+costs more than the convolution); here they are reordered once, at compile time, for the input shape the graph
+fixes, and a following ReLU/ReLU6 runs as the convolution's post-op.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ir import ops as ir_ops
+from ..ir.graph import Node
+
+# IR activation -> oneDNN post-op (name, scalars)
+POST_OPS: dict[str | None, tuple[str, list[float]]] = {None: ("none", []), "relu": ("relu", []),
+                                                       "relu6": ("hardtanh", [0.0, 6.0])}
+
+
+def can_prepack(dtype: torch.dtype, device: torch.device) -> bool:
+    """oneDNN's pre-packed convolution is there: CPU, mkldnn built in, and bfloat16 only where the CPU has it."""
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+class PackedConv2d(nn.Module):
+    """conv2d (+ ReLU/ReLU6) as one oneDNN call on weights pre-packed for ``input_shape``."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation, groups: int,
+                 input_shape: tuple[int, ...], activation: str | None = None):
+        super().__init__()
+        self.stride, self.padding, self.dilation = list(stride), list(padding), list(dilation)
+        self.groups, self.activation = groups, activation
+        self.post_op, self.scalars = POST_OPS[activation]
+        # plain attributes, not buffers: the blocked weight must not be touched by .to(memory_format=...)
+        self.packed = torch.ops.mkldnn._reorder_convolution_weight(weight, self.padding, self.stride, self.dilation,
+                                                                   groups, list(input_shape))
+        self.bias = bias
+        self.weight_shape = tuple(weight.shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._convolution_pointwise(x, self.packed, self.bias, self.padding, self.stride,
+                                                       self.dilation, self.groups, self.post_op, self.scalars, "")
+
+    def extra_repr(self) -> str:
+        return (f"weight={self.weight_shape}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, groups={self.groups}, activation={self.activation}")
+
+
+class NchwConv2d(nn.Module):
+    """conv2d (+ ReLU/ReLU6) on NCHW buffers whatever the graph's layout, for the shapes oneDNN's NHWC kernels get
+    wrong (see ``torch.nhwc_unsafe``). Weights are plain attributes: ``.to(memory_format=...)`` leaves them NCHW."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation, groups: int,
+                 activation: str | None = None):
+        super().__init__()
+        self.weight, self.bias, self.activation = weight, bias, activation
+        self.stride, self.padding, self.dilation, self.groups = tuple(stride), tuple(padding), tuple(dilation), groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(x.contiguous(), self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.activation == "relu":
+            return torch.relu_(y)
+        return relu6_(y) if self.activation == "relu6" else y
+
+    def extra_repr(self) -> str:
+        return (f"weight={tuple(self.weight.shape)}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, groups={self.groups}, activation={self.activation}")
+
+
+class NumpyFallback(nn.Module):
+    """Runs one IR node on the NumPy reference (float32) from inside the fx graph."""
+
+    def __init__(self, node: Node, params: dict[str, np.ndarray]):
+        super().__init__()
+        self.node, self.params = node, params
+
+    def forward(self, *acts: torch.Tensor) -> torch.Tensor:
+        it = iter(acts)
+        args = [self.params[i] if i in self.params else next(it).float().cpu().numpy() for i in self.node.inputs]
+        y = ir_ops.get(self.node.op).reference(self.node.attrs, *args)
+        ref = acts[0] if acts else torch.empty(0)
+        # a copy: references may return a view of their input (flatten, dropout), and the result may be
+        # updated in place downstream
+        return torch.from_numpy(np.array(y, dtype=np.float32)).to(ref.device, ref.dtype)
+
+
+def add_n(*xs: torch.Tensor) -> torch.Tensor:
+    """Sum of three or more tensors (a two-input add is ``+``)."""
+    out = xs[0] + xs[1]
+    for x in xs[2:]:
+        out += x
+    return out
+
+
+def relu6_(x: torch.Tensor) -> torch.Tensor:
+    return F.relu6(x, inplace=True)
+
+
+def lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    """F.local_response_norm, in float32 for 16-bit inputs (torch's CPU kernel, avg_pool3d, has no bfloat16)."""
+    if x.dtype in (torch.float32, torch.float64):
+        return F.local_response_norm(x, size, alpha, beta, k)
+    return F.local_response_norm(x.float(), size, alpha, beta, k).to(x.dtype)
