@@ -1,16 +1,21 @@
 """The PyTorch backend: the IR lowered to a ``torch.fx.GraphModule``, one fx node per IR node.
 
 Lowering (`lower`) walks the IR in schedule order. Nodes with parameters become modules (``nn.Conv2d``,
-``nn.Linear``, ``nn.BatchNorm``) registered under the IR node's name, so the generated code reads like
-torchvision's (``layer1_0_conv1 = getattr(self.layer1, "0").conv1(maxpool)``, print ``lower(g, p).code``);
-every other op is one ``torch``/``F`` call. Two rewrites pay for the IR:
+``nn.Linear``, ``nn.BatchNorm``, `PackedConv2d`) registered under the IR node's name, so the generated code reads
+like torchvision's (``layer1_0_conv1 = getattr(self.layer1, "0").conv1(maxpool)``, print ``lower(g, p).code``);
+every other op is one ``torch``/``F`` call. Three rewrites pay for the IR (ResNet-50, 1 thread: 1.33× batch 1,
+1.40× batch 8 over the hand-written torchvision-style module; benchmarks/torch_vs_handwritten.py):
 
 - a batch_norm whose input is a conv2d/linear read by nothing else is folded into that layer's weights
   (``ir.passes.fold_batch_norm.fold_conv_bn_weights``, in float64, once) and disappears, as does dropout;
+- on CPU with channels_last (``prepack``, the default there without ``compile``) each conv2d's weights are
+  reordered once into oneDNN's blocked layout and a ReLU/ReLU6 that alone reads its output becomes the
+  convolution's post-op (`torch_layers.PackedConv2d`); shapes oneDNN's NHWC kernels get wrong run NCHW
+  (`nhwc_unsafe`);
 - relu/relu6/add write in place when they are the only reader of a buffer the graph does not return.
 
 Options of `TorchBackend.compile`: ``dtype`` ("float32", "bfloat16"); ``channels_last`` (NHWC activations and
-weights; default: on for graphs with convolutions, where oneDNN is faster, see benchmarks/torch_vs_handwritten.py);
+weights; default: on for graphs with convolutions); ``prepack`` (above; default: wherever it applies);
 ``compile`` (``torch.compile`` with inductor and, on CPU, freezing: weights folded as constants and pre-packed
 for oneDNN; compiled at compile time with a warm-up call, ``info["compile_s"]``);
 ``threads`` (torch's intra-op threads while this executable runs, restored afterwards); ``device`` ("cpu" or
@@ -18,15 +23,12 @@ for oneDNN; compiled at compile time with a warm-up call, ``info["compile_s"]``)
 ``passes`` (a pipeline of ``convbench.ir.passes`` run first, "none" by default; ``info["passes"]`` records it).
 Parameters are converted once, at compile time; calls run under ``torch.inference_mode``.
 """
-
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import operator
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -44,7 +46,18 @@ try:  # the backend must load (and say why it is unavailable) without torch inst
     import torch.nn.functional as F
     from torch import nn
 
-    from .torch_layers import NchwConv2d, NumpyFallback, PackedConv2d, add_n, can_prepack, lrn, relu6_
+    from .torch_layers import (
+        NchwConv2d,
+        NumpyFallback,
+        PackedConv2d,
+        add_n,
+        can_prepack,
+        canonical_conv,
+        intra_op_threads,
+        lrn,
+        nhwc_unsafe,
+        relu6_,
+    )
 except ImportError as _e:  # pragma: no cover - exercised by the registry test with torch hidden
     torch = None  # type: ignore[assignment]
     _IMPORT_ERROR = f"torch is not installed ({_e}); pip install -c constraints.txt 'convbench[torch]'"
@@ -212,24 +225,6 @@ def _conv2d(lw: Lowering, node: Node, attrs: Any = None) -> torch.fx.Node:
     return lw.module(node, _load(conv, lw, w, b), lw.value(node.inputs[0]))
 
 
-def canonical_conv(a: Any, taps: tuple[int, ...]) -> Any:
-    """The same convolution without dilation along an axis with a 1-tap kernel, where it cannot matter:
-    oneDNN's NHWC kernels crash on it in some shapes (found by differential fuzzing: input (3, 3, 3, 1),
-    kernel 1×1, stride (3, 2), padding (3, 1), dilation (1, 2), bias)."""
-    return dataclasses.replace(a, dilation=tuple(1 if k == 1 else d for k, d in zip(taps, a.dilation, strict=True)))
-
-
-def nhwc_unsafe(a: Any, taps: tuple[int, ...], out: tuple[int, ...]) -> bool:
-    """Shapes oneDNN's NHWC kernels (eager and pre-packed) get wrong, found by differential fuzzing: a stride > 1
-    along an axis with a single output (uninitialised memory: input (3, 1, 7, 2), kernel 3×3, stride (1, 2),
-    padding (2, 1), dilation (2, 1)), and padding as wide as the dilated kernel, so that a window can see only
-    padding (segfaults: input (3, 3, 11, 1), kernel 3×2, stride 2, padding (1, 3), dilation (3, 2)). No CNN in
-    the zoo has either; such a conv runs on NCHW buffers, which oneDNN handles."""
-    spans = [d * (k - 1) + 1 for k, d in zip(taps, a.dilation, strict=True)]
-    return (any(o == 1 and s > 1 for o, s in zip(out, a.stride, strict=True))
-            or any(p >= span for p, span in zip(a.padding, spans, strict=True)))
-
-
 def _linear(lw: Lowering, node: Node, attrs: Any = None) -> torch.fx.Node:
     if not lw.all_params(node):
         return lw.call(node, F.linear, *(lw.value(i) for i in node.inputs))
@@ -346,20 +341,6 @@ def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32"
     return gm
 
 
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to ``n`` for the block (a process-wide setting: restore it)."""
-    if n is None or n == torch.get_num_threads():
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class TorchBackend:
     name = "torch"
     dtypes = DTYPES
@@ -417,7 +398,7 @@ class TorchBackend:
             # freezing: inductor treats the weights as constants, folds them and pre-packs them for oneDNN on CPU
             fn = torch.compile(gm, backend="inductor", dynamic=False, options={"freezing": device == "cpu"})
             try:
-                with torch.inference_mode(), _threads(threads):
+                with torch.inference_mode(), intra_op_threads(threads):
                     fn(*prepare([np.zeros(t.shape, np.float32) for t in graph.inputs.values()]))
             except Exception as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -426,7 +407,7 @@ class TorchBackend:
             compile_s = time.perf_counter() - start
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
-            with torch.inference_mode(), _threads(threads):
+            with torch.inference_mode(), intra_op_threads(threads):
                 outs = fn(*prepare(inputs))
                 return [o.to(torch.float32).cpu().numpy() for o in outs]
 

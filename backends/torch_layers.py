@@ -8,6 +8,11 @@ fixes, and a following ReLU/ReLU6 runs as the convolution's post-op.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,6 +31,24 @@ def can_prepack(dtype: torch.dtype, device: torch.device) -> bool:
     if device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return False
     return dtype == torch.float32 or (dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def canonical_conv(a: Any, taps: tuple[int, ...]) -> Any:
+    """The same convolution without dilation along an axis with a 1-tap kernel, where it cannot matter:
+    oneDNN's NHWC kernels crash on it in some shapes (found by differential fuzzing: input (3, 3, 3, 1),
+    kernel 1×1, stride (3, 2), padding (3, 1), dilation (1, 2), bias)."""
+    return dataclasses.replace(a, dilation=tuple(1 if k == 1 else d for k, d in zip(taps, a.dilation, strict=True)))
+
+
+def nhwc_unsafe(a: Any, taps: tuple[int, ...], out: tuple[int, ...]) -> bool:
+    """Shapes oneDNN's NHWC kernels (eager and pre-packed) get wrong, found by differential fuzzing: a stride > 1
+    along an axis with a single output (uninitialised memory: input (3, 1, 7, 2), kernel 3×3, stride (1, 2),
+    padding (2, 1), dilation (2, 1)), and padding as wide as the dilated kernel, so that a window can see only
+    padding (segfaults: input (3, 3, 11, 1), kernel 3×2, stride 2, padding (1, 3), dilation (3, 2)). No CNN in
+    the zoo has either; such a conv runs on NCHW buffers, which oneDNN handles."""
+    spans = [d * (k - 1) + 1 for k, d in zip(taps, a.dilation, strict=True)]
+    return (any(o == 1 and s > 1 for o, s in zip(out, a.stride, strict=True))
+            or any(p >= span for p, span in zip(a.padding, spans, strict=True)))
 
 
 class PackedConv2d(nn.Module):
@@ -107,3 +130,17 @@ def lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torc
     if x.dtype in (torch.float32, torch.float64):
         return F.local_response_norm(x, size, alpha, beta, k)
     return F.local_response_norm(x.float(), size, alpha, beta, k).to(x.dtype)
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` for the block (a process-wide setting: restore it)."""
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
