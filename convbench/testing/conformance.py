@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from .corpus import op_cases
@@ -73,8 +74,10 @@ class Conformance:
         return f"Conformance({self.backend}, {self.case.id}, {self.dtype})"
 
 
-def all_case_ids() -> list[str]:
-    return [c.id for c in op_cases()] + [c.id for size in ("small", "full") for c in model_cases(size)]
+@lru_cache(maxsize=1)
+def all_case_ids() -> tuple[str, ...]:
+    """Every op and model case id (what expectation patterns are checked against)."""
+    return tuple([c.id for c in op_cases()] + [c.id for size in ("small", "full") for c in model_cases(size)])
 
 
 def conformance_params(backend_name: str, kind: str = "ops", expectations: Expectations | None = None,
