@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[torch,triton,tvm,onnx,test]'
 	touch $(STAMP)
 
+# One BLAS thread per test process and two processes (pytest-xdist): most tests are single-threaded NumPy and
+# Triton-interpreter work, and two workers keep both cores busy without oversubscribing them.
 test: $(STAMP)
 	$(PY) -m ruff check .
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --timeout 1200 --durations 15
 
 # The demo sweep: every backend available here (`convbench backends`) on six zoo models at their own input size,
 # batch 1 and 8, one isolated process per case: 19.5 min on this 2-core machine at load ≈ 10. To continue an
