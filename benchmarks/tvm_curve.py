@@ -1,5 +1,6 @@
 """The tuning-curve study: a model compiled with the first k MetaSchedule trials of every task, for several k,
-timed against torch eager and ONNX Runtime in the same process, same threads, rounds interleaved.
+timed against torch eager and ONNX Runtime in the same process, same threads, in interleaved rounds (each
+candidate's calls back to back after a pause, so no backend's spinning worker threads overlap another's calls).
 
     nice -n 19 python benchmarks/tvm_curve.py resnet18 --points 0,4,8,16,32,64 -o reports/tvm
 
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--points", default="0,4,8,16,32,64", help="trials per task to compile with")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--calls", type=int, default=3, help="timed calls per candidate per round")
+    p.add_argument("--calls", type=int, default=3, help="timed calls per candidate per round (after one warm-up)")
+    p.add_argument("--pause", type=float, default=0.5, help="seconds idle before each candidate's calls")
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("-o", "--out", type=Path, default=ROOT / "reports" / "tvm")
     args = p.parse_args(argv)
@@ -103,19 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             runs[name] = b.compile(graph, params, **options)
             rows.append({"candidate": name})
 
-    samples: dict[str, list[float]] = {name: [] for name in runs}
     errors = {name: compare(fn(x), ref, "float32").max_rel for name, fn in runs.items()}
-    for _ in range(args.rounds):
-        for name, fn in runs.items():
-            for _ in range(args.calls):
-                t0 = time.perf_counter()
-                fn(x)
-                samples[name].append(time.perf_counter() - t0)
+    timings = time_rounds(runs, x, args.rounds, args.calls, args.pause)
     for row in rows:
-        s = samples[row["candidate"]]
-        q = statistics.quantiles(s, n=4)
-        row.update(median_ms=round(statistics.median(s) * 1e3, 2), q1_ms=round(q[0] * 1e3, 2),
-                   q3_ms=round(q[2] * 1e3, 2), max_rel_error=float(f"{errors[row['candidate']]:.3g}"))
+        row.update(timings[row["candidate"]], max_rel_error=float(f"{errors[row['candidate']]:.3g}"))
     table = pd.DataFrame(rows)
     torch_ms = table.loc[table.candidate == "torch eager", "median_ms"]
     if len(torch_ms):
@@ -127,6 +120,30 @@ def main(argv: list[str] | None = None) -> int:
     plot(table, stem.with_suffix(".png"), f"{args.model}, batch {args.batch}, {args.image_size}², "
                                            f"{args.threads} threads, {target['mcpu']}")
     return 0
+
+
+def time_rounds(runs: dict, x, rounds: int, calls: int, pause: float) -> dict[str, dict[str, float]]:
+    """Median and quartiles (ms) of each candidate, timed in ``rounds`` rounds of ``calls`` calls each.
+
+    Within a round each candidate's calls run back to back, after a pause and an untimed call: TVM's pool and
+    torch's OpenMP threads spin for a while after a call, and on 2 cores a spinning neighbour slows whoever
+    runs next. Rounds interleave the candidates, so drift in the machine's load spreads over all of them.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            time.sleep(pause)
+            fn(x)
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn(x)
+                samples[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, s in samples.items():
+        q = statistics.quantiles(s, n=4)
+        out[name] = {"median_ms": round(statistics.median(s) * 1e3, 2), "q1_ms": round(q[0] * 1e3, 2),
+                     "q3_ms": round(q[2] * 1e3, 2)}
+    return out
 
 
 def vm_runner(executable, x):
