@@ -3,11 +3,14 @@
 The pipeline is the one ``meta_schedule.relax_integration.compile_relax`` runs, spelled out so that the
 database hits can be counted on the very functions that get compiled:
 
-1. library dispatch, LegalizeOps, AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR — the same preparation
-   MetaSchedule's task extraction does, so the tuned workloads' structural hashes match;
+1. library dispatch, LegalizeOps, AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR, then
+   AttachAttrLayoutFreeBuffers: the weights (Relax constants) are marked layout-free, so a tuned schedule may
+   also choose the weights' memory layout (MetaSchedule's RewriteLayout; TVM's "CPU weight prepack"). These
+   are the functions tuning works on (`fuse`), so the tuned workloads' structural hashes match;
 2. MetaScheduleApplyDatabase replaces each fused TIR function found in the database by its tuned schedule;
    the others stay as legalized (plain loops on CPU; DLight's generic GPU rules on CUDA, which needs every
-   loop bound to threads);
+   loop bound to threads). SplitLayoutRewritePreproc then moves each weight re-layout into a function of its
+   own, which FoldConstant runs once, at compile time, on the constant weights;
 3. dataflow lowering and finalization for the VM.
 """
 
@@ -40,7 +43,8 @@ def _passes(target: tvm.target.Target) -> Any:
 def _fuse_passes(target: tvm.target.Target) -> list:
     return [*_passes(target).library_dispatch_passes(target),
             relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
-            relax.transform.FoldConstant(), relax.transform.FuseOps(), relax.transform.FuseTIR()]
+            relax.transform.FoldConstant(), relax.transform.FuseOps(), relax.transform.FuseTIR(),
+            relax.transform.AttachAttrLayoutFreeBuffers()]
 
 
 def tir_functions(mod: tvm.IRModule) -> list[tuple[str, Any]]:
@@ -70,6 +74,8 @@ def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None) -> Bu
             if database is not None:
                 with database:
                     mod = relax.transform.MetaScheduleApplyDatabase()(mod)
+                mod = tvm.transform.Sequential([relax.transform.SplitLayoutRewritePreproc(),
+                                                relax.transform.FoldConstant()])(mod)
             if is_gpu:
                 mod = dlight.ApplyDefaultSchedule(dlight.gpu.Matmul(), dlight.gpu.GEMV(), dlight.gpu.Reduction(),
                                                   dlight.gpu.GeneralReduction(), dlight.gpu.Fallback())(mod)
