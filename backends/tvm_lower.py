@@ -2,8 +2,8 @@
 
 Each rule maps one IR op to Relax ops (LRN, which Relax lacks, is composed from them) and is checked against
 the op's NumPy reference by the conformance suite. Inference batch_norm is folded into the conv2d or
-linear that feeds it when that conv is its only reader (``fold_conv_bn_weights``), otherwise it becomes a
-per-channel multiply-add with constants; either way no BN survives into the compiled module.
+linear that feeds it where the fold_batch_norm pass would fold it (``foldable``, ``fold_conv_bn_weights``),
+otherwise it becomes a per-channel multiply-add with constants; either way no BN op reaches TVM.
 
 Weights are Relax constants by default (``bind_weights=True``), so FoldConstant sees them and the compiled
 module is self-contained; with ``bind_weights=False`` they become function parameters after the graph inputs
@@ -64,6 +64,8 @@ class _Lowering:
         array = np.ascontiguousarray(array, dtype=self.dtype)
         if self.bind:
             return relax.const(array, self.dtype)
+        if key in self.weight_vars:  # a parameter several nodes read: one function parameter
+            return self.weight_vars[key]
         var = relax.Var(_hint(key), relax.TensorType(array.shape, self.dtype))
         self.weight_vars[key] = var
         self.params[key] = array
@@ -130,7 +132,7 @@ _fallback_ids = itertools.count()
 @tvm_ffi.register_global_func("convbench.tvm.fallback", override=True)
 def _run_fallback(key: str, *tensors: Any) -> Any:
     out = _FALLBACKS[int(key)][1](*(t.numpy() for t in tensors))
-    return tvm.runtime.tensor(np.ascontiguousarray(out), tensors[0].device)
+    return tvm.runtime.tensor(np.ascontiguousarray(out), tensors[0].device if tensors else tvm.cpu(0))
 
 
 def release_fallbacks(keys: Iterable[int]) -> None:

@@ -106,6 +106,21 @@ def test_unbound_weights_give_the_same_result(case, compiled):
     np.testing.assert_allclose(exe(x), compiled(x), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("bind", [True, False])
+def test_a_weight_two_nodes_read_is_one_weight(bind):
+    from convbench.ir.ops.conv2d import Conv2dAttrs
+
+    b = GraphBuilder("tvm_shared", (2, 3, 7, 5))
+    w = b.param("shared.weight", (3, 3, 3, 3))
+    y = b.node("conv2d", [b.input, w], Conv2dAttrs(padding=1), name="conv_a")
+    y = b.node("conv2d", [b.relu(y, name="relu"), w], Conv2dAttrs(padding=1), name="conv_b")
+    g = b.build(y)
+    params = cb.models.init_params(g, seed=0)
+    x = np.random.default_rng(4).standard_normal((2, 3, 7, 5)).astype(np.float32)
+    ref = cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
+    assert compare(TVM.compile(g, params, bind_weights=bind, threads=1)(x), ref, "float32").ok
+
+
 def test_float64_compiles_to_float64(case):
     g, params, x, ref = case
     y = TVM.compile(g, params, dtype="float64", threads=1)(x)
