@@ -57,3 +57,10 @@ def test_a_failing_node_is_named():
     with pytest.raises(interpreter.NodeError, match=r"node 'act' \(relu\) failed"):
         interpreter.run(g, {}, {"input": np.array(["a"], dtype=object).reshape(1, 1, 1, 1)})
     assert exe(np.ones((1, 2, 5, 4), np.float32)).shape == (1, 2, 5, 4)
+
+
+def test_compare_accepts_matching_infinities_only():
+    ref = np.array([[1.0, -np.inf], [2.0, 3.0]])
+    assert compare(ref.astype(np.float32), ref, "float32").ok
+    assert not compare(np.array([[1.0, 0.0], [2.0, 3.0]]), ref, "float32").ok
+    assert not compare(np.array([[1.0, -np.inf], [np.nan, 3.0]]), ref, "float32").ok
