@@ -20,10 +20,9 @@ reference; there are none among the registered ops).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -113,6 +112,7 @@ class TritonBackend:
         import torch
 
         from ..kernels.triton import runtime
+        from .torch_layers import intra_op_threads
         from .triton_lower import lower
 
         start = time.perf_counter()
@@ -126,7 +126,7 @@ class TritonBackend:
         input_names = list(graph.inputs)
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
-            with torch.inference_mode(), _threads(threads):
+            with torch.inference_mode(), intra_op_threads(threads):
                 feed = {n: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(runtime.DEVICE, tdtype)
                         for n, x in zip(input_names, inputs, strict=True)}
                 outs = plan.execute(feed)
@@ -179,22 +179,6 @@ def fold_replicating_pools(graph: Graph, params: Mapping[str, np.ndarray]
     if not notes:
         return graph, dict(params), notes
     return verify(graph.replace(nodes=tuple(nodes), params=types)), weights, notes
-
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to ``n`` while running (process-wide: restored afterwards)."""
-    import torch
-
-    if n is None or n == torch.get_num_threads():
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 BACKEND = TritonBackend()
