@@ -29,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--trials-per-task", type=int, default=64)
+    p.add_argument("--trials-per-task", type=int, default=64,
+                   help="trials per task (with --trials: the cap per task)")
+    p.add_argument("--trials", type=int, default=None,
+                   help="total budget shared by MetaSchedule's gradient scheduler, which spends it where the "
+                        "estimated latency gain is largest (default: trials per task × tasks, evenly)")
     p.add_argument("--trials-per-iter", type=int, default=64,
                    help="candidates measured per search round (smaller: finer tuning-curve points, more overhead)")
     p.add_argument("--threads", type=int, default=2, help="TVM threads, also while measuring candidates")
@@ -61,12 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     shape = [list(t.shape) for t in graph.inputs.values()]
     before = next((w for w in opened.manifest.get("workloads", []) if w.get("input_shape") == shape), None)
     seed = args.seed if args.seed is not None else len(opened.database)
-    stats = tvm_tune.tune(lowered.mod, target, opened.database, work, trials_per_task=args.trials_per_task,
-                          trials_per_iter=args.trials_per_iter, seed=seed)
+    stats = tvm_tune.tune(lowered.mod, target, opened.database, work, trials=args.trials,
+                          trials_per_task=args.trials_per_task, trials_per_iter=args.trials_per_iter, seed=seed)
     print(f"tuned {stats['tasks']} tasks, {stats['trials']} trials in {stats['tuning_s']:.0f} s", flush=True)
+    # With a shared budget, tasks get different numbers of trials: record the mean per task.
+    per_task = args.trials_per_task if args.trials is None else round(stats["trials"] / stats["tasks"], 1)
     done = tvm_tune.record_workload(work, target, graph.name, shape, tasks=stats["tasks"], trials=stats["trials"],
-                                    trials_per_task=args.trials_per_task, tuning_s=stats["tuning_s"],
-                                    threads=args.threads)
+                                    trials_per_task=per_task, tuning_s=stats["tuning_s"], threads=args.threads)
     so_far = next(w for w in done["workloads"] if w["input_shape"] == shape)  # this run and earlier ones
 
     start = time.perf_counter()
