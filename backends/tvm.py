@@ -46,7 +46,7 @@ SUPPORTED_OPS = frozenset({
     "concat", "flatten", "dropout",
 })  # the keys of tvm_lower.RULES, listed here so supports() does not import TVM
 OPTIONS = frozenset({"dtype", "threads", "device", "tune", "trials", "trials_per_task", "tuning_db",
-                     "use_shipped_db", "bind_weights", "fallback", "passes", "seed"})
+                     "use_shipped_db", "hand_schedules", "bind_weights", "fallback", "passes", "seed"})
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -117,16 +117,18 @@ def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: st
         info.update(tuning_s=stats["tuning_s"], trials=stats["trials"])
         _record_tuning(opened, graph, target, stats)
     compile_start = time.perf_counter()
+    hand = options.get("hand_schedules", True)
     try:
-        built = tvm_compile.build(lowered.mod, target, opened.database)
+        built = tvm_compile.build(lowered.mod, target, opened.database, hand)
     except Exception as e:  # a record whose schedule no longer applies: TVM raises while applying it
         if opened.database is None:
             raise
         info["warnings"].append(f"compiling with tuning database {opened.path} failed ({type(e).__name__}: "
-                                f"{_first_line(e)}); compiled untuned")
+                                f"{_first_line(e)}); {tvm_tune.UNTUNED}")
         info.update(db=None, db_source=None)
-        built = tvm_compile.build(lowered.mod, target, None)
-    info.update(db_hits=built.hits, db_tasks=built.tasks, build_s=time.perf_counter() - compile_start)
+        built = tvm_compile.build(lowered.mod, target, None, hand)
+    info.update(db_hits=built.hits, db_tasks=built.tasks, hand_scheduled=built.hand_scheduled,
+                build_s=time.perf_counter() - compile_start)
     if info["db"] is not None:  # what the database's tuning of this input shape cost, from its manifest
         shape = _input_shape(graph)
         entry = next((w for w in tvm_tune.read_manifest(opened.path).get("workloads", [])
@@ -178,7 +180,7 @@ def _database(graph: Graph, target: dict[str, Any], dtype: str, options: Mapping
         if not options.get("use_shipped_db", True) or not shipped.is_dir():
             if options.get("use_shipped_db", True):
                 info["warnings"].append(f"no tuning database shipped for {graph.name} on {target_key(target)}; "
-                                        f"compiled untuned (slow on CPU)")
+                                        f"{tvm_tune.UNTUNED}")
             info.update(db=None, db_source=None)
             return tvm_tune.OpenedDatabase(None, None)
         opened = tvm_tune.open_database(shipped, target)

@@ -8,9 +8,11 @@ database hits can be counted on the very functions that get compiled:
    also choose the weights' memory layout (MetaSchedule's RewriteLayout; TVM's "CPU weight prepack"). These
    are the functions tuning works on (`fuse`), so the tuned workloads' structural hashes match;
 2. MetaScheduleApplyDatabase replaces each fused TIR function found in the database by its tuned schedule;
-   the others stay as legalized (plain loops on CPU; DLight's generic GPU rules on CUDA, which needs every
-   loop bound to threads). SplitLayoutRewritePreproc then moves each weight re-layout into a function of its
-   own, which FoldConstant runs once, at compile time, on the constant weights;
+   the others get a hand-written schedule on CPU (``tvm_schedule``: register-tiled direct conv and matmul,
+   parallel loops for the rest; TVM alone would run them as plain single-threaded loops) and DLight's generic
+   rules on CUDA (which needs every loop bound to threads). SplitLayoutRewritePreproc then moves each weight
+   re-layout, tuned or hand-written, into a function of its own, which FoldConstant runs once, at compile time,
+   on the constant weights;
 3. dataflow lowering and finalization for the VM.
 """
 
@@ -27,12 +29,15 @@ from tvm.s_tir import dlight
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.tune_context import _normalize_mod  # how ApplyDatabase keys a function
 
+from .tvm_schedule import HandWritten
+
 
 @dataclass
 class Built:
     executable: Any  # relax.VMExecutable
     tasks: int  # fused TIR functions: what tuning would work on
     hits: int  # of those, how many the database had a schedule for
+    hand_scheduled: dict[str, int]  # of the rest, how many each hand-written rule scheduled (tvm_schedule.RULES)
 
 
 def _passes(target: tvm.target.Target) -> Any:
@@ -60,9 +65,12 @@ def count_hits(fused: tvm.IRModule, target: tvm.target.Target, database: Any) ->
     return hits, len(funcs)
 
 
-def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None) -> Built:
-    """Compile ``mod`` for ``target`` (a target dict), with ``database`` (a MetaSchedule Database) or none."""
+def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None, hand_schedules: bool = True) -> Built:
+    """Compile ``mod`` for ``target`` (a target dict), with ``database`` (a MetaSchedule Database) or none;
+    ``hand_schedules``: on CPU, functions without a database record get ``tvm_schedule``'s hand-written
+    schedules instead of TVM's plain single-threaded loops."""
     tgt = tvm.target.Target(target)
+    hand = HandWritten()
     stats: dict[str, int] = {}
     is_gpu = relax.backend.utils.BackendDispatcher.is_gpu_target(tgt)
 
@@ -74,8 +82,10 @@ def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None) -> Bu
             if database is not None:
                 with database:
                     mod = relax.transform.MetaScheduleApplyDatabase()(mod)
-                mod = tvm.transform.Sequential([relax.transform.SplitLayoutRewritePreproc(),
-                                                relax.transform.FoldConstant()])(mod)
+            if not is_gpu and hand_schedules:  # the functions the database left unscheduled
+                mod = dlight.ApplyDefaultSchedule(hand)(mod)
+            mod = tvm.transform.Sequential([relax.transform.SplitLayoutRewritePreproc(),
+                                            relax.transform.FoldConstant()])(mod)
             if is_gpu:
                 mod = dlight.ApplyDefaultSchedule(dlight.gpu.Matmul(), dlight.gpu.GEMV(), dlight.gpu.Reduction(),
                                                   dlight.gpu.GeneralReduction(), dlight.gpu.Fallback())(mod)
@@ -84,7 +94,7 @@ def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None) -> Bu
 
     with tvm.transform.PassContext(opt_level=3):
         executable = tvm.compile(mod, target=tgt, relax_pipeline=pipeline)
-    return Built(executable, stats["tasks"], stats["hits"])
+    return Built(executable, stats["tasks"], stats["hits"], dict(hand.applied))
 
 
 def fuse(mod: tvm.IRModule, target: dict[str, Any]) -> tvm.IRModule:

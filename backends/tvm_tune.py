@@ -23,6 +23,7 @@ from .tvm_target import import_tensor_intrin, target_key
 
 DATA = Path(__file__).resolve().parent / "data" / "tvm"
 WORKLOADS = "database_workload.json"
+UNTUNED = "compiled untuned (hand-written schedules on CPU, see tvm_schedule)"  # how a warning ends
 RECORDS = "database_tuning_record.json"
 MANIFEST = "manifest.json"
 TARGET_FIELDS = ("kind", "mcpu", "num-cores", "arch")  # what a tuned schedule's validity and speed depend on
@@ -102,16 +103,16 @@ def open_database(path: str | Path, target: dict[str, Any], *, create: bool = Fa
         for name in (WORKLOADS, RECORDS):
             (path / name).touch()
     if why := target_mismatch(opened.manifest, target):
-        opened.warnings.append(f"tuning database {path} was tuned for another target ({why}); compiled untuned")
+        opened.warnings.append(f"tuning database {path} was tuned for another target ({why}); {UNTUNED}")
         return opened
     if why := check_tables(path):
-        opened.warnings.append(f"tuning database {path} is unusable ({why}); compiled untuned")
+        opened.warnings.append(f"tuning database {path} is unusable ({why}); {UNTUNED}")
         return opened
     try:
         opened.database = ms.database.JSONDatabase(work_dir=str(path), allow_missing=False)
     except Exception as e:  # TVM raises its own error types for content it cannot parse
         opened.warnings.append(f"tuning database {path} failed to load ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0] if str(e) else ''}); compiled untuned")
+                               f"{str(e).splitlines()[0] if str(e) else ''}); {UNTUNED}")
     return opened
 
 
