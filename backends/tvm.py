@@ -114,7 +114,7 @@ def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: st
     if options.get("tune") and opened.database is not None:
         stats = tvm_tune.tune(lowered.mod, target, opened.database, opened.path, trials=options.get("trials"),
                               trials_per_task=options.get("trials_per_task"), seed=options.get("seed", 0))
-        info.update(tuning_s=stats["tuning_s"], trials=stats["trials"])
+        info.update(tuning_s=stats["tuning_s"], trials=stats["trials"], seeded=stats.get("seeded", 0))
         _record_tuning(opened, graph, target, stats)
     compile_start = time.perf_counter()
     hand = options.get("hand_schedules", True)

@@ -118,13 +118,15 @@ def open_database(path: str | Path, target: dict[str, Any], *, create: bool = Fa
 
 def tune(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, *, trials: int | None = None,
          trials_per_task: int | None = None, trials_per_iter: int = 64, seed: int = 0,
-         build_timeout_s: float = 120.0, run_timeout_s: float = 60.0) -> dict[str, Any]:
+         build_timeout_s: float = 120.0, run_timeout_s: float = 60.0, seed_hand: bool = True) -> dict[str, Any]:
     """Tune every task of ``mod`` with MetaSchedule into ``database``; returns what was spent.
 
     ``trials`` is the total budget (default 64 per task); ``trials_per_task`` caps each task (default: the
     budget shared evenly, rounded up), so the gradient scheduler cannot leave a task untuned. Each search
     round measures ``trials_per_iter`` candidates per task and then retrains the cost model.
     The measurement workers inherit TVM_NUM_THREADS (set it first), so they measure at the run's threads.
+    ``seed_hand``: first measure the hand-written schedules and add them to the database (see
+    ``seed_hand_schedules``); they are not counted in ``trials``.
     """
     from tvm.s_tir import meta_schedule as ms
 
@@ -138,17 +140,56 @@ def tune(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, *, tri
     per_task = trials_per_task or (math.ceil(trials / len(tasks)) if trials else 64)
     total = trials or per_task * len(tasks)
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(work_dir), seed=seed)
+    # Workers are fresh processes: give them the fast tensor_intrin import and room for LLVM on 2 cores.
+    builder = ms.builder.LocalBuilder(timeout_sec=build_timeout_s, initializer=import_tensor_intrin)
+    runner = ms.runner.LocalRunner(timeout_sec=run_timeout_s, initializer=import_tensor_intrin)
+    seeded = seed_hand_schedules(contexts, target, database, builder, runner) if seed_hand else 0
     before = len(database)
     ms.tune.tune_tasks(
         tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=total,
         max_trials_per_task=per_task, num_trials_per_iter=min(trials_per_iter, per_task),
-        # Workers are fresh processes: give them the fast tensor_intrin import and room for LLVM on 2 cores.
-        builder=ms.builder.LocalBuilder(timeout_sec=build_timeout_s, initializer=import_tensor_intrin),
-        runner=ms.runner.LocalRunner(timeout_sec=run_timeout_s, initializer=import_tensor_intrin),
-        database=database, cost_model="xgb", task_scheduler="gradient",
+        builder=builder, runner=runner, database=database, cost_model="xgb", task_scheduler="gradient",
     )
     return {"tasks": len(tasks), "trials": len(database) - before, "trials_per_task": per_task,
-            "tuning_s": time.perf_counter() - start}
+            "seeded": seeded, "tuning_s": time.perf_counter() - start}
+
+
+def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, builder: Any, runner: Any) -> int:
+    """Measure the hand-written schedule of every task it applies to (``tvm_schedule``), with the tuner's own
+    builder and runner, and commit it as a tuning record. The database then keeps whichever is faster, the hand
+    schedule or the best the search found, so a tuned compile is never slower than an untuned one (as measured);
+    a record already there for the workload is left alone. Returns the number of records committed."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from .tvm_schedule import HandWritten
+
+    tgt = tvm.target.Target(target)
+    rule, candidates = HandWritten(), []
+    for ctx in contexts:
+        workload = database.commit_workload(ctx.mod)
+        if database.get_top_k(workload, 1):
+            continue
+        sch = rule.apply(ctx.mod["main"], tgt, False)
+        if sch is not None:
+            candidates.append((ctx.mod, workload, sch))
+    if not candidates:
+        return 0
+    built = builder.build([ms.builder.BuilderInput(sch.mod, tgt) for _, _, sch in candidates])
+    inputs, kept = [], []
+    for (mod, workload, sch), result in zip(candidates, built, strict=True):
+        if result.error_msg is None:
+            args_info = ms.arg_info.ArgInfo.from_prim_func(mod["main"])
+            inputs.append(ms.runner.RunnerInput(result.artifact_path, "cpu", args_info))
+            kept.append((workload, sch, args_info))
+    committed = 0
+    for (workload, sch, args_info), future in zip(kept, runner.run(inputs), strict=True):
+        result = future.result()
+        if result.error_msg is None and result.run_secs:
+            database.commit_tuning_record(ms.database.TuningRecord(
+                sch.trace, workload, [float(t) for t in result.run_secs], tgt, args_info))
+            committed += 1
+    return committed
 
 
 def prune(src: Any, dst_dir: Path) -> Any:

@@ -278,3 +278,22 @@ def test_tune_measures_candidates_keeps_them_and_a_later_compile_reuses_them(tmp
     assert again.info["db_source"] == "given" and again.info["db_hits"] == 1 and again.info["trials"] == 0
     assert again.info["db_tuning"]["trials"] == info["trials"]
     assert compare(again(x), ref, "float32").ok
+
+
+def test_tuning_starts_from_the_hand_written_schedules(tmp_path):
+    """Before searching, tuning measures the hand-written schedule of each task and records it, so the database's
+    best record is never one slower than what an untuned compile would run."""
+    from tvm.s_tir import meta_schedule as ms
+
+    b = GraphBuilder("tvm_tune_seed", (1, 5, 7, 6))
+    g = b.build(b.relu(b.conv2d(b.input, 16, 3, padding=1, name="conv"), name="relu"))
+    params = cb.models.init_params(g, seed=0)
+    exe = TVM.compile(g, params, tune=True, trials=1, tuning_db=tmp_path / "db", threads=1)
+    assert exe.info["seeded"] == 1 and exe.info["trials"] == 1
+    db = ms.database.JSONDatabase(work_dir=str(tmp_path / "db"), allow_missing=False)
+    records = db.get_all_tuning_records()
+    assert len(records) == 2 and all(r.run_secs for r in records)
+    assert any("meta_schedule.layout_rewrite_preproc" in str(r.trace) for r in records)  # the hand schedule
+    x = np.random.default_rng(3).standard_normal((1, 5, 7, 6)).astype(np.float32)
+    ref = cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
+    assert compare(exe(x), ref, "float32").ok
