@@ -29,12 +29,25 @@ MANIFEST = "manifest.json"
 TARGET_FIELDS = ("kind", "mcpu", "num-cores", "arch")  # what a tuned schedule's validity and speed depend on
 
 
+HAND = "hand"  # subfolder: a database of the hand-written schedules' measured records (see seed_hand_schedules)
+
+
 @dataclass
 class OpenedDatabase:
     database: Any | None  # tvm.s_tir.meta_schedule.Database, or None when unusable
     path: Path | None
     manifest: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    hand: Any | None = None  # the hand-written schedules' records, kept apart: the search must not replay them
+
+    @property
+    def for_compile(self) -> Any | None:
+        """What a compile queries: per workload, the faster of the tuned and the hand-written record."""
+        if self.database is None or self.hand is None or len(self.hand) == 0:
+            return self.database
+        from tvm.s_tir import meta_schedule as ms
+
+        return ms.database.UnionDatabase(self.database, self.hand)
 
 
 def shipped_path(target: dict[str, Any], model: str) -> Path:
@@ -92,10 +105,9 @@ def check_tables(path: Path) -> str | None:
 def open_database(path: str | Path, target: dict[str, Any], *, create: bool = False) -> OpenedDatabase:
     """Open the database at ``path`` for ``target``; problems become warnings and ``database=None``.
 
-    ``create=True`` (tuning) makes the directory and empty tables when they are missing.
+    ``create=True`` (tuning) makes the directory and empty tables when they are missing. The hand-written
+    schedules' records, in the subfolder ``hand/`` when there is one, open as ``hand``.
     """
-    from tvm.s_tir import meta_schedule as ms
-
     path = Path(path)
     opened = OpenedDatabase(None, path, read_manifest(path))
     if create:
@@ -108,25 +120,42 @@ def open_database(path: str | Path, target: dict[str, Any], *, create: bool = Fa
     if why := check_tables(path):
         opened.warnings.append(f"tuning database {path} is unusable ({why}); {UNTUNED}")
         return opened
-    try:
-        opened.database = ms.database.JSONDatabase(work_dir=str(path), allow_missing=False)
-    except Exception as e:  # TVM raises its own error types for content it cannot parse
-        opened.warnings.append(f"tuning database {path} failed to load ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0] if str(e) else ''}); {UNTUNED}")
+    opened.database, why = _load(path)
+    if why:
+        opened.warnings.append(f"tuning database {path} failed to load ({why}); {UNTUNED}")
+        return opened
+    hand = path / HAND
+    if create:
+        hand.mkdir(exist_ok=True)
+        for name in (WORKLOADS, RECORDS):
+            (hand / name).touch()
+    if hand.is_dir():
+        opened.hand, why = _load(hand) if (why := check_tables(hand)) is None else (None, why)
+        if why:
+            opened.warnings.append(f"the hand-written schedules' records in {hand} are unusable ({why}); ignored")
     return opened
+
+
+def _load(path: Path) -> tuple[Any | None, str | None]:
+    from tvm.s_tir import meta_schedule as ms
+
+    try:
+        return ms.database.JSONDatabase(work_dir=str(path), allow_missing=False), None
+    except Exception as e:  # TVM raises its own error types for content it cannot parse
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def tune(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, *, trials: int | None = None,
          trials_per_task: int | None = None, trials_per_iter: int = 64, seed: int = 0,
-         build_timeout_s: float = 120.0, run_timeout_s: float = 60.0, seed_hand: bool = True) -> dict[str, Any]:
+         build_timeout_s: float = 120.0, run_timeout_s: float = 60.0, hand_database: Any = None) -> dict[str, Any]:
     """Tune every task of ``mod`` with MetaSchedule into ``database``; returns what was spent.
 
     ``trials`` is the total budget (default 64 per task); ``trials_per_task`` caps each task (default: the
     budget shared evenly, rounded up), so the gradient scheduler cannot leave a task untuned. Each search
     round measures ``trials_per_iter`` candidates per task and then retrains the cost model.
     The measurement workers inherit TVM_NUM_THREADS (set it first), so they measure at the run's threads.
-    ``seed_hand``: first measure the hand-written schedules and add them to the database (see
-    ``seed_hand_schedules``); they are not counted in ``trials``.
+    ``hand_database``: first measure the hand-written schedules into it (``seed_hand_schedules``; not counted
+    in ``trials``), so that a compile with both databases never picks a tuned record slower than them.
     """
     from tvm.s_tir import meta_schedule as ms
 
@@ -143,7 +172,7 @@ def tune(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, *, tri
     # Workers are fresh processes: give them the fast tensor_intrin import and room for LLVM on 2 cores.
     builder = ms.builder.LocalBuilder(timeout_sec=build_timeout_s, initializer=import_tensor_intrin)
     runner = ms.runner.LocalRunner(timeout_sec=run_timeout_s, initializer=import_tensor_intrin)
-    seeded = seed_hand_schedules(contexts, target, database, builder, runner) if seed_hand else 0
+    seeded = 0 if hand_database is None else seed_hand_schedules(contexts, target, hand_database, builder, runner)
     before = len(database)
     ms.tune.tune_tasks(
         tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=total,
@@ -154,11 +183,14 @@ def tune(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, *, tri
             "seeded": seeded, "tuning_s": time.perf_counter() - start}
 
 
-def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, builder: Any, runner: Any) -> int:
+def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, builder: Any, runner: Any,
+                        force: bool = False) -> int:
     """Measure the hand-written schedule of every task it applies to (``tvm_schedule``), with the tuner's own
-    builder and runner, and commit it as a tuning record. The database then keeps whichever is faster, the hand
-    schedule or the best the search found, so a tuned compile is never slower than an untuned one (as measured);
-    a record already there for the workload is left alone. Returns the number of records committed."""
+    builder and runner, and commit it as a tuning record into ``database``: a database of its own, queried with
+    the tuned one through a UnionDatabase (the faster record wins), because MetaSchedule's search replays the
+    records of the database it tunes into, and its layout-rewrite postprocessor fails on a trace that has
+    already rewritten the weights. A workload that already has a record is left alone unless ``force``.
+    Returns the records committed."""
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
@@ -168,7 +200,7 @@ def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, b
     rule, candidates = HandWritten(), []
     for ctx in contexts:
         workload = database.commit_workload(ctx.mod)
-        if database.get_top_k(workload, 1):
+        if database.get_top_k(workload, 1) and not force:
             continue
         sch = rule.apply(ctx.mod["main"], tgt, False)
         if sch is not None:
@@ -177,9 +209,9 @@ def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, b
         return 0
     built = builder.build([ms.builder.BuilderInput(sch.mod, tgt) for _, _, sch in candidates])
     inputs, kept = [], []
-    for (mod, workload, sch), result in zip(candidates, built, strict=True):
+    for (_, workload, sch), result in zip(candidates, built, strict=True):
         if result.error_msg is None:
-            args_info = ms.arg_info.ArgInfo.from_prim_func(mod["main"])
+            args_info = ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)  # what is measured
             inputs.append(ms.runner.RunnerInput(result.artifact_path, "cpu", args_info))
             kept.append((workload, sch, args_info))
     committed = 0
@@ -192,17 +224,34 @@ def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, b
     return committed
 
 
-def prune(src: Any, dst_dir: Path) -> Any:
-    """Add the best record of every workload of database ``src`` to the database at ``dst_dir`` (created when
-    missing): what gets shipped, a few KB per task instead of every measured candidate."""
+def seed(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, force: bool = False) -> int:
+    """`seed_hand_schedules` for every task of ``mod``, outside a tuning run (the tuning-curve study)."""
     from tvm.s_tir import meta_schedule as ms
 
-    dst_dir.mkdir(parents=True, exist_ok=True)
-    for name in (WORKLOADS, RECORDS):
-        (dst_dir / name).touch()
-    dst = ms.database.JSONDatabase(work_dir=str(dst_dir), allow_missing=False)
-    src.dump_pruned(dst)
-    return dst
+    from .tvm_compile import extract_tasks
+
+    import_tensor_intrin()
+    contexts, _ = ms.relax_integration.extracted_tasks_to_tune_contexts(extract_tasks(mod, target), str(work_dir))
+    return seed_hand_schedules(contexts, target, database,
+                               ms.builder.LocalBuilder(timeout_sec=120.0, initializer=import_tensor_intrin),
+                               ms.runner.LocalRunner(timeout_sec=60.0, initializer=import_tensor_intrin), force)
+
+
+def prune(src: Any, dst_dir: Path, hand: Any = None) -> Any:
+    """Add the best record of every workload of database ``src`` to the database at ``dst_dir`` (created when
+    missing), and those of ``hand`` to its ``hand/``: what gets shipped, a few KB per task instead of every
+    measured candidate."""
+    from tvm.s_tir import meta_schedule as ms
+
+    for source, folder in ((src, dst_dir), (hand, dst_dir / HAND)):
+        if source is None:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in (WORKLOADS, RECORDS):
+            (folder / name).touch()
+        dst = ms.database.JSONDatabase(work_dir=str(folder), allow_missing=False)
+        source.dump_pruned(dst)
+    return ms.database.JSONDatabase(work_dir=str(dst_dir), allow_missing=False)
 
 
 def record_workload(path: Path, target: dict[str, Any], model: str, input_shape: list[list[int]],

@@ -1,6 +1,9 @@
 """The tuning-curve study: a model compiled with the first k MetaSchedule trials of every task, for several k,
 timed against torch eager and ONNX Runtime in the same process, same threads, in interleaved rounds (each
 candidate's calls back to back after a pause, so no backend's spinning worker threads overlap another's calls).
+Two TVM series: MetaSchedule alone (k = 0 is TVM's plain loops), and MetaSchedule seeded with the backend's
+hand-written schedules (measured here and added to each truncated database, as ``tune=True`` does; k = 0 is the
+hand-written schedules alone), whose database keeps, per task, the faster of the two.
 
     nice -n 19 python benchmarks/tvm_curve.py resnet18 --points 0,4,8,16,32,64 -o reports/tvm
 
@@ -85,18 +88,32 @@ def main(argv: list[str] | None = None) -> int:
     lowered = tvm_lower.lower(graph, cast_params(graph, params, "float32"))
     rows, runs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
+        # The hand-written schedules, measured once with MetaSchedule's builder and runner, as tune=True does.
+        hand = tvm_tune.open_database(Path(tmp) / "hand-db", target, create=True).hand
+        seeded = tvm_tune.seed(lowered.mod, target, hand, Path(tmp) / "seed-logs")
+        print(f"measured {seeded} hand-written schedules", flush=True)
         for k in (int(v) for v in args.points.split(",")):
-            db, n = (None, 0)
-            if k > 0:
-                path, n = truncated_database(work, k, Path(tmp) / f"k{k}")
-                db = tvm_tune.open_database(path, target).database
-            start = time.perf_counter()
-            built = tvm_compile.build(lowered.mod, target, db)
-            build_s = time.perf_counter() - start
-            runs[f"tvm k={k}"] = vm_runner(built.executable, x)
-            rows.append({"candidate": f"tvm k={k}", "trials_per_task": k, "trials": n, "hits": built.hits,
-                         "tasks": built.tasks, "build_s": round(build_s, 2), "tuning_s": stages.get(k)})
-            print(f"k={k}: {n} records, {built.hits}/{built.tasks} hits, built in {build_s:.1f} s", flush=True)
+            # Two series: MetaSchedule alone (k = 0: TVM's plain loops), and MetaSchedule seeded with the
+            # hand-written schedules, measured now and added to the first k records (k = 0: the hand schedules).
+            for series in ("metaschedule", "seeded"):
+                db, n = None, 0
+                if k > 0:
+                    path, n = truncated_database(work, k, Path(tmp) / f"{series}{k}")
+                    opened = tvm_tune.open_database(path, target)
+                    opened.hand = hand if series == "seeded" else None
+                    db = opened.for_compile
+                start = time.perf_counter()
+                built = tvm_compile.build(lowered.mod, target, db, hand_schedules=series == "seeded")
+                build_s = time.perf_counter() - start
+                name = f"{series} k={k}"
+                runs[name] = vm_runner(built.executable, x)
+                rows.append({"candidate": name, "series": series, "trials_per_task": k, "trials": n,
+                             "hand_records": seeded if series == "seeded" and k else 0, "hits": built.hits,
+                             "tasks": built.tasks,
+                             "hand_scheduled": sum(built.hand_scheduled.values()), "build_s": round(build_s, 2),
+                             "tuning_s": stages.get(k)})
+                print(f"{name}: {n} records, {built.hits}/{built.tasks} hits, "
+                      f"built in {build_s:.1f} s", flush=True)
     peers = {"torch eager": ("torch", {"threads": args.threads}),
              "onnxruntime": ("onnxruntime", {"threads": args.threads})}
     for name, (backend, options) in peers.items():
@@ -160,12 +177,16 @@ def plot(table, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tvm_rows = table[table.candidate.str.startswith("tvm")]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.errorbar(tvm_rows.trials_per_task, tvm_rows.median_ms,
-                yerr=[tvm_rows.median_ms - tvm_rows.q1_ms, tvm_rows.q3_ms - tvm_rows.median_ms],
-                marker="o", capsize=3, label="TVM + MetaSchedule (first k trials of each task)")
-    for (_, row), style in zip(table[~table.candidate.str.startswith("tvm")].iterrows(), ("--", ":"), strict=False):
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    labels = {"metaschedule": "TVM + MetaSchedule, first k trials per task (k = 0: TVM's plain loops)",
+              "seeded": "same, seeded with the hand-written schedules (k = 0: those alone)"}
+    for series, label in labels.items():
+        rows = table[table.series == series]
+        ax.errorbar(rows.trials_per_task, rows.median_ms, yerr=[rows.median_ms - rows.q1_ms,
+                                                                rows.q3_ms - rows.median_ms],
+                    marker="o", capsize=3, label=label)
+    peers = table[table.series.isna()]
+    for (_, row), style in zip(peers.iterrows(), ("--", ":"), strict=False):
         ax.axhline(row.median_ms, linestyle=style, color="gray", label=f"{row.candidate} ({row.median_ms:.1f} ms)")
     ax.set_xscale("symlog", linthresh=4)
     ax.set_yscale("log")
@@ -173,7 +194,7 @@ def plot(table, path: Path, title: str) -> None:
     ax.set_ylabel("latency, median (ms, log scale)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

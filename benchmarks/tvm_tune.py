@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                         "does not replay the first one's random samples)")
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--ship", action="store_true", help="add the best schedules to the shipped database")
+    p.add_argument("--no-hand", action="store_true",
+                   help="do not measure the hand-written schedules into <work>/hand (MetaSchedule alone)")
     args = p.parse_args(argv)
 
     import convbench as cb
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     before = next((w for w in opened.manifest.get("workloads", []) if w.get("input_shape") == shape), None)
     seed = args.seed if args.seed is not None else len(opened.database)
     stats = tvm_tune.tune(lowered.mod, target, opened.database, work, trials=args.trials,
-                          trials_per_task=args.trials_per_task, trials_per_iter=args.trials_per_iter, seed=seed)
+                          trials_per_task=args.trials_per_task, trials_per_iter=args.trials_per_iter, seed=seed,
+                          hand_database=None if args.no_hand else opened.hand)
     print(f"tuned {stats['tasks']} tasks, {stats['trials']} trials in {stats['tuning_s']:.0f} s", flush=True)
     # With a shared budget, tasks get different numbers of trials: record the mean per task.
     per_task = args.trials_per_task if args.trials is None else round(stats["trials"] / stats["tasks"], 1)
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     so_far = next(w for w in done["workloads"] if w["input_shape"] == shape)  # this run and earlier ones
 
     start = time.perf_counter()
-    built = tvm_compile.build(lowered.mod, target, opened.database)
+    built = tvm_compile.build(lowered.mod, target, opened.for_compile)
     build_s = time.perf_counter() - start
     latency_ms = measure(built.executable, graph)
     print(f"compile with the database: {build_s:.1f} s, {built.hits}/{built.tasks} tasks hit; "
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.ship:
         ship = tvm_tune.shipped_path(target, graph.name)
-        tvm_tune.prune(opened.database, ship)
+        tvm_tune.prune(opened.database, ship, opened.hand)
         manifest = tvm_tune.record_workload(
             ship, target, graph.name, shape, accumulate=False, tasks=stats["tasks"], trials=so_far["trials"],
             trials_per_task=so_far["trials_per_task"], tuning_s=so_far["tuning_s"], threads=args.threads,

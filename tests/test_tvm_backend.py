@@ -281,8 +281,9 @@ def test_tune_measures_candidates_keeps_them_and_a_later_compile_reuses_them(tmp
 
 
 def test_tuning_starts_from_the_hand_written_schedules(tmp_path):
-    """Before searching, tuning measures the hand-written schedule of each task and records it, so the database's
-    best record is never one slower than what an untuned compile would run."""
+    """Before searching, tuning measures the hand-written schedule of each task into the database's hand/ folder;
+    a compile queries both and takes the faster record, so tuning never makes a function slower than the
+    untuned compile would (as measured)."""
     from tvm.s_tir import meta_schedule as ms
 
     b = GraphBuilder("tvm_tune_seed", (1, 5, 7, 6))
@@ -290,10 +291,14 @@ def test_tuning_starts_from_the_hand_written_schedules(tmp_path):
     params = cb.models.init_params(g, seed=0)
     exe = TVM.compile(g, params, tune=True, trials=1, tuning_db=tmp_path / "db", threads=1)
     assert exe.info["seeded"] == 1 and exe.info["trials"] == 1
-    db = ms.database.JSONDatabase(work_dir=str(tmp_path / "db"), allow_missing=False)
-    records = db.get_all_tuning_records()
-    assert len(records) == 2 and all(r.run_secs for r in records)
-    assert any("meta_schedule.layout_rewrite_preproc" in str(r.trace) for r in records)  # the hand schedule
+    tuned = ms.database.JSONDatabase(work_dir=str(tmp_path / "db"), allow_missing=False).get_all_tuning_records()
+    hand = ms.database.JSONDatabase(work_dir=str(tmp_path / "db" / "hand"),
+                                    allow_missing=False).get_all_tuning_records()
+    assert len(tuned) == 1 and len(hand) == 1 and hand[0].run_secs
+    assert "meta_schedule.layout_rewrite_preproc" in str(hand[0].trace)  # the weights packed by tvm_schedule
+    # Tuning again into the same folder searches from the tuned records only, and measures no hand schedule twice.
+    again = TVM.compile(g, params, tune=True, trials=1, tuning_db=tmp_path / "db", threads=1)
+    assert again.info["seeded"] == 0 and again.info["db_hits"] == again.info["db_tasks"] == 1
     x = np.random.default_rng(3).standard_normal((1, 5, 7, 6)).astype(np.float32)
     ref = cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
     assert compare(exe(x), ref, "float32").ok
