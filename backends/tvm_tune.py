@@ -166,7 +166,7 @@ def tune(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, *, tri
     tasks = extract_tasks(mod, target)
     if not tasks:
         return {"tasks": 0, "trials": 0, "tuning_s": 0.0}
-    per_task = trials_per_task or (math.ceil(trials / len(tasks)) if trials else 64)
+    per_task = trials_per_task if trials_per_task is not None else (math.ceil(trials / len(tasks)) if trials else 64)
     total = trials or per_task * len(tasks)
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(work_dir), seed=seed)
     # Workers are fresh processes: give them the fast tensor_intrin import and room for LLVM on 2 cores.
@@ -174,6 +174,9 @@ def tune(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, *, tri
     runner = ms.runner.LocalRunner(timeout_sec=run_timeout_s, initializer=import_tensor_intrin)
     seeded = 0 if hand_database is None else seed_hand_schedules(contexts, target, hand_database, builder, runner)
     before = len(database)
+    if per_task == 0:  # measure the hand-written schedules only
+        return {"tasks": len(tasks), "trials": 0, "trials_per_task": 0, "seeded": seeded,
+                "tuning_s": time.perf_counter() - start}
     ms.tune.tune_tasks(
         tasks=contexts, task_weights=weights, work_dir=str(work_dir), max_trials_global=total,
         max_trials_per_task=per_task, num_trials_per_iter=min(trials_per_iter, per_task),

@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--trials-per-task", type=int, default=64,
-                   help="trials per task (with --trials: the cap per task)")
+                   help="trials per task (with --trials: the cap per task; 0: measure the hand-written "
+                        "schedules only)")
     p.add_argument("--trials", type=int, default=None,
                    help="total budget shared by MetaSchedule's gradient scheduler, which spends it where the "
                         "estimated latency gain is largest (default: trials per task × tasks, evenly)")
