@@ -15,7 +15,7 @@ from convbench.backends.tvm_target import target_dict
 from convbench.testing import conformance_params, model_case
 from convbench.testing.fuzz import differential_test
 
-pytest.importorskip("tvm")
+tvm = pytest.importorskip("tvm")
 
 # One model per family and every op the zoo uses; the VGGs and deep ResNets add minutes and nothing new.
 MODELS = ["lenet5", "alexnet_2012", "googlenet", "resnet18", "mobilenet_v2", "squeezenet1_0"]
@@ -45,3 +45,27 @@ def test_resnet18_with_the_shipped_database():
     assert info["db_source"] == "shipped" and info["warnings"] == []
     assert info["db_hits"] == info["db_tasks"] > 0
     assert compare(exe(*case.input_list()), case.reference[0], "float32").ok
+
+
+SHIPPED = sorted(p for p in tvm_tune.DATA.glob("*/*") if (p / tvm_tune.RECORDS).is_file())
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=[f"{p.parent.name}/{p.name}" for p in SHIPPED])
+def test_every_shipped_database_still_matches_the_lowering(folder):
+    """On any CPU: a shipped database was tuned on the functions our lowering produced then; a change to the
+    lowering or the fusion pipeline that changes them makes the database silently useless. Each tuned input shape
+    of the manifest must find a record for every fused function, tuned and hand-written alike."""
+    from convbench.backends import tvm_compile, tvm_lower
+    from convbench.backends.numpy_ref import cast_params
+
+    manifest = tvm_tune.read_manifest(folder)
+    target = {**target_dict("cpu"), **{k: manifest["target"][k] for k in ("mcpu", "num-cores")}}
+    opened = tvm_tune.open_database(folder, target)
+    assert opened.database is not None and opened.warnings == []
+    for workload in manifest["workloads"]:
+        (n, _, size, _), = workload["input_shape"]
+        graph = cb.models.build(manifest["model"], batch=n, image_size=size)
+        params = cast_params(graph, cb.models.init_params(graph, seed=0, calibrate=False), "float32")
+        fused = tvm_compile.fuse(tvm_lower.lower(graph, params).mod, target)
+        hits, tasks = tvm_compile.count_hits(fused, tvm.target.Target(target), opened.for_compile)
+        assert hits == tasks, f"{folder.name} b{n}: {hits} of {tasks} fused functions have a record"
