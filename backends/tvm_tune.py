@@ -13,6 +13,7 @@ loader aborts the process on some malformed input instead of raising.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -168,6 +169,7 @@ def tune(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, *, tri
         return {"tasks": 0, "trials": 0, "tuning_s": 0.0}
     per_task = trials_per_task if trials_per_task is not None else (math.ceil(trials / len(tasks)) if trials else 64)
     total = trials or per_task * len(tasks)
+    _drop_unnamed_log_handlers()
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(work_dir), seed=seed)
     # Workers are fresh processes: give them the fast tensor_intrin import and room for LLVM on 2 cores.
     builder = ms.builder.LocalBuilder(timeout_sec=build_timeout_s, initializer=import_tensor_intrin)
@@ -184,6 +186,15 @@ def tune(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, *, tri
     )
     return {"tasks": len(tasks), "trials": len(database) - before, "trials_per_task": per_task,
             "seeded": seeded, "tuning_s": time.perf_counter() - start}
+
+
+def _drop_unnamed_log_handlers() -> None:
+    """MetaSchedule's logging set-up re-lists the handlers already on its logger by name, and fails (AttributeError
+    inside logging.py) on one without a name, which a second tuning run in the same process can meet (seen under
+    pytest). Such a handler is not MetaSchedule's own: drop it before the set-up runs."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in [h for h in logger.handlers if h.get_name() is None]:
+        logger.removeHandler(handler)
 
 
 def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, builder: Any, runner: Any,
@@ -234,6 +245,7 @@ def seed(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, force:
     from .tvm_compile import extract_tasks
 
     import_tensor_intrin()
+    _drop_unnamed_log_handlers()
     contexts, _ = ms.relax_integration.extracted_tasks_to_tune_contexts(extract_tasks(mod, target), str(work_dir))
     return seed_hand_schedules(contexts, target, database,
                                ms.builder.LocalBuilder(timeout_sec=120.0, initializer=import_tensor_intrin),

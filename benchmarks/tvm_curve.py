@@ -189,6 +189,9 @@ def plot(table, path: Path, title: str) -> None:
     for (_, row), style in zip(peers.iterrows(), ("--", ":"), strict=False):
         ax.axhline(row.median_ms, linestyle=style, color="gray", label=f"{row.candidate} ({row.median_ms:.1f} ms)")
     ax.set_xscale("symlog", linthresh=4)
+    points = sorted(table.trials_per_task.dropna().unique())
+    ax.set_xticks(points, [f"{k:g}" for k in points])
+    ax.minorticks_off()
     ax.set_yscale("log")
     ax.set_xlabel("tuning trials per task (0 = untuned)")
     ax.set_ylabel("latency, median (ms, log scale)")
