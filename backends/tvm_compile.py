@@ -38,6 +38,7 @@ class Built:
     tasks: int  # fused TIR functions: what tuning would work on
     hits: int  # of those, how many the database had a schedule for
     hand_scheduled: dict[str, int]  # of the rest, how many each hand-written rule scheduled (tvm_schedule.RULES)
+    hand_hits: int = 0  # of the hits, how many were the hand-written schedule's measured record (it was faster)
 
 
 def _passes(target: tvm.target.Target) -> Any:
@@ -56,19 +57,31 @@ def tir_functions(mod: tvm.IRModule) -> list[tuple[str, Any]]:
     return [(gv.name_hint, f) for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
 
 
-def count_hits(fused: tvm.IRModule, target: tvm.target.Target, database: Any) -> tuple[int, int]:
-    """(hits, tasks): fused TIR functions the database has a tuning record for, out of all of them."""
+def count_hits(fused: tvm.IRModule, target: tvm.target.Target, database: Any,
+               hand_database: Any = None) -> tuple[int, int, int]:
+    """(hits, tasks, hand): fused TIR functions the database has a tuning record for, out of all of them, and of
+    the hits, how many get the hand-written schedule's record (``hand_database``'s) rather than a tuned one."""
     funcs = tir_functions(fused)
     if database is None:
-        return 0, len(funcs)
-    hits = sum(database.query_tuning_record(_normalize_mod(f), target, name) is not None for name, f in funcs)
-    return hits, len(funcs)
+        return 0, len(funcs), 0
+    hits = hand = 0
+    for name, func in funcs:
+        mod = _normalize_mod(func)
+        record = database.query_tuning_record(mod, target, name)
+        if record is None:
+            continue
+        hits += 1
+        mine = hand_database.query_tuning_record(mod, target, name) if hand_database is not None else None
+        hand += mine is not None and str(mine.trace) == str(record.trace)
+    return hits, len(funcs), hand
 
 
-def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None, hand_schedules: bool = True) -> Built:
+def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None, hand_schedules: bool = True,
+          hand_database: Any = None) -> Built:
     """Compile ``mod`` for ``target`` (a target dict), with ``database`` (a MetaSchedule Database) or none;
     ``hand_schedules``: on CPU, functions without a database record get ``tvm_schedule``'s hand-written
-    schedules instead of TVM's plain single-threaded loops."""
+    schedules instead of TVM's plain single-threaded loops; ``hand_database`` (the hand-written schedules'
+    records, part of ``database``) only serves to count how many functions got those rather than tuned ones."""
     tgt = tvm.target.Target(target)
     hand = HandWritten()
     stats: dict[str, int] = {}
@@ -78,7 +91,7 @@ def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None, hand_
     def pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         with tgt:
             mod = tvm.transform.Sequential(_fuse_passes(tgt))(mod)
-            stats["hits"], stats["tasks"] = count_hits(mod, tgt, database)
+            stats["hits"], stats["tasks"], stats["hand_hits"] = count_hits(mod, tgt, database, hand_database)
             if database is not None:
                 with database:
                     mod = relax.transform.MetaScheduleApplyDatabase()(mod)
@@ -94,7 +107,7 @@ def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None, hand_
 
     with tvm.transform.PassContext(opt_level=3):
         executable = tvm.compile(mod, target=tgt, relax_pipeline=pipeline)
-    return Built(executable, stats["tasks"], stats["hits"], dict(hand.applied))
+    return Built(executable, stats["tasks"], stats["hits"], dict(hand.applied), stats["hand_hits"])
 
 
 def fuse(mod: tvm.IRModule, target: dict[str, Any]) -> tvm.IRModule:
