@@ -168,7 +168,7 @@ def test_killing_the_sweep_leaves_valid_jsonl_and_resume_completes_it(tmp_path, 
     while not children:
         children = psutil.Process(parent.pid).children(recursive=True)
     parent.send_signal(sig)
-    rc = parent.wait(timeout=30)
+    rc = parent.wait(timeout=90)  # seconds normally (5 s here); 30 s was once too short beside MetaSchedule's workers
     assert rc == (130 if sig == signal.SIGINT else -signal.SIGKILL)
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, "the hanging child outlived the sweep"
