@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.ship:
         ship = tvm_tune.shipped_path(target, graph.name)
-        tvm_tune.prune(opened.database, ship, opened.hand)
+        tvm_tune.prune(opened.database, ship, opened.hand, target)  # both measured again, back to back
         manifest = tvm_tune.record_workload(
             ship, target, graph.name, shape, accumulate=False, tasks=stats["tasks"], trials=so_far["trials"],
             trials_per_task=so_far["trials_per_task"], tuning_s=so_far["tuning_s"], threads=args.threads,

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                           "max_rel_error": float(f"{compare(exe(x), ref, 'float32').max_rel:.3g}")}
             if name == "tvm":
                 i = exe.info
-                info[name].update(db_hits=i["db_hits"], db_tasks=i["db_tasks"], warnings="; ".join(i["warnings"]),
+                info[name].update(db_hits=i["db_hits"], db_tasks=i["db_tasks"], db_hand_hits=i["db_hand_hits"],
+                                  warnings="; ".join(i["warnings"]),
                                   db_trials_per_task=(i.get("db_tuning") or {}).get("trials_per_task"),
                                   db_tuning_s=(i.get("db_tuning") or {}).get("tuning_s"))
             runs[name] = exe
