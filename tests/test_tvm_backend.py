@@ -289,8 +289,11 @@ def test_tuning_starts_from_the_hand_written_schedules(tmp_path):
     b = GraphBuilder("tvm_tune_seed", (1, 5, 7, 6))
     g = b.build(b.relu(b.conv2d(b.input, 16, 3, padding=1, name="conv"), name="relu"))
     params = cb.models.init_params(g, seed=0)
+    x = np.random.default_rng(3).standard_normal((1, 5, 7, 6)).astype(np.float32)
+    ref = cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
     exe = TVM.compile(g, params, tune=True, trials=1, tuning_db=tmp_path / "db", threads=1)
     assert exe.info["seeded"] == 1 and exe.info["trials"] == 1
+    assert compare(exe(x), ref, "float32").ok
     tuned = ms.database.JSONDatabase(work_dir=str(tmp_path / "db"), allow_missing=False).get_all_tuning_records()
     hand = ms.database.JSONDatabase(work_dir=str(tmp_path / "db" / "hand"),
                                     allow_missing=False).get_all_tuning_records()
@@ -299,6 +302,9 @@ def test_tuning_starts_from_the_hand_written_schedules(tmp_path):
     # Tuning again into the same folder searches from the tuned records only, and measures no hand schedule twice.
     again = TVM.compile(g, params, tune=True, trials=1, tuning_db=tmp_path / "db", threads=1)
     assert again.info["seeded"] == 0 and again.info["db_hits"] == again.info["db_tasks"] == 1
-    x = np.random.default_rng(3).standard_normal((1, 5, 7, 6)).astype(np.float32)
-    ref = cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
-    assert compare(exe(x), ref, "float32").ok
+    # Shipping re-measures the best tuned and the hand-written record back to back and keeps one of each.
+    opened = tvm_tune.open_database(tmp_path / "db", target_dict("cpu"))
+    tvm_tune.prune(opened.database, tmp_path / "ship", opened.hand, target_dict("cpu"))
+    shipped = tvm_tune.open_database(tmp_path / "ship", target_dict("cpu"))
+    assert len(shipped.database) == len(shipped.hand) == 1
+    assert compare(TVM.compile(g, params, tuning_db=tmp_path / "ship", threads=1)(x), ref, "float32").ok
