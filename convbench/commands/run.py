@@ -104,6 +104,9 @@ def _backends(value: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     sweep = build_sweep(args)
     signal.signal(signal.SIGTERM, _interrupt)
+    # Python leaves SIGINT ignored when it started ignored (a background job of a non-interactive shell, or a parent
+    # that ignored it): Ctrl-C or `kill -INT` would then not stop the sweep, which must end, record and exit 130.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     progress = _Progress(quiet=args.quiet)
     try:
         prepare_output(sweep.output, sweep.resume, sweep.overwrite)  # fail before the progress bar appears
