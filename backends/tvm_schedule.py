@@ -52,6 +52,15 @@ AVX512_CPUS = frozenset({
 })
 
 
+def lanes_dividing(channels: int, target: Any) -> int | None:
+    """The widest vector (the target's, or a half or quarter of it, down to 4 floats) that divides ``channels``:
+    the kernels have no ragged vector; None when not even 4 does."""
+    lanes = vector_lanes(target)
+    while lanes > 4 and channels % lanes:
+        lanes //= 2
+    return lanes if channels % lanes == 0 else None
+
+
 def _largest_divisor(n: int, cap: int) -> int:
     return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
 
@@ -86,10 +95,8 @@ def schedule_conv2d(func: tirx.PrimFunc, target: Any) -> s_tir.Schedule | None:
     if len(before) > 1:
         return None
     out_channels, out_w = (int(sch.get(lp).extent) for lp in (sch.get_loops(conv)[1], sch.get_loops(conv)[3]))
-    lanes = vector_lanes(target)
-    while lanes > 4 and out_channels % lanes:
-        lanes //= 2
-    if out_channels % lanes:
+    lanes = lanes_dividing(out_channels, target)
+    if lanes is None:
         return None
     wi, om = register_tile(out_w, out_channels // lanes)
 
@@ -138,10 +145,8 @@ def schedule_matmul(func: tirx.PrimFunc, target: Any) -> s_tir.Schedule | None:
         return None
     mm, after = blocks[0], blocks[1:]
     rows, cols = (int(sch.get(lp).extent) for lp in sch.get_loops(mm)[:2])
-    lanes = vector_lanes(target)
-    while lanes > 4 and cols % lanes:
-        lanes //= 2
-    if cols % lanes:
+    lanes = lanes_dividing(cols, target)
+    if lanes is None:
         return None
     mi, nm = register_tile(rows, cols // lanes)
     for block in after[:-1]:
