@@ -118,14 +118,14 @@ def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: st
     lowered = tvm_lower.lower(graph, params, dtype, options.get("bind_weights", True), fallback)
     info["folded_batch_norms"] = len(lowered.folded_bn)
     opened = _database(graph, target, dtype, options, info)
+    hand = options.get("hand_schedules", True)
     if options.get("tune") and opened.database is not None:
         stats = tvm_tune.tune(lowered.mod, target, opened.database, opened.path, trials=options.get("trials"),
                               trials_per_task=options.get("trials_per_task"), seed=options.get("seed", 0),
-                              hand_database=opened.hand if options.get("hand_schedules", True) else None)
+                              hand_database=opened.hand if hand else None)
         info.update(tuning_s=stats["tuning_s"], trials=stats["trials"], seeded=stats.get("seeded", 0))
         _record_tuning(opened, graph, target, stats)
     compile_start = time.perf_counter()
-    hand = options.get("hand_schedules", True)
     try:
         built = tvm_compile.build(lowered.mod, target, opened.for_compile, hand, opened.hand)
     except Exception as e:  # a record whose schedule no longer applies: TVM raises while applying it

@@ -1,8 +1,9 @@
-"""A hand-written CPU schedule for TVM's fused conv2d functions: what an untuned compile runs instead of plain loops.
+"""Hand-written CPU schedules for TVM's fused functions: what an untuned compile runs instead of plain loops.
 
 Untuned, TVM 0.27 legalizes a conv2d into naive scalar loops on one thread (ResNet-50 takes seconds), and its
 default CPU pipeline has no conv schedule (DLight's CPU rules cover GEMV and reductions only). This rule is the
-classic direct-convolution micro-kernel, written as a TIR schedule on the legalized NCHW function:
+classic direct-convolution micro-kernel, written as a TIR schedule on the legalized NCHW function (matmul gets
+the same micro-kernel; everything else, parallel loops):
 
 - the output channels are tiled ``om × V`` (V = the SIMD width in floats: 16 with AVX-512, 8 with AVX2) and the
   output row ``wi`` pixels at a time; the ``wi × om`` accumulator vectors live in registers (a ``local`` buffer
@@ -76,6 +77,14 @@ def register_tile(out_w: int, channel_vectors: int) -> tuple[int, int]:
     return min(candidates, key=lambda t: (1 / t[0] + 1 / t[1], -t[0] * t[1]))
 
 
+def _prepack(sch: s_tir.Schedule, block: Any, index_map: Any) -> None:
+    """Re-lay out ``block``'s weight (its read 1) by ``index_map`` in a block of its own, annotated so that
+    ``SplitLayoutRewritePreproc`` moves it out and ``FoldConstant`` runs it once, at compile time."""
+    packed = sch.cache_read(block, 1, "global")
+    sch.transform_layout(packed, ("write", 0), index_map)
+    sch.annotate(packed, PREPROC, True)
+
+
 def _is_conv(sch: s_tir.Schedule, block: Any) -> bool:
     stmt = sch.get(block)
     kinds = [iv.iter_type for iv in stmt.iter_vars]
@@ -86,15 +95,12 @@ def schedule_conv2d(func: tirx.PrimFunc, target: Any) -> s_tir.Schedule | None:
     """The schedule described in the module docstring, or None where it does not apply."""
     sch = s_tir.Schedule(func)
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
-    convs = [b for b in blocks if _is_conv(sch, b)]
-    if len(convs) != 1:
+    positions = [i for i, b in enumerate(blocks) if _is_conv(sch, b)]
+    if len(positions) != 1 or positions[0] > 1:  # one conv, after at most its padding
         return None
-    conv = convs[0]
-    position = [sch.get(b).name_hint for b in blocks].index(sch.get(conv).name_hint)
-    before, after = blocks[:position], blocks[position + 1:]
-    if len(before) > 1:
-        return None
-    out_channels, out_w = (int(sch.get(lp).extent) for lp in (sch.get_loops(conv)[1], sch.get_loops(conv)[3]))
+    conv, before, after = blocks[positions[0]], blocks[:positions[0]], blocks[positions[0] + 1:]
+    _, o, _, w, *_ = sch.get_loops(conv)
+    out_channels, out_w = int(sch.get(o).extent), int(sch.get(w).extent)
     lanes = lanes_dividing(out_channels, target)
     if lanes is None:
         return None
@@ -108,12 +114,9 @@ def schedule_conv2d(func: tirx.PrimFunc, target: Any) -> s_tir.Schedule | None:
     wo, wi_loop = sch.split(w, [None, wi])
     sch.reorder(n, oo, h, wo, c, kh, kw, wi_loop, om_loop, ov)
 
-    # Weights: (O, C, KH, KW) -> (O/(om·V), C, KH, KW, om·V), evaluated once at compile time.
-    packed = sch.cache_read(conv, 1, "global")
+    # Weights: (O, C, KH, KW) -> (O/(om·V), C, KH, KW, om·V).
     block_o = om * lanes
-    sch.transform_layout(packed, ("write", 0),
-                         lambda o_, c_, kh_, kw_: (o_ // block_o, c_, kh_, kw_, o_ % block_o))
-    sch.annotate(packed, PREPROC, True)
+    _prepack(sch, conv, lambda o_, c_, kh_, kw_: (o_ // block_o, c_, kh_, kw_, o_ % block_o))
 
     store = sch.cache_write(conv, 0, "local")  # conv now accumulates into `local`; `store` writes it out
     sch.transform_layout(conv, ("write", 0), lambda n_, o_, h_, w_: (n_, h_, w_, o_))  # channels innermost
@@ -155,10 +158,8 @@ def schedule_matmul(func: tirx.PrimFunc, target: Any) -> s_tir.Schedule | None:
     mo, mi_loop = sch.split(m, [None, mi])
     no, nm_loop, nv = sch.split(n, [None, nm, lanes])
     sch.reorder(no, mo, k, mi_loop, nm_loop, nv)
-    packed = sch.cache_read(mm, 1, "global")
     block_n = nm * lanes
-    sch.transform_layout(packed, ("write", 0), lambda k_, n_: (n_ // block_n, k_, n_ % block_n))
-    sch.annotate(packed, PREPROC, True)
+    _prepack(sch, mm, lambda k_, n_: (n_ // block_n, k_, n_ % block_n))
     store = sch.cache_write(mm, 0, "local")
     if after:
         sch.reverse_compute_inline(after[-1])

@@ -171,9 +171,7 @@ def tune(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, *, tri
     total = trials or per_task * len(tasks)
     _drop_unnamed_log_handlers()
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(work_dir), seed=seed)
-    # Workers are fresh processes: give them the fast tensor_intrin import and room for LLVM on 2 cores.
-    builder = ms.builder.LocalBuilder(timeout_sec=build_timeout_s, initializer=import_tensor_intrin)
-    runner = ms.runner.LocalRunner(timeout_sec=run_timeout_s, initializer=import_tensor_intrin)
+    builder, runner = _workers(build_timeout_s, run_timeout_s)
     seeded = 0 if hand_database is None else seed_hand_schedules(contexts, target, hand_database, builder, runner)
     before = len(database)
     if per_task == 0:  # measure the hand-written schedules only
@@ -197,13 +195,38 @@ def _drop_unnamed_log_handlers() -> None:
         logger.removeHandler(handler)
 
 
-def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, builder: Any, runner: Any,
-                        force: bool = False) -> int:
+def _workers(build_timeout_s: float = 120.0, run_timeout_s: float = 60.0) -> tuple[Any, Any]:
+    """MetaSchedule's local builder and runner. Workers are fresh processes: give them the fast tensor_intrin
+    import and room for LLVM on 2 cores."""
+    from tvm.s_tir import meta_schedule as ms
+
+    return (ms.builder.LocalBuilder(timeout_sec=build_timeout_s, initializer=import_tensor_intrin),
+            ms.runner.LocalRunner(timeout_sec=run_timeout_s, initializer=import_tensor_intrin))
+
+
+def _measure(schedules: list, tgt: Any, builder: Any, runner: Any) -> list[tuple[list[float] | None, list]]:
+    """Build and run each schedule the way MetaSchedule measures a candidate (weights already in the layout the
+    schedule rewrites them to); per schedule, (run seconds or None where building or running failed, args_info)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    args = [ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True) for sch in schedules]
+    built = builder.build([ms.builder.BuilderInput(sch.mod, tgt) for sch in schedules])
+    ok = [i for i, b in enumerate(built) if b.error_msg is None]
+    futures = runner.run([ms.runner.RunnerInput(built[i].artifact_path, "cpu", args[i]) for i in ok])
+    times: list[list[float] | None] = [None] * len(schedules)
+    for i, future in zip(ok, futures, strict=True):
+        result = future.result()
+        if result.error_msg is None and result.run_secs:
+            times[i] = [float(t) for t in result.run_secs]
+    return list(zip(times, args, strict=True))
+
+
+def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, builder: Any, runner: Any) -> int:
     """Measure the hand-written schedule of every task it applies to (``tvm_schedule``), with the tuner's own
     builder and runner, and commit it as a tuning record into ``database``: a database of its own, queried with
     the tuned one through a UnionDatabase (the faster record wins), because MetaSchedule's search replays the
     records of the database it tunes into, and its layout-rewrite postprocessor fails on a trace that has
-    already rewritten the weights. A workload that already has a record is left alone unless ``force``.
+    already rewritten the weights. A workload that already has a record is left alone.
     Returns the records committed."""
     import tvm
     from tvm.s_tir import meta_schedule as ms
@@ -214,31 +237,21 @@ def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, b
     rule, candidates = HandWritten(), []
     for ctx in contexts:
         workload = database.commit_workload(ctx.mod)
-        if database.get_top_k(workload, 1) and not force:
+        if database.get_top_k(workload, 1):
             continue
         sch = rule.apply(ctx.mod["main"], tgt, False)
         if sch is not None:
-            candidates.append((ctx.mod, workload, sch))
-    if not candidates:
-        return 0
-    built = builder.build([ms.builder.BuilderInput(sch.mod, tgt) for _, _, sch in candidates])
-    inputs, kept = [], []
-    for (_, workload, sch), result in zip(candidates, built, strict=True):
-        if result.error_msg is None:
-            args_info = ms.arg_info.ArgInfo.from_entry_func(sch.mod, remove_preproc=True)  # what is measured
-            inputs.append(ms.runner.RunnerInput(result.artifact_path, "cpu", args_info))
-            kept.append((workload, sch, args_info))
+            candidates.append((workload, sch))
     committed = 0
-    for (workload, sch, args_info), future in zip(kept, runner.run(inputs), strict=True):
-        result = future.result()
-        if result.error_msg is None and result.run_secs:
-            database.commit_tuning_record(ms.database.TuningRecord(
-                sch.trace, workload, [float(t) for t in result.run_secs], tgt, args_info))
+    measured = _measure([sch for _, sch in candidates], tgt, builder, runner) if candidates else []
+    for (workload, sch), (run_secs, args_info) in zip(candidates, measured, strict=True):
+        if run_secs:
+            database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, run_secs, tgt, args_info))
             committed += 1
     return committed
 
 
-def seed(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, force: bool = False) -> int:
+def seed(mod: Any, target: dict[str, Any], database: Any, work_dir: Path) -> int:
     """`seed_hand_schedules` for every task of ``mod``, outside a tuning run (the tuning-curve study)."""
     from tvm.s_tir import meta_schedule as ms
 
@@ -247,9 +260,7 @@ def seed(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, force:
     import_tensor_intrin()
     _drop_unnamed_log_handlers()
     contexts, _ = ms.relax_integration.extracted_tasks_to_tune_contexts(extract_tasks(mod, target), str(work_dir))
-    return seed_hand_schedules(contexts, target, database,
-                               ms.builder.LocalBuilder(timeout_sec=120.0, initializer=import_tensor_intrin),
-                               ms.runner.LocalRunner(timeout_sec=60.0, initializer=import_tensor_intrin), force)
+    return seed_hand_schedules(contexts, target, database, *_workers())
 
 
 def prune(src: Any, dst_dir: Path, hand: Any = None, target: dict[str, Any] | None = None) -> Any:
@@ -304,19 +315,12 @@ def _remeasure(pairs: list[tuple[Any, Any]], target: dict[str, Any]) -> None:
             sch = s_tir.Schedule(record.workload.mod)
             record.trace.apply_to_schedule(sch, remove_postproc=False)
             jobs.append((dst, record, sch))
-    builder = ms.builder.LocalBuilder(timeout_sec=120.0, initializer=import_tensor_intrin)
-    runner = ms.runner.LocalRunner(timeout_sec=60.0, initializer=import_tensor_intrin)
-    built = builder.build([ms.builder.BuilderInput(sch.mod, tgt) for _, _, sch in jobs])
-    ok = [(job, b) for job, b in zip(jobs, built, strict=True) if b.error_msg is None]
-    inputs = [ms.runner.RunnerInput(b.artifact_path, "cpu", ms.arg_info.ArgInfo.from_entry_func(sch.mod, True))
-              for (_, _, sch), b in ok]
-    measured = {id(job[1]): future.result() for (job, _), future in zip(ok, runner.run(inputs), strict=True)}
-    for dst, record, _ in jobs:  # a record that failed to build or run again keeps its first time
-        result = measured.get(id(record))
-        run_secs = record.run_secs if result is None or result.error_msg or not result.run_secs else result.run_secs
+    measured = _measure([sch for _, _, sch in jobs], tgt, *_workers())
+    for (dst, record, _), (run_secs, _) in zip(jobs, measured, strict=True):
+        # A record that failed to build or run again keeps its first time.
         dst.commit_tuning_record(ms.database.TuningRecord(
-            record.trace, dst.commit_workload(record.workload.mod), [float(t) for t in run_secs], tgt,
-            record.args_info))
+            record.trace, dst.commit_workload(record.workload.mod),
+            run_secs or [float(t) for t in record.run_secs], tgt, record.args_info))
 
 
 def record_workload(path: Path, target: dict[str, Any], model: str, input_shape: list[list[int]],
