@@ -1,16 +1,21 @@
-"""The backend contract (DESIGN.md, "Backends").
+"""The backend contract (docs/design.md, "Backends").
 
 A backend is an object with:
 
 - ``name``: what ``-b`` and ``convbench.backends.get`` call it;
 - ``available() -> (ok, reason)``: a missing dependency or device is a reason, never an exception;
-- ``supports(node) -> bool``: can it run this node;
+- ``supports(node) -> bool``: can it run this node (built-ins answer from their lowering table, the one list);
 - ``compile(graph, params, **options) -> Executable``: prepare once; the executable is then called with NumPy
-  arrays and returns NumPy arrays. ``dtype=`` is the option every backend takes; an unknown option is an error.
+  arrays and returns NumPy arrays. An unknown option is an error.
 
-Optional, used by ``convbench backends``/``check`` and the conformance suite when present:
-``dtypes`` (the dtypes ``compile`` accepts; others are reported as skipped, not failed), ``version() -> str``
-and ``device() -> str``.
+Optional, used by ``convbench backends``/``check``/``run`` and the conformance suite when present:
+``dtypes`` (the dtypes ``compile`` accepts; others are reported as skipped, not failed), ``Options`` (a frozen
+dataclass of its options: the one list of names, types, defaults and docs), ``version() -> str`` and
+``device() -> str``.
+
+The built-in backends compile through one template (`convbench.backends.template`): options parsed against the
+backend's `Options`, verify, pass pipeline, support check, parameter cast, then the backend's own ``build``;
+the result carries a typed `CompileReport` and the engine's ``artifact``.
 
 No silent fallback: compiling a graph with an unsupported node raises `UnsupportedNodeError` naming the node and
 op, unless the caller passes ``fallback="numpy"`` — then those nodes run on the reference and the executable's
@@ -19,8 +24,8 @@ op, unless the caller passes ``fallback="numpy"`` — then those nodes run on th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -44,8 +49,60 @@ class UnsupportedNodeError(BackendError, IRError):
                          f"pass fallback='numpy' to run them on the reference")
 
 
+class UnsupportedDtypeError(BackendError):
+    """The backend has no kernels for the asked dtype; ``check`` and ``run`` both report it as unsupported."""
+
+
 class BackendUnavailableError(BackendError):
     """The backend cannot run on this machine; the message is its reason."""
+
+
+def option(default: Any, doc: str) -> Any:
+    """A field of an `Options` dataclass: its default and the one-line doc ``convbench backends --options`` prints."""
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Options:
+    """The options every built-in backend takes; each backend subclasses it with its own (all with defaults)."""
+
+    dtype: str = option("float32", "element type the backend computes in (one of its dtypes)")
+    threads: int | None = option(None, "intra-op threads while compiling and running (None: the engine's default)")
+    passes: str | tuple[str, ...] | None = option(
+        None, "a pass pipeline (none, default, all) or pass names joined by '+', run before lowering")
+    fallback: str | None = option(None, "'numpy': unsupported nodes run on the reference instead of failing")
+
+
+@dataclass(frozen=True)
+class CompileReport:
+    """How an executable was built: what result files record and tests read.
+
+    ``accuracy_dtype`` is the dtype whose tolerance correctness is judged with (``tf32`` when Triton runs float32
+    matmuls on tensor cores); ``compile_s`` is the wall time of the whole ``compile`` call, measured by the
+    template the same way for every backend; ``details`` is the backend's own dataclass (tuning, plan, fusion
+    counts …).
+    """
+
+    backend: str
+    dtype: str
+    accuracy_dtype: str
+    device: str
+    threads: int | None
+    pipeline: dict[str, Any]
+    compile_s: float
+    options: Options | None = None
+    fallback_nodes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    details: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form written into result records (``compile.report``)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("options", "details")}
+        d["fallback_nodes"] = list(self.fallback_nodes)
+        d["warnings"] = list(self.warnings)
+        d["options"] = asdict(self.options) if self.options is not None else {}
+        d["details"] = asdict(self.details) if is_dataclass(self.details) else self.details
+        return d
 
 
 @runtime_checkable
@@ -63,15 +120,20 @@ class Backend(Protocol):
 class Executable:
     """A compiled graph: call it with one array per graph input, get the graph's output (or a tuple).
 
-    ``info`` records how it was built (dtype, threads, compile time, pass pipeline …) for result files;
-    ``fallback_nodes`` names the nodes an explicit fallback routed to the reference.
+    ``report`` records how it was built (a `CompileReport`; None only for a third-party backend that makes
+    none); ``artifact`` is the engine's own product (fx GraphModule, Triton plan, Relax VM, ORT sessions).
     """
 
     graph: Graph
     backend: str
-    run: Any  # Callable[[list[np.ndarray]], list[np.ndarray]]
-    info: dict[str, Any] = field(default_factory=dict)
+    run: Callable[[list[np.ndarray]], list[np.ndarray]]
+    report: CompileReport | None = None
+    artifact: Any = None
     fallback_nodes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.report is not None and not self.fallback_nodes:
+            self.fallback_nodes = self.report.fallback_nodes
 
     def __call__(self, *inputs: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         names = list(self.graph.inputs)

@@ -25,7 +25,7 @@ from ..ir.graph import Graph, Node
 from ..ir.interpreter import NodeError
 from ..ir.ops._fused import epilogue, split
 from ..ir.ops.conv2d import Conv2dAttrs, im2col
-from ..ir.passes.memory_plan import VIEW_OPS, MemoryPlan
+from ..ir.passes.memory_plan import MemoryPlan
 
 Step = Callable[[], None]
 
@@ -112,7 +112,7 @@ def arena_runner(graph: Graph, weights: Mapping[str, np.ndarray], plan: MemoryPl
     env = {**weights, **view}
     # a view op whose output the plan put at its input's offset has nothing to do; elsewhere it copies
     steps = [(node, _step(node, [env[i] for i in node.inputs], view[node.name],
-                          node.op in VIEW_OPS and plan.offsets[node.name] == plan.offsets[node.inputs[0]]))
+                          ops.get(node.op).has("view") and plan.offsets[node.name] == plan.offsets[node.inputs[0]]))
              for node in graph.nodes]
     input_names = list(graph.inputs)
 

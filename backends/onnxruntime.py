@@ -33,7 +33,7 @@ from ..ir.graph import Graph, Node
 from ..ir.passes import run_pipeline
 from ..ir.verify import verify
 from .base import BackendError, Executable, check_supported
-from .numpy_ref import cast_params
+from .template import cast_params
 
 DTYPES = ("float32",)
 OPTIONS = ["dtype", "threads", "spinning", "optimization", "fallback", "passes"]

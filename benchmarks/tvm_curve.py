@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def truncated_database(work: Path, k: int, into: Path) -> tuple[Path, int]:
     """A copy of the database at ``work`` keeping the first ``k`` records of every workload; (path, records)."""
-    from convbench.backends import tvm_tune
+    from convbench.backends.tvm import tune as tvm_tune
 
     kept, seen = [], defaultdict(int)
     for line in (work / tvm_tune.RECORDS).read_text().splitlines():
@@ -67,10 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     import convbench as cb
-    from convbench.backends import tvm_compile, tvm_lower, tvm_tune
     from convbench.backends.correctness import compare
-    from convbench.backends.numpy_ref import cast_params
-    from convbench.backends.tvm_target import set_threads, target_dict, target_key
+    from convbench.backends.template import cast_params
+    from convbench.backends.tvm import compile as tvm_compile
+    from convbench.backends.tvm import lower as tvm_lower
+    from convbench.backends.tvm import tune as tvm_tune
+    from convbench.backends.tvm.target import set_threads, target_dict, target_key
 
     graph = cb.models.build(args.model, batch=args.batch, image_size=args.image_size)
     params = cb.models.init_params(graph, seed=0)

@@ -48,9 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     import convbench as cb
-    from convbench.backends import tvm_compile, tvm_lower, tvm_tune
-    from convbench.backends.numpy_ref import cast_params
-    from convbench.backends.tvm_target import set_threads, target_dict, target_key
+    from convbench.backends.template import cast_params
+    from convbench.backends.tvm import compile as tvm_compile
+    from convbench.backends.tvm import lower as tvm_lower
+    from convbench.backends.tvm import tune as tvm_tune
+    from convbench.backends.tvm.target import set_threads, target_dict, target_key
 
     graph = cb.models.build(args.model, batch=args.batch, image_size=args.image_size)
     params = cast_params(graph, cb.models.init_params(graph, seed=0), "float32")

@@ -113,6 +113,35 @@ class Graph:
                 users.setdefault(i, []).append(node.name)
         return {k: tuple(v) for k, v in users.items()}
 
+    def sole_reader(self, value: str) -> Node | None:
+        """The one node that reads ``value``, if exactly one does and the graph does not also return it: the
+        condition for absorbing a value into its reader (fusion, BN folding, in-place epilogues)."""
+        readers = self.users.get(value, ())
+        if len(readers) != 1 or value in self.outputs:
+            return None
+        return self.node_by_name[readers[0]]
+
+    @cached_property
+    def last_read(self) -> dict[str, int]:
+        """For each activation value some node reads, the schedule step of its last reader."""
+        last: dict[str, int] = {}
+        for step, node in enumerate(self.nodes):
+            for i in node.inputs:
+                if i not in self.params:
+                    last[i] = step
+        return last
+
+    @cached_property
+    def frees(self) -> tuple[tuple[str, ...], ...]:
+        """Per step, the activations whose last reader is that step and that the graph does not return: what an
+        executor may release after it."""
+        frees: list[list[str]] = [[] for _ in self.nodes]
+        keep = set(self.outputs)
+        for value, step in self.last_read.items():
+            if value not in keep:
+                frees[step].append(value)
+        return tuple(tuple(f) for f in frees)
+
     def is_param(self, value: str) -> bool:
         return value in self.params
 

@@ -7,7 +7,7 @@ statistics and to route nodes to another backend).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -22,24 +22,10 @@ class NodeError(IRError):
     """A node failed while running; the message names it and its op, the cause is chained."""
 
 
-def last_uses(graph: Graph) -> list[list[str]]:
-    """For each step, the activation values whose last reader is that step (to free after it)."""
-    last: dict[str, int] = {}
-    for step, node in enumerate(graph.nodes):
-        for i in graph.activation_inputs(node):
-            last[i] = step
-    keep = set(graph.outputs)
-    frees: list[list[str]] = [[] for _ in graph.nodes]
-    for value, step in last.items():
-        if value not in keep:
-            frees[step].append(value)
-    return frees
-
-
 def run(graph: Graph, params: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray],
-        hook: Hook | None = None, frees: list[list[str]] | None = None) -> list[np.ndarray]:
+        hook: Hook | None = None, frees: Sequence[Sequence[str]] | None = None) -> list[np.ndarray]:
     env: dict[str, np.ndarray] = {**params, **inputs}
-    frees = last_uses(graph) if frees is None else frees
+    frees = graph.frees if frees is None else frees
     for step, node in enumerate(graph.nodes):
         args = [env[i] for i in node.inputs]
         try:

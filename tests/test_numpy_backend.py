@@ -31,7 +31,7 @@ def test_float32_agrees_with_float64(resnet18_small):
 
 def test_values_are_freed_after_last_use(resnet18_small):
     g, _ = resnet18_small
-    frees = interpreter.last_uses(g)
+    frees = g.frees
     freed = [v for step in frees for v in step]
     assert len(freed) == len(set(freed))
     assert set(freed) == {"input", *(n.name for n in g.nodes)} - set(g.outputs)

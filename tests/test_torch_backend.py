@@ -18,7 +18,8 @@ from convbench.testing import Expectations, conformance_params, judge, make_case
 
 torch = pytest.importorskip("torch")
 from convbench.backends import torch as torch_backend  # noqa: E402  (needs torch)
-from convbench.backends.torch_layers import PackedConv2d  # noqa: E402
+from convbench.backends.torch import lowering as torch_lower  # noqa: E402
+from convbench.backends.torch.layers import NchwConv2d, PackedConv2d  # noqa: E402
 
 # Every family but VGG at its reduced input size (VGG is AlexNet's ops in a deeper stack, and 130 M parameters
 # to initialise: `convbench check -m all -b numpy,torch` covers it). Two models at their real input size.
@@ -159,8 +160,8 @@ def test_onednn_nhwc_bug_is_routed_around(monkeypatch):
     shapes in the corpus are not replayed here: they would take pytest down)."""
     c = _case("conv2d-k3-s1x2-p2x1-d2x1-g1-regress-out1-strided")
     assert run_case("torch", c).status == "pass"
-    assert isinstance(get("torch").compile(c.graph, c.params).module.conv2d, torch_backend.NchwConv2d)
-    monkeypatch.setattr(torch_backend, "nhwc_unsafe", lambda *args: False)
+    assert isinstance(get("torch").compile(c.graph, c.params).module.conv2d, NchwConv2d)
+    monkeypatch.setattr(torch_lower, "nhwc_unsafe", lambda *args: False)
     assert run_case("torch", c, prepack=False).status == "fail"
 
 

@@ -176,7 +176,7 @@ def test_bfloat16_only_on_gpu():
 
 @needs_backend
 def test_unsupported_node_needs_an_explicit_fallback(monkeypatch):
-    from convbench.backends import triton_lower
+    from convbench.backends.triton import lower as triton_lower
 
     monkeypatch.delitem(triton_lower.LOWERINGS, "max_pool2d")
     case = make_case("inception", inception_graph())

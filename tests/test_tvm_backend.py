@@ -22,8 +22,10 @@ from convbench.ir.builder import GraphBuilder
 tvm = pytest.importorskip("tvm")
 
 from convbench.backends import tvm as tvm_backend  # noqa: E402  (after the skip: needs TVM)
-from convbench.backends import tvm_compile, tvm_lower, tvm_tune  # noqa: E402
-from convbench.backends.tvm_target import target_dict  # noqa: E402
+from convbench.backends.tvm import compile as tvm_compile  # noqa: E402
+from convbench.backends.tvm import lower as tvm_lower  # noqa: E402
+from convbench.backends.tvm import tune as tvm_tune  # noqa: E402
+from convbench.backends.tvm.target import target_dict  # noqa: E402
 
 TVM = cb.backends.get("tvm")
 
@@ -154,7 +156,7 @@ def test_bad_options_are_one_clear_error(case, options, message):
 
 
 def test_cuda_without_a_gpu_says_so(case):
-    from convbench.backends.tvm_target import cuda_available
+    from convbench.backends.tvm.target import cuda_available
 
     if cuda_available():
         pytest.skip("a GPU is present")

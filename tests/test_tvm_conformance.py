@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 import convbench as cb
-from convbench.backends import tvm_tune
 from convbench.backends.correctness import compare
-from convbench.backends.tvm_target import target_dict
+from convbench.backends.tvm import tune as tvm_tune
+from convbench.backends.tvm.target import target_dict
 from convbench.testing import conformance_params, model_case
 from convbench.testing.fuzz import differential_test
 
@@ -55,8 +55,9 @@ def test_every_shipped_database_still_matches_the_lowering(folder):
     """On any CPU: a shipped database was tuned on the functions our lowering produced then; a change to the
     lowering or the fusion pipeline that changes them makes the database silently useless. Each tuned input shape
     of the manifest must find a record for every fused function, tuned and hand-written alike."""
-    from convbench.backends import tvm_compile, tvm_lower
-    from convbench.backends.numpy_ref import cast_params
+    from convbench.backends.template import cast_params
+    from convbench.backends.tvm import compile as tvm_compile
+    from convbench.backends.tvm import lower as tvm_lower
 
     manifest = tvm_tune.read_manifest(folder)
     target = {**target_dict("cpu"), **{k: manifest["target"][k] for k in ("mcpu", "num-cores")}}

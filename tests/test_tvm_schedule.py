@@ -15,7 +15,7 @@ from convbench.ir.builder import GraphBuilder
 
 tvm = pytest.importorskip("tvm")
 
-from convbench.backends import tvm_schedule  # noqa: E402
+from convbench.backends.tvm import schedule as tvm_schedule  # noqa: E402
 
 TVM = cb.backends.get("tvm")
 

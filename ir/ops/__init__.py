@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from ..errors import IRError, ShapeError, UnknownOpError
 from ..graph import Node, TensorType
-from ._base import NoAttrs, OpDef
+from ._base import TRAITS, NoAttrs, OpDef, first_input, no_input, per_element, same_type
 
 _REGISTRY: dict[str, OpDef] = {}
 
@@ -32,6 +32,13 @@ def get(name: str) -> OpDef:
 
 def names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def with_trait(trait: str) -> frozenset[str]:
+    """The registered ops that have ``trait`` (a key of `TRAITS`): every op-category set derives from this."""
+    if trait not in TRAITS:
+        raise IRError(f"unknown trait {trait!r}; known: {sorted(TRAITS)}")
+    return frozenset(name for name, op in _REGISTRY.items() if trait in op.traits)
 
 
 def infer_node(node: Node, types: Mapping[str, TensorType]) -> TensorType:
@@ -80,4 +87,5 @@ for _module in (conv2d, max_pool2d, avg_pool2d, adaptive_avg_pool2d, linear, rel
                 relu6):
     register(_module.OP)
 
-__all__ = ["NoAttrs", "OpDef", "get", "infer_node", "names", "register"]
+__all__ = ["TRAITS", "NoAttrs", "OpDef", "first_input", "get", "infer_node", "names", "no_input", "per_element",
+           "register", "same_type", "with_trait"]

@@ -19,6 +19,30 @@ class NoAttrs:
     """Attributes of an op that has none."""
 
 
+# The categories an op may belong to, each defined once. Every op-category set in the tree is derived from the
+# ops' ``traits`` (`convbench.ir.ops.with_trait`); a backend narrows one only where its kernels differ.
+TRAITS: dict[str, str] = {
+    "elementwise": "each output element reads only the input elements at its own position; same shape",
+    "activation": "a unary elementwise nonlinearity (scalar attributes at most): what an epilogue may apply",
+    "view": "the output is the input's bytes reinterpreted: nothing is computed or moved",
+    "identity": "computes nothing at inference (dropout): remove_identity drops it",
+    "window": "slides a kernel over the spatial axes (kernel, stride, padding)",
+    "contraction": "multiply–accumulates over a weight: the ops that count MACs",
+    "fused": "a composite `passes.fuse` builds: contraction, + residual, then an activation",
+    "normalization": "rescales by statistics over a channel, a window of channels or an axis",
+    "variadic": "takes min_inputs or more activations",
+}
+
+
+def first_input(attrs: Any, n_inputs: int) -> tuple[int, ...]:
+    """``overwrites`` of elementwise unary ops: the output may be written over input 0."""
+    return (0,)
+
+
+def no_input(attrs: Any, n_inputs: int) -> tuple[int, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class OpDef:
     """An op's living definition.
@@ -27,6 +51,9 @@ class OpDef:
     A variadic op (add, concat) takes ``min_inputs`` or more activations. ``buffers`` are roles that hold state
     which is not a trainable parameter (BN running statistics), excluded from parameter counts as torchvision
     does. ``macs`` counts multiply–accumulates (conv2d and linear only); ``flops`` follows ``flop_rule``.
+    ``traits`` are the op's categories (keys of `TRAITS`); ``overwrites(attrs, n_inputs)`` the positions of
+    the inputs its output may be written over (the memory planner and in-place lowerings ask it; a position
+    holding a parameter is never overwritten).
     """
 
     name: str
@@ -37,9 +64,25 @@ class OpDef:
     reference: Callable[..., np.ndarray]
     flop_rule: str
     min_inputs: int | None = None
-    variadic: bool = False
+    traits: frozenset[str] = field(default_factory=frozenset)
+    overwrites: Callable[[Any, int], tuple[int, ...]] = no_input
     buffers: frozenset[str] = field(default_factory=frozenset)
     macs: Callable[[Any, Types, TensorType], int] = lambda attrs, ins, out: 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "traits", frozenset(self.traits))
+        unknown = self.traits - set(TRAITS)
+        if unknown:
+            raise IRError(f"op {self.name}: unknown trait(s) {sorted(unknown)}; known: {sorted(TRAITS)}")
+
+    @property
+    def variadic(self) -> bool:
+        return "variadic" in self.traits
+
+    def has(self, trait: str) -> bool:
+        if trait not in TRAITS:
+            raise IRError(f"unknown trait {trait!r}; known: {sorted(TRAITS)}")
+        return trait in self.traits
 
     def check_arity(self, node: Node) -> None:
         n = len(node.inputs)

@@ -8,20 +8,28 @@ kernel saves the memory round trips, not arithmetic (FLOPs are the sum of the pa
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import IRError, ShapeError
 from ..graph import TensorType
-from . import relu, relu6, sigmoid, tanh
 from ._base import NoAttrs, OpDef, Types
 
-# Activations a fused node may end with: the attribute-free elementwise ops.
-ACTIVATIONS: dict[str, OpDef] = {op.name: op for op in (relu.OP, relu6.OP, sigmoid.OP, tanh.OP)}
+
+@functools.cache
+def activations() -> dict[str, OpDef]:
+    """Activations a fused node may end with: the "activation" ops without attributes (a fused node has nowhere
+    to keep an activation's own attributes). Derived from the registry on first use (the ops are registered
+    after this module is imported)."""
+    from . import get, with_trait
+
+    return {name: get(name) for name in sorted(with_trait("activation")) if get(name).attrs_type is NoAttrs}
 
 
 def check_activation(activation: str | None) -> None:
-    if activation is not None and activation not in ACTIVATIONS:
-        raise IRError(f"fused op: activation must be None or one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if activation is not None and activation not in activations():
+        raise IRError(f"fused op: activation must be None or one of {sorted(activations())}, got {activation!r}")
 
 
 def check_arity(ins: Types, bias: bool, residual: bool, op: str) -> None:
@@ -29,6 +37,11 @@ def check_arity(ins: Types, bias: bool, residual: bool, op: str) -> None:
     want = 2 + bias + residual
     if len(ins) != want:
         raise ShapeError(f"{op} with bias={bias}, residual={residual} takes {want} inputs, got {len(ins)}")
+
+
+def overwrites_residual(attrs, n_inputs: int) -> tuple[int, ...]:
+    """A fused node's output may be written over its residual input (the last one), when it has one."""
+    return (n_inputs - 1,) if attrs.residual else ()
 
 
 def check_residual(out: TensorType, ins: Types, residual: bool) -> None:
@@ -55,11 +68,11 @@ def epilogue(y: np.ndarray, residual: np.ndarray | None, activation: str | None)
     if activation == "relu":
         return np.maximum(y, 0, out=y)
     if activation is not None:
-        return ACTIVATIONS[activation].reference(NoAttrs(), y)
+        return activations()[activation].reference(NoAttrs(), y)
     return y
 
 
 def epilogue_flops(out: TensorType, residual: bool, activation: str | None) -> int:
     """FLOPs the epilogue adds: one per element for the residual add, plus the activation's own rule."""
-    act = ACTIVATIONS[activation].flops(NoAttrs(), [out], out) if activation is not None else 0
+    act = activations()[activation].flops(NoAttrs(), [out], out) if activation is not None else 0
     return (out.numel if residual else 0) + act

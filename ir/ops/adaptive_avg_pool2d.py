@@ -52,5 +52,6 @@ def reference(attrs: AdaptivePoolAttrs, x: np.ndarray) -> np.ndarray:
     return out
 
 
-OP = OpDef(name="adaptive_avg_pool2d", attrs_type=AdaptivePoolAttrs, inputs=("x",), infer=infer, flops=flops,
+OP = OpDef(name="adaptive_avg_pool2d", attrs_type=AdaptivePoolAttrs, inputs=("x",),
+           traits={"window"}, infer=infer, flops=flops,
            reference=reference, flop_rule="1 add per input element of each window + 1 divide per output")

@@ -29,5 +29,6 @@ def reference(attrs: NoAttrs, *xs: np.ndarray) -> np.ndarray:
     return out
 
 
-OP = OpDef(name="add", attrs_type=NoAttrs, inputs=("x",), min_inputs=2, variadic=True, infer=infer,
+OP = OpDef(name="add", attrs_type=NoAttrs, inputs=("x",), min_inputs=2, traits={"elementwise", "variadic"},
+           overwrites=lambda attrs, n: tuple(range(n)), infer=infer,
            flops=flops, reference=reference, flop_rule="(inputs − 1) adds per output element")

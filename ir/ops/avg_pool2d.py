@@ -44,5 +44,5 @@ def flops(attrs: PoolAttrs, ins: Types, out) -> int:
     return out.numel * kh * kw
 
 
-OP = OpDef(name="avg_pool2d", attrs_type=PoolAttrs, inputs=("x",), infer=infer, flops=flops,
+OP = OpDef(name="avg_pool2d", attrs_type=PoolAttrs, inputs=("x",), traits={"window"}, infer=infer, flops=flops,
            reference=reference, flop_rule="KH·KW − 1 adds + 1 divide per output element")

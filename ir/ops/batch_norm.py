@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import TensorType
-from ._base import OpDef, Types, per_element
+from ._base import OpDef, Types, first_input, per_element
 
 
 @dataclass(frozen=True)
@@ -47,5 +47,6 @@ def reference(attrs: BatchNormAttrs, x, weight, bias, mean, var) -> np.ndarray:
 
 OP = OpDef(name="batch_norm", attrs_type=BatchNormAttrs,
            inputs=("x", "weight", "bias", "running_mean", "running_var"),
-           buffers=frozenset({"running_mean", "running_var"}), infer=infer, flops=per_element(2),
+           buffers=frozenset({"running_mean", "running_var"}),
+           traits={"elementwise", "normalization"}, overwrites=first_input, infer=infer, flops=per_element(2),
            reference=reference, flop_rule="2 per element (scale and shift)")

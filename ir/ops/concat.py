@@ -35,5 +35,5 @@ def reference(attrs: ConcatAttrs, *xs: np.ndarray) -> np.ndarray:
     return np.concatenate(xs, axis=attrs.axis)
 
 
-OP = OpDef(name="concat", attrs_type=ConcatAttrs, inputs=("x",), min_inputs=1, variadic=True, infer=infer,
+OP = OpDef(name="concat", attrs_type=ConcatAttrs, inputs=("x",), min_inputs=1, traits={"variadic"}, infer=infer,
            flops=lambda attrs, ins, out: 0, reference=reference, flop_rule="0 (data movement only)")

@@ -92,6 +92,7 @@ def reference(attrs: Conv2dAttrs, x: np.ndarray, w: np.ndarray, b: np.ndarray | 
 
 OP = OpDef(
     name="conv2d", attrs_type=Conv2dAttrs, inputs=("x", "weight", "bias"), min_inputs=2,
+    traits={"contraction", "window"},
     infer=infer, macs=macs, flops=flops, reference=reference,
     flop_rule="2·MACs, + 1 per output element for the bias",
 )

@@ -21,5 +21,5 @@ def reference(attrs: DropoutAttrs, x: np.ndarray) -> np.ndarray:
     return x
 
 
-OP = OpDef(name="dropout", attrs_type=DropoutAttrs, inputs=("x",), infer=same_type,
+OP = OpDef(name="dropout", attrs_type=DropoutAttrs, inputs=("x",), traits={"view", "identity"}, infer=same_type,
            flops=lambda attrs, ins, out: 0, reference=reference, flop_rule="0 (identity at inference)")

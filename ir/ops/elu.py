@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._base import OpDef, per_element, same_type
+from ._base import OpDef, first_input, per_element, same_type
 
 
 @dataclass(frozen=True)
@@ -21,5 +21,6 @@ def reference(attrs: EluAttrs, x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x, x.dtype.type(attrs.alpha) * np.expm1(np.minimum(x, 0)))
 
 
-OP = OpDef(name="elu", attrs_type=EluAttrs, inputs=("x",), infer=same_type, flops=per_element(4),
+OP = OpDef(name="elu", attrs_type=EluAttrs, inputs=("x",),
+           traits={"elementwise", "activation"}, overwrites=first_input, infer=same_type, flops=per_element(4),
            reference=reference, flop_rule="4 per element (compare, exp, subtract, multiply)")

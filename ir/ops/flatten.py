@@ -31,5 +31,5 @@ def reference(attrs: FlattenAttrs, x: np.ndarray) -> np.ndarray:
     return x.reshape(*x.shape[: attrs.start_dim], -1)
 
 
-OP = OpDef(name="flatten", attrs_type=FlattenAttrs, inputs=("x",), infer=infer,
+OP = OpDef(name="flatten", attrs_type=FlattenAttrs, inputs=("x",), traits={"view"}, infer=infer,
            flops=lambda attrs, ins, out: 0, reference=reference, flop_rule="0 (a reshape)")

@@ -16,7 +16,7 @@ import numpy as np
 from ..graph import TensorType
 from . import conv2d
 from ._base import OpDef, Types, pair
-from ._fused import check_activation, check_arity, check_residual, epilogue, epilogue_flops, split
+from ._fused import check_activation, check_arity, check_residual, epilogue, epilogue_flops, overwrites_residual, split
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ def reference(attrs: FusedConv2dAttrs, *args: np.ndarray) -> np.ndarray:
 
 OP = OpDef(
     name="fused_conv2d", attrs_type=FusedConv2dAttrs, inputs=("x", "weight", "bias", "residual"), min_inputs=2,
+    traits={"contraction", "window", "fused"}, overwrites=overwrites_residual,
     infer=infer, macs=macs, flops=flops, reference=reference,
     flop_rule="conv2d's (2·MACs + bias) + 1 per element for the residual + the activation's rule",
 )

@@ -14,7 +14,7 @@ import numpy as np
 from ..graph import TensorType
 from . import linear
 from ._base import NoAttrs, OpDef, Types
-from ._fused import check_activation, check_arity, check_residual, epilogue, epilogue_flops, split
+from ._fused import check_activation, check_arity, check_residual, epilogue, epilogue_flops, overwrites_residual, split
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ def reference(attrs: FusedLinearAttrs, *args: np.ndarray) -> np.ndarray:
 
 OP = OpDef(
     name="fused_linear", attrs_type=FusedLinearAttrs, inputs=("x", "weight", "bias", "residual"), min_inputs=2,
+    traits={"contraction", "fused"}, overwrites=overwrites_residual,
     infer=infer, macs=macs, flops=flops, reference=reference,
     flop_rule="linear's (2·MACs + bias) + 1 per element for the residual + the activation's rule",
 )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._base import OpDef, per_element, same_type
+from ._base import OpDef, first_input, per_element, same_type
 
 
 @dataclass(frozen=True)
@@ -21,5 +21,6 @@ def reference(attrs: LeakyReluAttrs, x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, x, x * x.dtype.type(attrs.negative_slope))
 
 
-OP = OpDef(name="leaky_relu", attrs_type=LeakyReluAttrs, inputs=("x",), infer=same_type, flops=per_element(2),
+OP = OpDef(name="leaky_relu", attrs_type=LeakyReluAttrs, inputs=("x",),
+           traits={"elementwise", "activation"}, overwrites=first_input, infer=same_type, flops=per_element(2),
            reference=reference, flop_rule="2 per element (compare, multiply)")

@@ -39,6 +39,7 @@ def reference(attrs: NoAttrs, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
     return y
 
 
-OP = OpDef(name="linear", attrs_type=NoAttrs, inputs=("x", "weight", "bias"), min_inputs=2, infer=infer,
+OP = OpDef(name="linear", attrs_type=NoAttrs, inputs=("x", "weight", "bias"), min_inputs=2, traits={"contraction"},
+           infer=infer,
            macs=macs, flops=flops, reference=reference,
            flop_rule="2·MACs, + 1 per output element for the bias")

@@ -49,5 +49,6 @@ def reference(attrs: LrnAttrs, x: np.ndarray) -> np.ndarray:
     return x / (t(attrs.k) + t(attrs.alpha / attrs.size) * window) ** t(attrs.beta)
 
 
-OP = OpDef(name="lrn", attrs_type=LrnAttrs, inputs=("x",), infer=infer, flops=flops, reference=reference,
+OP = OpDef(name="lrn", attrs_type=LrnAttrs, inputs=("x",),
+           traits={"normalization"}, infer=infer, flops=flops, reference=reference,
            flop_rule="2·size + 3 per element")

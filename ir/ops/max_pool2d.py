@@ -20,5 +20,5 @@ def reference(attrs: PoolAttrs, x: np.ndarray) -> np.ndarray:
     return reduce_windows(attrs, x, -np.inf, np.maximum, output_hw(attrs, x))
 
 
-OP = OpDef(name="max_pool2d", attrs_type=PoolAttrs, inputs=("x",), infer=infer, flops=flops,
+OP = OpDef(name="max_pool2d", attrs_type=PoolAttrs, inputs=("x",), traits={"window"}, infer=infer, flops=flops,
            reference=reference, flop_rule="KH·KW − 1 comparisons per output element")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import NoAttrs, OpDef, per_element, same_type
+from ._base import NoAttrs, OpDef, first_input, per_element, same_type
 
 
 def reference(attrs: NoAttrs, x: np.ndarray) -> np.ndarray:
@@ -13,5 +13,6 @@ def reference(attrs: NoAttrs, x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
-OP = OpDef(name="sigmoid", attrs_type=NoAttrs, inputs=("x",), infer=same_type, flops=per_element(4),
+OP = OpDef(name="sigmoid", attrs_type=NoAttrs, inputs=("x",),
+           traits={"elementwise", "activation"}, overwrites=first_input, infer=same_type, flops=per_element(4),
            reference=reference, flop_rule="4 per element (negate, exp, add, divide)")

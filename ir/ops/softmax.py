@@ -33,5 +33,6 @@ def reference(attrs: SoftmaxAttrs, x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=attrs.axis, keepdims=True)
 
 
-OP = OpDef(name="softmax", attrs_type=SoftmaxAttrs, inputs=("x",), infer=infer, flops=per_element(5),
+OP = OpDef(name="softmax", attrs_type=SoftmaxAttrs, inputs=("x",),
+           traits={"normalization"}, infer=infer, flops=per_element(5),
            reference=reference, flop_rule="5 per element (max, subtract, exp, sum, divide)")

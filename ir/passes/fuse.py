@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..graph import Graph, Node
-from ..ops._fused import ACTIVATIONS
+from ..ops._fused import activations
 from ..ops.fused_conv2d import FusedConv2dAttrs
 from ..ops.fused_linear import FusedLinearAttrs
 from ._rewrite import rebuild
@@ -40,24 +40,17 @@ class Chain:
         return None if self.add is None else _other(self.add, self.head.name)
 
 
-def _sole_reader(graph: Graph, value: str) -> Node | None:
-    readers = graph.users.get(value, ())
-    if len(readers) != 1 or value in graph.outputs:
-        return None
-    return graph.node_by_name[readers[0]]
-
-
 def find_chain(graph: Graph, head: Node) -> Chain | None:
     """The longest fusable chain starting at ``head``, or None if there is nothing to fuse into it."""
     if head.op not in ("conv2d", "linear"):
         return None
     add = act = None
-    reader = _sole_reader(graph, head.name)
+    reader = graph.sole_reader(head.name)
     if (reader is not None and reader.op == "add" and len(reader.inputs) == 2
             and reader.inputs.count(head.name) == 1 and not graph.is_param(_other(reader, head.name))):
         add = reader
-        reader = _sole_reader(graph, add.name)
-    if reader is not None and reader.op in ACTIVATIONS:
+        reader = graph.sole_reader(add.name)
+    if reader is not None and reader.op in activations():
         act = reader
     if add is None and act is None:
         return None

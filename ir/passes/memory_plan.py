@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import ops
 from ..graph import Graph, Node
 
 ALIGNMENT = 64  # bytes: every buffer starts on a cache line (and any SIMD width)
-VIEW_OPS = frozenset({"flatten", "dropout"})  # output = input's bytes, reinterpreted
-ELEMENTWISE_OPS = frozenset({"relu", "relu6", "leaky_relu", "sigmoid", "tanh", "elu", "batch_norm"})
 
 
 @dataclass(frozen=True)
@@ -56,14 +55,9 @@ class MemoryPlan:
 
 
 def inplace_candidates(node: Node, graph: Graph) -> tuple[str, ...]:
-    """Inputs the node's output may overwrite: those read only at the output element's own position."""
-    if node.op in ELEMENTWISE_OPS:
-        return node.inputs[:1]
-    if node.op == "add":
-        return tuple(i for i in node.inputs if not graph.is_param(i))
-    if node.op in ("fused_conv2d", "fused_linear") and node.attrs.residual:
-        return node.inputs[-1:]
-    return ()
+    """Inputs the node's output may overwrite (the op's ``overwrites`` rule), parameters excepted."""
+    positions = ops.get(node.op).overwrites(node.attrs, len(node.inputs))
+    return tuple(node.inputs[k] for k in positions if not graph.is_param(node.inputs[k]))
 
 
 def lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
@@ -124,7 +118,7 @@ def plan_memory(graph: Graph, itemsize: int | None = None, inplace: bool = True)
             groups.new(node.name, life[node.name])
             continue
         groups.join(node.name, target, life[node.name])
-        (view_nodes if node.op in VIEW_OPS else inplace_nodes).append(node.name)
+        (view_nodes if ops.get(node.op).has("view") else inplace_nodes).append(node.name)
     sizes = [max(nbytes[v] for v in members) for members in groups.members]
     offsets_by_group = _place(sizes, groups.span)
     buffers = tuple(Buffer(offsets_by_group[g], sizes[g], *groups.span[g], tuple(groups.members[g]))
@@ -138,7 +132,7 @@ def plan_memory(graph: Graph, itemsize: int | None = None, inplace: bool = True)
 
 def _share_with(graph: Graph, node: Node, step: int, groups: _Groups, nbytes: dict[str, int]) -> str | None:
     """The input whose buffer ``node`` may store its output in, or None."""
-    if node.op in VIEW_OPS:
+    if ops.get(node.op).has("view"):
         (x,) = node.inputs
         return x if x in groups.of and nbytes[x] == nbytes[node.name] else None
     for x in inplace_candidates(node, graph):

@@ -5,6 +5,7 @@ input's own size). Their readers read the node's input instead.
 
 from __future__ import annotations
 
+from .. import ops
 from ..graph import Graph, Node
 from ._rewrite import bypass, rebuild
 
@@ -15,7 +16,7 @@ def is_identity(graph: Graph, node: Node) -> bool:
         return False
     same_shape = graph.types[node.name].shape == graph.types[node.inputs[0]].shape
     a = node.attrs
-    if node.op == "dropout":
+    if ops.get(node.op).has("identity"):
         return True
     if node.op in ("flatten", "concat"):
         return same_shape

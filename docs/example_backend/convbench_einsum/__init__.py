@@ -15,7 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from convbench.backends.base import BackendError, Executable, check_supported
-from convbench.backends.numpy_ref import cast_params
+from convbench.backends.template import cast_params
 from convbench.ir import interpreter
 from convbench.ir.graph import Graph, Node
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ir import ops as ir_ops
-from ..ir.graph import Node
+from ...ir import ops as ir_ops
+from ...ir.graph import Node
 
 # IR activation -> oneDNN post-op (name, scalars)
 POST_OPS: dict[str | None, tuple[str, list[float]]] = {None: ("none", []), "relu": ("relu", []),

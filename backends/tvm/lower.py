@@ -27,11 +27,11 @@ import tvm
 import tvm_ffi
 from tvm import relax
 
-from ..ir import ops as ir_ops
-from ..ir.graph import Graph, Node
-from ..ir.ops.avg_pool2d import divisor as avg_divisor
-from ..ir.ops.batch_norm import scale_shift
-from ..ir.passes.fold_batch_norm import fold_conv_bn_weights, foldable
+from ...ir import ops as ir_ops
+from ...ir.graph import Graph, Node
+from ...ir.ops.avg_pool2d import divisor as avg_divisor
+from ...ir.ops.batch_norm import scale_shift
+from ...ir.passes.fold_batch_norm import fold_conv_bn_weights, foldable
 
 Expr = relax.Expr
 

@@ -6,7 +6,7 @@ did (BN folded into conv/linear weights, conv → add → activation chains fuse
 
 - absorbs an activation into the launch that produces its only input (an unfolded batch_norm, an add, a conv
   or linear whose activation the fuse pass does not take, such as leaky_relu or elu);
-- lays concats out (`triton_plan.layout_concats`): inputs written in place into the concat's output, concats
+- lays concats out (`plan.layout_concats`): inputs written in place into the concat's output, concats
   of concats as views of it;
 - packs every weight once (`kernels.triton.conv2d.pack_weight`, `linear.pack_weight`) in the compute dtype.
 
@@ -20,19 +20,19 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import torch
 
-from ..ir import ops as ir_ops
-from ..ir.graph import Graph, Node
-from ..ir.ops.batch_norm import scale_shift
-from ..kernels.triton import concat as k_concat
-from ..kernels.triton import conv2d as k_conv
-from ..kernels.triton import elementwise as k_elem
-from ..kernels.triton import linear as k_linear
-from ..kernels.triton import lrn as k_lrn
-from ..kernels.triton import pool as k_pool
-from ..kernels.triton import runtime
-from ..kernels.triton import softmax as k_softmax
-from .base import BackendError
-from .triton_plan import Env, Plan, Step, frees, layout_concats
+from ...ir import ops as ir_ops
+from ...ir.graph import Graph, Node
+from ...ir.ops.batch_norm import scale_shift
+from ...kernels.triton import concat as k_concat
+from ...kernels.triton import conv2d as k_conv
+from ...kernels.triton import elementwise as k_elem
+from ...kernels.triton import linear as k_linear
+from ...kernels.triton import lrn as k_lrn
+from ...kernels.triton import pool as k_pool
+from ...kernels.triton import runtime
+from ...kernels.triton import softmax as k_softmax
+from ..base import BackendError
+from .plan import Env, Plan, Step, frees, layout_concats
 
 ACTIVATION_OPS = {"relu", "relu6", "leaky_relu", "sigmoid", "tanh", "elu"}
 # ops whose launch can take an activation epilogue
@@ -253,7 +253,7 @@ def _concat(lw: Lowering, node: Node) -> Step:
     t = lw.graph.types[node.name]
     axis = node.attrs.axis % t.rank
     sizes = [lw.graph.types[i].shape[axis] for i in node.inputs]
-    in_place = [False] * len(xs)  # set by triton_plan.layout_concats
+    in_place = [False] * len(xs)  # set by plan.layout_concats
 
     def run(env: Env, out: torch.Tensor | None) -> torch.Tensor:
         buffer = env[node.name] if node.name in env else torch.empty(t.shape, dtype=lw.dtype, device=runtime.DEVICE)

@@ -7,10 +7,10 @@ interpreter runs the very same kernels, slowly: it is how CI checks them without
 
 Compile plans the graph once: the pass pipeline (``passes=``, "default": drop identities, fold BN into the
 conv/linear weights, fold constants, fuse conv/linear → add → activation into one node), an adaptive pool that
-only replicates folded into the linear after it (`fold_replicating_pools`), then lowering (`triton_lower`:
+only replicates folded into the linear after it (`fold_replicating_pools`), then lowering (`lower`:
 activations absorbed into their producer's epilogue, concat inputs written in place and concats of concats as
 views, weights packed in the compute dtype). ``exe.info["plan"]`` lists the launches, each with the IR nodes it
-covers; ``exe.plan`` is the `triton_plan.Plan` itself.
+covers; ``exe.plan`` is the `plan.Plan` itself.
 
 Options: ``dtype`` ("float32", "float16"; "bfloat16" on GPU only), ``tf32`` (float32 matmuls on TF32 tensor
 cores; then judged with the "tf32" tolerance, ``info["accuracy_dtype"]``), ``passes`` (a pipeline name or pass
@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from ..ir.graph import Graph, Node, TensorType
-from ..ir.passes import run_pipeline
-from ..ir.verify import verify
-from .base import BackendError, BackendUnavailableError, Executable, check_supported
-from .numpy_ref import cast_params
+from ...ir.graph import Graph, Node
+from ...ir.passes import fold_replicating_pools, run_pipeline
+from ...ir.verify import verify
+from ..base import BackendError, BackendUnavailableError, Executable, check_supported
+from ..template import cast_params
 
 OPTIONS = ("dtype", "tf32", "passes", "threads", "fallback")
 
@@ -46,7 +46,7 @@ def _missing() -> str:
 
 if not _missing():
     # Decide native vs interpreter now, before anything in this process imports triton (see kernels/triton).
-    from ..kernels import triton as _kernels  # noqa: F401
+    from ...kernels import triton as _kernels  # noqa: F401
 
 
 class TritonBackend:
@@ -56,7 +56,7 @@ class TritonBackend:
     def dtypes(self) -> tuple[str, ...]:
         if _missing():
             return ("float32", "float16")
-        from ..kernels.triton import runtime
+        from ...kernels.triton import runtime
 
         return runtime.supported_dtypes()
 
@@ -65,7 +65,7 @@ class TritonBackend:
         if missing:
             return False, missing
         try:
-            from ..kernels.triton import runtime  # selects the mode, then imports triton
+            from ...kernels.triton import runtime  # selects the mode, then imports triton
         except Exception as e:  # a broken install is a reason, not a crash
             return False, f"triton failed to load: {type(e).__name__}: {e}"
         if runtime.MODE_ERROR:
@@ -84,7 +84,7 @@ class TritonBackend:
     def device(self) -> str:
         if _missing():
             return "cpu"
-        from ..kernels.triton import runtime
+        from ...kernels.triton import runtime
 
         if runtime.INTERPRET:
             return "cpu"
@@ -95,7 +95,7 @@ class TritonBackend:
     def supports(self, node: Node) -> bool:
         if _missing():
             return False
-        from .triton_lower import supported
+        from .lower import supported
 
         return supported(node)
 
@@ -111,9 +111,9 @@ class TritonBackend:
             raise BackendError(f"triton backend: dtype {dtype!r} is not supported here; use one of {self.dtypes}")
         import torch
 
-        from ..kernels.triton import runtime
-        from .torch_layers import intra_op_threads
-        from .triton_lower import lower
+        from ...kernels.triton import runtime
+        from ..torch.layers import intra_op_threads
+        from .lower import lower
 
         start = time.perf_counter()
         verify(graph)
@@ -141,44 +141,6 @@ class TritonBackend:
         exe = Executable(optimised, self.name, run, info, fallback_nodes)
         exe.plan = plan  # type: ignore[attr-defined]  # the launch plan; print("\n".join(exe.info["plan"]))
         return exe
-
-
-def fold_replicating_pools(graph: Graph, params: Mapping[str, np.ndarray]
-                           ) -> tuple[Graph, dict[str, np.ndarray], dict[str, str]]:
-    """Fold adaptive_avg_pool2d → flatten → linear into the linear where the pool only replicates.
-
-    When the pool's output size is a multiple of its input's (VGG and AlexNet below their design size: the
-    features end 1×1 and the pool copies each value 49 or 36 times), every output cell averages one input
-    element, so linear(flatten(pool(x))) = W'·flatten(x) with W' the sum of the weight columns that read copies
-    of one element. The pool and its copies disappear and K shrinks by the replication factor (fc6 of VGG at
-    32×32: 25088 → 512). Exact up to summation order. Returns the graph, its parameters and, per rewritten
-    linear, a note for the plan. Pure: the inputs are not modified.
-    """
-    nodes, types, weights, notes = list(graph.nodes), dict(graph.params), dict(params), {}
-    by_name = graph.node_by_name
-    for node in graph.nodes:
-        weight = node.inputs[1] if node.op in ("linear", "fused_linear") else None
-        if weight not in graph.params or graph.users[weight] != (node.name,):
-            continue
-        flat = by_name.get(node.inputs[0])
-        pool = by_name.get(flat.inputs[0]) if flat is not None and flat.op == "flatten" else None
-        if (pool is None or pool.op != "adaptive_avg_pool2d" or flat.attrs.start_dim != 1
-                or graph.users[flat.name] != (node.name,) or graph.users[pool.name] != (flat.name,)
-                or {flat.name, pool.name} & set(graph.outputs)):
-            continue
-        (_, c, h, w), (oh, ow) = graph.types[pool.inputs[0]].shape, pool.attrs.output_size
-        if oh % h or ow % w:
-            continue
-        wide = np.asarray(params[weight], dtype=np.float64)
-        folded = wide.reshape(-1, c, h, oh // h, w, ow // w).sum(axis=(3, 5)).reshape(len(wide), c * h * w)
-        weights[weight] = folded.astype(np.float32)
-        types[weight] = TensorType(folded.shape, graph.params[weight].dtype)
-        nodes[nodes.index(flat)] = Node(flat.name, "flatten", (pool.inputs[0],), flat.attrs)
-        nodes.remove(pool)
-        notes[node.name] = f"{pool.name} {h}×{w}→{oh}×{ow} (a copy) folded into the weight"
-    if not notes:
-        return graph, dict(params), notes
-    return verify(graph.replace(nodes=tuple(nodes), params=types)), weights, notes
 
 
 BACKEND = TritonBackend()

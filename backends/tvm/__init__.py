@@ -2,7 +2,7 @@
 with MetaSchedule, and run it on Relax's virtual machine. NumPy in, NumPy out.
 
 TVM 0.27 alone legalizes each op into plain single-threaded loops on CPU (ResNet-50: seconds per image). Every
-function that has no tuning record gets a hand-written schedule instead (``tvm_schedule``: a register-tiled
+function that has no tuning record gets a hand-written schedule instead (``tvm.schedule``: a register-tiled
 direct convolution and matmul with weights prepacked at compile time and the epilogue fused, parallel loops for
 the rest), which puts an untuned compile near torch eager's speed. MetaSchedule tuning searches for better
 schedules per function; it takes minutes per task, so the result is kept in a database:
@@ -11,7 +11,7 @@ schedules per function; it takes minutes per task, so the result is kept in a da
   total, default 64 per task) into ``tuning_db`` (default: a per-target, per-graph folder under
   ~/.cache/convbench/tvm) and compiles with it; per function the faster of the two, as measured, is used;
 - ``tuning_db=PATH`` without ``tune`` compiles with that database;
-- neither: the database shipped for this model and target (``backends/data/tvm/<target key>/<model>/``), if
+- neither: the database shipped for this model and target (``backends/tvm/data/<target key>/<model>/``), if
   any, is used automatically; with none, or one for another target, the compile is untuned (hand-written
   schedules) and says so in ``exe.info["warnings"]``.
 
@@ -40,18 +40,18 @@ from typing import Any
 
 import numpy as np
 
-from ..ir.graph import Graph, Node
-from ..ir.passes import run_pipeline
-from ..ir.verify import verify
-from .base import BackendError, BackendUnavailableError, Executable, check_supported
-from .numpy_ref import cast_params
-from .tvm_target import available as _available
+from ...ir.graph import Graph, Node
+from ...ir.passes import run_pipeline
+from ...ir.verify import verify
+from ..base import BackendError, BackendUnavailableError, Executable, check_supported
+from ..template import cast_params
+from .target import available as _available
 
 SUPPORTED_OPS = frozenset({
     "conv2d", "fused_conv2d", "linear", "fused_linear", "batch_norm", "max_pool2d", "avg_pool2d",
     "adaptive_avg_pool2d", "lrn", "relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "add",
     "concat", "flatten", "dropout",
-})  # the keys of tvm_lower.RULES, listed here so supports() does not import TVM
+})  # the keys of tvm.lower.RULES, listed here so supports() does not import TVM
 OPTIONS = frozenset({"dtype", "threads", "device", "tune", "trials", "trials_per_task", "tuning_db",
                      "use_shipped_db", "hand_schedules", "bind_weights", "fallback", "passes", "seed"})
 DEVICES = ("cpu", "cuda", "auto")
@@ -65,7 +65,7 @@ class TvmBackend:
         return _available()
 
     def version(self) -> str:
-        from .tvm_target import versions
+        from .target import versions
 
         return versions()[0] or "not installed"
 
@@ -102,8 +102,10 @@ def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: st
     import tvm
     from tvm import relax
 
-    from . import tvm_compile, tvm_lower, tvm_tune
-    from .tvm_target import cuda_available, set_threads, target_dict, target_key, use_threads, versions
+    from . import compile as tvm_compile
+    from . import lower as tvm_lower
+    from . import tune as tvm_tune
+    from .target import cuda_available, set_threads, target_dict, target_key, use_threads, versions
 
     if device == "auto":
         device = "cuda" if cuda_available() else "cpu"
@@ -168,8 +170,8 @@ def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: st
 def _database(graph: Graph, target: dict[str, Any], dtype: str, options: Mapping[str, Any],
               info: dict[str, Any]) -> Any:
     """Open the database this compile should use (tune: create it) and record which in ``info``."""
-    from . import tvm_tune
-    from .tvm_target import target_key
+    from . import tune as tvm_tune
+    from .target import target_key
 
     path = options.get("tuning_db")
     if options.get("tune"):
@@ -201,7 +203,7 @@ def _database(graph: Graph, target: dict[str, Any], dtype: str, options: Mapping
 
 
 def _record_tuning(opened: Any, graph: Graph, target: dict[str, Any], stats: dict[str, Any]) -> None:
-    from . import tvm_tune
+    from . import tune as tvm_tune
 
     tvm_tune.record_workload(opened.path, target, graph.name, _input_shape(graph), tasks=stats["tasks"],
                              trials=stats["trials"], tuning_s=stats["tuning_s"],

@@ -2,7 +2,7 @@
 
 A database is a directory holding MetaSchedule's two JSON-lines tables (``database_workload.json``,
 ``database_tuning_record.json``) and our ``manifest.json`` (target, TVM version, model, trials, tuning time,
-how it was produced). Shipped databases live under ``backends/data/tvm/<target key>/<model>/``; the backend
+how it was produced). Shipped databases live under ``backends/tvm/data/<target key>/<model>/``; the backend
 uses one automatically when the compile target has the same key.
 
 Nothing here crashes on a bad database: a missing or corrupt table, or a manifest for another target, comes
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .tvm_target import import_tensor_intrin, target_key
+from .target import import_tensor_intrin, target_key
 
-DATA = Path(__file__).resolve().parent / "data" / "tvm"
+DATA = Path(__file__).resolve().parent / "data"
 WORKLOADS = "database_workload.json"
-UNTUNED = "compiled untuned (hand-written schedules on CPU, see tvm_schedule)"  # how a warning ends
+UNTUNED = "compiled untuned (hand-written schedules on CPU, see tvm.schedule)"  # how a warning ends
 RECORDS = "database_tuning_record.json"
 MANIFEST = "manifest.json"
 TARGET_FIELDS = ("kind", "mcpu", "num-cores", "arch")  # what a tuned schedule's validity and speed depend on
@@ -160,7 +160,7 @@ def tune(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, *, tri
     """
     from tvm.s_tir import meta_schedule as ms
 
-    from .tvm_compile import extract_tasks
+    from .compile import extract_tasks
 
     import_tensor_intrin()
     start = time.perf_counter()
@@ -222,7 +222,7 @@ def _measure(schedules: list, tgt: Any, builder: Any, runner: Any) -> list[tuple
 
 
 def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, builder: Any, runner: Any) -> int:
-    """Measure the hand-written schedule of every task it applies to (``tvm_schedule``), with the tuner's own
+    """Measure the hand-written schedule of every task it applies to (``tvm.schedule``), with the tuner's own
     builder and runner, and commit it as a tuning record into ``database``: a database of its own, queried with
     the tuned one through a UnionDatabase (the faster record wins), because MetaSchedule's search replays the
     records of the database it tunes into, and its layout-rewrite postprocessor fails on a trace that has
@@ -231,7 +231,7 @@ def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, b
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
-    from .tvm_schedule import HandWritten
+    from .schedule import HandWritten
 
     tgt = tvm.target.Target(target)
     rule, candidates = HandWritten(), []
@@ -255,7 +255,7 @@ def seed(mod: Any, target: dict[str, Any], database: Any, work_dir: Path) -> int
     """`seed_hand_schedules` for every task of ``mod``, outside a tuning run (the tuning-curve study)."""
     from tvm.s_tir import meta_schedule as ms
 
-    from .tvm_compile import extract_tasks
+    from .compile import extract_tasks
 
     import_tensor_intrin()
     _drop_unnamed_log_handlers()
@@ -330,7 +330,7 @@ def record_workload(path: Path, target: dict[str, Any], model: str, input_shape:
     With ``accumulate``, trials, trials_per_task and tuning_s add to an earlier entry for the same shape (tuning
     more into an existing database); otherwise the entry is replaced.
     """
-    from .tvm_target import versions
+    from .target import versions
 
     manifest = read_manifest(path)
     manifest.update(target=target, tvm=versions()[0], model=model)

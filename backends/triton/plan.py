@@ -3,7 +3,7 @@
 A `Step` is one kernel launch (or a view) producing one IR value; `Plan.execute` runs the steps in order on
 device tensors, hands a step that writes into a concat its slice of the concat's output, and frees each value
 after its last reader. `layout_concats` decides which values are written in place into a concat's output and
-which concats are mere views of another's (DenseNet's blocks); `triton_lower` builds the steps.
+which concats are mere views of another's (DenseNet's blocks); `lower` builds the steps.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..ir.graph import Graph, Node
-from ..kernels.triton import runtime
-from .base import BackendError
+from ...ir.graph import Graph, Node
+from ...kernels.triton import runtime
+from ..base import BackendError
 
 Env = dict[str, torch.Tensor]
 # kernels that write through output strides (into a slice), and readers that take a strided view as input

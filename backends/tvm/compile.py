@@ -8,7 +8,7 @@ database hits can be counted on the very functions that get compiled:
    also choose the weights' memory layout (MetaSchedule's RewriteLayout; TVM's "CPU weight prepack"). These
    are the functions tuning works on (`fuse`), so the tuned workloads' structural hashes match;
 2. MetaScheduleApplyDatabase replaces each fused TIR function found in the database by its tuned schedule;
-   the others get a hand-written schedule on CPU (``tvm_schedule``: register-tiled direct conv and matmul,
+   the others get a hand-written schedule on CPU (``tvm.schedule``: register-tiled direct conv and matmul,
    parallel loops for the rest; TVM alone would run them as plain single-threaded loops) and DLight's generic
    rules on CUDA (which needs every loop bound to threads). SplitLayoutRewritePreproc then moves each weight
    re-layout, tuned or hand-written, into a function of its own, which FoldConstant runs once, at compile time,
@@ -29,7 +29,7 @@ from tvm.s_tir import dlight
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.tune_context import _normalize_mod  # how ApplyDatabase keys a function
 
-from .tvm_schedule import HandWritten
+from .schedule import HandWritten
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Built:
     executable: Any  # relax.VMExecutable
     tasks: int  # fused TIR functions: what tuning would work on
     hits: int  # of those, how many the database had a schedule for
-    hand_scheduled: dict[str, int]  # of the rest, how many each hand-written rule scheduled (tvm_schedule.RULES)
+    hand_scheduled: dict[str, int]  # of the rest, how many each hand-written rule scheduled (schedule.RULES)
     hand_hits: int = 0  # of the hits, how many were the hand-written schedule's measured record (it was faster)
 
 
@@ -79,7 +79,7 @@ def count_hits(fused: tvm.IRModule, target: tvm.target.Target, database: Any,
 def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None, hand_schedules: bool = True,
           hand_database: Any = None) -> Built:
     """Compile ``mod`` for ``target`` (a target dict), with ``database`` (a MetaSchedule Database) or none;
-    ``hand_schedules``: on CPU, functions without a database record get ``tvm_schedule``'s hand-written
+    ``hand_schedules``: on CPU, functions without a database record get ``tvm.schedule``'s hand-written
     schedules instead of TVM's plain single-threaded loops; ``hand_database`` (the hand-written schedules'
     records, part of ``database``) only serves to count how many functions got those rather than tuned ones."""
     tgt = tvm.target.Target(target)
