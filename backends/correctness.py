@@ -54,6 +54,8 @@ class Agreement:
     top1: float | None = None  # fraction of rows whose argmax agrees
     top5: float | None = None  # fraction of rows whose reference top-1 is in the candidate's top 5
     reason: str = ""
+    worst_index: tuple[int, ...] | None = None  # where |y − ref| is largest
+    on_border: bool | None = None  # NCHW outputs: whether that element is in the first/last row or column
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,10 +84,16 @@ def compare(y: np.ndarray, ref: np.ndarray, dtype: str = "float32") -> Agreement
     if bad:
         return Agreement(False, float("inf"), float("inf"), 0.0, dtype,
                          reason=f"{bad} non-finite values where the reference differs")
+    diff = np.where(finite, np.abs(y64 - np.where(finite, ref, 0.0)), 0.0)
+    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape)) if diff.size else None
+    border = None
+    if worst is not None and ref.ndim == 4:
+        (_, _, h, w), (_, _, hh, ww) = worst, ref.shape
+        border = h in (0, hh - 1) or w in (0, ww - 1)
     if not finite.all():
         y64, ref = y64[finite], ref[finite]
     scale = float(np.abs(ref).max()) if ref.size else 0.0
-    max_abs = float(np.abs(y64 - ref).max()) if ref.size else 0.0
+    max_abs = float(diff.max()) if diff.size else 0.0
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
     bound = tol.bound(scale)
     top1 = top5 = None
@@ -93,6 +101,8 @@ def compare(y: np.ndarray, ref: np.ndarray, dtype: str = "float32") -> Agreement
         top1 = float(np.mean(y64.argmax(-1) == ref.argmax(-1)))
         top5 = topk_agreement(y64, ref, 5)
     ok = max_abs <= bound
-    reason = "" if ok else (f"max abs error {max_abs:.3g} > {bound:.3g} "
+    where = "" if worst is None else f" at index {worst}" + (
+        "" if border is None else (" (on the border)" if border else " (interior)"))
+    reason = "" if ok else (f"max abs error {max_abs:.3g}{where} > {bound:.3g} "
                             f"(rtol {tol.rtol:g} · max|ref| {scale:.3g} + atol {tol.atol:g})")
-    return Agreement(ok, max_abs, max_rel, bound, dtype, top1, top5, reason)
+    return Agreement(ok, max_abs, max_rel, bound, dtype, top1, top5, reason, worst, border)

@@ -1,6 +1,6 @@
 """Static analysis: parameters, MACs, FLOPs and activation memory, per layer and in total.
 
-Conventions (DESIGN.md): MACs count conv2d and linear only, bias excluded, grouped convs per group — torchvision's
+Conventions (docs/design.md): MACs count conv2d and linear only, bias excluded, grouped convs per group — torchvision's
 published "GFLOPS" column. FLOPs follow each op's stated rule (``convbench.ir.ops.<op>.OP.flop_rule``).
 Params are what torchvision counts: weights and biases, BN gamma/beta, not BN running statistics (buffers).
 Activation memory treats every value as its own buffer: ``activation_sum_bytes`` is the naive sum of all of them,
@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 from . import ops
 from .graph import Graph
+
+CONTRACTIONS, WINDOWS = ops.with_trait("contraction"), ops.with_trait("window")
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,9 @@ def summarize(graph: Graph) -> Summary:
         buffer_bytes=sum(graph.params[b].nbytes for b in buffers),
         macs=sum(r.macs for r in rows),
         flops=sum(r.flops for r in rows),
-        conv_layers=sum(r.op in ("conv2d", "fused_conv2d") for r in rows),  # a fused node is still one layer
-        linear_layers=sum(r.op in ("linear", "fused_linear") for r in rows),
+        # a fused node is still one layer: conv layers are the windowed contractions, linear layers the others
+        conv_layers=sum(r.op in CONTRACTIONS and r.op in WINDOWS for r in rows),
+        linear_layers=sum(r.op in CONTRACTIONS and r.op not in WINDOWS for r in rows),
         activation_peak_bytes=max(live_bytes(graph), default=0),
         activation_sum_bytes=sum(t.nbytes for t in graph.inputs.values()) + sum(r.activation_bytes for r in rows),
     )

@@ -125,6 +125,22 @@ def test_fail_message_names_case_op_shapes_and_tolerance():
         assert text in r.message, text
 
 
+def _bump(y: np.ndarray, index: tuple[int, ...]) -> np.ndarray:
+    y = y.copy()
+    y[index] += 1.0
+    return y
+
+
+def test_fail_message_says_where_the_worst_element_is_and_whether_it_is_on_the_border():
+    # CONV's output is (2, 9, 4, 3): (1, 5, 2, 1) is interior, (0, 3, 3, 1) lies in the last row
+    interior = run_case(Wrong(mutate=lambda y: _bump(y, (1, 5, 2, 1))), CONV)
+    assert interior.agreement.worst_index == (1, 5, 2, 1) and interior.agreement.on_border is False
+    assert "at index (1, 5, 2, 1) (interior)" in interior.message
+    border = run_case(Wrong(mutate=lambda y: _bump(y, (0, 3, 3, 1))), CONV)
+    assert border.agreement.worst_index == (0, 3, 3, 1) and border.agreement.on_border is True
+    assert "at index (0, 3, 3, 1) (on the border)" in border.message
+
+
 def test_wrong_shape_and_wrong_output_count_fail():
     assert "shape" in run_case(Wrong(mutate=lambda y: y[:1]), CONV).message
     r = run_case(Wrong(mutate=lambda y: y), next(c for c in CASES if c.id == "pattern-two-outputs"))

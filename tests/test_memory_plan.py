@@ -155,7 +155,7 @@ def test_numpy_arena_mode_gives_identical_results(model):
     for pipeline in ("none", "default"):
         plain = NUMPY.compile(graph, params, passes=pipeline)
         arena = NUMPY.compile(graph, params, passes=pipeline, memory_plan=True)
-        assert arena.info["memory_plan"]["arena_bytes"] < arena.info["memory_plan"]["naive_bytes"]
+        assert arena.report.details.memory_plan["arena_bytes"] < arena.report.details.memory_plan["naive_bytes"]
         y = arena(x)
         np.testing.assert_array_equal(y, plain(x))
         np.testing.assert_array_equal(arena(x), y)  # the arena is reused; results do not leak between calls

@@ -55,8 +55,8 @@ def test_run_pipeline_records_every_pass_and_keeps_its_inputs(googlenet):
 def test_numpy_backend_runs_every_pipeline_within_tolerance(googlenet, pipeline):
     graph, params, x, ref = googlenet
     exe = NUMPY.compile(graph, params, passes=pipeline)
-    assert exe.info["passes"] == resolve(pipeline)[0]
-    assert ("memory_plan" in exe.info) == (pipeline == "all")
+    assert exe.report.pipeline["pipeline"] == resolve(pipeline)[0]
+    assert (exe.report.details.memory_plan is not None) == (pipeline == "all")
     agreement = compare(exe(x), ref, "float32")
     assert agreement.ok and agreement.top1 == 1.0, agreement
     if pipeline != "none":
@@ -71,7 +71,7 @@ def test_float64_oracle_with_passes_stays_float64_exact(googlenet):
 
 def test_arena_mode_can_be_declined_and_options_are_checked(googlenet):
     graph, params, _, _ = googlenet
-    assert "memory_plan" not in NUMPY.compile(graph, params, passes="all", memory_plan=False).info
+    assert NUMPY.compile(graph, params, passes="all", memory_plan=False).report.details.memory_plan is None
     missing = {k: v for k, v in params.items() if k != "conv1.bn.running_var"}
     with pytest.raises(IRError, match=r"pass 'fold_batch_norm' on googlenet: .*'conv1.bn.running_var', which is miss"):
         run_pipeline(graph, missing, "default")
@@ -90,8 +90,8 @@ def test_other_backends_accept_a_pipeline(googlenet, backend):
     graph, params, x, ref = googlenet
     for pipeline in ("none", "default"):
         exe = be.compile(graph, params, passes=pipeline)
-        assert exe.info["passes"] == pipeline
-        nodes = exe.info["pipeline"]["nodes"]
+        assert exe.report.pipeline["pipeline"] == pipeline
+        nodes = exe.report.pipeline["nodes"]
         assert nodes[0] == len(graph) and (nodes[1] < nodes[0]) == (pipeline == "default")
         assert compare(exe(x), ref, "float32").ok
 

@@ -114,11 +114,14 @@ def run_case(backend: str | Backend, case: Case, dtype: str = "float32", **compi
         return result("error", f"{head}: run failed: {type(e).__name__}: {e}\n  case: {case.describe()}",
                       fallback=tuple(exe.fallback_nodes))
     outputs = list(out) if isinstance(out, tuple | list) else [out]
-    agreement = judge([np.asarray(y) for y in outputs], case.reference, dtype)
+    # judged with the dtype the backend says its arithmetic has (Triton's float32 on tensor cores is tf32)
+    report = getattr(exe, "report", None)
+    judged = report.accuracy_dtype if report is not None else dtype
+    agreement = judge([np.asarray(y) for y in outputs], case.reference, judged)
     fallback = tuple(exe.fallback_nodes)
     if agreement.ok:
         return result("pass", "", agreement, fallback)
-    tol = tolerance(dtype)
+    tol = tolerance(judged)
     rel = f"; max rel error {agreement.max_rel:.3g}" if np.isfinite(agreement.max_rel) else ""
     return result("fail", f"{head}: {agreement.reason}{rel} (tolerance rtol {tol.rtol:g}, atol {tol.atol:g})"
                           f"\n  case: {case.describe()}", agreement, fallback)

@@ -53,7 +53,8 @@ class OpDef:
     does. ``macs`` counts multiply–accumulates (conv2d and linear only); ``flops`` follows ``flop_rule``.
     ``traits`` are the op's categories (keys of `TRAITS`); ``overwrites(attrs, n_inputs)`` the positions of
     the inputs its output may be written over (the memory planner and in-place lowerings ask it; a position
-    holding a parameter is never overwritten).
+    holding a parameter is never overwritten). ``noop(attrs, ins, out)`` says when attributes make the op return
+    its input unchanged (a 1×1 stride-1 pool); an op with the "identity" trait always does.
     """
 
     name: str
@@ -66,6 +67,7 @@ class OpDef:
     min_inputs: int | None = None
     traits: frozenset[str] = field(default_factory=frozenset)
     overwrites: Callable[[Any, int], tuple[int, ...]] = no_input
+    noop: Callable[[Any, Types, TensorType], bool] | None = None
     buffers: frozenset[str] = field(default_factory=frozenset)
     macs: Callable[[Any, Types, TensorType], int] = lambda attrs, ins, out: 0
 
@@ -78,6 +80,10 @@ class OpDef:
     @property
     def variadic(self) -> bool:
         return "variadic" in self.traits
+
+    def is_noop(self, attrs: Any, ins: Types, out: TensorType) -> bool:
+        """Does a node of this op with these attributes and types return its (only) input unchanged?"""
+        return "identity" in self.traits or (self.noop is not None and self.noop(attrs, ins, out))
 
     def has(self, trait: str) -> bool:
         if trait not in TRAITS:
@@ -134,6 +140,11 @@ def window_out(size: int, kernel: int, stride: int, pad: int, dilation: int, cei
         raise ShapeError(f"window {kernel} (dilation {dilation}, stride {stride}) is larger than the padded "
                          f"input {size + 2 * pad}")
     return out
+
+
+def same_shape(attrs: Any, ins: Types, out: TensorType) -> bool:
+    """``noop`` of ops that do nothing when the output has the input's shape (flatten, concat of one input)."""
+    return out.shape == ins[0].shape
 
 
 def same_type(attrs: Any, ins: Types) -> TensorType:

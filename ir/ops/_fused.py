@@ -27,6 +27,15 @@ def activations() -> dict[str, OpDef]:
     return {name: get(name) for name in sorted(with_trait("activation")) if get(name).attrs_type is NoAttrs}
 
 
+@functools.cache
+def heads() -> frozenset[str]:
+    """The ops a fused node is built around (and a batch_norm folds into): the contractions that are not fused
+    already (conv2d, linear)."""
+    from . import with_trait
+
+    return with_trait("contraction") - with_trait("fused")
+
+
 def check_activation(activation: str | None) -> None:
     if activation is not None and activation not in activations():
         raise IRError(f"fused op: activation must be None or one of {sorted(activations())}, got {activation!r}")

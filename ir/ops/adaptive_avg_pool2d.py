@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..graph import TensorType
-from ._base import OpDef, Types, pair, require_rank
+from ._base import OpDef, Types, pair, require_rank, same_shape
 
 
 @dataclass(frozen=True)
@@ -53,5 +53,5 @@ def reference(attrs: AdaptivePoolAttrs, x: np.ndarray) -> np.ndarray:
 
 
 OP = OpDef(name="adaptive_avg_pool2d", attrs_type=AdaptivePoolAttrs, inputs=("x",),
-           traits={"window"}, infer=infer, flops=flops,
+           traits={"window"}, noop=same_shape, infer=infer, flops=flops,
            reference=reference, flop_rule="1 add per input element of each window + 1 divide per output")

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..graph import TensorType
 from ._base import OpDef, Types
-from ._pool import PoolAttrs, output_hw, reduce_windows
+from ._pool import PoolAttrs, output_hw, reduce_windows, unit_window
 from ._pool import infer as window_infer
 
 
@@ -44,5 +44,6 @@ def flops(attrs: PoolAttrs, ins: Types, out) -> int:
     return out.numel * kh * kw
 
 
-OP = OpDef(name="avg_pool2d", attrs_type=PoolAttrs, inputs=("x",), traits={"window"}, infer=infer, flops=flops,
+OP = OpDef(name="avg_pool2d", attrs_type=PoolAttrs, inputs=("x",),
+           traits={"window"}, noop=unit_window, infer=infer, flops=flops,
            reference=reference, flop_rule="KH·KW − 1 adds + 1 divide per output element")

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import TensorType
-from ._base import OpDef, Types
+from ._base import OpDef, Types, same_shape
 
 
 @dataclass(frozen=True)
@@ -35,5 +35,6 @@ def reference(attrs: ConcatAttrs, *xs: np.ndarray) -> np.ndarray:
     return np.concatenate(xs, axis=attrs.axis)
 
 
-OP = OpDef(name="concat", attrs_type=ConcatAttrs, inputs=("x",), min_inputs=1, traits={"variadic"}, infer=infer,
+OP = OpDef(name="concat", attrs_type=ConcatAttrs, inputs=("x",), min_inputs=1,
+           traits={"variadic"}, noop=same_shape, infer=infer,
            flops=lambda attrs, ins, out: 0, reference=reference, flop_rule="0 (data movement only)")

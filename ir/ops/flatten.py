@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import TensorType
-from ._base import OpDef, Types
+from ._base import OpDef, Types, same_shape
 
 
 @dataclass(frozen=True)
@@ -31,5 +31,5 @@ def reference(attrs: FlattenAttrs, x: np.ndarray) -> np.ndarray:
     return x.reshape(*x.shape[: attrs.start_dim], -1)
 
 
-OP = OpDef(name="flatten", attrs_type=FlattenAttrs, inputs=("x",), traits={"view"}, infer=infer,
+OP = OpDef(name="flatten", attrs_type=FlattenAttrs, inputs=("x",), traits={"view"}, noop=same_shape, infer=infer,
            flops=lambda attrs, ins, out: 0, reference=reference, flop_rule="0 (a reshape)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._base import OpDef, Types
-from ._pool import PoolAttrs, infer, output_hw, reduce_windows
+from ._pool import PoolAttrs, infer, output_hw, reduce_windows, unit_window
 
 
 def flops(attrs: PoolAttrs, ins: Types, out) -> int:
@@ -20,5 +20,6 @@ def reference(attrs: PoolAttrs, x: np.ndarray) -> np.ndarray:
     return reduce_windows(attrs, x, -np.inf, np.maximum, output_hw(attrs, x))
 
 
-OP = OpDef(name="max_pool2d", attrs_type=PoolAttrs, inputs=("x",), traits={"window"}, infer=infer, flops=flops,
+OP = OpDef(name="max_pool2d", attrs_type=PoolAttrs, inputs=("x",),
+           traits={"window"}, noop=unit_window, infer=infer, flops=flops,
            reference=reference, flop_rule="KH·KW − 1 comparisons per output element")

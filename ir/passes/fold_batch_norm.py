@@ -10,13 +10,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .. import ops
 from ..errors import IRError
 from ..graph import Graph, Node, TensorType
+from ..ops._fused import heads
 from ._rewrite import bypass, matching_arrays, rebuild
-
-# A BN folds into a contraction that has no epilogue yet (an activation after it would come before the BN).
-BN_FOLDS_INTO = ops.with_trait("contraction") - ops.with_trait("fused")
 
 
 def fold_conv_bn_weights(weight: np.ndarray, bias: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,
@@ -41,7 +38,7 @@ def foldable(graph: Graph, bn: Node) -> Node | None:
     rewrites them); a linear's output is (N, features), so BN's channel axis is the features axis.
     """
     producer = graph.node_by_name.get(bn.inputs[0])
-    if producer is None or producer.op not in BN_FOLDS_INTO or graph.sole_reader(producer.name) != bn:
+    if producer is None or producer.op not in heads() or graph.sole_reader(producer.name) != bn:
         return None
     if not all(graph.is_param(i) for i in bn.inputs[1:]):
         return None

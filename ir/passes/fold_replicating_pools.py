@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .. import ops
 from ..graph import Graph, Node, TensorType
 from ..verify import verify
 
@@ -28,7 +29,8 @@ def fold_replicating_pools(graph: Graph, params: Mapping[str, np.ndarray]
     nodes, types, weights, notes = list(graph.nodes), dict(graph.params), dict(params), {}
     by_name = graph.node_by_name
     for node in graph.nodes:
-        weight = node.inputs[1] if node.op in ("linear", "fused_linear") else None
+        op = ops.get(node.op)
+        weight = node.inputs[1] if op.has("contraction") and not op.has("window") else None  # linear layers
         if weight not in graph.params or graph.users[weight] != (node.name,):
             continue
         flat = by_name.get(node.inputs[0])

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..graph import Graph, Node
-from ..ops._fused import activations
+from ..ops._fused import activations, heads
 from ..ops.fused_conv2d import FusedConv2dAttrs
 from ..ops.fused_linear import FusedLinearAttrs
 from ._rewrite import rebuild
@@ -42,7 +42,7 @@ class Chain:
 
 def find_chain(graph: Graph, head: Node) -> Chain | None:
     """The longest fusable chain starting at ``head``, or None if there is nothing to fuse into it."""
-    if head.op not in ("conv2d", "linear"):
+    if head.op not in heads():
         return None
     add = act = None
     reader = graph.sole_reader(head.name)

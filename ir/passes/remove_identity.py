@@ -1,6 +1,7 @@
-"""Remove nodes that compute the identity at inference: dropout, and ops whose attributes make them a no-op
-(a flatten that changes no shape, a one-input concat, a 1×1/stride-1 unpadded pool, an adaptive pool to the
-input's own size). Their readers read the node's input instead.
+"""Remove nodes that compute the identity at inference: dropout (the "identity" trait), and nodes whose
+attributes make their op a no-op, as each op states in its file (`OpDef.noop`: a flatten that changes no shape,
+a one-input concat, a 1×1 stride-1 unpadded pool, an adaptive pool to the input's own size). Their readers read
+the node's input instead.
 """
 
 from __future__ import annotations
@@ -11,20 +12,12 @@ from ._rewrite import bypass, rebuild
 
 
 def is_identity(graph: Graph, node: Node) -> bool:
-    """Does ``node`` return its (only) activation input unchanged? Decided from op, attrs and shapes."""
+    """Does ``node`` return its (only) activation input unchanged? The op's own rule (`OpDef.is_noop`) decides
+    from its attributes and types."""
     if len(node.inputs) != 1 or graph.is_param(node.inputs[0]):
         return False
-    same_shape = graph.types[node.name].shape == graph.types[node.inputs[0]].shape
-    a = node.attrs
-    if ops.get(node.op).has("identity"):
-        return True
-    if node.op in ("flatten", "concat"):
-        return same_shape
-    if node.op in ("max_pool2d", "avg_pool2d"):
-        return a.kernel_size == (1, 1) and a.stride == (1, 1) and a.padding == (0, 0)
-    if node.op == "adaptive_avg_pool2d":
-        return same_shape
-    return False
+    types = graph.types
+    return ops.get(node.op).is_noop(node.attrs, [types[node.inputs[0]]], types[node.name])
 
 
 def remove_identity(graph: Graph) -> Graph:
