@@ -27,7 +27,8 @@ from ..ir.analysis import summarize
 from ..ir.graph import Graph
 from ..ir.passes import plan_memory, resolve, run_pipeline
 from .report import load
-from .schema import Case, parse_backend_spec
+from .schema import Case
+from .specs import parse_backend_spec
 
 BASELINE = "none"
 

@@ -7,8 +7,9 @@ speed-up of a pipeline is the median over cycles of ``t(none) / t(pipeline)`` wi
 distribution-free 95 % interval of that median (order statistics), and timing stops once every interval is
 within ±1 % or at the time cap;
 the rotation keeps any pipeline from always running right after the same neighbour (cache state, frequency).
-The child is started like the harness's (thread variables set before the interpreter starts, a timeout that
-kills its process group) and checks each pipeline's output against the float64 reference first.
+The child is started by the harness's launcher (launch.py: thread variables set before the interpreter starts, a
+timeout that kills its process group, SIGKILL read as out-of-memory) and checks each pipeline's output against
+the float64 reference first.
 
     python -m convbench.bench.ablation_paired JOB.json RESULT.json
 """
@@ -16,10 +17,6 @@ kills its process group) and checks each pipeline's output against the float64 r
 from __future__ import annotations
 
 import gc
-import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -107,78 +104,67 @@ def _iqr_rel(a: np.ndarray) -> float:
     return float((q3 - q1) / med) if med > 0 else float("inf")
 
 
-def run_job(job: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """In the child: build the model, compile every pipeline, check it, time them all in rotation."""
-    from .. import models
+def run_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """In the child: build the workload, compile every pipeline, check it, time them all in rotation."""
     from ..backends import get
+    from ..backends.base import CompileReport
     from ..backends.correctness import compare
-    from .schema import parse_backend_spec
-    from .worker import SEED, make_input
+    from .specs import split_backend_spec, typed_options
+    from .workload import compile_options, make_workload, reference
 
-    graph = models.build(job["model"], batch=job["batch"], image_size=job["image_size"])
-    params = models.init_params(graph, seed=SEED)
-    x = make_input(graph.inputs[next(iter(graph.inputs))].shape)
-    ref = get("numpy").compile(graph, params, dtype="float64")(x)
-    name, options = parse_backend_spec(job["backend"])
-    backend = get(name)
+    w = make_workload(job["model"], job["batch"], job["image_size"])
+    ref = reference(w)
+    name, raw = split_backend_spec(job["backend"])
+    backend, options = get(name), typed_options(name, raw)
     rows, calls = {}, {}
     for pipeline in job["pipelines"]:
         row = {"model": job["model"], "image_size": job["image_size"], "batch": job["batch"],
                "backend": job["backend"], "pipeline": pipeline, "status": "ok", "message": ""}
         try:
-            exe = backend.compile(graph, params, passes=pipeline, **options)
-            y = exe(x)
-            agreement = compare(np.asarray(y[0] if isinstance(y, tuple) else y), ref, "float32")
+            exe = backend.compile(w.graph, w.params, **compile_options(backend, "float32", job["threads"],
+                                                                       {**options, "passes": pipeline}))
+            y = exe(w.input)
+            judged = exe.report.accuracy_dtype if isinstance(exe.report, CompileReport) else "float32"
+            agreement = compare(np.asarray(y[0] if isinstance(y, tuple) else y), ref, judged)
             row.update(correct=agreement.ok, max_rel=agreement.max_rel)
-            calls[pipeline] = (lambda e: lambda: e(x))(exe)
+            calls[pipeline] = (lambda e: lambda: e(w.input))(exe)
         except Exception as e:  # recorded per pipeline; the others are still timed
             row.update(status="error", message=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
         rows[pipeline] = row
     if BASELINE in calls:
         for pipeline, stats in measure_paired(calls, PairedPolicy(**job["policy"])).items():
             rows[pipeline].update(stats)
-    return list(rows.values())
+    return {"status": "ok", "rows": list(rows.values())}
 
 
 def run_paired(model: str, image_size: int, batch: int, backend: str, pipelines: Sequence[str], threads: int,
                policy: PairedPolicy, timeout_s: float = 900.0) -> list[dict[str, Any]]:
-    """In the parent: one child process for one model × backend; every way it can fail becomes a row status."""
-    from .runner import child_env
+    """In the parent: one child process for one model × backend; every way it can fail becomes a row status
+    (a backend that cannot run here is ``unsupported`` with its reason, without a child)."""
+    from ..backends import get
+    from .launch import child_env, run_child
+    from .specs import split_backend_spec
+    from .workload import unsupported_reason
 
-    job = {"model": model, "image_size": image_size, "batch": batch, "backend": backend,
-           "pipelines": list(pipelines), "policy": asdict(policy)}
-    with tempfile.TemporaryDirectory(prefix="convbench-paired-") as tmp:
-        job_path, result_path, log_path = (Path(tmp) / n for n in ("job.json", "result.json", "log"))
-        job_path.write_text(json.dumps(job))
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "convbench.bench.ablation_paired", str(job_path),
-                                     str(result_path)], env=child_env(threads, ()), stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                proc.wait(timeout=timeout_s)
-                status, message = "ok", ""
-            except subprocess.TimeoutExpired:
-                status, message = "timeout", f"no result after {timeout_s:g} s; the process group was killed"
-            finally:  # a timeout, Ctrl-C or SIGTERM of the parent: take the child's whole group down
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-        if status == "ok" and result_path.exists():
-            return json.loads(result_path.read_text())
-        if status == "ok":
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-            status, message = "error", f"exited with status {proc.returncode} without a result: {tail[0][:300]}"
+    why = unsupported_reason(get(split_backend_spec(backend)[0]), "float32")
+    if why:
+        status, message = "unsupported", why
+    else:
+        job = {"model": model, "image_size": image_size, "batch": batch, "backend": backend,
+               "pipelines": list(pipelines), "policy": asdict(policy), "threads": threads}
+        with tempfile.TemporaryDirectory(prefix="convbench-paired-") as tmp:
+            child = run_child("convbench.bench.ablation_paired", job, child_env(threads), timeout_s, Path(tmp))
+        if child.status == "ok":
+            return child.result["rows"]
+        status, message = child.status, child.result.get("message", "")
     return [{"model": model, "image_size": image_size, "batch": batch, "backend": backend, "pipeline": p,
              "status": status, "message": message} for p in pipelines]
 
 
 def main(argv: list[str]) -> int:
-    job = json.loads(Path(argv[0]).read_text())
-    rows = run_job(job)
-    tmp = Path(argv[1]).with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows))
-    os.replace(tmp, argv[1])
-    return 0
+    from .launch import child_main
+
+    return child_main(argv, run_job)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .machine import label
+from .record import Record, as_record
 
 REGRESSIONS = ("regression", "broken", "wrong result")
 
@@ -68,12 +69,12 @@ def _ms(s: float | None) -> str:
     return "" if s is None else f"{s * 1e3:.4g}"
 
 
-def by_case(records: Sequence[dict[str, Any]], source: str) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+def by_case(records: Sequence[Record], source: str) -> dict[str, Record]:
+    out: dict[str, Record] = {}
     for r in records:
-        if r["case_id"] in out:
-            warnings.warn(f"{source}: case {r['case_id']} appears more than once; using the last", stacklevel=2)
-        out[r["case_id"]] = r
+        if r.case_id in out:
+            warnings.warn(f"{source}: case {r.case_id} appears more than once; using the last", stacklevel=2)
+        out[r.case_id] = r
     return out
 
 
@@ -82,10 +83,10 @@ def min_p_value(n1: int, n2: int) -> float:
     return min(1.0, 2 / math.comb(n1 + n2, n1)) if n1 and n2 else 1.0
 
 
-def machine_warnings(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> list[str]:
+def machine_warnings(base: Sequence[Record], new: Sequence[Record]) -> list[str]:
     out = []
-    b_machines = {r["machine"]["machine_id"]: r["machine"] for r in base if "machine" in r}
-    n_machines = {r["machine"]["machine_id"]: r["machine"] for r in new if "machine" in r}
+    b_machines = {r.machine.get("machine_id", "?"): r.machine for r in base if r.machine}
+    n_machines = {r.machine.get("machine_id", "?"): r.machine for r in new if r.machine}
     if set(b_machines) != set(n_machines):
         out.append("the files come from different machines (base: "
                    + "; ".join(map(label, b_machines.values())) + " — new: "
@@ -98,12 +99,14 @@ def machine_warnings(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any
     return out
 
 
-def compare_records(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], factor: float = 1.1,
-                    alpha: float = 0.01) -> Comparison:
+def compare_records(base: Sequence[Record | dict[str, Any]], new: Sequence[Record | dict[str, Any]],
+                    factor: float = 1.1, alpha: float = 0.01) -> Comparison:
+    """Records of either schema (typed, or the dicts a results file holds)."""
     from scipy.stats import mannwhitneyu
 
     if factor < 1:
         raise ValueError(f"factor must be ≥ 1, got {factor}")
+    base, new = [as_record(r) for r in base], [as_record(r) for r in new]
     b_cases, n_cases = by_case(base, "base"), by_case(new, "new")
     rows = []
     for cid in [*b_cases, *(c for c in n_cases if c not in b_cases)]:
@@ -112,18 +115,19 @@ def compare_records(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]
             rows.append(Row(cid, "only in new" if b is None else "only in base", _median(b), _median(n), None,
                             None, _n(b), _n(n)))
             continue
-        if b["status"] != "ok" or n["status"] != "ok":
-            verdict = ("both failed" if b["status"] != "ok" and n["status"] != "ok"
-                       else "broken" if b["status"] == "ok" else "fixed")
-            note = f"base {b['status']}, new {n['status']}: {n.get('message') or b.get('message')}"[:200]
+        if b.status != "ok" or n.status != "ok":
+            verdict = ("both failed" if b.status != "ok" and n.status != "ok"
+                       else "broken" if b.status == "ok" else "fixed")
+            note = f"base {b.status}, new {n.status}: {n.message or b.message}"[:200]
             rows.append(Row(cid, verdict, _median(b), _median(n), None, None, _n(b), _n(n), note))
             continue
-        bs, ns = b["timing"]["samples"], n["timing"]["samples"]
-        ratio = n["timing"]["median"] / b["timing"]["median"]
+        bs, ns = b.samples, n.samples
+        b_med, n_med = b.median_s, n.median_s
+        ratio = n_med / b_med
         p = float(mannwhitneyu(ns, bs, alternative="two-sided").pvalue)
         note, verdict = "", "same"
-        if _correct(b) is True and _correct(n) is False:
-            verdict, note = "wrong result", (n.get("correctness") or {}).get("reason", "")
+        if b.correct is True and n.correct is False:
+            verdict, note = "wrong result", (n.correctness or {}).get("reason", "")
         elif ratio > factor and p < alpha:
             verdict = "regression"
         elif ratio < 1 / factor and p < alpha:
@@ -132,19 +136,13 @@ def compare_records(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]
             verdict, note = "inconclusive", f"too few samples for p < {alpha:g}"
         elif ratio > factor or ratio < 1 / factor:
             verdict, note = "same", f"ratio beyond {factor:g} but p = {p:.2g} ≥ {alpha:g}"
-        rows.append(Row(cid, verdict, b["timing"]["median"], n["timing"]["median"], ratio, p, len(bs), len(ns),
-                        note))
+        rows.append(Row(cid, verdict, b_med, n_med, ratio, p, len(bs), len(ns), note))
     return Comparison(tuple(rows), tuple(machine_warnings(base, new)), factor, alpha)
 
 
-def _median(r: dict[str, Any] | None) -> float | None:
-    return r["timing"]["median"] if r and r.get("status") == "ok" else None
+def _median(r: Record | None) -> float | None:
+    return r.median_s if r else None
 
 
-def _n(r: dict[str, Any] | None) -> int:
-    return len(r["timing"]["samples"]) if r and r.get("status") == "ok" else 0
-
-
-def _correct(r: dict[str, Any]) -> bool | None:
-    """True or False against the reference; None when there was no reference to compare with."""
-    return (r.get("correctness") or {}).get("ok")
+def _n(r: Record | None) -> int:
+    return len(r.samples) if r else 0

@@ -2,7 +2,8 @@
 
 ``machine_id`` hashes what identifies the hardware and OS (host, CPU, cores, memory, GPU), not the software,
 so results from two commits on one machine group together while their versions still differ visibly.
-Versions are read from package metadata, never by importing (importing torch costs seconds and memory).
+Versions are read from package metadata, never by importing (importing torch costs seconds and memory), and
+convbench's own the same way (bench/ imports nothing from the package's face).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .launch import THREAD_VARS
+
 # CPU features that decide which kernels BLAS libraries and compilers pick.
 FLAGS_OF_INTEREST = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
                      "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
 PACKAGES = ("numpy", "scipy", "torch", "triton", "apache-tvm", "onnxruntime", "onnx")
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TVM_NUM_THREADS")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -42,14 +44,15 @@ def _cpuinfo() -> tuple[str, list[str]]:
     return model, flags
 
 
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {name: _version(name) for name in PACKAGES}
 
 
 def _git(*args: str) -> str | None:
@@ -77,8 +80,6 @@ def fingerprint(name: str | None = None) -> dict[str, Any]:
     """Hardware, OS and software of this machine. ``name`` overrides the host name (to label a machine)."""
     import psutil
 
-    from .. import __version__
-
     cpu, flags = _cpuinfo()
     commit = _git("rev-parse", "HEAD")
     dirty = _git("status", "--porcelain", "--untracked-files=no")
@@ -99,7 +100,7 @@ def fingerprint(name: str | None = None) -> dict[str, Any]:
         "cpu_flags": flags,
         "python": platform.python_version(),
         "implementation": sys.implementation.name,
-        "convbench": __version__,
+        "convbench": _version("convbench"),
         "versions": _versions(),
         "git_commit": commit,
         "git_dirty": None if dirty is None else bool(dirty),

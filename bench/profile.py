@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import models
 from ..backends import get
+from ..backends.base import BackendUnavailableError, UnsupportedDtypeError, UnsupportedNodeError
 from ..ir import interpreter, ops
 from ..ir.graph import Graph, Node
-from .schema import parse_backend_spec
+from .errors import UnsupportedCase
+from .specs import split_backend_spec, typed_options
 from .stats import Policy, measure
-from .worker import SEED, make_input
+from .workload import compile_options, make_workload, unsupported_reason
 
 NODE_POLICY = Policy(warmup_s=0.02, min_time_s=0.05, max_time_s=0.3, min_samples=5)
 GRAPH_POLICY = Policy(max_time_s=2.0)
@@ -97,16 +98,20 @@ def _capture(graph: Graph, params: dict[str, np.ndarray], x: np.ndarray) -> dict
 def profile(model: str, backend_spec: str, batch: int = 1, image_size: int | None = None,
             dtype: str = "float32", threads: int | None = None, policy: Policy = NODE_POLICY,
             graph_policy: Policy = GRAPH_POLICY) -> Profile:
-    name, options = parse_backend_spec(backend_spec)
+    """Raises `UnsupportedCase` where the backend cannot run the model in ``dtype`` here (the reason as
+    ``check`` and ``run`` word it)."""
+    name, raw = split_backend_spec(backend_spec)
     backend = get(name)
-    ok, reason = backend.available()
-    if not ok:
-        raise ValueError(f"backend {name!r} is not available here: {reason}")
-    graph = models.build(model, batch=batch, image_size=image_size)
-    params = models.init_params(graph, seed=SEED)
-    x = make_input(graph.inputs["input"].shape)
-    options = {"dtype": dtype, **({"threads": threads} if threads else {}), **options}
-    whole = backend.compile(graph, params, **options)
+    why = unsupported_reason(backend, dtype)
+    if why:
+        raise UnsupportedCase(why)
+    w = make_workload(model, batch, image_size)
+    graph, params, x = w.graph, w.params, w.input
+    options = compile_options(backend, dtype, threads, typed_options(name, raw))
+    try:
+        whole = backend.compile(graph, params, **options)
+    except (UnsupportedNodeError, UnsupportedDtypeError, BackendUnavailableError) as e:
+        raise UnsupportedCase(" ".join(str(e).split())) from None
     graph_median = measure(functools.partial(whole, x), graph_policy).stats.median
     del whole
     inputs = _capture(graph, params, x)

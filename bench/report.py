@@ -17,7 +17,7 @@ import pandas as pd
 from . import lecture, plots
 from .errors import BenchError
 from .machine import label
-from .schema import read_records
+from .record import Memory, Record, load_records
 
 REFERENCE = "numpy"
 _ITEMSIZE_VS_F32 = {"float64": 2.0, "float32": 1.0, "tf32": 1.0, "float16": 0.5, "bfloat16": 0.5}
@@ -27,9 +27,8 @@ def load(paths: Sequence[str | os.PathLike]) -> tuple[pd.DataFrame, dict[str, di
     """One row per case (the last record of a case per machine wins), and the machines by id."""
     rows, machines = [], {}
     for path in paths:
-        for r in read_records(path):
-            m = r.get("machine", {})
-            machines[m.get("machine_id", "?")] = m
+        for r in load_records(path):  # schema 1 and 2
+            machines[r.machine.get("machine_id", "?")] = r.machine
             rows.append(_flatten(r, str(path)))
     if not rows:
         raise BenchError(f"no results in {', '.join(map(str, paths))}")
@@ -42,29 +41,27 @@ def load(paths: Sequence[str | os.PathLike]) -> tuple[pd.DataFrame, dict[str, di
     return _derive(df.reset_index(drop=True)), machines
 
 
-def _flatten(r: dict, source: str) -> dict:
-    c, t = r["case"], r.get("timing") or {}
-    mem, info, corr = r.get("memory") or {}, r.get("model_info") or {}, r.get("correctness") or {}
-    calib, m = r.get("calibration") or {}, r.get("machine") or {}
+def _flatten(r: Record, source: str) -> dict:
+    c, t, mem = r.case, r.timing or {}, r.memory or Memory()
+    info, corr, calib, m = r.model_info or {}, r.correctness or {}, r.calibration, r.machine
     return {
         "source": source, "machine_id": m.get("machine_id", "?"), "machine": label(m) if m else "?",
-        "case_id": r["case_id"], "model": c["model"], "image_size": c["image_size"], "backend": c["backend"],
-        "backend_name": c.get("backend_name", c["backend"]), "batch": c["batch"], "dtype": c["dtype"],
-        "threads": c["threads"], "status": r["status"], "message": r.get("message", ""),
+        "case_id": r.case_id, "model": c.model, "image_size": c.image_size, "backend": c.backend,
+        "backend_name": c.backend_name, "batch": c.batch, "dtype": c.dtype,
+        "threads": c.threads, "status": r.status, "message": r.message,
         "median_s": t.get("median"), "min_s": t.get("min"), "mean_s": t.get("mean"), "p90_s": t.get("p90"),
         "p99_s": t.get("p99"), "iqr_rel": t.get("iqr_rel"), "n": t.get("n"), "converged": t.get("converged"),
-        "samples": t.get("samples") or [], "throughput_ips": r.get("throughput_ips"), "gflops": r.get("gflops"),
-        "peak_fraction": r.get("peak_fraction"), "compile_s": (r.get("compile") or {}).get("compile_s"),
-        "fallback_nodes": len((r.get("compile") or {}).get("fallback_nodes") or []),
-        "rss_run_delta": mem.get("run_rss_peak_delta_bytes"),
-        "rss_compile_delta": mem.get("compile_rss_peak_delta_bytes"),
-        "device_peak": mem.get("device_peak_bytes"), "static_activation_peak": mem.get("static_activation_peak_bytes"),
-        "static_params": mem.get("static_param_bytes"), "correct": corr.get("ok"), "max_abs": corr.get("max_abs"),
+        "samples": t.get("samples") or [], "throughput_ips": r.throughput_ips, "gflops": r.gflops,
+        "peak_fraction": r.peak_fraction, "compile_s": r.compile.compile_s if r.compile else None,
+        "fallback_nodes": len(r.compile.fallback_nodes) if r.compile else 0,
+        "rss_run_delta": mem.run_rss_peak_delta_bytes, "rss_compile_delta": mem.compile_rss_peak_delta_bytes,
+        "device_peak": mem.device_peak_bytes, "static_activation_peak": mem.static_activation_peak_bytes,
+        "static_params": mem.static_param_bytes, "correct": corr.get("ok"), "max_abs": corr.get("max_abs"),
         "max_rel": corr.get("max_rel"), "top1": corr.get("top1"), "macs": info.get("macs"), "flops": info.get("flops"),
         "params": info.get("params"), "param_bytes": info.get("param_bytes"),
         "activation_sum_bytes": info.get("activation_sum_bytes"), "gemm_gflops": calib.get("gemm_gflops"),
         "gemm_source": calib.get("gemm_source"), "bandwidth_gbs": calib.get("bandwidth_gbs"),
-        "loadavg": (r.get("worker") or {}).get("loadavg_1min"),
+        "loadavg": r.worker.loadavg_1min if r.worker else None,
     }
 
 

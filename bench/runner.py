@@ -1,23 +1,20 @@
 """The sweep: plan cases, run each in its own child process with a timeout, append one JSONL line per case.
 
 Isolation (asv's rule): a crash, hang or out-of-memory kill in one backend ends only that child; the parent
-records it as the case's status and goes on. The child starts a new process session, so a timeout kills its
-whole group (torch.compile's worker processes included), and it dies with the parent if the parent is
-SIGKILLed (see worker.py). Results are appended as each case finishes; ``resume`` skips the cases already in
-the file, so an interrupted sweep loses at most the case in flight and never duplicates one.
+records it as the case's status and goes on (launch.py: a new process session, so a timeout kills the child's
+whole group, torch.compile's worker processes included; it dies with the parent if the parent is SIGKILLed).
+A backend that cannot run a case's dtype here is recorded as unsupported without a child. Results are
+appended as each case finishes; ``resume`` skips the cases already in the file, so an interrupted sweep loses
+at most the case in flight and never duplicates one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
-import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,11 +23,17 @@ from typing import Any
 
 from . import machine, plugins
 from .errors import BenchError
+from .launch import ChildResult, child_env, one_line, run_child
+from .record import Record
 from .schema import SCHEMA_VERSION, Case, append_record, read_records, repair
+from .specs import BackendSpec, image_sizes_for, parse_backend
 from .stats import Policy
+from .workload import unsupported_reason
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TVM_NUM_THREADS")
+WORKER = "convbench.bench.worker"
 Event = Callable[[str, Case | None, dict[str, Any] | None], None]
+__all__ = ["ChildResult", "Sweep", "default_threads", "image_sizes_for", "make_record", "plan", "prepare_output",
+           "run_sweep"]
 
 
 def default_threads() -> int:
@@ -39,43 +42,21 @@ def default_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def image_sizes_for(model: str, sizes: Sequence[str]) -> list[int]:
-    """Resolve "full" (the architecture's own size), "small" (the reduced one) or integers for one model."""
-    from .. import models
-
-    spec = models.spec(model)
-    out: list[int] = []
-    for s in sizes:
-        size = {"full": spec.image_size, "small": spec.small_image_size}.get(s)
-        if size is None:
-            try:
-                size = int(s)
-            except ValueError:
-                raise BenchError(f"image size must be an integer, 'small' or 'full', got {s!r}") from None
-            if size < spec.min_image_size:
-                raise BenchError(f"{model}: image size {size} is below its minimum {spec.min_image_size}")
-        if size not in out:
-            out.append(size)
-    return out
-
-
-def plan(models: Sequence[str], backends: Sequence[str], batches: Sequence[int], dtypes: Sequence[str],
-         image_sizes: Sequence[str] = ("full",), threads: int | None = None) -> list[Case]:
-    """Every (model, size, backend, batch, dtype), duplicates removed, in a stable order."""
-    from ..backends import get
-
+def plan(models: Sequence[str], backends: Sequence[str | BackendSpec], batches: Sequence[int],
+         dtypes: Sequence[str], image_sizes: Sequence[str] = ("full",), threads: int | None = None) -> list[Case]:
+    """Every (model, size, backend, batch, dtype), duplicates removed, in a stable order. Backend specs are
+    parsed (`specs.parse_backend`: unknown names and bad options fail here, before anything runs)."""
     threads = threads or default_threads()
-    for spec in backends:
-        get(Case("x", 1, spec, 1, "float32", 1).backend_name)  # unknown names fail here, listing the known ones
+    specs = [b if isinstance(b, BackendSpec) else parse_backend(b) for b in backends]
     if any(b < 1 for b in batches):
         raise BenchError(f"batch sizes must be ≥ 1, got {list(batches)}")
     cases: dict[str, Case] = {}
     for model in models:
         for size in image_sizes_for(model, image_sizes):
-            for backend in backends:
+            for spec in specs:
                 for batch in batches:
                     for dtype in dtypes:
-                        case = Case(model, size, backend, batch, dtype, threads)
+                        case = Case(model, size, spec.label, batch, dtype, threads, spec.name, dict(spec.options))
                         cases.setdefault(case.id, case)
     return list(cases.values())
 
@@ -117,82 +98,6 @@ class Sweep:
     skip_dominated: bool = True  # do not run what a timeout already answered (see TimeoutLedger)
 
 
-@dataclass
-class ChildResult:
-    status: str
-    result: dict[str, Any]
-    wall_s: float
-
-
-def child_env(threads: int, backend_modules: Sequence[str]) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({v: str(threads) for v in THREAD_VARS})
-    if backend_modules:
-        env[plugins.ENV_VAR] = plugins.to_env(list(backend_modules))
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
-
-
-def run_child(job: dict[str, Any], env: dict[str, str], timeout_s: float, workdir: Path) -> ChildResult:
-    """Run one job in a fresh interpreter; map every way it can end to a status."""
-    tag = uuid.uuid4().hex[:8]
-    job_path, result_path, log_path = (workdir / f"{tag}.{s}" for s in ("job.json", "result.json", "log"))
-    job_path.write_text(json.dumps({**job, "parent_pid": os.getpid()}))
-    start = time.perf_counter()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "convbench.bench.worker", str(job_path), str(result_path)],
-                                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        try:
-            proc.wait(timeout=timeout_s)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            timed_out = True
-        except BaseException:  # Ctrl-C or SIGTERM of the sweep: take the child down with us
-            _kill_group(proc)
-            raise
-    wall = time.perf_counter() - start
-    tail = _tail(log_path)
-    if timed_out:
-        return ChildResult("timeout", {"message": f"no result after {timeout_s:g} s; the process group was killed",
-                                       "detail": tail}, wall)
-    if result_path.exists():
-        result = json.loads(result_path.read_text())
-        return ChildResult(result.get("status", "error"), result, wall)
-    code = proc.returncode
-    if code < 0:
-        sig = signal.Signals(-code).name
-        if -code == signal.SIGKILL:
-            message = ("killed by SIGKILL, not by the harness: most likely the kernel's out-of-memory killer"
-                       + (f"; last output: {_last_line(tail)}" if tail else ""))
-            return ChildResult("oom", {"message": message, "detail": tail}, wall)
-        message = f"crashed with {sig}" + (f"; last output: {_last_line(tail)}" if tail else "")
-    else:
-        message = f"exited with status {code} without a result" + (f": {_last_line(tail)}" if tail else "")
-    return ChildResult("error", {"message": message, "detail": tail}, wall)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def _last_line(text: str) -> str:
-    return text.strip().splitlines()[-1][:300] if text.strip() else ""
-
-
 def calibrations(keys: Iterable[tuple[str, int]], sweep: Sweep, workdir: Path,
                  on_event: Event) -> dict[tuple[str, int], dict[str, Any]]:
     """GEMM peak and bandwidth, once per (dtype, threads) in the sweep, each in a child like the cases."""
@@ -202,7 +107,7 @@ def calibrations(keys: Iterable[tuple[str, int]], sweep: Sweep, workdir: Path,
             out[(dtype, threads)] = {"skipped": "calibration turned off"}
             continue
         on_event("calibrate", None, {"dtype": dtype, "threads": threads})
-        child = run_child({"kind": "calibrate", "dtype": dtype, "threads": threads, "gemm_n": sweep.gemm_n},
+        child = run_child(WORKER, {"kind": "calibrate", "dtype": dtype, "threads": threads, "gemm_n": sweep.gemm_n},
                           child_env(threads, sweep.backend_modules), min(sweep.timeout_s, 300), workdir)
         if child.status == "ok":
             out[(dtype, threads)] = child.result["calibration"]
@@ -227,7 +132,7 @@ class References:
             path = self.dir / f"{case.model}@{case.image_size}-b{case.batch}.npy"
             job = {"kind": "reference", "model": case.model, "image_size": case.image_size, "batch": case.batch,
                    "path": str(path)}
-            child = run_child(job, child_env(case.threads, ()), self.sweep.timeout_s, self.dir)
+            child = run_child(WORKER, job, child_env(case.threads, ()), self.sweep.timeout_s, self.dir)
             ok = child.status == "ok" and path.exists()
             self.done[key] = (str(path), None) if ok else (None, f"{child.status}: {child.result.get('message')}")
         return self.done[key]
@@ -270,6 +175,28 @@ def _flops(model: str, batch: int, image_size: int) -> int:
     return summarize(models.build(model, batch=batch, image_size=image_size)).flops
 
 
+class Verdicts:
+    """Whether a case's backend can run its dtype here, asked once per (backend, dtype) in the parent: a sweep
+    over 'all' spends no child and no reference on a backend that is not available (the record says why, with
+    the same words ``check`` uses), and a backend that does not even load is an error of its cases."""
+
+    def __init__(self) -> None:
+        self.done: dict[tuple[str, str], ChildResult | None] = {}
+
+    def get(self, case: Case) -> ChildResult | None:
+        from ..backends import get
+
+        key = (case.backend_name, case.dtype)
+        if key not in self.done:
+            try:
+                why = unsupported_reason(get(case.backend_name), case.dtype)
+                self.done[key] = None if why is None else ChildResult("unsupported", {"message": why}, 0.0)
+            except Exception as e:  # a third-party backend that fails to import: its cases say so, the rest run
+                self.done[key] = ChildResult("error", {"message": f"backend {case.backend_name!r} failed to load: "
+                                                                  f"{one_line(e)}"}, 0.0)
+        return self.done[key]
+
+
 def run_sweep(sweep: Sweep, on_event: Event = lambda *_: None) -> dict[str, int]:
     """Run every case not already in the output; return how many cases ended with each status."""
     done = prepare_output(sweep.output, sweep.resume, sweep.overwrite)
@@ -289,41 +216,42 @@ def run_sweep(sweep: Sweep, on_event: Event = lambda *_: None) -> dict[str, int]
     fingerprint = machine.fingerprint(sweep.machine_name)
     run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     counts: dict[str, int] = {}
+    verdicts = Verdicts()
     with tempfile.TemporaryDirectory(prefix="convbench-sweep-") as tmp:
         workdir = Path(tmp)
         references = References(sweep, workdir)
         calib = calibrations(dict.fromkeys((c.dtype, c.threads) for c in todo), sweep, workdir, on_event)
         for case in todo:
-            child = ledger.dominated(case) if sweep.skip_dominated else None
+            child = verdicts.get(case) or (ledger.dominated(case) if sweep.skip_dominated else None)
             ref_path, ref_error = references.get(case, on_event) if child is None else (None, None)
             on_event("start", case, None)
             started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
             if child is None:
                 job = {"kind": "case", "case": case.to_dict(), "policy": asdict(sweep.policy),
                        "reference": ref_path, "reference_error": ref_error}
-                child = run_child(job, child_env(case.threads, sweep.backend_modules), sweep.timeout_s, workdir)
+                child = run_child(WORKER, job, child_env(case.threads, sweep.backend_modules), sweep.timeout_s,
+                                  workdir)
                 if child.status == "timeout":
                     ledger.add(case)
             record = make_record(case, child, calib[(case.dtype, case.threads)], fingerprint, run_id, started)
-            append_record(sweep.output, record)
-            counts[record["status"]] = counts.get(record["status"], 0) + 1
-            on_event("done", case, record)
+            line = record.to_dict()
+            append_record(sweep.output, line)
+            counts[record.status] = counts.get(record.status, 0) + 1
+            on_event("done", case, line)
     return counts
 
 
 def make_record(case: Case, child: ChildResult, calibration: dict[str, Any], fingerprint: dict[str, Any],
-                run_id: str, started: str) -> dict[str, Any]:
+                run_id: str, started: str) -> Record:
+    """The case's record: the sweep's context, then what the child wrote (an unknown field is an error)."""
     result = dict(child.result)
-    record: dict[str, Any] = {
+    result.pop("status", None)
+    record = Record.from_dict({
         "schema": SCHEMA_VERSION, "run_id": run_id, "case_id": case.id, "case": case.to_dict(),
         "status": child.status, "message": result.pop("message", ""), "started": started,
-        "duration_s": child.wall_s,
-    }
-    record.update(result)
-    record["status"] = child.status
-    on_gpu = str(record.get("device", "cpu")).startswith("cuda") and "cuda" in calibration
+        "duration_s": child.wall_s, **result, "calibration": calibration, "machine": fingerprint,
+    }, strict=True)
+    on_gpu = str(record.device or "cpu").startswith("cuda") and "cuda" in calibration
     gemm = calibration["cuda"]["gemm_gflops"] if on_gpu else calibration.get("gemm_gflops")
-    record["peak_fraction"] = record["gflops"] / gemm if gemm and record.get("gflops") else None
-    record["calibration"] = calibration
-    record["machine"] = fingerprint
-    return record
+    peak = record.gflops / gemm if gemm and record.gflops else None
+    return dataclasses.replace(record, peak_fraction=peak)

@@ -1,27 +1,15 @@
-"""The results schema: one JSON object per line (JSONL), one line per case, appended as each case finishes.
+"""The results file: one JSON object per line (JSONL), one line per case, appended as each case finishes.
 
 A line is written with a single ``write`` of the whole encoded line and then fsync'ed, so a sweep killed at
 any moment (SIGINT, SIGKILL) leaves only whole lines; a reader still tolerates a torn last line (say, a full
 disk) and ``repair`` trims it before a resumed sweep appends. Non-finite floats are written as null, so every
 line is strict JSON. ``SCHEMA_VERSION`` changes whenever a field changes meaning or moves.
 
-A record (see runner.py for how it is filled)::
-
-    schema, run_id, case_id, case{model, image_size, backend, backend_name, options, batch, dtype, threads},
-    status (ok | unsupported | error | timeout | oom), message, started, duration_s, device ("cpu", "cuda:0" …),
-    skipped (only on a timeout not run because a cheaper workload already timed out), detail (traceback tail),
-    model_info{params, param_bytes, buffer_bytes, macs, flops, nodes, conv_layers, linear_layers,
-               activation_peak_bytes, activation_sum_bytes},
-    compile{compile_s, info, fallback_nodes},
-    timing{n, min, median, mean, stdev, iqr, iqr_rel, p90, p99, max, samples[], warmup_calls, warmup_s, total_s,
-           converged, stop_reason},               # seconds per call of the whole batch
-    throughput_ips, gflops, peak_fraction,
-    memory{rss_baseline_bytes, compile_rss_peak_delta_bytes, run_rss_peak_delta_bytes, method,
-           device_peak_bytes, static_activation_peak_bytes, static_param_bytes},
-    correctness{ok (null: no reference to compare with), max_abs, max_rel, bound, dtype, top1, top5, reason},
-    calibration{gemm_gflops, gemm_source, gemm_n, gemm_dtype, gemm_all{}, bandwidth_gbs, cuda{gemm_gflops, …}},
-    machine{machine_id, name, cpu, cores_…, versions{…}, git_commit, git_dirty, thread_env{…}},
-    worker{pid, wall_s, thread_env{…} (the child's), torch_threads, loadavg_1min (at the case's start)}
+What a line holds is the typed `record.Record` (its fields and the nested parts, with what each means):
+schema, run_id, case_id, case (`Case` below), status (ok | unsupported | error | timeout | oom), message,
+started, duration_s, device, skipped, detail, model_info, compile, timing, throughput_ips, gflops,
+peak_fraction, memory, correctness, calibration, machine, worker. Schema 2 stores the typed compile report
+(``compile.report``) where schema 1 stored the backend's untyped ``compile.info``; both are read.
 """
 
 from __future__ import annotations
@@ -35,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BenchError
+from .specs import parse_backend_spec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "unsupported", "error", "timeout", "oom")
 
 
@@ -75,30 +64,6 @@ def case_id(case: dict[str, Any]) -> str:
     """The key a case is matched by (resume, compare): every field that changes what is measured."""
     return (f"{case['model']}@{case['image_size']}/{case['backend']}/b{case['batch']}/{case['dtype']}"
             f"/t{case['threads']}")
-
-
-def parse_backend_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """"torch:compile=true:channels_last=1" → ("torch", {"compile": True, "channels_last": 1})."""
-    name, *pairs = spec.split(":")
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise BenchError(f"backend option {pair!r} in {spec!r} is not KEY=VALUE")
-        options[key] = _parse_value(raw)
-    return name, options
-
-
-def _parse_value(raw: str) -> Any:
-    low = raw.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            pass
-    return raw
 
 
 def _finite(o: Any) -> Any:

@@ -11,10 +11,9 @@ import functools
 import statistics
 import time
 
-import numpy as np
-
 import convbench as cb
 from convbench.bench.stats import Policy, measure
+from convbench.bench.workload import make_workload
 
 
 def bare(fn, n: int) -> float:
@@ -27,17 +26,16 @@ def bare(fn, n: int) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("-m", "--model", default="lenet5")
     p.add_argument("-b", "--backend", default="numpy")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--seconds", type=float, default=0.5, help="timed seconds per loop per round")
     args = p.parse_args()
-    g = cb.models.build(args.model, batch=args.batch)
-    exe = cb.backends.get(args.backend).compile(g, cb.models.init_params(g, seed=0))
-    x = np.random.default_rng(0).standard_normal(g.inputs["input"].shape).astype(np.float32)
-    fn = functools.partial(exe, x)
+    w = make_workload(args.model, args.batch, None)  # the sweep's own graph, parameters and input
+    exe = cb.backends.get(args.backend).compile(w.graph, w.params)
+    fn = functools.partial(exe, w.input)
     policy = Policy(warmup_s=0.1, min_time_s=args.seconds, max_time_s=args.seconds, target_iqr_rel=0.0)
     n = measure(fn, policy).stats.n  # calls the bare loop makes: as many as the harness makes in its time
     ratios, harness_medians, bare_medians = [], [], []

@@ -15,11 +15,11 @@ from __future__ import annotations
 import functools
 import os
 
-import numpy as np
 import pytest
 
 import convbench as cb
 from convbench.backends.correctness import compare
+from convbench.bench.workload import compile_options, make_workload, reference
 
 # (model, image size, batch): a tiny net, a real one at reduced and at full size.
 WORKLOADS = [("lenet5", None, 1), ("lenet5", None, 8), ("resnet18", 64, 1), ("resnet18", 64, 8),
@@ -39,11 +39,8 @@ def _available() -> list[str]:
 
 @functools.cache
 def _workload(model: str, size: int | None, batch: int):
-    g = cb.models.build(model, batch=batch, image_size=size)
-    params = cb.models.init_params(g, seed=0)
-    x = np.random.default_rng(0).standard_normal(g.inputs["input"].shape).astype(np.float32)
-    ref = cb.backends.get("numpy").compile(g, params, dtype="float64")(x)
-    return g, params, x, ref
+    w = make_workload(model, batch, size)  # what a sweep's case runs, with its float64 reference
+    return w.graph, w.params, w.input, reference(w)
 
 
 @pytest.mark.parametrize("backend", _available())
@@ -52,9 +49,11 @@ def _workload(model: str, size: int | None, batch: int):
 def test_forward(benchmark, backend, model, size, batch):
     g, params, x, ref = _workload(model, size, batch)
     threads = int(os.environ.get("OMP_NUM_THREADS", "0")) or None
-    exe = cb.backends.get(backend).compile(g, params, dtype="float32", threads=threads)
-    agreement = compare(exe(x), ref, "float32")
+    b = cb.backends.get(backend)
+    exe = b.compile(g, params, **compile_options(b, "float32", threads, {}))  # threads where it is an option
+    agreement = compare(exe(x), ref, exe.report.accuracy_dtype if exe.report else "float32")
     assert agreement.ok, agreement.reason
+    report = exe.report.to_dict() if exe.report else {}
     benchmark.extra_info.update({"flops": cb.analysis.summarize(g).flops, "batch": batch,
-                                 "max_rel": agreement.max_rel, **{k: str(v) for k, v in exe.info.items()}})
+                                 "max_rel": agreement.max_rel, **{k: str(v) for k, v in report.items()}})
     benchmark(exe, x)

@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .bench.errors import BenchError
 from .ir.errors import IRError
 
 # Explicit list: subcommand name -> module under convbench.commands (imported only when used, so
@@ -33,12 +34,13 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convbench", description=__doc__.splitlines()[0])
+    # allow_abbrev=False everywhere: a prefix is never silently read as a longer option (`--mode` is not `--models`)
+    parser = argparse.ArgumentParser(prog="convbench", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in COMMANDS.items():
         module = importlib.import_module(f"convbench.commands.{name}")
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
@@ -54,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (UsageError, IRError, KeyError) as e:
+    except (UsageError, IRError, KeyError, BenchError) as e:
         message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         print(f"convbench {args.command}: error: {message}", file=sys.stderr)
         return 2

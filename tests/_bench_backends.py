@@ -26,7 +26,7 @@ class _Base:
 
     def compile(self, graph, params, dtype="float32", **options) -> Executable:
         inner = NUMPY.compile(graph, params, dtype=dtype)
-        return Executable(graph, self.name, self.wrap(inner.run), {"dtype": dtype})
+        return Executable(graph, self.name, self.wrap(inner.run))  # a third-party backend: no compile report
 
     def wrap(self, run):
         return run
@@ -96,5 +96,14 @@ class Wrong(_Base):
         return lambda inputs: [y + 1 for y in run(inputs)]
 
 
-for cls in (Twin, Abort, Hang, Hog, Killed, NoTanh, Wrong):
+class Gone(_Base):
+    """Not available here: the sweep records its cases as unsupported, with the reason, without a child."""
+
+    name = "bench_gone"
+
+    def available(self) -> tuple[bool, str]:
+        return False, "needs a device this machine lacks"
+
+
+for cls in (Twin, Abort, Hang, Hog, Killed, NoTanh, Wrong, Gone):
     register(cls())

@@ -58,3 +58,18 @@ def test_profile_cli_json_and_errors(capsys):
     assert main(["profile", "-m", "nosuchnet"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert main(["profile", "-m", "lenet5", "-b", "nosuchbackend"]) == 2
+    assert main(["profile", "-m", "lenet5", "-b", "numpy:threads=abc"]) == 2
+    assert "option threads must be int | None, got 'abc'" in capsys.readouterr().err
+    assert main(["profile", "-m", "lenet5", "-b", "numpy,torch"]) == 2
+    assert "profile takes one backend" in capsys.readouterr().err
+
+
+def test_profile_of_what_the_backend_cannot_run_is_unsupported_not_bad_input(capsys):
+    assert main(["profile", "-m", "lenet5", "--dtype", "bfloat16"]) == 1  # numpy has no bfloat16
+    err = capsys.readouterr().err
+    assert "numpy cannot run lenet5 in bfloat16 here: backend 'numpy' does not support dtype bfloat16" in err
+
+
+def test_profile_takes_the_image_sizes_every_command_takes(capsys):
+    assert main(["profile", "-m", "resnet18", "--image-size", "small", "--top", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["image_size"] == 32

@@ -71,7 +71,9 @@ def test_sweep_writes_one_complete_line_per_case(sweep8):
         # the best BLAS present sets the peak: numpy's always, torch's where torch is installed
         assert r["calibration"]["gemm_gflops"] == max(r["calibration"]["gemm_all"].values())
         assert r["calibration"]["gemm_all"].keys() >= ({"numpy", "torch"} if find_spec("torch") else {"numpy"})
-        assert r["compile"]["compile_s"] >= 0
+        assert r["schema"] == 2 and r["compile"]["compile_s"] >= 0
+        report = r["compile"]["report"]  # the typed compile report; a third-party backend (the twin) makes none
+        assert report is None if r["case"]["backend"] == "bench_twin" else report["backend"] == "numpy"
         mem = r["memory"]
         assert mem["run_rss_peak_delta_bytes"] >= 0 and mem["rss_baseline_bytes"] > 0
         assert mem["static_activation_peak_bytes"] > 0 and mem["static_param_bytes"] > 0
@@ -132,7 +134,8 @@ def test_torch_case_in_the_harness(tmp_path):
 
 
 def test_crash_hang_oom_and_unsupported_are_statuses_and_the_sweep_goes_on(tmp_path):
-    backends = ["bench_abort", "bench_hang", "bench_hog", "bench_killed", "bench_notanh", "bench_wrong", "numpy"]
+    backends = ["bench_abort", "bench_hang", "bench_hog", "bench_killed", "bench_notanh", "bench_wrong", "bench_gone",
+                "numpy"]
     records = run_cli_sweep(tmp_path / "r.jsonl", "lenet5", ",".join(backends), "--timeout", "5", "--gemm-size", "0")
     by = {r["case"]["backend"]: r for r in records}
     assert list(by) == backends
@@ -142,6 +145,8 @@ def test_crash_hang_oom_and_unsupported_are_statuses_and_the_sweep_goes_on(tmp_p
     assert by["bench_killed"]["status"] == "oom" and "SIGKILL" in by["bench_killed"]["message"]
     assert by["bench_notanh"]["status"] == "unsupported" and "(tanh)" in by["bench_notanh"]["message"]
     assert by["bench_wrong"]["status"] == "ok" and not by["bench_wrong"]["correctness"]["ok"]
+    assert by["bench_gone"]["status"] == "unsupported" and by["bench_gone"]["duration_s"] == 0
+    assert by["bench_gone"]["message"] == "backend 'bench_gone' is not available: needs a device this machine lacks"
     assert by["numpy"]["status"] == "ok" and by["numpy"]["correctness"]["ok"]
 
 
@@ -186,7 +191,10 @@ def test_killing_the_sweep_leaves_valid_jsonl_and_resume_completes_it(tmp_path, 
     (["-m", "lenet5", "-b", "nosuchbackend"], "unknown backend 'nosuchbackend'"),
     (["-m", "lenet5", "-b", "numpy", "--batch", "0"], "--batch must be integers ≥ 1"),
     (["-m", "lenet5", "-b", "numpy:fast"], "is not KEY=VALUE"),
-    (["-m", "resnet18", "-b", "numpy", "--image-size", "8"], "below its minimum"),
+    (["-m", "resnet18", "-b", "numpy", "--image-size", "8"], "--image-size 8 is below resnet18's minimum 32"),
+    (["-m", "lenet5", "-b", "numpy", "--image-size", "big"], "'full', 'small' or an integer"),
+    (["-m", "lenet5", "-b", "numpy:memory_plan=maybe"], "option memory_plan must be bool | None, got 'maybe'"),
+    (["-m", "lenet5", "-b", "torch:threads=abc"], "torch backend: option threads must be int | None, got 'abc'"),
     (["-m", "lenet5", "-b", "numpy", "--dtype", "float8"], "unknown dtype 'float8'"),
 ])
 def test_bad_arguments_are_one_line_exit_2_and_no_file(argv, message, tmp_path, capsys):
@@ -228,3 +236,7 @@ def test_scenarios_image_sizes_and_backend_specs_shape_the_plan(tmp_path):
         "resnet18@32/numpy/b1/float32/t3", "resnet18@32/numpy:passes=default/b1/float32/t3",
         "resnet18@224/numpy/b1/float32/t3", "resnet18@224/numpy:passes=default/b1/float32/t3"]
     assert got[1].options == {"passes": "default"} and got[1].backend_name == "numpy"
+    # options are typed against the backend's Options: "1" is memory_plan=True, not the integer 1
+    assert cases("-m", "lenet5", "-b", "numpy:memory_plan=1")[0].options == {"memory_plan": True}
+    # 'all' is every registered backend, as in check (one that cannot run here is recorded as unsupported)
+    assert [c.backend for c in cases("-m", "lenet5", "-b", "all")] == names()

@@ -6,6 +6,8 @@ from dataclasses import asdict
 
 import numpy as np
 
+from convbench.backends import registry
+from convbench.backends.base import Executable
 from convbench.bench.schema import Case
 from convbench.bench.stats import Policy
 from convbench.bench.worker import reference_output, run_case, run_job, run_reference
@@ -44,7 +46,53 @@ def test_a_failed_reference_is_no_verdict_not_a_pass():
 
 def test_errors_inside_the_child_become_statuses():
     job = _job()
-    job["case"]["dtype"] = "float16"  # the numpy backend refuses it at compile time
+    job["case"]["options"] = {"memory_plan": "maybe"}  # not a bool: the numpy backend refuses it at compile time
     out = run_job(job)
-    assert out["status"] == "error" and "float16" in out["message"] and "\n" not in out["message"]
-    assert "Traceback" not in out["message"] and out["detail"]
+    assert out["status"] == "error" and "memory_plan must be bool | None" in out["message"]
+    assert "\n" not in out["message"] and "Traceback" not in out["message"] and out["detail"]
+
+
+def test_a_dtype_the_backend_lacks_is_unsupported_in_the_words_check_uses():
+    job = _job()
+    job["case"]["dtype"] = "float16"  # numpy declares float32 and float64
+    out = run_job(job)
+    assert out["status"] == "unsupported"
+    assert out["message"] == "backend 'numpy' does not support dtype float16 (supports float32, float64)"
+
+
+def test_the_record_holds_the_typed_compile_report():
+    out = run_case(_job())
+    report = out["compile"]["report"]
+    assert set(out["compile"]) == {"compile_s", "report", "fallback_nodes"}
+    assert report["backend"] == "numpy" and report["dtype"] == report["accuracy_dtype"] == "float32"
+    assert report["threads"] == 1  # numpy declares `threads`, so the harness passed the case's
+    assert out["compile"]["compile_s"] >= report["compile_s"] > 0  # the harness's wall time spans the template's
+    assert out["correctness"]["dtype"] == "float32"
+
+
+class _Strict:
+    """A third-party backend whose compile takes dtype and nothing else, and makes no compile report."""
+
+    name = "strict_test"
+
+    def available(self):
+        return True, ""
+
+    def supports(self, node):
+        return True
+
+    def compile(self, graph, params, dtype="float32"):
+        from convbench.backends.numpy_ref import BACKEND
+
+        return Executable(graph, self.name, BACKEND.compile(graph, params, dtype=dtype).run)
+
+
+def test_a_backend_gets_only_the_options_it_declares(monkeypatch):
+    monkeypatch.setattr(registry, "_registered", dict(registry._registered))
+    monkeypatch.setattr(registry, "_loaded", dict(registry._loaded))
+    registry.register(_Strict())
+    job = _job()
+    job["case"].update(backend="strict_test", backend_name="strict_test")
+    out = run_case(job)  # threads=1 is in the case; passing it would be a TypeError
+    assert out["status"] == "ok", out.get("message")
+    assert out["compile"]["report"] is None and out["correctness"]["ok"]

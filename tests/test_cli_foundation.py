@@ -81,3 +81,15 @@ def test_bad_arguments_exit_2(argv):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
+
+
+def test_no_parser_accepts_an_abbreviated_option():
+    from convbench.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices  # every subcommand's parser
+    assert parser.allow_abbrev is False
+    assert sorted(name for name, p in subparsers.items() if p.allow_abbrev) == []
+    with pytest.raises(SystemExit) as e:
+        main(["models", "--js"])  # once read as --json
+    assert e.value.code == 2

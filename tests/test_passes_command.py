@@ -101,3 +101,24 @@ def test_speedups_are_taken_within_a_round_then_the_median(tmp_path):
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, argv, message):
     code, _, err = run_cli(capsys, "passes", *argv, "--timing", "none", "-o", str(tmp_path / "x"))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_all_and_unavailable_mean_what_they_mean_in_run_and_check(capsys, tmp_path, monkeypatch):
+    from convbench.backends import registry
+    from convbench.bench.ablation_paired import PairedPolicy, run_paired
+
+    code, text, _ = run_cli(capsys, "passes", "-m", "lenet5", "-b", "all", "-p", "default", "--timing", "none",
+                            "-o", str(tmp_path / "all"), "--json")
+    assert code == 0 and list(dict.fromkeys(r["backend"] for r in json.loads(text))) == registry.names()
+
+    class Gone:
+        name = "passes_gone"
+        available = staticmethod(lambda: (False, "needs a device this machine lacks"))
+        supports = staticmethod(lambda node: True)
+
+    monkeypatch.setattr(registry, "_registered", dict(registry._registered))
+    monkeypatch.setattr(registry, "_loaded", dict(registry._loaded))
+    registry.register(Gone())
+    rows = run_paired("lenet5", 32, 1, "passes_gone", ["none", "default"], 1, PairedPolicy())  # starts no child
+    assert [(r["pipeline"], r["status"]) for r in rows] == [("none", "unsupported"), ("default", "unsupported")]
+    assert rows[0]["message"] == "backend 'passes_gone' is not available: needs a device this machine lacks"

@@ -17,6 +17,7 @@ import pytest
 
 from convbench.backends import registry
 from convbench.backends.base import Backend, UnsupportedNodeError
+from convbench.bench.schema import read_records
 from convbench.commands.backends import describe
 from convbench.ir.errors import IRError
 from convbench.testing import model_case, op_cases, run_case
@@ -81,13 +82,24 @@ def test_entry_point_backend_is_discovered_and_passes_the_conformance_suite(with
     assert r.status == "pass" and r.fallback_nodes == ("c1_tanh", "s2", "c3_tanh", "s4", "c5_tanh", "f6_tanh")
 
 
-def test_entry_point_backend_in_a_fresh_cli_process(site):
+def test_entry_point_backend_in_a_fresh_cli_process(site, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-m", "convbench", "check", "-m", "lenet5", "-b", "einsum:fallback=numpy",
                            "--json"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(done.stdout)
     assert row["backend"] == "einsum:fallback=numpy" and row["status"] == "pass" and len(row["fallback_nodes"]) == 6
+    # and as a sweep case: the harness passes it only the options it declares (threads reach it through the
+    # environment where it does not), so a backend that refuses unknown options, as the docs ask, still runs
+    out = tmp_path / "r.jsonl"
+    done = subprocess.run([sys.executable, "-m", "convbench", "run", "-m", "lenet5", "-b", "einsum:fallback=numpy",
+                           "--threads", "1", "--gemm-size", "0", "--min-time", "0.02", "--max-time", "0.2",
+                           "--warmup", "0.01", "-q", "-o", str(out)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (record,) = read_records(out)
+    assert record["status"] == "ok", record["message"]
+    assert record["correctness"]["ok"] and len(record["compile"]["fallback_nodes"]) == 6
+    assert record["worker"]["thread_env"]["OMP_NUM_THREADS"] == "1"
 
 
 def test_backends_command_shows_the_entry_point_backend(with_site):

@@ -13,28 +13,26 @@ from pathlib import Path
 import pandas as pd
 
 from .. import models
-from ..backends import get
 from ..bench import ablation, machine
 from ..bench.ablation_paired import PairedPolicy, run_paired
 from ..bench.errors import BenchError
-from ..bench.runner import Sweep, default_threads, image_sizes_for, run_sweep
-from ..bench.schema import parse_backend_spec
+from ..bench.runner import Sweep, default_threads, run_sweep
+from ..bench.specs import parse_image_sizes
 from ..bench.stats import Policy
 from ..cli import UsageError
 from ..ir.passes import PIPELINES, resolve
-from ._common import print_json, print_table, split_list
+from ._common import BACKENDS_HELP, IMAGE_SIZE_HELP, backends_arg, image_sizes_arg, print_json, print_table, split_list
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--models", required=True, help="comma-separated zoo names, or 'all'")
-    p.add_argument("-b", "--backends", default="numpy",
-                   help="comma-separated backends, each optionally NAME:KEY=VALUE… (default numpy)")
+    p.add_argument("-b", "--backends", default="numpy", help=BACKENDS_HELP + " (default numpy)")
     p.add_argument("-p", "--pipelines", default="none,default,all",
                    help=f"comma-separated pipelines ({', '.join(PIPELINES)}) or pass lists joined by '+', "
                         "e.g. fold_batch_norm+fuse (default none,default,all; 'none' is the baseline and is "
                         "always included)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--image-size", default="full", help="'full', 'small' or an integer (default full)")
+    p.add_argument("--image-size", default="full", help=IMAGE_SIZE_HELP + " (default full)")
     p.add_argument("-o", "--output", default="reports/passes", help="report directory (default reports/passes)")
     p.add_argument("--timing", choices=("paired", "sweep", "none"), default="paired",
                    help="paired (default): all pipelines of a model × backend in one process, called in rotation; "
@@ -70,27 +68,19 @@ def _pipelines(value: str) -> list[str]:
 
 
 def _backends(value: str) -> list[str]:
-    specs = [v.strip() for v in value.split(",") if v.strip()]
-    if not specs:
-        raise UsageError("no backend given")
+    """``-b`` as every command parses it; a pipeline is this command's own axis, not a backend option."""
+    specs = backends_arg(value)
     for spec in specs:
-        name, options = parse_backend_spec(spec)
-        if "passes" in options:
-            raise UsageError(f"backend {spec!r}: give pipelines with --pipelines, not as a backend option")
-        ok, reason = get(name).available()
-        if not ok:
-            raise UsageError(f"backend {name!r} is not available here: {reason}")
-    return specs
+        if "passes" in spec.options:
+            raise UsageError(f"backend {spec.label!r}: give pipelines with --pipelines, not as a backend option")
+    return [spec.label for spec in specs]
 
 
 def run(args: argparse.Namespace) -> int:
     model_names = split_list(args.models, models.names(), "model")
     backends, pipelines = _backends(args.backends), _pipelines(args.pipelines)
     out = Path(args.output)
-    try:
-        sizes = {m: image_sizes_for(m, [args.image_size]) for m in model_names}
-    except BenchError as e:
-        raise UsageError(str(e)) from None
+    sizes = image_sizes_arg(args.image_size, model_names)
     if args.batch < 1:
         raise UsageError(f"--batch must be ≥ 1, got {args.batch}")
     if args.rounds < 1:
@@ -132,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.timing == "sweep":
         paths = [out / f"ablation-round{k + 1}.jsonl" for k in range(args.rounds)]
         try:
-            cases = ablation.cases(model_names, backends, pipelines, args.batch, [args.image_size], threads)
+            cases = ablation.cases(model_names, backends, pipelines, args.batch, parse_image_sizes(args.image_size),
+                                   threads)
             policy = Policy(min_time_s=min_time, max_time_s=max_time)
             for k, path in enumerate(paths):
                 print(f"convbench passes: round {k + 1} of {args.rounds}: {len(cases)} cases", file=sys.stderr)

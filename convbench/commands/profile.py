@@ -2,6 +2,8 @@
 whole graph's time; ``-o DIR`` also writes profile.json and the per-layer roofline (layers_roofline.png).
 
 Runs in this process: BLAS thread pools follow OMP_NUM_THREADS/OPENBLAS_NUM_THREADS of the environment.
+Exit 1 when the backend cannot run the model here (not available, a dtype or op it lacks: the reason ``check``
+and ``run`` give), 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -14,35 +16,38 @@ from pathlib import Path
 from .. import models
 from ..backends.correctness import TOLERANCES
 from ..bench import plugins
-from ..bench.errors import BenchError
+from ..bench.errors import BenchError, UnsupportedCase
 from ..cli import UsageError
-from ._common import print_json, print_table
+from ._common import add_backend_module, backends_arg, image_sizes_arg, print_json, print_table
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", required=True, help="zoo model name")
-    p.add_argument("-b", "--backend", default="numpy", help="backend, optionally NAME:KEY=VALUE… (numpy)")
+    p.add_argument("-b", "--backend", default="numpy",
+                   help="one backend, optionally NAME:KEY=VALUE… (default numpy); as -b of run and check")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--image-size", type=int, default=None, help="input size (default: the model's own)")
+    p.add_argument("--image-size", default="full",
+                   help="one input size: an integer, 'full' (the model's own, default) or 'small'")
     p.add_argument("--dtype", default="float32", choices=list(TOLERANCES))
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--top", type=int, default=20, help="rows to print, slowest first (0 = all)")
-    p.add_argument("--backend-module", action="append", default=[], metavar="MODULE_OR_FILE")
+    add_backend_module(p)
     p.add_argument("-o", "--output", default=None, help="directory for profile.json and layers_roofline.png")
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends import get
     from ..bench.profile import layer_roofline, profile
-    from ..bench.schema import parse_backend_spec
 
     try:
         plugins.load_all(args.backend_module)
-        models.spec(args.model)
-        get(parse_backend_spec(args.backend)[0])
     except BenchError as e:
         raise UsageError(str(e)) from None
+    models.spec(args.model)
+    (spec, *more) = backends_arg(args.backend)
+    (size, *other) = image_sizes_arg(args.image_size, [args.model])[args.model]
+    if more or other:
+        raise UsageError("profile takes one backend and one image size")
     if args.batch < 1:
         raise UsageError(f"--batch must be ≥ 1, got {args.batch}")
     out = Path(args.output) if args.output else None
@@ -52,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise UsageError(f"cannot create {out}: {e.strerror or e}") from None
     try:
-        prof = profile(args.model, args.backend, args.batch, args.image_size, args.dtype, args.threads)
-    except ValueError as e:  # unavailable backend, image size below the model's minimum
-        raise UsageError(str(e)) from None
+        prof = profile(args.model, spec.label, args.batch, size, args.dtype, args.threads)
+    except UnsupportedCase as e:  # nothing to profile: the reason check and run give, not bad input
+        print(f"convbench profile: {spec.label} cannot run {args.model} in {args.dtype} here: {e}", file=sys.stderr)
+        return 1
     doc = prof.to_dict()
     if out is not None:
         from ..bench.calibrate import calibrate

@@ -10,27 +10,24 @@ from pathlib import Path
 from typing import Any
 
 from .. import models
-from ..backends import get, names
 from ..backends.correctness import TOLERANCES
 from ..bench import plugins
 from ..bench.errors import BenchError
 from ..bench.runner import Sweep, default_threads, plan, prepare_output, run_sweep
 from ..bench.schema import Case
+from ..bench.specs import parse_image_sizes
 from ..bench.stats import Policy
 from ..cli import UsageError
-from ._common import int_list, split_list
+from ._common import BACKENDS_HELP, IMAGE_SIZE_HELP, add_backend_module, backends_arg, int_list, split_list
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--models", required=True, help="comma-separated zoo names, or 'all'")
-    p.add_argument("-b", "--backends", default="all",
-                   help="comma-separated backends, each optionally NAME:KEY=VALUE… (e.g. torch:compile=true); "
-                        "'all' = every backend available here (default)")
+    p.add_argument("-b", "--backends", default="all", help=BACKENDS_HELP + " (default all)")
     p.add_argument("--batch", default="1", help="batch sizes, e.g. 1,8 (default 1)")
     p.add_argument("--dtype", default="float32", help=f"comma-separated dtypes ({', '.join(TOLERANCES)})")
     p.add_argument("--threads", type=int, default=None, help="threads per case (default: physical cores)")
-    p.add_argument("--image-size", default="full",
-                   help="comma-separated input sizes: integers, 'full' (each model's own) or 'small' (reduced)")
+    p.add_argument("--image-size", default="full", help=IMAGE_SIZE_HELP + " (default full)")
     p.add_argument("--scenario", choices=("latency", "throughput"),
                    help="latency: batch 1 only (report p90); throughput: only the largest --batch (images/s)")
     p.add_argument("-o", "--output", default="results.jsonl", help="JSONL file to append to")
@@ -44,8 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds per case, after ≥1 call (0.2)")
     p.add_argument("--no-skip-dominated", action="store_true",
                    help="run a case even when its backend already timed out on a workload with fewer FLOPs")
-    p.add_argument("--backend-module", action="append", default=[], metavar="MODULE_OR_FILE",
-                   help="import this module (dotted name or .py file) to register extra backends; repeatable")
+    add_backend_module(p)
     p.add_argument("--gemm-size", type=int, default=2048,
                    help="N of the N×N×N GEMM that calibrates the peak (2048); 0 skips the calibration")
     p.add_argument("--machine", default=None, help="machine label in the results (default: host name)")
@@ -56,7 +52,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
     try:
         plugins.load_all(args.backend_module)
         model_names = split_list(args.models, models.names(), "model")
-        backends = _backends(args.backends)
+        backends = backends_arg(args.backends)
         batches = int_list(args.batch, "--batch")
         if args.scenario == "latency":
             batches = [1]
@@ -74,31 +70,12 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
             raise UsageError(f"need 0 ≤ --min-time ≤ --max-time, got {min_time:g} and {args.max_time:g}")
         policy = Policy(warmup_s=args.warmup, min_time_s=min_time, max_time_s=args.max_time,
                         target_iqr_rel=args.target_iqr)
-        sizes = [s.strip() for s in args.image_size.split(",") if s.strip()]
+        sizes = parse_image_sizes(args.image_size)
         cases = plan(model_names, backends, batches, dtypes, sizes, args.threads or default_threads())
     except (BenchError, ValueError) as e:
         raise UsageError(str(e)) from None
     return Sweep(cases, Path(args.output), policy, args.timeout, args.resume, args.overwrite,
                  tuple(args.backend_module), args.machine, args.gemm_size, not args.no_skip_dominated)
-
-
-def _backends(value: str) -> list[str]:
-    if value.strip() == "all":
-        chosen = []
-        for name in names():
-            try:
-                ok, reason = get(name).available()
-            except Exception as e:  # a backend module that does not even import must not stop the sweep
-                ok, reason = False, f"failed to load: {type(e).__name__}: {e}"
-            if ok:
-                chosen.append(name)
-            else:
-                print(f"convbench run: skipping backend {name!r}: {reason}", file=sys.stderr)
-        return chosen
-    specs = [v.strip() for v in value.split(",") if v.strip()]
-    if not specs:
-        raise UsageError("no backend given")
-    return specs
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from ..backends import registry
-from ..backends.base import Backend, UnsupportedNodeError
+from ..backends.base import Backend, BackendUnavailableError, UnsupportedDtypeError, UnsupportedNodeError
 from ..backends.correctness import Agreement, compare, tolerance
 from ..ir.graph import Graph
 
@@ -106,6 +106,8 @@ def run_case(backend: str | Backend, case: Case, dtype: str = "float32", **compi
         return result("skip", why)
     try:
         exe = b.compile(case.graph, case.params, dtype=dtype, **compile_options)
+    except (UnsupportedDtypeError, BackendUnavailableError) as e:  # `convbench run` records these as unsupported
+        return result("skip", str(e))
     except Exception as e:
         return result("error", f"{head}: compile failed: {type(e).__name__}: {e}\n  case: {case.describe()}")
     try:

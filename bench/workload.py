@@ -1,0 +1,79 @@
+"""What every measurement in bench/ runs: the case's graph, parameters and input, made one way.
+
+A workload is (model, batch, image size, seed) → the zoo graph, `models.init_params` with that seed and a
+standard-normal float32 input from the same seed: a sweep's case, its float64 reference (computed in another
+process), a paired ablation and a profile all see bit-identical arrays.
+
+Also here, because every runner asks them the same way: why a backend cannot be asked to run a dtype here
+(`unsupported_reason`; check and run both report it as skipped/unsupported with this text) and the options the
+harness passes to ``compile`` (`compile_options`: only what the backend declares).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..ir.graph import Graph
+
+SEED = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Workload:
+    graph: Graph
+    params: dict[str, np.ndarray]
+    input: np.ndarray
+
+
+def make_input(shape: tuple[int, ...], seed: int = SEED) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def make_workload(model: str, batch: int, image_size: int | None, seed: int = SEED) -> Workload:
+    """``image_size=None`` is the architecture's own size."""
+    from .. import models
+
+    graph = models.build(model, batch=batch, image_size=image_size)
+    params = models.init_params(graph, seed=seed)
+    return Workload(graph, params, make_input(graph.inputs[next(iter(graph.inputs))].shape, seed))
+
+
+def reference(workload: Workload) -> np.ndarray:
+    """The NumPy backend's output in float64 on the workload's float32 values: the oracle."""
+    from ..backends import get
+
+    out = get("numpy").compile(workload.graph, workload.params, dtype="float64")(workload.input)
+    return np.asarray(out[0] if isinstance(out, tuple) else out)
+
+
+def unsupported_reason(backend: Any, dtype: str) -> str | None:
+    """Why ``backend`` cannot run ``dtype`` here (not available, or a dtype it does not declare), else None.
+    (An op it lacks is found by ``compile``: ``UnsupportedNodeError``, after the pass pipeline.)"""
+    ok, why = backend.available()
+    if not ok:
+        return f"backend {backend.name!r} is not available: {why}"
+    dtypes = getattr(backend, "dtypes", None)
+    if dtypes is not None and dtype not in dtypes:
+        return f"backend {backend.name!r} does not support dtype {dtype} (supports {', '.join(dtypes)})"
+    return None
+
+
+def compile_options(backend: Any, dtype: str, threads: int | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords for ``backend.compile``: the case's own options, plus dtype and threads where the backend
+    declares them. ``threads`` goes only to a backend that names it (one taking ``**options`` may reject it, as
+    the docs ask of unknown options); the others get it from the environment the child starts with
+    (OMP_NUM_THREADS …). ``dtype`` is part of the contract; float32 is every backend's default, so it is left out
+    only where the backend declares options without it."""
+    from ..backends.template import accepted_options
+
+    accepted = accepted_options(backend)
+    harness: dict[str, Any] = {}
+    if accepted is None or "dtype" in accepted or dtype != "float32":  # an undeclared non-default dtype: its error
+        harness["dtype"] = dtype
+    if threads is not None and accepted is not None and "threads" in accepted:
+        harness["threads"] = threads
+    return {**harness, **options}
