@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..ir import ops
+
 # (zoo name, lecture's row name, lecture's size in MB)
 LECTURE_SIZES: tuple[tuple[str, str, float], ...] = (
     ("alexnet", "AlexNet", 238), ("vgg16", "VGG-16", 540), ("vgg19", "VGG-19", 560),
@@ -24,7 +26,7 @@ SWAP_NOTE = ("The lecture's rows are swapped: 25M parameters / 3.8B FLOPs are Re
              "multiply-adds as FLOPs) and 138M / 15.3B are VGG-16's; VGG-19 has 143.7M parameters and 19.6 GMACs.")
 
 
-WEIGHT_OPS = ("conv2d", "linear")
+WEIGHT_OPS = ops.with_trait("contraction")  # the layers "AlexNet 8, ResNet-50 50" count (a fused node is one)
 
 
 def depth(graph) -> int:

@@ -154,7 +154,7 @@ def bench_model(args, base, model, batch, size, dtype) -> None:
     tdtype, bench = runtime.DTYPES[dtype], timer(args)
     exe = TRITON.compile(g, params, dtype=dtype, tf32=args.tf32)
     feed = {"input": x.to(runtime.DEVICE, tdtype)}
-    contenders: dict[str, Callable[[], Any]] = {"triton": lambda: exe.plan.execute(feed)[0]}
+    contenders: dict[str, Callable[[], Any]] = {"triton": lambda: exe.artifact.execute(feed)[0]}
     info = analyse(g)
     model_info = {"flops": info.flops, "macs": info.macs, "params": info.params, "param_bytes": info.param_bytes,
                   "activation_sum_bytes": info.activation_sum_bytes}
@@ -179,7 +179,8 @@ def bench_model(args, base, model, batch, size, dtype) -> None:
                       "static_activation_peak_bytes": info.activation_peak_bytes,
                       "device_peak_bytes": None if runtime.INTERPRET else torch.cuda.max_memory_allocated(),
                       "method": None if runtime.INTERPRET else "torch CUDA allocator peak"}
-            extra = {"compile": {"info": exe.info}} if label == "triton" else {}
+            extra = {"compile": {"compile_s": exe.report.compile_s, "report": exe.report.to_dict(),
+                                 "fallback_nodes": list(exe.fallback_nodes)}} if label == "triton" else {}
             append_record(args.output, record(base, model, label, batch, size, dtype, samples, info.flops,
                                               memory=memory,
                                               model_info=model_info, **extra,

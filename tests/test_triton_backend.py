@@ -55,8 +55,8 @@ def compile_case(graph, **options):
 @needs_backend
 def test_residual_chain_is_one_launch_with_its_epilogue():
     case, exe = compile_case(basic_block_graph())
-    plan = exe.info["plan"]
-    assert exe.info["launches"] == 3, plan  # conv a (+BN+ReLU), the projection (+BN), conv b (+BN+add+ReLU)
+    plan = exe.report.details.plan
+    assert exe.report.details.launches == 3, plan  # conv a (+BN+ReLU), the projection (+BN), conv b (+BN+add+ReLU)
     fused = next(line for line in plan if line.startswith("out:"))
     assert "+residual(down.conv)" in fused and fused.rstrip().endswith("[b.conv, b.bn, add, out]"), fused
     assert any(line.startswith("down.conv:") and "[down.conv, down.bn]" in line for line in plan), plan
@@ -67,8 +67,8 @@ def test_residual_chain_is_one_launch_with_its_epilogue():
 @needs_backend
 def test_without_passes_the_lowering_still_fuses_activations():
     case, exe = compile_case(basic_block_graph(), passes="none")
-    plan = exe.info["plan"]
-    assert exe.info["passes"] == "none"
+    plan = exe.report.details.plan
+    assert exe.report.pipeline["pipeline"] == "none"
     assert "a.relu: batch_norm as per-channel affine relu" in plan, plan
     assert "out: add ×2 relu" in plan, plan
     assert run_case(BACKEND, case, passes="none").status == "pass"
@@ -91,7 +91,7 @@ def inception_graph():
 @needs_backend
 def test_concat_inputs_are_written_in_place():
     case, exe = compile_case(inception_graph())
-    plan = exe.info["plan"]
+    plan = exe.report.details.plan
     assert "cat: concat axis 1 ×4 (3 written in place, 1 copied)" in plan, plan
     assert any(line.startswith("b1.relu:") and line.endswith("→ into cat[0]") for line in plan), plan
     assert any(line.startswith("b2.relu:") and line.endswith("→ into cat[1]") for line in plan), plan
@@ -113,12 +113,33 @@ def dense_block_graph(layers: int = 3):
 @needs_backend
 def test_dense_block_concats_are_views_of_the_block_output():
     case, exe = compile_case(dense_block_graph())
-    plan = exe.info["plan"]
+    plan = exe.report.details.plan
     assert "cat1: concat as a view of block[0:2] (no launch)" in plan, plan
     assert "cat2: concat as a view of block[0:3] (no launch)" in plan, plan
     assert "block: concat axis 1 ×4 (4 written in place, 0 copied)" in plan, plan
     assert sum(": concat axis" in line for line in plan) == 1
     assert run_case(BACKEND, case).status == "pass"
+
+
+@needs_backend
+def test_the_concat_layout_is_decided_from_the_graph_before_lowering():
+    """`layout_concats` reads only the graph and which op's launch writes each value; the plan is built from
+    it, and a value the reference computes (a fresh array) is copied, so no concat holding it is a view."""
+    from convbench.backends.triton.plan import layout_concats
+
+    graph = dense_block_graph()
+    writers = {n.name: n.op for n in graph.nodes}
+    layout = layout_concats(graph, writers)
+    assert layout.into == {"stem": ("block", 0), "conv0": ("block", 1), "conv1": ("block", 2), "conv2": ("block", 3)}
+    assert layout.views == {"cat1": ("block", 0, 2), "cat2": ("block", 0, 3)}
+    assert layout.in_place("block", graph.node_by_name["block"].inputs) == (True, True, True, True)
+    assert layout.shapes["block"] == ((2, 9, 7, 5), 1, (3, 2, 2, 2))
+    del writers["conv1"]
+    layout = layout_concats(graph, writers)
+    assert "conv1" not in layout.into and layout.views == {"cat1": ("block", 0, 2)}
+    _, exe = compile_case(graph)
+    assert exe.artifact.layout.views == {"cat1": ("block", 0, 2), "cat2": ("block", 0, 3)}
+    assert [s.into for s in exe.artifact.steps if s.into] == [("block", k) for k in range(4)]
 
 
 def classifier_graph(pooled: int):
@@ -132,21 +153,26 @@ def classifier_graph(pooled: int):
 @needs_backend
 def test_a_replicating_pool_folds_into_the_linear():
     case, exe = compile_case(classifier_graph(1))  # 1×1 → 6×6: a copy, folded (K 180 → 5)
-    plan = exe.info["plan"]
+    plan = exe.report.details.plan
     assert "fc1.relu: linear 5→7 +bias relu  [fc1, fc1.relu]  (avgpool 1×1→6×6 (a copy) folded into the weight)" in plan
     assert not any("adaptive_avg_pool2d" in line for line in plan), plan
     assert run_case(BACKEND, case).status == "pass"
     case, exe = compile_case(classifier_graph(4))  # 4×4 → 6×6 averages overlapping windows: kept
-    assert any(line.startswith("avgpool: adaptive_avg_pool2d") for line in exe.info["plan"])
+    assert any(line.startswith("avgpool: adaptive_avg_pool2d") for line in exe.report.details.plan)
     assert run_case(BACKEND, case).status == "pass"
 
 
 # -- options, errors, availability ------------------------------------------------------------------------------
 @needs_backend
-def test_info_records_mode_dtype_and_tf32():
+def test_report_records_mode_dtype_and_tf32():
     case, exe = compile_case(basic_block_graph(), tf32=True)
-    assert exe.info["accuracy_dtype"] == "tf32" and exe.info["dtype"] == "float32"
-    assert exe.info["mode"] in ("interpreter", "cuda") and exe.info["passes"] == "default"
+    report = exe.report
+    assert report.accuracy_dtype == "tf32" and report.dtype == "float32" and report.options.tf32
+    assert report.details.mode in ("interpreter", "cuda") and report.pipeline["pipeline"] == "default"
+    assert report.backend == "triton" and report.compile_s > 0 and report.details.nodes == len(case.graph.nodes)
+    assert list(report.to_dict()["details"]["plan"]) == exe.artifact.lines() == list(report.details.plan)
+    _, plain = compile_case(basic_block_graph())
+    assert plain.report.accuracy_dtype == "float32" and not plain.report.options.tf32
     y = exe(*case.input_list())
     assert y.dtype == np.float32 and y.shape == case.reference[0].shape
 
@@ -184,7 +210,7 @@ def test_unsupported_node_needs_an_explicit_fallback(monkeypatch):
         BACKEND.compile(case.graph, case.params)
     exe = BACKEND.compile(case.graph, case.params, fallback="numpy")
     assert exe.fallback_nodes == ("b3",)
-    assert "b3: max_pool2d on the NumPy reference (fallback)" in exe.info["plan"]
+    assert "b3: max_pool2d on the NumPy reference (fallback)" in exe.report.details.plan
     assert run_case(BACKEND, case, fallback="numpy").status == "pass"
 
 
@@ -197,6 +223,25 @@ def test_without_triton_it_says_why_and_nothing_breaks(monkeypatch):
     with pytest.raises(BackendUnavailableError, match="triton is not installed"):
         BACKEND.compile(basic_block_graph(), {})
     assert run_case(BACKEND, make_case("block", basic_block_graph())).status == "skip"
+
+
+def test_the_table_loads_where_torch_and_triton_cannot_be_imported():
+    """Coverage and ``supports`` read the lowering table on machines that cannot run the kernels."""
+    code = ("import importlib.util, sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'triton'): raise ImportError('no ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "real = importlib.util.find_spec\n"
+            "importlib.util.find_spec = lambda n, *a: None if n in ('torch', 'triton') else real(n, *a)\n"
+            "from convbench.backends.triton import BACKEND\n"
+            "from convbench.testing.coverage import coverage_problems\n"
+            "print(BACKEND.available()[0], coverage_problems('triton'), len(BACKEND.lowered_ops()))\n"
+            "print('torch' in sys.modules or 'triton' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    from convbench.ir import ops
+
+    assert out.stdout.splitlines() == [f"False [] {len(ops.names())}", "False"], out.stdout + out.stderr
 
 
 @needs_backend

@@ -15,8 +15,6 @@ from convbench.ir.ops._base import NoAttrs
 from convbench.ir.ops._pool import PoolAttrs
 from convbench.ir.ops.adaptive_avg_pool2d import AdaptivePoolAttrs
 from convbench.ir.ops.conv2d import Conv2dAttrs
-from convbench.ir.ops.elu import EluAttrs
-from convbench.ir.ops.leaky_relu import LeakyReluAttrs
 from convbench.ir.ops.lrn import LrnAttrs
 from convbench.ir.ops.softmax import SoftmaxAttrs
 
@@ -66,8 +64,8 @@ def ref_epilogue(y, residual, activation, alpha=0.0) -> np.ndarray:
         y = y + residual
     if activation is None:
         return y
-    attrs = {"leaky_relu": LeakyReluAttrs(alpha), "elu": EluAttrs(alpha)}.get(activation, NoAttrs())
-    return ir_ops.get(activation).reference(attrs, y)
+    op = ir_ops.get(activation)  # an activation's attributes are one scalar at most (leaky_relu, elu: alpha)
+    return op.reference(NoAttrs() if op.attrs_type is NoAttrs else op.attrs_type(alpha), y)
 
 
 # -- conv2d -----------------------------------------------------------------------------------------------------
@@ -292,15 +290,33 @@ def test_lrn_multi_tile():
 
 
 # -- elementwise ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", elementwise.ACTIVATIONS)
+IR_ACTIVATIONS = sorted(ir_ops.with_trait("activation"))
+
+
+@pytest.mark.parametrize("name", IR_ACTIVATIONS)
 def test_activation(name):
+    """Every op with the "activation" trait computes its reference, through the kernel's own table."""
     x = rand(2, 3, 7, 5) * 4
     check(elementwise.activation(t(x), name, alpha=0.2), ref_epilogue(x, None, name, 0.2))
 
 
-def test_activations_cover_the_ir_activation_ops():
-    assert set(elementwise.ACTIVATIONS) == {"relu", "relu6", "leaky_relu", "sigmoid", "tanh", "elu"}
-    assert set(elementwise.ACTIVATIONS) <= set(ir_ops.names())
+def test_the_kernel_table_is_the_ir_activation_ops():
+    assert set(elementwise.ACTIVATIONS) == set(IR_ACTIVATIONS) == {"relu", "relu6", "leaky_relu", "sigmoid", "tanh",
+                                                                   "elu"}
+
+
+def test_an_activation_without_its_kernel_branch_fails_when_traced(monkeypatch):
+    """A name in the table but missing from `activate`'s chain must not compute the identity."""
+    monkeypatch.setattr(elementwise, "ACTIVATIONS", (*elementwise.ACTIVATIONS, "softplus"))
+    with pytest.raises(Exception) as raised:  # the interpreter's error, or the compiler's (its cause says why)
+        elementwise.activation(t(rand(3, 4)), "softplus")
+    chain, e = [], raised.value
+    while e is not None:
+        chain.append(str(e))
+        e = e.__cause__ or e.__context__
+    assert any("unknown ACTIVATION" in message for message in chain), chain
+    with pytest.raises(ValueError, match="activation must be None or one of"):
+        elementwise.activation(t(rand(3, 4)), "gelu")
 
 
 def test_add_and_multi_block():

@@ -21,9 +21,9 @@ def test_models(item):
 def test_resnet18_at_224():
     case = model_case("resnet18", batch=1, image_size=224)
     exe = BACKEND.compile(case.graph, case.params)
-    residual = [line for line in exe.info["plan"] if "+residual(" in line]
-    assert len(residual) == 8, exe.info["plan"]  # every basic block: conv2 + BN + add + ReLU in one launch
-    assert exe.info["launches"] == 23  # 20 convs (BN, adds and ReLUs inside), max pool, global pool, fc
+    residual = [line for line in exe.report.details.plan if "+residual(" in line]
+    assert len(residual) == 8, exe.report.details.plan  # every basic block: conv2 + BN + add + ReLU in one launch
+    assert exe.report.details.launches == 23  # 20 convs (BN, adds and ReLUs inside), max pool, global pool, fc
     r = run_case(BACKEND, case)
     assert r.status == "pass", r.message
     assert r.agreement.top1 == 1.0

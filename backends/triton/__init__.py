@@ -5,35 +5,31 @@ on CPU tensors (``TRITON_INTERPRET=1``, set when this module is imported, before
 interpreter runs the very same kernels, slowly: it is how CI checks them without a GPU. Run it with
 ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`` (several times faster on small blocks). Its timings mean nothing.
 
-Compile plans the graph once: the pass pipeline (``passes=``, "default": drop identities, fold BN into the
-conv/linear weights, fold constants, fuse conv/linear → add → activation into one node), an adaptive pool that
-only replicates folded into the linear after it (`fold_replicating_pools`), then lowering (`lower`:
-activations absorbed into their producer's epilogue, concat inputs written in place and concats of concats as
-views, weights packed in the compute dtype). ``exe.info["plan"]`` lists the launches, each with the IR nodes it
-covers; ``exe.plan`` is the `plan.Plan` itself.
+Compile (the template, `backends/template.py`) runs the pass pipeline (``passes=``, "default" here: drop
+identities, fold BN into the conv/linear weights, fold constants, fuse conv/linear → add → activation into one
+node); `build` then folds an adaptive pool that only replicates into the linear after it
+(`ir.passes.fold_replicating_pools`) and lowers (`lower`: activations absorbed into their producer's epilogue,
+concat inputs written in place and concats of concats as views, weights packed in the compute dtype).
+``exe.artifact`` is the `plan.Plan`; ``exe.report.details`` (`TritonDetails`) lists its launches, each with
+the IR nodes it covers (``print("\\n".join(exe.report.details.plan))``).
 
-Options: ``dtype`` ("float32", "float16"; "bfloat16" on GPU only), ``tf32`` (float32 matmuls on TF32 tensor
-cores; then judged with the "tf32" tolerance, ``info["accuracy_dtype"]``), ``passes`` (a pipeline name or pass
-list), ``threads`` (torch's intra-op threads while running), ``fallback="numpy"`` (unsupported nodes on the
-reference; there are none among the registered ops).
+Options (`TritonOptions`): ``dtype`` ("float32", "float16"; "bfloat16" on GPU only), ``tf32`` (float32 matmuls
+on TF32 tensor cores; then judged with the "tf32" tolerance, ``report.accuracy_dtype``), ``passes``,
+``threads`` (torch's intra-op threads while running), ``fallback="numpy"`` (unsupported nodes on the reference;
+there are none among the registered ops).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import time
-from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from ...ir.graph import Graph, Node
-from ...ir.passes import fold_replicating_pools, run_pipeline
-from ...ir.verify import verify
-from ..base import BackendError, BackendUnavailableError, Executable, check_supported
-from ..template import cast_params
-
-OPTIONS = ("dtype", "tf32", "passes", "threads", "fallback")
+from ...ir.graph import Node
+from ...ir.passes import fold_replicating_pools
+from ..base import Options, option
+from ..template import Built, Prepared, TemplateBackend
 
 
 def _missing() -> str:
@@ -49,11 +45,33 @@ if not _missing():
     from ...kernels import triton as _kernels  # noqa: F401
 
 
-class TritonBackend:
+@dataclass(frozen=True)
+class TritonOptions(Options):
+    passes: str | tuple[str, ...] | None = option(
+        "default", "a pass pipeline (none, default, all) or pass names joined by '+', run before lowering")
+    tf32: bool = option(False, "float32 matmuls on TF32 tensor cores (GPU); correctness then uses the tf32 "
+                               "tolerance")
+
+
+@dataclass(frozen=True)
+class TritonDetails:
+    mode: str  # "cuda" or "interpreter"
+    triton: str  # triton's version
+    plan: tuple[str, ...]  # one line per step: the launch and the IR nodes it covers
+    launches: int  # steps that launch a kernel (views do not)
+    fused_launches: int  # launches that cover more than one IR node
+    nodes: int  # nodes of the graph as given, before the passes
+
+
+class TritonBackend(TemplateBackend):
+    """No ``gaps``: every registered op has a row in ``lower.LOWERINGS``."""
+
     name = "triton"
+    Options = TritonOptions
+    table = "backends/triton/lower.py: LOWERINGS"
 
     @property
-    def dtypes(self) -> tuple[str, ...]:
+    def dtypes(self) -> tuple[str, ...]:  # bfloat16 only natively: it depends on the machine
         if _missing():
             return ("float32", "float16")
         from ...kernels.triton import runtime
@@ -70,6 +88,10 @@ class TritonBackend:
             return False, f"triton failed to load: {type(e).__name__}: {e}"
         if runtime.MODE_ERROR:
             return False, runtime.MODE_ERROR
+        from . import lower  # the kernels
+
+        if lower.IMPORT_ERROR:
+            return False, f"the triton kernels failed to load: {lower.IMPORT_ERROR}"
         if runtime.INTERPRET:
             return True, f"triton {self.version()} under the interpreter (no CUDA GPU: CPU, slow)"
         return True, f"triton {self.version()} on {self.device()}"
@@ -92,38 +114,33 @@ class TritonBackend:
 
         return f"cuda ({torch.cuda.get_device_name()})"
 
+    def lowered_ops(self) -> frozenset[str]:
+        from . import lower  # loads without torch and triton (the table only)
+
+        return frozenset(lower.LOWERINGS)
+
     def supports(self, node: Node) -> bool:
         if _missing():
             return False
-        from .lower import supported
+        from . import lower
 
-        return supported(node)
+        # nothing runs without the kernels; else the table, narrowed where they refuse an attribute
+        return not lower.IMPORT_ERROR and lower.supported(node)
 
-    def compile(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32", tf32: bool = False,
-                passes: Any = "default", threads: int | None = None, fallback: str | None = None,
-                **options: Any) -> Executable:
-        ok, why = self.available()
-        if not ok:
-            raise BackendUnavailableError(f"triton backend: {why}")
-        if options:
-            raise BackendError(f"triton backend: unknown option(s) {sorted(options)}; known: {list(OPTIONS)}")
-        if dtype not in self.dtypes:
-            raise BackendError(f"triton backend: dtype {dtype!r} is not supported here; use one of {self.dtypes}")
+    def build(self, prepared: Prepared) -> Built:
         import torch
 
         from ...kernels.triton import runtime
         from ..torch.layers import intra_op_threads
-        from .lower import lower
+        from . import lower
 
-        start = time.perf_counter()
-        verify(graph)
-        # float32 in (BN folding computes in float64 internally); the compute dtype is applied when packing
-        pipeline = run_pipeline(graph, cast_params(graph, params, "float32"), passes, self.supports)
-        optimised, weights, notes = fold_replicating_pools(pipeline.graph, pipeline.params)
-        fallback_nodes = check_supported(self, optimised, fallback)
-        tdtype = runtime.DTYPES[dtype]
-        plan = lower(optimised, weights, tdtype, tf32, original=graph, fallback=fallback_nodes, notes=notes)
-        input_names = list(graph.inputs)
+        opts: TritonOptions = prepared.options  # type: ignore[assignment]
+        # float32 weights in (BN folding computed in float64); the compute dtype is applied when packing
+        graph, weights, notes = fold_replicating_pools(prepared.graph, prepared.params)
+        tdtype = runtime.DTYPES[opts.dtype]
+        plan = lower.lower(graph, weights, tdtype, opts.tf32, original=prepared.source,
+                           fallback=prepared.fallback_nodes, notes=notes)
+        input_names, threads = list(graph.inputs), opts.threads
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
             with torch.inference_mode(), intra_op_threads(threads):
@@ -133,14 +150,11 @@ class TritonBackend:
                 return [o.to(torch.float32).cpu().numpy() for o in outs]
 
         launches = [s for s in plan.steps if s.kernel != "view"]
-        info = {"dtype": dtype, "accuracy_dtype": "tf32" if tf32 and dtype == "float32" else dtype,
-                "mode": runtime.mode(), "device": self.device(), "triton": self.version(), "threads": threads,
-                "passes": pipeline.pipeline, "pipeline": pipeline.describe(), "plan": plan.lines(),
-                "launches": len(launches), "fused_launches": sum(len(s.covers) > 1 for s in launches),
-                "nodes": len(graph.nodes), "compile_s": time.perf_counter() - start}
-        exe = Executable(optimised, self.name, run, info, fallback_nodes)
-        exe.plan = plan  # type: ignore[attr-defined]  # the launch plan; print("\n".join(exe.info["plan"]))
-        return exe
+        details = TritonDetails(mode=runtime.mode(), triton=self.version(), plan=tuple(plan.lines()),
+                                launches=len(launches), fused_launches=sum(len(s.covers) > 1 for s in launches),
+                                nodes=len(prepared.source.nodes))
+        accuracy = "tf32" if opts.tf32 and opts.dtype == "float32" else None
+        return Built(run, artifact=plan, details=details, graph=graph, device=self.device(), accuracy_dtype=accuracy)
 
 
 BACKEND = TritonBackend()

@@ -6,11 +6,12 @@ did (BN folded into conv/linear weights, conv → add → activation chains fuse
 
 - absorbs an activation into the launch that produces its only input (an unfolded batch_norm, an add, a conv
   or linear whose activation the fuse pass does not take, such as leaky_relu or elu);
-- lays concats out (`plan.layout_concats`): inputs written in place into the concat's output, concats
-  of concats as views of it;
+- lays concats out before lowering anything (`plan.layout_concats`): inputs written in place into the
+  concat's output, concats of concats as views of it; each step is then built once with that decision;
 - packs every weight once (`kernels.triton.conv2d.pack_weight`, `linear.pack_weight`) in the compute dtype.
 
-Only this module and the kernels import torch and Triton; the backend module imports it when compiling.
+``LOWERINGS`` is the one list of what the backend runs. This module loads without torch and triton (the table
+and the op sets only: coverage and ``supports`` read them); lowering itself needs both.
 """
 
 from __future__ import annotations
@@ -18,26 +19,36 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import numpy as np
-import torch
 
 from ...ir import ops as ir_ops
 from ...ir.graph import Graph, Node
 from ...ir.ops.batch_norm import scale_shift
-from ...kernels.triton import concat as k_concat
-from ...kernels.triton import conv2d as k_conv
-from ...kernels.triton import elementwise as k_elem
-from ...kernels.triton import linear as k_linear
-from ...kernels.triton import lrn as k_lrn
-from ...kernels.triton import pool as k_pool
-from ...kernels.triton import runtime
-from ...kernels.triton import softmax as k_softmax
+from ...kernels.triton.activations import ACTIVATIONS as KERNEL_ACTIVATIONS
 from ..base import BackendError
-from .plan import Env, Plan, Step, frees, layout_concats
 
-ACTIVATION_OPS = {"relu", "relu6", "leaky_relu", "sigmoid", "tanh", "elu"}
-# ops whose launch can take an activation epilogue
-EPILOGUE_OPS = {"conv2d", "linear", "fused_conv2d", "fused_linear", "add", "batch_norm"}
-FOLDED_OPS = {"batch_norm", "add", *ACTIVATION_OPS}  # what a pass may fold or fuse into a conv/linear launch
+try:  # optional: without them the backend is unavailable (it says why), yet its table still loads
+    import torch
+
+    from ...kernels.triton import concat as k_concat
+    from ...kernels.triton import conv2d as k_conv
+    from ...kernels.triton import elementwise as k_elem
+    from ...kernels.triton import linear as k_linear
+    from ...kernels.triton import lrn as k_lrn
+    from ...kernels.triton import pool as k_pool
+    from ...kernels.triton import runtime
+    from ...kernels.triton import softmax as k_softmax
+    from .plan import ConcatLayout, Env, Plan, Step, layout_concats
+except ImportError as _e:
+    IMPORT_ERROR = f"{type(_e).__name__}: {_e}"
+else:
+    IMPORT_ERROR = ""
+
+ACTIVATION_OPS = ir_ops.with_trait("activation")
+# launches that take an activation epilogue: the conv/linear kernels, add, and channel_affine (an unfolded BN)
+EPILOGUE_OPS = ir_ops.with_trait("contraction") | {"add", "batch_norm"}
+# what a conv/linear launch stands for besides itself: the BN folded into its weights, the residual add and the
+# activation of its epilogue (fold_batch_norm, fuse, and this lowering's absorbed activations)
+FOLDED_OPS = {"batch_norm", "add"} | ACTIVATION_OPS
 
 
 class Lowering:
@@ -50,6 +61,27 @@ class Lowering:
         self.notes = notes or {}  # per node, what an earlier rewrite did to it (shown in the plan)
         self.constants: Env = {}
         self.activation_of: dict[str, Node] = self._absorbable_activations()
+        self.absorbed = {a.name for a in self.activation_of.values()}  # activations computed by their producer
+        self.layout: ConcatLayout = layout_concats(graph, self._writers())
+
+    # -- decisions made from the graph before any step is built ------------------------------------------------
+    def _absorbable_activations(self) -> dict[str, Node]:
+        """producer name -> the activation node its launch applies as an epilogue."""
+        out = {}
+        for node in self.graph.nodes:
+            if node.op not in EPILOGUE_OPS or getattr(node.attrs, "activation", None) or node.name in self.fallback:
+                continue
+            reader = self.graph.sole_reader(node.name)
+            if (reader is not None and reader.op in ACTIVATION_OPS and reader.inputs == (node.name,)
+                    and reader.name not in self.fallback):
+                out[node.name] = reader
+        return out
+
+    def _writers(self) -> dict[str, str]:
+        """value -> the op of the launch that writes it: an absorbed activation's value is written by its
+        producer's launch; values of fallback nodes are absent (the reference returns fresh arrays)."""
+        return {self.epilogue(n)[0]: n.op for n in self.graph.nodes
+                if n.name not in self.absorbed and n.name not in self.fallback}
 
     # -- helpers --------------------------------------------------------------------------------------------
     def tensor(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -61,22 +93,13 @@ class Lowering:
             self.constants.setdefault(name, self.tensor(name))
         return lambda env: env[name]
 
-    def _sole_reader(self, value: str) -> Node | None:
-        readers = self.graph.users.get(value, ())
-        if len(readers) != 1 or value in self.graph.outputs:
-            return None
-        return self.graph.node_by_name[readers[0]]
-
-    def _absorbable_activations(self) -> dict[str, Node]:
-        """producer name -> the activation node its launch applies as an epilogue."""
-        out = {}
-        for node in self.graph.nodes:
-            if node.op not in EPILOGUE_OPS or getattr(node.attrs, "activation", None) or node.name in self.fallback:
-                continue
-            reader = self._sole_reader(node.name)
-            if reader is not None and reader.op in ACTIVATION_OPS and reader.inputs == (node.name,):
-                out[node.name] = reader
-        return out
+    def step(self, output: str, kernel: str, run: Callable[[Env, torch.Tensor | None], torch.Tensor], text: str,
+             covers: tuple[str, ...]) -> Step:
+        """The step, writing into its slice of a concat's output where the layout placed ``output`` there."""
+        into = self.layout.into.get(output)
+        if into is not None:
+            text += f"  → into {into[0]}[{into[1]}]"
+        return Step(output, kernel, run, text, covers, into)
 
     def epilogue(self, node: Node) -> tuple[str, str | None, float]:
         """(output name, activation, alpha) of ``node``'s launch, counting an absorbed activation."""
@@ -91,11 +114,9 @@ class Lowering:
         through what the passes folded or fused away. Past ``output`` only a folded batch_norm can follow (the
         conv keeps its name); before it, any folded or fused node."""
         chain, name = [head], head
-        while True:
-            readers = self.original.users.get(name, ())
-            if len(readers) != 1 or (readers[0] in self.graph.node_by_name and readers[0] != output):
+        while (nxt := self.original.sole_reader(name)) is not None:
+            if nxt.name in self.graph.node_by_name and nxt.name != output:
                 break
-            nxt = self.original.node_by_name[readers[0]]
             reached = output in chain
             if not (nxt.name == output or nxt.op == "batch_norm" or (not reached and nxt.op in FOLDED_OPS)):
                 break
@@ -105,13 +126,16 @@ class Lowering:
 
     # -- the walk -------------------------------------------------------------------------------------------
     def run(self) -> Plan:
-        absorbed = {a.name for a in self.activation_of.values()}
-        steps = [(_reference if n.name in self.fallback else LOWERINGS[n.op])(self, n)
-                 for n in self.graph.nodes if n.name not in absorbed]
-        plan = Plan(steps, self.constants, self.dtype, self.graph.outputs)
-        layout_concats(plan, self.graph)
-        plan.frees = frees(steps, set(self.graph.outputs))
-        return plan
+        launched = [k for k, n in enumerate(self.graph.nodes) if n.name not in self.absorbed]
+        nodes = [self.graph.nodes[k] for k in launched]
+        steps = tuple((_reference if n.name in self.fallback else LOWERINGS[n.op])(self, n) for n in nodes)
+        # The graph's liveness holds for the plan. An absorbed activation has no step: what the graph frees after
+        # it is its producer's own output, which that launch never materialised (it writes the activation's).
+        # Views share storage with what they view (a value written into a concat, a concat that is a view of
+        # another), so releasing one name frees memory only with its last alias; and a view's owner is the
+        # concat its inputs were placed into, the latest holding them: later in the schedule, so alive then.
+        frees = tuple(self.graph.frees[k] for k in launched)
+        return Plan(steps, self.constants, self.dtype, self.graph.outputs, self.layout, frees)
 
 
 # -- per-op lowerings -------------------------------------------------------------------------------------------
@@ -139,8 +163,7 @@ def _conv2d(lw: Lowering, node: Node) -> Step:
             + (("/depthwise" if cg == 1 else f"/g{a.groups}") if a.groups > 1 else "")
             + f" {cg * a.groups}→{o}" + (" +bias" if b else "") + (f" +residual({residual})" if residual else "")
             + (f" {act}" if act else "") + f"  [{', '.join(lw.covers(output, head))}]")
-    reads = (node.inputs[0], *((residual,) if residual else ()))
-    return Step(output, "conv2d", run, _acts(lw, reads), text, lw.covers(output, head))
+    return lw.step(output, "conv2d", run, text, lw.covers(output, head))
 
 
 def _pack_conv(lw: Lowering, w: str, b: str | None, groups: int) -> k_conv.PackedConv:
@@ -172,8 +195,7 @@ def _linear(lw: Lowering, node: Node) -> Step:
             + (f" +residual({residual})" if residual else "") + (f" {act}" if act else "")
             + f"  [{', '.join(lw.covers(output, head))}]"
             + (f"  ({lw.notes[node.name]})" if node.name in lw.notes else ""))
-    reads = (node.inputs[0], *((residual,) if residual else ()))
-    return Step(output, "linear", run, _acts(lw, reads), text, lw.covers(output, head))
+    return lw.step(output, "linear", run, text, lw.covers(output, head))
 
 
 def _batch_norm(lw: Lowering, node: Node) -> Step:
@@ -186,24 +208,23 @@ def _batch_norm(lw: Lowering, node: Node) -> Step:
     x = lw.value(node.inputs[0])
     output, act, alpha = lw.epilogue(node)
     text = f"{output}: batch_norm as per-channel affine" + (f" {act}" if act else "")
-    return Step(output, "channel_affine",
-                lambda env, out: k_elem.channel_affine(x(env), scale_t, shift_t, act, alpha),
-                _acts(lw, node.inputs[:1]), text, lw.covers(output, node.name))
+    return lw.step(output, "channel_affine",
+                   lambda env, out: k_elem.channel_affine(x(env), scale_t, shift_t, act, alpha), text,
+                   lw.covers(output, node.name))
 
 
 def _add(lw: Lowering, node: Node) -> Step:
     xs = [lw.value(i) for i in node.inputs]
     output, act, alpha = lw.epilogue(node)
-    return Step(output, "add", lambda env, out: k_elem.add(*(x(env) for x in xs), activation=act, alpha=alpha),
-                _acts(lw, node.inputs), f"{output}: add ×{len(xs)}" + (f" {act}" if act else ""),
-                lw.covers(output, node.name))
+    return lw.step(output, "add", lambda env, out: k_elem.add(*(x(env) for x in xs), activation=act, alpha=alpha),
+                   f"{output}: add ×{len(xs)}" + (f" {act}" if act else ""), lw.covers(output, node.name))
 
 
 def _activation(lw: Lowering, node: Node) -> Step:
     x = lw.value(node.inputs[0])
     alpha = float(getattr(node.attrs, "negative_slope", getattr(node.attrs, "alpha", 0.0)))
-    return Step(node.name, node.op, lambda env, out: k_elem.activation(x(env), node.op, alpha),
-                _acts(lw, node.inputs), f"{node.name}: {node.op}", (node.name,))
+    return lw.step(node.name, node.op, lambda env, out: k_elem.activation(x(env), node.op, alpha),
+                   f"{node.name}: {node.op}", (node.name,))
 
 
 def _pool(lw: Lowering, node: Node) -> Step:
@@ -217,53 +238,59 @@ def _pool(lw: Lowering, node: Node) -> Step:
 
     text = (f"{node.name}: {node.op} {_pair(a.kernel_size)}/s{_pair(a.stride)}/p{_pair(a.padding)}"
             + (" ceil" if a.ceil_mode else "") + ("" if a.count_include_pad or kind == "max" else " exclude-pad"))
-    return Step(node.name, node.op, run, _acts(lw, node.inputs), text, (node.name,))
+    return lw.step(node.name, node.op, run, text, (node.name,))
 
 
 def _adaptive(lw: Lowering, node: Node) -> Step:
     x = lw.value(node.inputs[0])
     size = node.attrs.output_size
-    return Step(node.name, node.op, lambda env, out: k_pool.adaptive_avg_pool2d(x(env), size, out=out),
-                _acts(lw, node.inputs), f"{node.name}: adaptive_avg_pool2d → {_pair(size)}", (node.name,))
+    return lw.step(node.name, node.op, lambda env, out: k_pool.adaptive_avg_pool2d(x(env), size, out=out),
+                   f"{node.name}: adaptive_avg_pool2d → {_pair(size)}", (node.name,))
 
 
 def _lrn(lw: Lowering, node: Node) -> Step:
     a, x = node.attrs, lw.value(node.inputs[0])
-    return Step(node.name, "lrn", lambda env, out: k_lrn.lrn(x(env), a.size, a.alpha, a.beta, a.k, out=out),
-                _acts(lw, node.inputs), f"{node.name}: lrn size {a.size}", (node.name,))
+    return lw.step(node.name, "lrn", lambda env, out: k_lrn.lrn(x(env), a.size, a.alpha, a.beta, a.k, out=out),
+                   f"{node.name}: lrn size {a.size}", (node.name,))
 
 
 def _softmax(lw: Lowering, node: Node) -> Step:
     x, axis = lw.value(node.inputs[0]), node.attrs.axis
-    return Step(node.name, "softmax", lambda env, out: k_softmax.softmax(x(env), axis), _acts(lw, node.inputs),
-                f"{node.name}: softmax axis {axis}", (node.name,))
+    return lw.step(node.name, "softmax", lambda env, out: k_softmax.softmax(x(env), axis),
+                   f"{node.name}: softmax axis {axis}", (node.name,))
 
 
 def _view(lw: Lowering, node: Node) -> Step:
     """flatten and dropout: no launch, a view of the input (contiguous: every step's output is)."""
     x, shape = lw.value(node.inputs[0]), lw.graph.types[node.name].shape
-    return Step(node.name, "view", lambda env, out: x(env).reshape(shape), _acts(lw, node.inputs),
-                f"{node.name}: {node.op} (a view, no launch)", (node.name,))
+    return lw.step(node.name, "view", lambda env, out: x(env).reshape(shape),
+                   f"{node.name}: {node.op} (a view, no launch)", (node.name,))
 
 
 def _concat(lw: Lowering, node: Node) -> Step:
-    """Copies the inputs that were not written in place into their slices of the output buffer (allocated
-    here unless an in-place producer already did)."""
+    """A view of another concat's output where the layout made it one (no launch); otherwise copies the inputs
+    that are not written in place into their slices of the output buffer (allocated here unless an in-place
+    producer already did)."""
+    if node.name in lw.layout.views:
+        owner, first, end = lw.layout.views[node.name]
+        _, axis, sizes = lw.layout.shapes[owner]
+        start, length = sum(sizes[:first]), sum(sizes[first:end])
+        return lw.step(node.name, "view", lambda env, out: env[owner].narrow(axis, start, length),
+                       f"{node.name}: concat as a view of {owner}[{first}:{end}] (no launch)", (node.name,))
     xs = [lw.value(i) for i in node.inputs]
-    t = lw.graph.types[node.name]
-    axis = node.attrs.axis % t.rank
-    sizes = [lw.graph.types[i].shape[axis] for i in node.inputs]
-    in_place = [False] * len(xs)  # set by plan.layout_concats
+    shape, axis, sizes = lw.layout.shapes[node.name]
+    in_place = lw.layout.in_place(node.name, node.inputs)
 
     def run(env: Env, out: torch.Tensor | None) -> torch.Tensor:
-        buffer = env[node.name] if node.name in env else torch.empty(t.shape, dtype=lw.dtype, device=runtime.DEVICE)
+        buffer = env[node.name] if node.name in env else torch.empty(shape, dtype=lw.dtype, device=runtime.DEVICE)
         for x, view, done in zip(xs, k_concat.slices(buffer, sizes, axis), in_place, strict=True):
             if not done:
                 k_concat.copy(x(env), view)
         return buffer
 
-    return Step(node.name, "concat", run, _acts(lw, node.inputs), f"{node.name}: concat axis {axis} ×{len(xs)}",
-                (node.name,), in_place=in_place)
+    copies = in_place.count(False)
+    return lw.step(node.name, "concat", run, f"{node.name}: concat axis {axis} ×{len(xs)} "
+                   f"({len(xs) - copies} written in place, {copies} copied)", (node.name,))
 
 
 def _reference(lw: Lowering, node: Node) -> Step:
@@ -275,39 +302,34 @@ def _reference(lw: Lowering, node: Node) -> Step:
         y = op.reference(node.attrs, *(x(env).to(torch.float32).cpu().numpy() for x in xs))
         return torch.from_numpy(np.ascontiguousarray(y)).to(runtime.DEVICE, lw.dtype)
 
-    return Step(node.name, "numpy", run, _acts(lw, node.inputs), f"{node.name}: {node.op} on the NumPy reference "
-                f"(fallback)", (node.name,))
-
-
-def _acts(lw: Lowering, names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    return tuple(n for n in names if n not in lw.graph.params)
+    return lw.step(node.name, "numpy", run, f"{node.name}: {node.op} on the NumPy reference (fallback)",
+                   (node.name,))
 
 
 def _head(lw: Lowering, weight: str) -> str:
     """The original node that reads ``weight`` as its weight (a fused node's conv/linear)."""
-    for node in lw.original.nodes:
-        if len(node.inputs) > 1 and node.inputs[1] == weight:
-            return node.name
-    return weight
+    readers = lw.original.users.get(weight, ())
+    return next((r for r in readers if lw.original.node_by_name[r].inputs[1:2] == (weight,)), weight)
 
 
 def _pair(p: tuple[int, int]) -> str:
     return str(p[0]) if p[0] == p[1] else f"{p[0]}x{p[1]}"
 
 
+# The one list of what the backend runs (`TritonBackend.lowered_ops`); an op added to the IR needs a row here.
 LOWERINGS: dict[str, Callable[[Lowering, Node], Step]] = {
     "conv2d": _conv2d, "fused_conv2d": _conv2d, "linear": _linear, "fused_linear": _linear,
     "batch_norm": _batch_norm, "add": _add, "max_pool2d": _pool, "avg_pool2d": _pool,
     "adaptive_avg_pool2d": _adaptive, "lrn": _lrn, "softmax": _softmax, "concat": _concat,
-    "flatten": _view, "dropout": _view, **{op: _activation for op in ACTIVATION_OPS},
+    "flatten": _view, "dropout": _view,
+    **{op: _activation for op in KERNEL_ACTIVATIONS},  # what the kernels compute: an IR activation needs a branch
 }
 
 
 def supported(node: Node) -> bool:
-    if node.op not in LOWERINGS:
-        return False
+    # the table, narrowed where the kernels refuse an attribute: a fused node's activation they lack
     act = getattr(node.attrs, "activation", None)
-    return act is None or act in k_elem.ACTIVATIONS
+    return node.op in LOWERINGS and (act is None or act in KERNEL_ACTIVATIONS)
 
 
 def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: torch.dtype, tf32: bool,

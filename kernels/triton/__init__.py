@@ -18,7 +18,10 @@ import os
 def _select_mode() -> None:
     if "TRITON_INTERPRET" in os.environ:
         return
-    import torch  # does not import triton
+    try:
+        import torch  # does not import triton
+    except ImportError:  # nothing here can run; the activation table (`activations`) still loads
+        return
 
     if not torch.cuda.is_available():
         os.environ["TRITON_INTERPRET"] = "1"

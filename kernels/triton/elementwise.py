@@ -12,17 +12,19 @@ import triton
 import triton.language as tl
 
 from . import runtime
+from .activations import ACTIVATIONS  # the kernels' own table; each name has its branch in `activate`
 from .runtime import check
-
-# Activation names as the IR spells them; ``alpha`` is leaky_relu's negative slope and elu's alpha.
-ACTIVATIONS = ("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "elu")
 
 
 @triton.jit
 def activate(x, ACTIVATION: tl.constexpr, alpha):
-    """``ACTIVATION`` ("" for none) applied to float32 ``x``. Only tl.* math: libdevice is absent under the
-    interpreter, so tanh is written with exp (on |x|, which cannot overflow)."""
-    if ACTIVATION == "relu":
+    """``ACTIVATION`` ("" for none; one of ACTIVATIONS) applied to float32 ``x``; ``alpha`` is leaky_relu's
+    negative slope and elu's alpha. Only tl.* math: libdevice is absent under the interpreter, so tanh is
+    written with exp (on |x|, which cannot overflow). The chain is resolved when the kernel is traced
+    (``ACTIVATION`` is a constexpr): a name without its branch fails there instead of computing the identity."""
+    if ACTIVATION == "":
+        pass
+    elif ACTIVATION == "relu":
         x = tl.maximum(x, 0.0)
     elif ACTIVATION == "relu6":
         x = tl.minimum(tl.maximum(x, 0.0), 6.0)
@@ -36,6 +38,8 @@ def activate(x, ACTIVATION: tl.constexpr, alpha):
         x = tl.where(x >= 0, t, -t)
     elif ACTIVATION == "elu":
         x = tl.where(x > 0, x, alpha * (tl.exp(tl.minimum(x, 0.0)) - 1.0))
+    else:
+        tl.static_assert(False, "activate: unknown ACTIVATION (each name in ACTIVATIONS needs its branch here)")
     return x
 
 

@@ -1,0 +1,11 @@
+"""The activations the Triton kernels compute: their own table, importable without torch or triton (the backend's
+lowering table and ``supports`` read it on machines that cannot run the kernels).
+
+Names as the IR spells them. Each needs its branch in `elementwise.activate`, which refuses a name without one
+when the kernel is traced; tests/test_triton_kernels.py checks that the table is exactly the IR's ops with the
+"activation" trait and that each computes its reference.
+"""
+
+from __future__ import annotations
+
+ACTIVATIONS = ("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "elu")
