@@ -149,6 +149,18 @@ class Executable:
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
+def unavailable_reason(backend: Backend, dtype: str) -> str | None:
+    """Why ``backend`` cannot run ``dtype`` here (not available, or a dtype it does not declare), else None: the
+    words `convbench check` (skip), `convbench run` (unsupported) and the conformance suite all give."""
+    ok, why = backend.available()
+    if not ok:
+        return f"backend {backend.name!r} is not available: {why}"
+    dtypes = getattr(backend, "dtypes", None)
+    if dtypes is not None and dtype not in dtypes:
+        return f"backend {backend.name!r} does not support dtype {dtype} (supports {', '.join(dtypes)})"
+    return None
+
+
 def check_supported(backend: Backend, graph: Graph, fallback: str | None) -> tuple[str, ...]:
     """Nodes that must fall back; raises `UnsupportedNodeError` if there are some and no fallback was asked."""
     bad = [n for n in graph.nodes if not backend.supports(n)]

@@ -53,13 +53,13 @@ def cast_params(graph: Graph, params: Mapping[str, np.ndarray], dtype: str) -> d
 
 # -- options ---------------------------------------------------------------------------------------------------
 
-def _type_name(hint: Any) -> str:
+def type_name(hint: Any) -> str:
     if get_origin(hint) is Literal:
         return " | ".join(repr(a) for a in get_args(hint))
     if get_origin(hint) in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in get_args(hint))
+        return " | ".join(type_name(a) for a in get_args(hint))
     if get_origin(hint) is tuple:
-        return f"tuple[{_type_name(get_args(hint)[0])}, ...]"
+        return f"tuple[{type_name(get_args(hint)[0])}, ...]"
     return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
@@ -135,7 +135,7 @@ def parse_options(backend: str, options_type: type[Options], raw: Mapping[str, A
         hint = known[name][0]
         out = _coerce(value, hint)
         if out is _NO:
-            bad.append(f"{name} must be {_type_name(hint)}, got {value!r}")
+            bad.append(f"{name} must be {type_name(hint)}, got {value!r}")
         else:
             values[name] = out
     if bad:

@@ -142,11 +142,11 @@ def run_paired(model: str, image_size: int, batch: int, backend: str, pipelines:
     """In the parent: one child process for one model × backend; every way it can fail becomes a row status
     (a backend that cannot run here is ``unsupported`` with its reason, without a child)."""
     from ..backends import get
+    from ..backends.base import unavailable_reason
     from .launch import child_env, run_child
     from .specs import split_backend_spec
-    from .workload import unsupported_reason
 
-    why = unsupported_reason(get(split_backend_spec(backend)[0]), "float32")
+    why = unavailable_reason(get(split_backend_spec(backend)[0]), "float32")
     if why:
         status, message = "unsupported", why
     else:

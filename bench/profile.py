@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from ..backends import get
-from ..backends.base import BackendUnavailableError, UnsupportedDtypeError, UnsupportedNodeError
+from ..backends.base import BackendUnavailableError, UnsupportedDtypeError, UnsupportedNodeError, unavailable_reason
 from ..ir import interpreter, ops
 from ..ir.graph import Graph, Node
 from .errors import UnsupportedCase
 from .specs import split_backend_spec, typed_options
 from .stats import Policy, measure
-from .workload import compile_options, make_workload, unsupported_reason
+from .workload import compile_options, make_workload
 
 NODE_POLICY = Policy(warmup_s=0.02, min_time_s=0.05, max_time_s=0.3, min_samples=5)
 GRAPH_POLICY = Policy(max_time_s=2.0)
@@ -102,7 +102,7 @@ def profile(model: str, backend_spec: str, batch: int = 1, image_size: int | Non
     ``check`` and ``run`` word it)."""
     name, raw = split_backend_spec(backend_spec)
     backend = get(name)
-    why = unsupported_reason(backend, dtype)
+    why = unavailable_reason(backend, dtype)
     if why:
         raise UnsupportedCase(why)
     w = make_workload(model, batch, image_size)

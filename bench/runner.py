@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..backends.base import unavailable_reason
 from . import machine, plugins
 from .errors import BenchError
 from .launch import ChildResult, child_env, one_line, run_child
@@ -28,7 +29,6 @@ from .record import Record
 from .schema import SCHEMA_VERSION, Case, append_record, read_records, repair
 from .specs import BackendSpec, image_sizes_for, parse_backend
 from .stats import Policy
-from .workload import unsupported_reason
 
 WORKER = "convbench.bench.worker"
 Event = Callable[[str, Case | None, dict[str, Any] | None], None]
@@ -189,7 +189,7 @@ class Verdicts:
         key = (case.backend_name, case.dtype)
         if key not in self.done:
             try:
-                why = unsupported_reason(get(case.backend_name), case.dtype)
+                why = unavailable_reason(get(case.backend_name), case.dtype)
                 self.done[key] = None if why is None else ChildResult("unsupported", {"message": why}, 0.0)
             except Exception as e:  # a third-party backend that fails to import: its cases say so, the rest run
                 self.done[key] = ChildResult("error", {"message": f"backend {case.backend_name!r} failed to load: "

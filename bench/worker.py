@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.base import unavailable_reason
 from .launch import THREAD_VARS, child_main, failure
-from .workload import SEED, compile_options, make_workload, reference, unsupported_reason
+from .workload import SEED, compile_options, make_workload, reference
 
 __all__ = ["SEED", "main", "reference_output", "run_case", "run_job", "run_reference"]
 
@@ -60,7 +61,7 @@ def run_case(job: dict[str, Any]) -> dict[str, Any]:
     case = Case(**job["case"])
     out: dict[str, Any] = {"status": "ok", "message": ""}
     backend = get(case.backend_name)
-    why = unsupported_reason(backend, case.dtype)
+    why = unavailable_reason(backend, case.dtype)
     if why:
         return {"status": "unsupported", "message": why}
 

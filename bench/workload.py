@@ -4,9 +4,9 @@ A workload is (model, batch, image size, seed) → the zoo graph, `models.init_p
 standard-normal float32 input from the same seed: a sweep's case, its float64 reference (computed in another
 process), a paired ablation and a profile all see bit-identical arrays.
 
-Also here, because every runner asks them the same way: why a backend cannot be asked to run a dtype here
-(`unsupported_reason`; check and run both report it as skipped/unsupported with this text) and the options the
-harness passes to ``compile`` (`compile_options`: only what the backend declares).
+Also here, because every runner asks it the same way: the options the harness passes to ``compile``
+(`compile_options`: only what the backend declares). Why a backend cannot run a dtype here is
+`backends.base.unavailable_reason`, the words check (skip) and run (unsupported) both give.
 """
 
 from __future__ import annotations
@@ -48,18 +48,6 @@ def reference(workload: Workload) -> np.ndarray:
 
     out = get("numpy").compile(workload.graph, workload.params, dtype="float64")(workload.input)
     return np.asarray(out[0] if isinstance(out, tuple) else out)
-
-
-def unsupported_reason(backend: Any, dtype: str) -> str | None:
-    """Why ``backend`` cannot run ``dtype`` here (not available, or a dtype it does not declare), else None.
-    (An op it lacks is found by ``compile``: ``UnsupportedNodeError``, after the pass pipeline.)"""
-    ok, why = backend.available()
-    if not ok:
-        return f"backend {backend.name!r} is not available: {why}"
-    dtypes = getattr(backend, "dtypes", None)
-    if dtypes is not None and dtype not in dtypes:
-        return f"backend {backend.name!r} does not support dtype {dtype} (supports {', '.join(dtypes)})"
-    return None
 
 
 def compile_options(backend: Any, dtype: str, threads: int | None, options: Mapping[str, Any]) -> dict[str, Any]:

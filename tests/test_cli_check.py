@@ -166,7 +166,7 @@ def test_all_expands_to_every_model_and_backend(monkeypatch, capsys):
         return CaseResult(case.id, backend.name, dtype, "pass")
 
     monkeypatch.setattr(check, "run_case", fake_run_case)
-    monkeypatch.setattr(check, "unsupported_reason", lambda backend, dtype: None)  # 'all' names unavailable ones too
+    monkeypatch.setattr(check, "unavailable_reason", lambda backend, dtype: None)  # 'all' names unavailable ones too
     monkeypatch.setattr(check, "model_case", lambda m, b, s: type("C", (), {"id": f"{m}-b{b}-s{s}"})())
     assert main(["check", "-m", "all", "-b", "all", "--batch", "1,8", "-q"]) == 0
     assert len(calls) == len(models.names()) * len(registry.names()) * 2

@@ -58,7 +58,7 @@ def options(name: str) -> dict[str, Any]:
     """One backend's options, from its `Options` dataclass. A third-party backend without one lists the keyword
     names its ``compile`` takes (types and defaults unknown); one that fails to load says so."""
     from ..backends.base import Options
-    from ..backends.template import _type_name, accepted_options, option_fields
+    from ..backends.template import accepted_options, option_fields, type_name
 
     try:
         backend = registry.get(name)
@@ -67,7 +67,7 @@ def options(name: str) -> dict[str, Any]:
     options_type = getattr(backend, "Options", None)
     if isinstance(options_type, type) and issubclass(options_type, Options):
         return {"name": name, "declared": True, "note": "", "options": [
-            {"name": n, "type": _type_name(hint), "default": default, "doc": doc}
+            {"name": n, "type": type_name(hint), "default": default, "doc": doc}
             for n, (hint, default, doc) in option_fields(options_type).items()]}
     accepted = accepted_options(backend)
     note = "no Options dataclass: " + ("compile() takes any keyword" if accepted is None

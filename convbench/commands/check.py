@@ -16,8 +16,8 @@ from typing import Any
 
 from .. import models
 from ..backends import registry
+from ..backends.base import unavailable_reason
 from ..backends.correctness import TOLERANCES
-from ..bench.workload import unsupported_reason
 from ..testing import CaseResult, model_case, run_case
 from ._common import (
     BACKENDS_HELP,
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(name: str, case: Any, dtype: str, options: dict[str, Any]) -> CaseResult:
     try:
         backend = registry.get(name)
-        why = unsupported_reason(backend, dtype)  # the words `convbench run` records for the same case
+        why = unavailable_reason(backend, dtype)  # the words `convbench run` records for the same case
     except Exception as e:  # a third-party backend that does not import is an error of that row, not a crash
         return CaseResult(case.id, name, dtype, "error", message=f"backend {name!r} failed to load: "
                                                                  f"{type(e).__name__}: {e}")

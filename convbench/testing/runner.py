@@ -9,7 +9,13 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from ..backends import registry
-from ..backends.base import Backend, BackendUnavailableError, UnsupportedDtypeError, UnsupportedNodeError
+from ..backends.base import (
+    Backend,
+    BackendUnavailableError,
+    UnsupportedDtypeError,
+    UnsupportedNodeError,
+    unavailable_reason,
+)
 from ..backends.correctness import Agreement, compare, tolerance
 from ..ir.graph import Graph
 
@@ -65,17 +71,12 @@ def resolve(backend: str | Backend) -> Backend:
 
 def skip_reason(backend: Backend, graph: Graph, dtype: str, fallback: str | None = None) -> str | None:
     """Why ``backend`` cannot be asked to run ``graph`` in ``dtype`` here, or None if it can."""
-    ok, why = backend.available()
-    if not ok:
-        return f"backend {backend.name!r} is not available: {why}"
-    dtypes = getattr(backend, "dtypes", None)
-    if dtypes is not None and dtype not in dtypes:
-        return f"backend {backend.name!r} does not support dtype {dtype} (supports {', '.join(dtypes)})"
-    if fallback is None:
+    why = unavailable_reason(backend, dtype)
+    if why is None and fallback is None:
         bad = [n for n in graph.nodes if not backend.supports(n)]
         if bad:
             return str(UnsupportedNodeError(backend.name, bad))
-    return None
+    return why
 
 
 def judge(outputs: list[np.ndarray], reference: list[np.ndarray], dtype: str) -> Agreement:
