@@ -2,42 +2,33 @@
 CPU execution provider — the CPU runtime most people would otherwise pick, so the peer every CPU result is
 compared with in the same run.
 
-Options of `OnnxRuntimeBackend.compile`:
+Its lowering table is the ONNX export table (`convbench.ir.onnx_export.EMITTERS`); `supports` narrows it per
+node with `unsupported_reason` (LRN of even size has no exact ONNX form). With ``fallback="numpy"`` such nodes
+run on the reference and the rest is split into ORT sessions at those nodes.
 
-- ``threads``: intra-op threads (default: the physical cores, ORT's own default, set explicitly so it is
-  recorded); inter-op is 1 and execution sequential, as a CNN's graph is a chain.
-- ``spinning`` (default False): whether idle intra-op threads spin-wait for the next op. Spinning shaves a little
-  off ORT's own latency, but the threads keep spinning after ``run`` returns: timed in one process, the next
-  candidate ran 1.7× slower until ``session.intra_op.allow_spinning`` was "0". Off unless asked for.
-- ``optimization``: ORT's graph optimisation level, "all" (default: fusions and NCHWc layout), "extended",
-  "basic" or "disable".
-- ``passes``: a pipeline of ``convbench.ir.passes`` run before export ("none" by default; ``info["passes"]``
-  records it). ``fuse`` only makes nodes `supports` accepts.
-- ``fallback="numpy"``: nodes ONNX cannot express exactly (LRN of even size, ops without an ONNX form) run on the
-  reference; the rest is split into ORT sessions at those nodes.
+Options: `OrtOptions` (``convbench backends --options``). ``threads`` are intra-op threads, by default the
+physical cores (ORT's own default, set explicitly so the report records the number that ran); inter-op is 1 and
+execution sequential, as a CNN's graph is a chain. ``spinning`` is off unless asked for: spinning shaves a little
+off ORT's own latency, but the threads keep spinning after ``run`` returns: timed in one process, the next
+candidate ran 1.7× slower until ``session.intra_op.allow_spinning`` was "0".
 
 float32 only: ORT's CPU kernels for the other types are partial (no float64 Conv), so they are refused, not
-half-run.
+half-run. ``exe.artifact`` is the tuple of ``onnxruntime.InferenceSession`` in run order (one without fallback);
+``exe.report.details`` is an `OrtDetails`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
 from ..ir import ops as ir_ops
 from ..ir.graph import Graph, Node
-from ..ir.passes import run_pipeline
-from ..ir.verify import verify
-from .base import BackendError, Executable, check_supported
-from .template import cast_params
-
-DTYPES = ("float32",)
-OPTIONS = ["dtype", "threads", "spinning", "optimization", "fallback", "passes"]
-LEVELS = ("all", "extended", "basic", "disable")
+from .base import BackendError, Options, option
+from .template import Built, Prepared, TemplateBackend
 
 
 def _import_error() -> str:
@@ -57,54 +48,59 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
 
-class OnnxRuntimeBackend:
+@dataclass(frozen=True)
+class OrtOptions(Options):
+    threads: int | None = option(None, "intra-op threads (None: the physical cores, ORT's own default)")
+    spinning: bool = option(False, "idle intra-op threads spin-wait for the next op (and keep spinning after run)")
+    optimization: Literal["all", "extended", "basic", "disable"] = option(
+        "all", "ORT's graph optimisation level (all: fusions and NCHWc layout)")
+
+
+@dataclass(frozen=True)
+class OrtDetails:
+    sessions: int  # ORT sessions the graph runs in: 1, or more when fallback nodes split it
+    optimization: str
+    spinning: bool
+    onnxruntime: str
+
+
+class OnnxRuntimeBackend(TemplateBackend):
     name = "onnxruntime"
-    dtypes = DTYPES
+    Options = OrtOptions
+    dtypes = ("float32",)
+    table = "ir/onnx_export.py: EMITTERS"
 
     def available(self) -> tuple[bool, str]:
         reason = _import_error()
         return (False, reason) if reason else (True, f"onnxruntime {self.version()} (CPUExecutionProvider)")
 
     def version(self) -> str:
-        import onnxruntime
-
+        try:
+            import onnxruntime
+        except ImportError:
+            return ""
         return onnxruntime.__version__
 
-    def device(self) -> str:
-        return "cpu"
+    def lowered_ops(self) -> frozenset[str]:
+        from ..ir.onnx_export import EMITTERS  # imports no onnx: the table answers without it
+
+        return frozenset(EMITTERS)
 
     def supports(self, node: Node) -> bool:
-        """Whether the node has an exact ONNX form (`to_onnx` refuses LRN of even size and ops it has no form for)."""
+        """In the export table, and exactly expressible in ONNX (`unsupported_reason`: not an LRN of even size)."""
         from ..ir.onnx_export import unsupported_reason
 
-        return unsupported_reason(node) is None
+        return super().supports(node) and unsupported_reason(node) is None
 
-    def compile(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32",
-                threads: int | None = None, spinning: bool = False, optimization: str = "all",
-                fallback: str | None = None, passes: Any = None, **options: Any) -> Executable:
-        reason = _import_error()
-        if reason:
-            raise BackendError(f"onnxruntime backend: {reason}")
-        if options:
-            raise BackendError(f"onnxruntime backend: unknown option(s) {sorted(options)}; known: {OPTIONS}")
-        if dtype not in DTYPES:
-            raise BackendError(f"onnxruntime backend: dtype {dtype!r} is not supported; use one of {DTYPES}")
-        if optimization not in LEVELS:
-            raise BackendError(f"onnxruntime backend: optimization {optimization!r}; use one of {LEVELS}")
-        start = time.perf_counter()
-        verify(graph)
-        pipeline = run_pipeline(graph, params, passes, self.supports)
-        graph, params = pipeline.graph, pipeline.params
-        fallback_nodes = check_supported(self, graph, fallback)
-        threads = physical_cores() if threads is None else int(threads)
-        weights = cast_params(graph, params, dtype)
-        settings = {"threads": threads, "spinning": bool(spinning), "optimization": optimization}
-        run, sessions = _build(graph, weights, set(fallback_nodes), settings)
+    def build(self, prepared: Prepared) -> Built:
         import onnxruntime
 
-        info = {"dtype": dtype, **settings, "sessions": sessions, "compile_s": time.perf_counter() - start,
-                "onnxruntime": onnxruntime.__version__, "passes": pipeline.pipeline, "pipeline": pipeline.describe()}
-        return Executable(graph, self.name, run, info, fallback_nodes)
+        opts = prepared.options
+        threads = physical_cores() if opts.threads is None else opts.threads
+        settings = {"threads": threads, "spinning": opts.spinning, "optimization": opts.optimization}
+        run, sessions = _build(prepared.graph, prepared.params, set(prepared.fallback_nodes), settings)
+        details = OrtDetails(len(sessions), opts.optimization, opts.spinning, onnxruntime.__version__)
+        return Built(run, artifact=sessions, details=details, threads=threads)
 
 
 def _session(graph: Graph, weights: Mapping[str, np.ndarray], settings: Mapping[str, Any]):
@@ -155,7 +151,7 @@ def _subgraph(graph: Graph, nodes: list[Node], index: int, later: set[str]) -> G
 
 
 def _build(graph: Graph, weights: Mapping[str, np.ndarray], fallback: set[str], settings: Mapping[str, Any]):
-    """The run function: one ORT session for the whole graph, or sessions between the fallback nodes."""
+    """(run, sessions): one ORT session for the whole graph, or sessions between the fallback nodes."""
     input_names, output_names = list(graph.inputs), list(graph.outputs)
     if not fallback:
         session = _session(graph, weights, settings)
@@ -164,7 +160,7 @@ def _build(graph: Graph, weights: Mapping[str, np.ndarray], fallback: set[str], 
             feed = {n: np.ascontiguousarray(x, dtype=np.float32) for n, x in zip(input_names, inputs, strict=True)}
             return session.run(output_names, feed)
 
-        return run, 1
+        return run, (session,)
 
     steps: list[tuple[Any, Graph | Node]] = []
     runs = _segments(graph, fallback)
@@ -188,7 +184,7 @@ def _build(graph: Graph, weights: Mapping[str, np.ndarray], fallback: set[str], 
                 env.update(zip(item.outputs, outs, strict=True))
         return [env[o] for o in output_names]
 
-    return run_split, sum(s is not None for s, _ in steps)
+    return run_split, tuple(s for s, _ in steps if s is not None)
 
 
 BACKEND = OnnxRuntimeBackend()

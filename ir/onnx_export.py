@@ -13,26 +13,36 @@ single op for an IR op, the export is an exact composition that the importer rec
 - fused_conv2d / fused_linear (from `passes.fuse`): Conv or Gemm, Add of the residual, the activation — imported
   back as the unfused nodes.
 
-Ops with no exact ONNX equivalent are refused by `unsupported_reason` (which ORT's ``supports`` uses): LRN of even
-size, where ONNX centres the window the other way round from torch.
+`EMITTERS` (one emitter per IR op) is the export table, and so the ONNX Runtime backend's lowering table; this
+module imports onnx only when it writes a model, so the table answers without onnx installed. Nodes with no exact
+ONNX equivalent are refused by `unsupported_reason` (which ORT's ``supports`` uses): LRN of even size, where ONNX
+centres the window the other way round from torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from .errors import IRError
 from .graph import Graph, Node, TensorType
 from .ops._base import NoAttrs
 from .ops.adaptive_avg_pool2d import bounds
 
+if TYPE_CHECKING:
+    import onnx
+
 OPSET = 17
-ELEM_TYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "float16": TensorProto.FLOAT16}
+ELEM_TYPES = {"float32": "FLOAT", "float64": "DOUBLE", "float16": "FLOAT16"}  # dtype -> onnx.TensorProto type
+
+
+def _elem_type(dtype: str) -> int:
+    from onnx import TensorProto
+
+    return getattr(TensorProto, ELEM_TYPES[dtype])
 
 
 class OnnxExportError(IRError):
@@ -57,9 +67,13 @@ class _Writer:
         self.constants: list[onnx.TensorProto] = []
 
     def emit(self, op_type: str, inputs: list[str], output: str, name: str, **attrs) -> None:
+        from onnx import helper
+
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
 
     def constant(self, name: str, value: np.ndarray) -> str:
+        from onnx import numpy_helper
+
         self.constants.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
@@ -216,7 +230,9 @@ def unsupported_reason(node: Node, types: Mapping[str, TensorType] | None = None
 
 
 def _value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, ELEM_TYPES[t.dtype], list(t.shape))
+    from onnx import helper
+
+    return helper.make_tensor_value_info(name, _elem_type(t.dtype), list(t.shape))
 
 
 def _add_initializers(proto: onnx.GraphProto, graph: Graph, params: Mapping[str, np.ndarray]) -> None:
@@ -232,7 +248,7 @@ def _add_initializers(proto: onnx.GraphProto, graph: Graph, params: Mapping[str,
                                   f"{t.shape}")
         tensor = proto.initializer.add()
         tensor.name = name
-        tensor.data_type = ELEM_TYPES[t.dtype]
+        tensor.data_type = _elem_type(t.dtype)
         tensor.dims.extend(t.shape)
         tensor.raw_data = np.ascontiguousarray(a, dtype=np.dtype(t.dtype).newbyteorder("<")).tobytes()
 
@@ -245,6 +261,9 @@ def to_onnx(graph: Graph, params: Mapping[str, np.ndarray], path: str | Path | N
     which runs unless ``check=False`` (it serialises the whole model: a second or two for VGG; ONNX Runtime
     validates what it loads anyway).
     """
+    import onnx
+    from onnx import helper
+
     types = graph.types
     bad = [(n, r) for n in graph.nodes if (r := unsupported_reason(n, types)) is not None]
     bad_io = [f"{k}: {t.dtype}" for k, t in {**graph.inputs, **graph.params}.items() if t.dtype not in ELEM_TYPES]

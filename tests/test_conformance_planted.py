@@ -17,9 +17,10 @@ pytest.importorskip("torch")
 from convbench.backends import torch as torch_backend
 
 
-def _conv_ignoring_dilation(lw, node, attrs=None):
-    attrs = attrs or node.attrs
-    return torch_backend.LOWERINGS["conv2d"](lw, node, dataclasses.replace(attrs, dilation=(1, 1)))
+def _conv_ignoring_dilation(lw, node):
+    """fused_conv2d lowers its convolution through this rule too (as a conv2d node carrying the fused attrs)."""
+    undilated = dataclasses.replace(node, attrs=dataclasses.replace(node.attrs, dilation=(1, 1)))
+    return torch_backend.LOWERINGS["conv2d"](lw, undilated)
 
 
 class NoDilationLowering(torch_backend.Lowering):

@@ -2,7 +2,7 @@
 
 Lowering (`lower`) walks the IR in schedule order. Nodes with parameters become modules (``nn.Conv2d``,
 ``nn.Linear``, ``nn.BatchNorm``, `PackedConv2d`) registered under the IR node's name, so the generated code reads
-like torchvision's (``layer1_0_conv1 = getattr(self.layer1, "0").conv1(maxpool)``, print ``lower(g, p).code``);
+like torchvision's (``layer1_0_conv1 = getattr(self.layer1, "0").conv1(maxpool)``, print ``exe.artifact.code``);
 every other op is one ``torch``/``F`` call. Three rewrites pay for the IR (ResNet-50, 1 thread: 1.33× batch 1,
 1.40× batch 8 over the hand-written torchvision-style module; benchmarks/torch_vs_handwritten.py):
 
@@ -14,36 +14,68 @@ every other op is one ``torch``/``F`` call. Three rewrites pay for the IR (ResNe
   (`nhwc_unsafe`);
 - relu/relu6/add write in place when they are the only reader of a buffer the graph does not return.
 
-Options of `TorchBackend.compile`: ``dtype`` ("float32", "bfloat16"); ``channels_last`` (NHWC activations and
-weights; default: on for graphs with convolutions); ``prepack`` (above; default: wherever it applies);
-``compile`` (``torch.compile`` with inductor and, on CPU, freezing: weights folded as constants and pre-packed
-for oneDNN; compiled at compile time with a warm-up call, ``info["compile_s"]``);
-``threads`` (torch's intra-op threads while this executable runs, restored afterwards); ``device`` ("cpu" or
-"cuda"); ``fallback="numpy"`` (unsupported nodes run on the reference, listed in ``fallback_nodes``);
-``passes`` (a pipeline of ``convbench.ir.passes`` run first, "none" by default; ``info["passes"]`` records it).
-Parameters are converted once, at compile time; calls run under ``torch.inference_mode``.
+Options: `TorchOptions` (``convbench backends --options``); dtypes "float32" and "bfloat16". ``threads`` is
+torch's intra-op thread count while this executable runs, restored afterwards. Parameters are converted once, at
+compile time; calls run under ``torch.inference_mode``. ``exe.artifact`` is the fx GraphModule (with
+``compile``: torch.compile's wrapper of it, which forwards ``.code`` and the modules); ``exe.report.details``
+is a `TorchDetails`.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from ...ir.graph import Graph, Node
-from ...ir.passes import run_pipeline
-from ..base import BackendError, Executable, check_supported
-from .lowering import _IMPORT_ERROR, DTYPES, LOWERINGS, OPTIONS, SUPPORTED, Lowering, lower, torch
+from ...ir import ops as ir_ops
+from ...ir.graph import Graph
+from ..base import BackendError, Options, option
+from ..template import Built, Prepared, TemplateBackend
+from .lowering import _IMPORT_ERROR, DTYPES, LOWERINGS, Lowering, lower, lower_verified, torch
 
 if torch is not None:
     from .layers import can_prepack, intra_op_threads
 
+# channels_last is the default where the graph convolves: the ops that are both a contraction and a window
+CONVOLUTIONS = ir_ops.with_trait("contraction") & ir_ops.with_trait("window")
 
-class TorchBackend:
+
+@dataclass(frozen=True)
+class TorchOptions(Options):
+    channels_last: bool | None = option(None, "NHWC activations and weights (default: on for graphs with "
+                                              "convolutions)")
+    compile: bool = option(False, "torch.compile with inductor (on CPU with freezing: weights folded and "
+                                  "pre-packed), compiled and warmed up at compile time")
+    device: Literal["cpu", "cuda"] = option("cpu", "where the weights live and the kernels run")
+    prepack: bool | None = option(None, "conv weights reordered once into oneDNN's blocked layout, ReLU/ReLU6 as "
+                                        "post-op (default: wherever it applies: CPU, channels_last, no compile)")
+
+    def __post_init__(self) -> None:
+        if self.device == "cuda" and torch is not None and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' is not available (cpu, or cuda with a GPU)")
+
+
+@dataclass(frozen=True)
+class TorchDetails:
+    channels_last: bool
+    compile: bool
+    prepack: bool
+    lower_s: float  # IR -> fx GraphModule, parameters converted
+    torch_compile_s: float  # torch.compile's compilation and warm-up call (0 without compile)
+    fx_nodes: int
+    folded_batch_norms: int
+    post_ops: int  # activations pre-packed convolutions apply
+    torch: str
+
+
+class TorchBackend(TemplateBackend):
     name = "torch"
+    Options = TorchOptions
     dtypes = DTYPES
-    lowering: type[Lowering] = Lowering
+    table = "backends/torch/lowering.py: LOWERINGS"
+    lowering: type[Lowering] = Lowering  # a subclass may swap rules (tests/test_conformance_planted.py)
 
     def available(self) -> tuple[bool, str]:
         return (False, _IMPORT_ERROR) if torch is None else (True, f"torch {torch.__version__}")
@@ -54,72 +86,71 @@ class TorchBackend:
     def device(self) -> str:
         return "cpu" if torch is None or not torch.cuda.is_available() else "cpu, cuda"
 
-    def supports(self, node: Node) -> bool:
-        return node.op in SUPPORTED
+    def lowered_ops(self) -> frozenset[str]:
+        return frozenset(self.lowering.rules)
 
-    def compile(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32",
-                channels_last: bool | None = None, compile: bool = False, threads: int | None = None,
-                device: str = "cpu", fallback: str | None = None, passes: Any = None, prepack: bool | None = None,
-                **options: Any) -> Executable:
-        if torch is None:
-            raise BackendError(_IMPORT_ERROR)
-        if options:
-            raise BackendError(f"torch backend: unknown option(s) {sorted(options)}; known: {OPTIONS}")
-        if dtype not in DTYPES:
-            raise BackendError(f"torch backend: dtype {dtype!r} is not supported; use one of {DTYPES}")
-        if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
-            raise BackendError(f"torch backend: device {device!r} is not available (cpu, or cuda with a GPU)")
-        pipeline = run_pipeline(graph, params, passes, self.supports)  # fuses only what supports() accepts
-        graph, params = pipeline.graph, pipeline.params
-        fallback_nodes = check_supported(self, graph, fallback)
-        if channels_last is None:
-            channels_last = any(n.op in ("conv2d", "fused_conv2d") for n in graph.nodes)
-        packable = channels_last and not compile and can_prepack(getattr(torch, dtype), torch.device(device))
-        if prepack and not packable:
+    def build(self, prepared: Prepared) -> Built:
+        graph, opts = prepared.graph, prepared.options
+        dtype, device = opts.dtype, opts.device
+        channels_last = (any(n.op in CONVOLUTIONS for n in graph.nodes) if opts.channels_last is None
+                         else opts.channels_last)
+        packable = channels_last and not opts.compile and can_prepack(getattr(torch, dtype), torch.device(device))
+        if opts.prepack and not packable:
             raise BackendError("torch backend: prepack needs channels_last, compile=False and oneDNN on CPU "
                                f"with {dtype} support")
-        prepack = packable if prepack is None else prepack
+        prepack = packable if opts.prepack is None else opts.prepack
         start = time.perf_counter()
-        gm = lower(graph, params, dtype, channels_last, device, fallback_nodes, self.lowering, prepack)
+        gm = lower_verified(graph, prepared.params, dtype, channels_last, device, prepared.fallback_nodes,
+                            self.lowering, prepack)
         lower_s = time.perf_counter() - start
-        tdtype, dev = getattr(torch, dtype), torch.device(device)
-        ranks = [t.rank for t in graph.inputs.values()]
-        layout = torch.channels_last if channels_last else torch.contiguous_format
-
-        def prepare(inputs: list[np.ndarray]) -> list[torch.Tensor]:
-            xs = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(dev, tdtype) for x in inputs]
-            return [x.contiguous(memory_format=layout) if r == 4 else x for x, r in zip(xs, ranks, strict=True)]
-
+        prepare = _input_converter(graph, getattr(torch, dtype), torch.device(device), channels_last)
         fn: Callable = gm
-        compile_s = 0.0
-        if compile:  # compile now, with a warm-up call, so the first timed call is not the compilation
+        torch_compile_s = 0.0
+        if opts.compile:
             start = time.perf_counter()
-            # freezing: inductor treats the weights as constants, folds them and pre-packs them for oneDNN on CPU
-            fn = torch.compile(gm, backend="inductor", dynamic=False, options={"freezing": device == "cpu"})
-            try:
-                with torch.inference_mode(), intra_op_threads(threads):
-                    fn(*prepare([np.zeros(t.shape, np.float32) for t in graph.inputs.values()]))
-            except Exception as e:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                raise BackendError(f"torch backend: torch.compile failed on {graph.name}: "
-                                   f"{type(e).__name__}: {first}") from e
-            compile_s = time.perf_counter() - start
+            fn = _torch_compile(gm, graph, prepare, opts.threads, device)
+            torch_compile_s = time.perf_counter() - start
+        threads = opts.threads
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
             with torch.inference_mode(), intra_op_threads(threads):
                 outs = fn(*prepare(inputs))
                 return [o.to(torch.float32).cpu().numpy() for o in outs]
 
-        info = {"dtype": dtype, "channels_last": channels_last, "compile": compile, "threads": threads,
-                "device": device, "lower_s": lower_s, "compile_s": compile_s, "fx_nodes": len(gm.graph.nodes),
-                "folded_batch_norms": len(gm.meta["folded_batch_norms"]), "prepack": prepack,
-                "post_ops": len(gm.meta["post_ops"]), "torch": torch.__version__,
-                "passes": pipeline.pipeline, "pipeline": pipeline.describe()}
-        exe = Executable(graph, self.name, run, info, fallback_nodes)
-        exe.module = gm  # type: ignore[attr-defined]  # the fx GraphModule; exe.module.code is the Python
-        return exe
+        details = TorchDetails(channels_last, opts.compile, prepack, lower_s, torch_compile_s, len(gm.graph.nodes),
+                               len(gm.meta["folded_batch_norms"]), len(gm.meta["post_ops"]), torch.__version__)
+        return Built(run, artifact=fn, details=details, device=device)
+
+
+def _input_converter(graph: Graph, dtype: torch.dtype, device: torch.device,
+                     channels_last: bool) -> Callable[[list[np.ndarray]], list[torch.Tensor]]:
+    """NumPy inputs -> tensors of the executable's dtype, device and (for rank-4 inputs) memory format."""
+    ranks = [t.rank for t in graph.inputs.values()]
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+
+    def prepare(inputs: list[np.ndarray]) -> list[torch.Tensor]:
+        xs = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device, dtype) for x in inputs]
+        return [x.contiguous(memory_format=layout) if r == 4 else x for x, r in zip(xs, ranks, strict=True)]
+
+    return prepare
+
+
+def _torch_compile(gm: torch.fx.GraphModule, graph: Graph, prepare: Callable, threads: int | None,
+                   device: str) -> Callable:
+    """``torch.compile`` of ``gm``, compiled now with a warm-up call so the first timed call is not the
+    compilation; a failure is a `BackendError` naming the graph."""
+    # freezing: inductor treats the weights as constants, folds them and pre-packs them for oneDNN on CPU
+    fn = torch.compile(gm, backend="inductor", dynamic=False, options={"freezing": device == "cpu"})
+    try:
+        with torch.inference_mode(), intra_op_threads(threads):
+            fn(*prepare([np.zeros(t.shape, np.float32) for t in graph.inputs.values()]))
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise BackendError(f"torch backend: torch.compile failed on {graph.name}: "
+                           f"{type(e).__name__}: {first}") from e
+    return fn
 
 
 BACKEND = TorchBackend()
 
-__all__ = ["BACKEND", "LOWERINGS", "SUPPORTED", "Lowering", "TorchBackend", "lower"]
+__all__ = ["BACKEND", "LOWERINGS", "Lowering", "TorchBackend", "TorchDetails", "TorchOptions", "lower"]

@@ -1,7 +1,9 @@
 """The IR lowered to a ``torch.fx.GraphModule``: one fx node per IR node, one rule per op (`LOWERINGS`).
 
-`LOWERINGS` is the one list of what the torch backend runs (`TorchBackend.supports` reads it); the rewrites the
-backend's docstring describes (BN folding, oneDNN post-ops, in-place activations) are planned here.
+`LOWERINGS` is the one list of what the torch backend runs (`TorchBackend.lowered_ops` returns its keys); it is
+defined whether or not torch is installed (the rules name torch's functions as strings, resolved when they
+lower), so ``supports`` and the coverage test answer without torch. The rewrites the backend's docstring
+describes (BN folding, oneDNN post-ops, in-place activations) are planned here.
 """
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ...ir import ops as ir_ops
 from ...ir.graph import Graph, Node
+from ...ir.ops import NoAttrs
+from ...ir.ops._fused import heads
 from ...ir.passes.fold_batch_norm import fold_conv_bn_weights
 from ...ir.verify import verify
 from ..base import BackendError
@@ -24,16 +29,8 @@ try:  # the backend must load (and say why it is unavailable) without torch inst
     import torch.nn.functional as F
     from torch import nn
 
-    from .layers import (
-        NchwConv2d,
-        NumpyFallback,
-        PackedConv2d,
-        add_n,
-        canonical_conv,
-        lrn,
-        nhwc_unsafe,
-        relu6_,
-    )
+    from . import layers
+    from .layers import POST_OPS, NchwConv2d, NumpyFallback, PackedConv2d, add_n, canonical_conv, nhwc_unsafe
 except ImportError as _e:  # pragma: no cover - exercised by the registry test with torch hidden
     torch = None  # type: ignore[assignment]
     _IMPORT_ERROR = f"torch is not installed ({_e}); pip install -c constraints.txt 'convbench[torch]'"
@@ -41,15 +38,13 @@ else:
     _IMPORT_ERROR = ""
 
 DTYPES = ("float32", "bfloat16")
-OPTIONS = ["dtype", "channels_last", "compile", "threads", "device", "fallback", "passes", "prepack"]
-FOLDABLE = {"conv2d", "linear"}
 
 
 class Lowering:
     """Builds the fx graph and the modules it calls; one instance per `lower` call. ``rules`` maps each op to
     its lowering (a subclass may replace some: the planted-bug test does)."""
 
-    rules: ClassVar[Mapping[str, Callable[..., torch.fx.Node]]] = {}  # filled in below, once torch is known
+    rules: ClassVar[Mapping[str, Callable[..., torch.fx.Node]]] = {}  # LOWERINGS, assigned below
 
     def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: Any, device: Any,
                  prepack: bool = False, channels_last: bool = False):
@@ -60,7 +55,7 @@ class Lowering:
         self.root: dict[str, Any] = {}  # qualified name -> module or tensor, what GraphModule copies
         self.folded: dict[str, Node] = {}  # conv/linear name -> the batch_norm folded into it
         self.post_ops: dict[str, Node] = {}  # pre-packed conv name -> the relu/relu6 it applies as a post-op
-        self.outputs = set(graph.outputs)
+        self.views: set[torch.fx.Node] = set()  # outputs of IR view ops: they may share their input's storage
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def tensor(self, a: np.ndarray) -> torch.Tensor:
@@ -89,6 +84,16 @@ class Lowering:
         target = self.attach(".".join(_ident(p) for p in node.name.split(".")), module.requires_grad_(False))
         return self.fx.create_node("call_module", target, (x,), name=_ident(node.name))
 
+    def epilogue(self, node: Node, op: str, y: torch.fx.Node, *others: str) -> torch.fx.Node:
+        """One step of a fused node's epilogue (``y + residual``, the activation), lowered by ``op``'s own rule
+        as an fx node named ``<node>_<op>``: ``y`` enters under a temporary IR name only that step reads."""
+        temporary = f"{node.name}::{op}_input"
+        self.env[temporary] = y
+        try:
+            return self.rules[op](self, Node(f"{node.name}_{op}", op, (temporary, *others), NoAttrs()))
+        finally:
+            del self.env[temporary]
+
     def all_params(self, node: Node) -> bool:
         return all(i in self.params for i in node.inputs[1:])
 
@@ -105,35 +110,33 @@ class Lowering:
 
     # -- the walk -----------------------------------------------------------------------------------------------
     def plan_folds(self) -> None:
-        """batch_norm nodes that can be folded into their producer: a conv2d/linear with parameter weights whose
-        output nothing else reads (else the other reader would see BN applied) and, for linear, rank 2 (BN acts
-        on axis 1, which is linear's feature axis only then)."""
-        producers = self.graph.node_by_name
-        types = self.graph.types
+        """batch_norm nodes that can be folded into their producer: a conv2d/linear (`_fused.heads`) with
+        parameter weights that BN alone reads (else the other reader would see BN applied) and, for linear, rank
+        2 (BN acts on axis 1, which is linear's feature axis only then). Unlike the ``fold_batch_norm`` pass
+        (`foldable`), a weight another node also reads does not block it: each layer gets its own copy here."""
         for node in self.graph.nodes:
             if node.op != "batch_norm" or not all(i in self.params for i in node.inputs[1:]):
                 continue
-            src = producers.get(node.inputs[0])
-            if (src is not None and src.op in FOLDABLE and self.all_params(src) and src.name not in self.outputs
-                    and self.graph.users[src.name] == (node.name,)
-                    and (src.op == "conv2d" or types[src.name].rank == 2)):
+            src = self.graph.node_by_name.get(node.inputs[0])
+            if (src is not None and src.op in heads() and self.all_params(src)
+                    and self.graph.sole_reader(src.name) == node
+                    and (src.op == "conv2d" or self.graph.types[src.name].rank == 2)):
                 self.folded[src.name] = node
 
     def plan_post_ops(self, fallback: tuple[str, ...]) -> None:
-        """relu/relu6 nodes a pre-packed conv2d can apply as its oneDNN post-op: the activation is the only reader
-        of the conv's output (or of the batch_norm folded into it) and that output is not returned."""
+        """Activations a pre-packed conv2d can apply as its oneDNN post-op (`layers.POST_OPS`: the ones oneDNN
+        has): the activation alone reads the conv's output (or the batch_norm folded into it), not returned."""
         folded_bn = {bn.name: conv for conv, bn in self.folded.items()}
         for node in self.graph.nodes:
-            if node.op not in ("relu", "relu6") or node.name in fallback:
+            if node.op not in POST_OPS or node.name in fallback:
                 continue
             value = node.inputs[0]
             src = self.graph.node_by_name.get(folded_bn.get(value, value))
             if (src is not None and src.op == "conv2d" and self.all_params(src) and src.name not in fallback
-                    and value not in self.outputs and self.graph.users[value] == (node.name,)):
+                    and self.graph.sole_reader(value) == node):
                 self.post_ops[src.name] = node
 
     def run(self, fallback: tuple[str, ...]) -> torch.fx.GraphModule:
-        verify(self.graph)
         self.plan_folds()
         if self.prepack:
             self.plan_post_ops(fallback)
@@ -144,12 +147,13 @@ class Lowering:
         for node in self.graph.nodes:
             if node.name in absorbed:  # the conv/linear before it already applies it
                 self.env[node.name] = self.env[absorbed[node.name]]
-            elif node.op == "dropout":
-                self.env[node.name] = self.value(node.inputs[0])
             elif node.name in fallback:
                 self.env[node.name] = self.fallback(node)
             else:
-                self.env[node.name] = self.rules[node.op](self, node)
+                made = self.rules[node.op](self, node)
+                if ir_ops.get(node.op).has("view") and made is not self.env.get(node.inputs[0]):
+                    self.views.add(made)  # dropout returns its input's node itself: that one is no view
+                self.env[node.name] = made
         outs = tuple(self.value(o) for o in self.graph.outputs)
         self.fx.output(outs)
         self.make_in_place()
@@ -161,13 +165,14 @@ class Lowering:
         temporary (not a graph input, parameter, output or view): saves an allocation per activation, as
         torchvision's inplace ReLU and ``out += identity`` do."""
         returned = set(self.fx.find_nodes(op="output")[0].all_input_nodes)
+        in_place = _in_place()
         for n in self.fx.nodes:
-            if n.op != "call_function" or n.target not in IN_PLACE or not n.args:
+            if n.op != "call_function" or n.target not in in_place or not n.args:
                 continue
             src = n.args[0]
             if (isinstance(src, torch.fx.Node) and src.op in ("call_function", "call_module")
-                    and src.target not in VIEWS and len(src.users) == 1 and src not in returned):
-                n.target = IN_PLACE[n.target]
+                    and src not in self.views and len(src.users) == 1 and src not in returned):
+                n.target = in_place[n.target]
 
     def fallback(self, node: Node) -> torch.fx.Node:
         """Route ``node`` to the NumPy reference (explicit ``fallback="numpy"`` only)."""
@@ -177,12 +182,22 @@ class Lowering:
         return self.fx.create_node("call_module", target, acts, name=_ident(node.name))
 
 
+def _in_place() -> dict[Callable, Callable]:
+    """The functions `Lowering.make_in_place` rewrites -> their in-place forms."""
+    return {torch.relu: torch.relu_, F.relu6: layers.relu6_, operator.add: operator.iadd}
+
+
+def _function(path: str) -> Callable:
+    """``"torch.relu"``, ``"F.relu6"``, ``"layers.lrn"``: the function a rule calls, looked up when it lowers."""
+    root, _, name = path.partition(".")
+    return getattr({"torch": torch, "F": F, "layers": layers}[root], name)
+
+
 # -- one rule per op ----------------------------------------------------------------------------------------------
 
-def _conv2d(lw: Lowering, node: Node, attrs: Any = None) -> torch.fx.Node:
-    a = attrs or node.attrs
+def _conv2d(lw: Lowering, node: Node) -> torch.fx.Node:
     taps = lw.graph.types[node.inputs[1]].shape[2:]
-    a = canonical_conv(a, taps)
+    a = canonical_conv(node.attrs, taps)
     if not lw.all_params(node):  # weights computed by the graph: the functional form
         args = [lw.value(i) for i in node.inputs] + [None] * (3 - len(node.inputs))
         return lw.call(node, F.conv2d, *args, a.stride, a.padding, a.dilation, a.groups)
@@ -201,7 +216,7 @@ def _conv2d(lw: Lowering, node: Node, attrs: Any = None) -> torch.fx.Node:
     return lw.module(node, _load(conv, lw, w, b), lw.value(node.inputs[0]))
 
 
-def _linear(lw: Lowering, node: Node, attrs: Any = None) -> torch.fx.Node:
+def _linear(lw: Lowering, node: Node) -> torch.fx.Node:
     if not lw.all_params(node):
         return lw.call(node, F.linear, *(lw.value(i) for i in node.inputs))
     w, b = lw.weights(node)
@@ -231,32 +246,34 @@ def _batch_norm(lw: Lowering, node: Node) -> torch.fx.Node:
 
 def _fused(kind: str) -> Callable[[Lowering, Node], torch.fx.Node]:
     """fused_conv2d / fused_linear: the layer (a module named after the node), then ``+ residual`` and the
-    activation as their own fx nodes; `Lowering.make_in_place` turns both into in-place updates of its output."""
+    activation as their own fx nodes, each by its op's rule (`Lowering.epilogue`); `Lowering.make_in_place`
+    turns both into in-place updates of the layer's output."""
 
     def lower(lw: Lowering, node: Node) -> torch.fx.Node:
         a = node.attrs
-        layer = Node(node.name, kind, node.inputs[: 2 + a.bias])
-        y = lw.rules[kind](lw, layer, a.conv) if kind == "conv2d" else lw.rules[kind](lw, layer)
+        y = lw.rules[kind](lw, Node(node.name, kind, node.inputs[: 2 + a.bias],
+                                    a.conv if kind == "conv2d" else NoAttrs()))
         if a.residual:
-            y = lw.fx.call_function(operator.add, (y, lw.value(node.inputs[-1])), name=_ident(node.name) + "_add")
+            y = lw.epilogue(node, "add", y, node.inputs[-1])
         if a.activation is not None:
-            y = lw.fx.call_function(ACTIVATIONS[a.activation], (y,), name=_ident(node.name) + "_" + a.activation)
+            y = lw.epilogue(node, a.activation, y)
         return y
     return lower
 
 
-def _pool(fn: Callable, with_dilation: bool) -> Callable[[Lowering, Node], torch.fx.Node]:
+def _pool(fn: str, with_dilation: bool) -> Callable[[Lowering, Node], torch.fx.Node]:
     def lower(lw: Lowering, node: Node) -> torch.fx.Node:
         a, x = node.attrs, lw.value(node.inputs[0])
         if with_dilation:
-            return lw.call(node, fn, x, a.kernel_size, a.stride, a.padding, a.dilation, a.ceil_mode)
-        return lw.call(node, fn, x, a.kernel_size, a.stride, a.padding, a.ceil_mode, a.count_include_pad)
+            return lw.call(node, _function(fn), x, a.kernel_size, a.stride, a.padding, a.dilation, a.ceil_mode)
+        return lw.call(node, _function(fn), x, a.kernel_size, a.stride, a.padding, a.ceil_mode,
+                       a.count_include_pad)
     return lower
 
 
-def _unary(fn: Callable, *attr_names: str) -> Callable[[Lowering, Node], torch.fx.Node]:
+def _unary(fn: str, *attr_names: str) -> Callable[[Lowering, Node], torch.fx.Node]:
     def lower(lw: Lowering, node: Node) -> torch.fx.Node:
-        return lw.call(node, fn, lw.value(node.inputs[0]), *(getattr(node.attrs, a) for a in attr_names))
+        return lw.call(node, _function(fn), lw.value(node.inputs[0]), *(getattr(node.attrs, a) for a in attr_names))
     return lower
 
 
@@ -269,26 +286,22 @@ def _concat(lw: Lowering, node: Node) -> torch.fx.Node:
     return lw.call(node, torch.cat, [lw.value(i) for i in node.inputs], node.attrs.axis)
 
 
-LOWERINGS: dict[str, Callable[[Lowering, Node], torch.fx.Node]] = {}
-ACTIVATIONS: dict[str, Callable] = {}
-IN_PLACE: dict[Callable, Callable] = {}  # op -> its in-place form
-VIEWS: set[Callable] = set()  # ops whose output may share its input's storage: never a source for in-place
-if torch is not None:
-    LOWERINGS.update({
-        "conv2d": _conv2d, "linear": _linear, "batch_norm": _batch_norm,
-        "fused_conv2d": _fused("conv2d"), "fused_linear": _fused("linear"),
-        "max_pool2d": _pool(F.max_pool2d, True), "avg_pool2d": _pool(F.avg_pool2d, False),
-        "adaptive_avg_pool2d": _unary(F.adaptive_avg_pool2d, "output_size"),
-        "relu": _unary(torch.relu), "relu6": _unary(F.relu6), "leaky_relu": _unary(F.leaky_relu, "negative_slope"),
-        "sigmoid": _unary(torch.sigmoid), "tanh": _unary(torch.tanh), "elu": _unary(F.elu, "alpha"),
-        "softmax": _unary(torch.softmax, "axis"), "lrn": _unary(lrn, "size", "alpha", "beta", "k"),
-        "flatten": _unary(torch.flatten, "start_dim"), "add": _add, "concat": _concat,
-    })
-    ACTIVATIONS.update({"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu6": F.relu6})
-    IN_PLACE.update({torch.relu: torch.relu_, F.relu6: relu6_, operator.add: operator.iadd})
-    VIEWS.update({torch.flatten})
+def _dropout(lw: Lowering, node: Node) -> torch.fx.Node:
+    """Dropout is its input at inference: the input's own fx node, no new one."""
+    return lw.value(node.inputs[0])
+
+
+LOWERINGS: dict[str, Callable[[Lowering, Node], torch.fx.Node]] = {
+    "conv2d": _conv2d, "linear": _linear, "batch_norm": _batch_norm,
+    "fused_conv2d": _fused("conv2d"), "fused_linear": _fused("linear"),
+    "max_pool2d": _pool("F.max_pool2d", True), "avg_pool2d": _pool("F.avg_pool2d", False),
+    "adaptive_avg_pool2d": _unary("F.adaptive_avg_pool2d", "output_size"),
+    "relu": _unary("torch.relu"), "relu6": _unary("F.relu6"), "leaky_relu": _unary("F.leaky_relu", "negative_slope"),
+    "sigmoid": _unary("torch.sigmoid"), "tanh": _unary("torch.tanh"), "elu": _unary("F.elu", "alpha"),
+    "softmax": _unary("torch.softmax", "axis"), "lrn": _unary("layers.lrn", "size", "alpha", "beta", "k"),
+    "flatten": _unary("torch.flatten", "start_dim"), "add": _add, "concat": _concat, "dropout": _dropout,
+}
 Lowering.rules = LOWERINGS
-SUPPORTED = frozenset(LOWERINGS) | {"dropout"}  # dropout is its input at inference: no fx node
 
 
 def _ident(name: str) -> str:
@@ -300,14 +313,22 @@ def _ident(name: str) -> str:
 def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32", channels_last: bool = False,
           device: str = "cpu", fallback: tuple[str, ...] = (), lowering: type[Lowering] = Lowering,
           prepack: bool = False) -> torch.fx.GraphModule:
-    """The fx GraphModule of ``graph`` with ``params`` converted to ``dtype`` (print its ``.code``).
+    """The fx GraphModule of ``graph`` with ``params`` converted to ``dtype`` (print its ``.code``): what
+    `TorchBackend.build` runs, callable on its own (it verifies the graph and checks the parameters first).
 
     ``gm.meta["folded_batch_norms"]`` lists the batch_norm nodes folded into the layer before them,
     ``gm.meta["post_ops"]`` the activations pre-packed convolutions apply."""
     if torch is None:
         raise BackendError(_IMPORT_ERROR)
-    lw = lowering(graph, cast_params(graph, params, "float32"), getattr(torch, dtype), torch.device(device), prepack,
-                  channels_last)
+    verify(graph)
+    return lower_verified(graph, cast_params(graph, params, "float32"), dtype, channels_last, device, fallback,
+                          lowering, prepack)
+
+
+def lower_verified(graph: Graph, params: Mapping[str, np.ndarray], dtype: str, channels_last: bool, device: str,
+                   fallback: tuple[str, ...], lowering: type[Lowering], prepack: bool) -> torch.fx.GraphModule:
+    """`lower` on a graph the compile template already verified, with its parameters already cast to float32."""
+    lw = lowering(graph, params, getattr(torch, dtype), torch.device(device), prepack, channels_last)
     gm = lw.run(fallback)
     gm.meta["folded_batch_norms"] = [bn.name for bn in lw.folded.values()]
     gm.meta["post_ops"] = [act.name for act in lw.post_ops.values()]
@@ -315,5 +336,3 @@ def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32"
     if channels_last:
         gm = gm.to(memory_format=torch.channels_last)
     return gm
-
-

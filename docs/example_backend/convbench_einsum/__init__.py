@@ -1,23 +1,25 @@
 """convbench-einsum: the worked example of a third-party backend (see docs/third_party_backend.md).
 
 conv2d and linear are ``numpy.einsum`` contractions over strided window views; relu, add, flatten and dropout
-are elementwise. Every other op is unsupported: ``compile`` raises ``UnsupportedNodeError`` naming those nodes
-unless the caller passes ``fallback="numpy"``, in which case they run on the reference and the executable lists
-them in ``fallback_nodes``. The conformance suite skips (with that reason) the cases it cannot run.
+are elementwise. `RULES` is its lowering table, the one list of what it runs: ``supports`` answers from it, and
+``compile`` (convbench's template) raises ``UnsupportedNodeError`` naming every other node unless the caller
+passes ``fallback="numpy"``, in which case they run on the reference and the executable lists them in
+``fallback_nodes``. The conformance suite skips (with that reason) the cases it cannot run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from convbench.backends.base import BackendError, Executable, check_supported
-from convbench.backends.template import cast_params
+from convbench.backends.base import Options, option
+from convbench.backends.template import Built, Prepared, TemplateBackend
 from convbench.ir import interpreter
-from convbench.ir.graph import Graph, Node
+from convbench.ir.graph import Node
 
 __version__ = "0.1.0"
 
@@ -47,12 +49,29 @@ RULES: dict[str, Callable[..., np.ndarray]] = {
     "flatten": lambda attrs, x: x.reshape(*x.shape[: attrs.start_dim], -1),
     "dropout": lambda attrs, x: x,
 }
-DTYPES = ("float32", "float64")
 
 
-class EinsumBackend:
+@dataclass(frozen=True)
+class EinsumOptions(Options):
+    """dtype, threads, passes and fallback come from `Options`; a backend's own options go here, each with
+    ``option(default, "one-line doc")``. Redeclaring an inherited one changes its default or its doc:"""
+
+    threads: int | None = option(None, "recorded only: NumPy's BLAS threads are fixed when numpy loads "
+                                       "(OPENBLAS_NUM_THREADS, which `convbench run` sets per case)")
+
+
+@dataclass(frozen=True)
+class EinsumDetails:
+    """What ``exe.report.details`` holds: the facts about this build that only this backend knows."""
+
+    einsum_nodes: int  # nodes RULES runs; the rest fell back to the reference
+
+
+class EinsumBackend(TemplateBackend):
     name = "einsum"
-    dtypes = DTYPES
+    Options = EinsumOptions
+    dtypes = ("float32", "float64")
+    table = "convbench_einsum: RULES"
 
     def available(self) -> tuple[bool, str]:
         return True, f"numpy {np.__version__}"  # nothing to miss: numpy is a dependency
@@ -60,30 +79,28 @@ class EinsumBackend:
     def version(self) -> str:
         return __version__
 
-    def device(self) -> str:
-        return "cpu"
+    def lowered_ops(self) -> frozenset[str]:
+        return frozenset(RULES)
 
-    def supports(self, node: Node) -> bool:
-        return node.op in RULES
+    def param_dtype(self, options: EinsumOptions) -> str:
+        return options.dtype  # the template casts the weights once, before build: float64 runs in float64
 
-    def compile(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32",
-                fallback: str | None = None, **options: Any) -> Executable:
-        if dtype not in DTYPES:
-            raise BackendError(f"einsum backend: dtype {dtype!r} is not supported; use one of {DTYPES}")
-        if options:
-            raise BackendError(f"einsum backend: unknown option(s) {sorted(options)}")
-        fallback_nodes = check_supported(self, graph, fallback)  # raises UnsupportedNodeError without fallback
-        weights = cast_params(graph, params, dtype)  # once, at compile time
+    def build(self, prepared: Prepared) -> Built:
+        # the template has parsed the options, checked the dtype, verified the graph, run the passes, checked
+        # support (prepared.fallback_nodes: what runs on the reference) and cast the parameters
+        graph, weights, dtype = prepared.graph, prepared.params, prepared.options.dtype
+        fallback = set(prepared.fallback_nodes)
 
         def hook(node: Node, args: list[np.ndarray]) -> np.ndarray | None:
-            rule = RULES.get(node.op)
-            return None if rule is None else rule(node.attrs, *args)  # None: the reference runs the node
+            if node.name in fallback:
+                return None  # None: the reference interpreter runs the node
+            return RULES[node.op](node.attrs, *args)
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
             feed = {name: np.asarray(x, dtype=dtype) for name, x in zip(graph.inputs, inputs, strict=True)}
             return interpreter.run(graph, weights, feed, hook=hook)
 
-        return Executable(graph, self.name, run, {"dtype": dtype}, fallback_nodes)
+        return Built(run, details=EinsumDetails(len(graph.nodes) - len(fallback)))
 
 
 BACKEND = EinsumBackend()
