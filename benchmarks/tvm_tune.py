@@ -5,7 +5,7 @@
 
 The full database (every measured candidate, in measurement order: what the tuning-curve study replays) goes
 to ``--work`` (default ``.tvm_work/<target key>/<model>-b<batch>-s<size>``, git-ignored); ``--ship`` prunes it
-to the best record per task under ``backends/data/tvm/<target key>/<model>/`` and records in its manifest.json
+to the best record per task under ``backends/tvm/data/<target key>/<model>/`` and records in its manifest.json
 the trials, the tuning time and this command. Tuning more into an existing work directory continues the search.
 """
 

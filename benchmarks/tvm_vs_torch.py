@@ -3,8 +3,8 @@
     python benchmarks/tvm_vs_torch.py -m resnet50 --batch 1,8 --threads 2 -o reports/tvm
 
 Each candidate is compiled through its backend exactly as `convbench run` would (TVM picks up the database
-shipped for the model and this CPU by itself; ``exe.info`` says how much of the graph it covered), checked
-against the float64 reference, then timed in interleaved rounds (see ``tvm_curve.time_rounds``). Writes
+shipped for the model and this CPU by itself; ``exe.report.details`` says how much of the graph it covered),
+checked against the float64 reference, then timed in interleaved rounds (see ``tvm_curve.time_rounds``). Writes
 ``tvm_vs_torch_<model>.csv`` under ``-o`` and prints the table; ``× torch`` above 1 means faster than torch.
 """
 
@@ -56,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
             info[name] = {"compile_s": round(time.perf_counter() - start, 1),
                           "max_rel_error": float(f"{compare(exe(x), ref, 'float32').max_rel:.3g}")}
             if name == "tvm":
-                i = exe.info
-                info[name].update(db_hits=i["db_hits"], db_tasks=i["db_tasks"], db_hand_hits=i["db_hand_hits"],
-                                  warnings="; ".join(i["warnings"]),
-                                  db_trials_per_task=(i.get("db_tuning") or {}).get("trials_per_task"),
-                                  db_tuning_s=(i.get("db_tuning") or {}).get("tuning_s"))
+                d = exe.report.details
+                info[name].update(db_hits=d.db_hits, db_tasks=d.db_tasks, db_hand_hits=d.db_hand_hits,
+                                  warnings="; ".join(exe.report.warnings),
+                                  db_trials_per_task=(d.db_tuning or {}).get("trials_per_task"),
+                                  db_tuning_s=(d.db_tuning or {}).get("tuning_s"))
             runs[name] = exe
         timings = time_rounds(runs, x, args.rounds, args.calls, args.pause)
         torch_ms = timings["torch"]["median_ms"]

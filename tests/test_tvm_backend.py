@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import subprocess
 import sys
 
@@ -17,7 +18,9 @@ import pytest
 import convbench as cb
 from convbench.backends.base import BackendError, UnsupportedNodeError
 from convbench.backends.correctness import compare
+from convbench.ir import ops
 from convbench.ir.builder import GraphBuilder
+from convbench.ir.ops import _fused
 
 tvm = pytest.importorskip("tvm")
 
@@ -93,13 +96,47 @@ def test_missing_tvm_is_a_reason_not_an_exception(monkeypatch):
 def test_untuned_compile_matches_the_reference_and_records_how_it_was_built(case, compiled):
     _, _, x, ref = case
     assert compare(compiled(x), ref, "float32").ok
-    info = compiled.info
-    assert info["target"] == {"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(),
-                              "num-cores": info["target"]["num-cores"]}
-    assert info["threads"] == 1 and info["folded_batch_norms"] == 1
-    assert info["db"] is None and info["db_hits"] == 0 and info["db_tasks"] >= 4
-    assert any("no tuning database shipped for tvm_small" in w for w in info["warnings"])
-    assert info["compile_s"] >= info["build_s"] > 0
+    report, details = compiled.report, compiled.report.details
+    assert isinstance(details, tvm_backend.TvmDetails)
+    assert details.target == {"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(),
+                              "num-cores": details.target["num-cores"]}
+    assert report.threads == 1 and details.folded_batch_norms == 1
+    assert report.device == "cpu" and report.dtype == report.accuracy_dtype == "float32"
+    assert details.db is None and details.db_hits == 0 and details.db_tasks >= 4
+    assert any("no tuning database shipped for tvm_small" in w for w in report.warnings)
+    assert report.compile_s >= details.build_s > 0
+    assert isinstance(compiled.artifact, tvm.relax.VirtualMachine)
+    assert report.to_dict()["details"]["db_tasks"] == details.db_tasks  # what result files store
+
+
+def test_supports_answers_from_the_lowering_table_without_importing_tvm():
+    """supports() and lowered_ops() run on every node of every graph the harness looks at; importing TVM takes
+    seconds (and imports torch), so they must answer from backends/tvm/lower.py's RULES without it."""
+    code = ("import sys; from convbench.backends.tvm import BACKEND; from convbench.ir.builder import GraphBuilder\n"
+            "b = GraphBuilder('g', (1, 3, 8, 8))\n"
+            "g = b.build(b.softmax(b.flatten(b.relu(b.conv2d(b.input, 4, 3, name='c'), name='r'), name='f')))\n"
+            "print([BACKEND.supports(n) for n in g.nodes], sorted(BACKEND.lowered_ops()) == sorted(set(BACKEND"
+            ".lowered_ops())), 'tvm' in sys.modules, 'tvm_ffi' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[True,", "True,", "True,", "True]", "True", "False", "False", "False"]
+
+
+def test_the_lowering_table_is_the_list_of_what_it_runs():
+    assert TVM.lowered_ops() == frozenset(tvm_lower.RULES)
+    assert not hasattr(tvm_backend, "SUPPORTED_OPS")  # the hand copy of the table is gone
+    # the fused epilogue lowers each activation a fused node may end with through that op's own rule
+    assert tvm_lower.activations() == frozenset(_fused.activations())
+    assert all(isinstance(tvm_lower.RULES[op], tvm_lower.Unary) for op in ops.with_trait("activation"))
+
+
+def test_a_fused_node_whose_activation_has_no_rule_is_unsupported(monkeypatch):
+    b = GraphBuilder("tvm_fused", (1, 3, 6, 6))
+    g = b.build(b.relu(b.conv2d(b.input, 4, 3, name="conv"), name="relu"))
+    fused = cb.ir.passes.run_pipeline(g, cb.models.init_params(g, seed=0), "default").graph
+    node = next(n for n in fused.nodes if n.op == "fused_conv2d")
+    assert node.attrs.activation == "relu" and TVM.supports(node)
+    monkeypatch.setattr(tvm_lower, "RULES", {k: v for k, v in tvm_lower.RULES.items() if k != "relu"})
+    assert not TVM.supports(node)
 
 
 def test_unbound_weights_give_the_same_result(case, compiled):
@@ -133,7 +170,7 @@ def test_threads_set_tvm_thread_pool(case, monkeypatch):
     g, params, x, ref = case
     monkeypatch.setenv("TVM_NUM_THREADS", "1")  # restored afterwards
     exe = TVM.compile(g, params, threads=2)
-    assert exe.info["threads"] == 2
+    assert exe.report.threads == 2
     assert compare(exe(x), ref, "float32").ok
     TVM.compile(g, params, threads=1)  # leave the pool as the other tests expect
 
@@ -141,13 +178,16 @@ def test_threads_set_tvm_thread_pool(case, monkeypatch):
 def test_passes_option_runs_the_ir_pipeline_first(case):
     g, params, x, ref = case
     exe = TVM.compile(g, params, passes="default", threads=1)
-    assert exe.info["passes"] == "default" and compare(exe(x), ref, "float32").ok
+    assert exe.report.pipeline["pipeline"] == "default" and compare(exe(x), ref, "float32").ok
 
 
 @pytest.mark.parametrize("options, message", [
     ({"tuning": True}, "unknown option"),
     ({"dtype": "bfloat16"}, "dtype 'bfloat16' is not supported"),
-    ({"device": "tpu"}, "device must be one of"),
+    ({"device": "tpu"}, re.escape("option device must be 'cpu' | 'cuda' | 'auto', got 'tpu'")),
+    ({"threads": "abc"}, re.escape("option threads must be int | None, got 'abc'")),
+    ({"trials": -1}, "option trials must be ≥ 0, got -1"),
+    ({"tuning_db": 3}, re.escape("option tuning_db must be str | PathLike | None, got 3")),
 ])
 def test_bad_options_are_one_clear_error(case, options, message):
     g, params, _, _ = case
@@ -194,28 +234,29 @@ def test_a_given_database_is_applied_and_its_hits_counted(case, tmp_path):
     g, params, x, ref = case
     fake_database(tmp_path / "db", g, params)
     exe = TVM.compile(g, params, tuning_db=tmp_path / "db", threads=1)
-    info = exe.info
-    assert info["db_source"] == "given" and info["db_hits"] == info["db_tasks"] > 0
-    assert info["warnings"] == []
+    details = exe.report.details
+    assert details.db_source == "given" and details.db == str(tmp_path / "db")
+    assert details.db_hits == details.db_tasks > 0
+    assert exe.report.warnings == ()
     assert compare(exe(x), ref, "float32").ok
 
 
 def test_a_partial_database_says_how_much_it_covered(case, tmp_path):
     g, params, _, _ = case
     fake_database(tmp_path / "db", g, params, skip=2)
-    info = TVM.compile(g, params, tuning_db=tmp_path / "db", threads=1).info
-    assert info["db_hits"] == info["db_tasks"] - 2
-    assert any(f"schedules for {info['db_hits']} of" in w for w in info["warnings"])
+    report = TVM.compile(g, params, tuning_db=tmp_path / "db", threads=1).report
+    assert report.details.db_hits == report.details.db_tasks - 2
+    assert any(f"schedules for {report.details.db_hits} of" in w for w in report.warnings)
 
 
 def test_the_shipped_database_is_found_by_target_and_model(case, tmp_path, monkeypatch):
     g, params, _, _ = case
     monkeypatch.setattr(tvm_tune, "DATA", tmp_path)
     fake_database(tvm_tune.shipped_path(target_dict("cpu"), g.name), g, params)
-    info = TVM.compile(g, params, threads=1).info
-    assert info["db_source"] == "shipped" and info["db_hits"] == info["db_tasks"]
-    info = TVM.compile(g, params, threads=1, use_shipped_db=False).info
-    assert info["db"] is None and info["db_hits"] == 0 and info["warnings"] == []
+    details = TVM.compile(g, params, threads=1).report.details
+    assert details.db_source == "shipped" and details.db_hits == details.db_tasks
+    report = TVM.compile(g, params, threads=1, use_shipped_db=False).report
+    assert report.details.db is None and report.details.db_hits == 0 and report.warnings == ()
 
 
 @pytest.mark.parametrize("damage", ["garbage", "bad-index", "bad-module", "missing"])
@@ -233,8 +274,8 @@ def test_a_corrupt_database_warns_and_compiles_untuned(case, tmp_path, damage):
     else:
         workloads.unlink()
     exe = TVM.compile(g, params, tuning_db=db, threads=1)
-    assert exe.info["db"] is None and exe.info["db_hits"] == 0
-    assert any("unusable" in w or "failed to load" in w for w in exe.info["warnings"]), exe.info["warnings"]
+    assert exe.report.details.db is None and exe.report.details.db_hits == 0
+    assert any("unusable" in w or "failed to load" in w for w in exe.report.warnings), exe.report.warnings
     assert compare(exe(x), ref, "float32").ok
 
 
@@ -244,8 +285,8 @@ def test_a_database_for_another_target_warns_and_compiles_untuned(case, tmp_path
     other = {**target_dict("cpu"), "mcpu": "cortex-a72"}
     (db / tvm_tune.MANIFEST).write_text(json.dumps({"target": other}))
     exe = TVM.compile(g, params, tuning_db=db, threads=1)
-    assert exe.info["db"] is None
-    assert any("tuned for another target (mcpu 'cortex-a72'" in w for w in exe.info["warnings"])
+    assert exe.report.details.db is None
+    assert any("tuned for another target (mcpu 'cortex-a72'" in w for w in exe.report.warnings)
     assert compare(exe(x), ref, "float32").ok
 
 
@@ -270,15 +311,15 @@ def test_tune_measures_candidates_keeps_them_and_a_later_compile_reuses_them(tmp
     x = np.random.default_rng(2).standard_normal((1, 4, 6, 5)).astype(np.float32)
     ref = cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
     exe = TVM.compile(g, params, tune=True, trials=2, tuning_db=tmp_path / "db", threads=1)
-    info = exe.info
-    assert info["db_source"] == "tuned" and info["db_hits"] == info["db_tasks"] == 1
-    assert 1 <= info["trials"] <= 2 and 0 < info["tuning_s"] < info["compile_s"]
+    details = exe.report.details
+    assert details.db_source == "tuned" and details.db_hits == details.db_tasks == 1
+    assert 1 <= details.trials <= 2 and 0 < details.tuning_s < exe.report.compile_s
     assert compare(exe(x), ref, "float32").ok
     manifest = tvm_tune.read_manifest(tmp_path / "db")
     assert manifest["model"] == "tvm_tune_one" and manifest["workloads"][0]["input_shape"] == [[1, 4, 6, 5]]
     again = TVM.compile(g, params, tuning_db=tmp_path / "db", threads=1)
-    assert again.info["db_source"] == "given" and again.info["db_hits"] == 1 and again.info["trials"] == 0
-    assert again.info["db_tuning"]["trials"] == info["trials"]
+    assert again.report.details.db_source == "given" and again.report.details.db_hits == 1
+    assert again.report.details.trials == 0 and again.report.details.db_tuning["trials"] == details.trials
     assert compare(again(x), ref, "float32").ok
 
 
@@ -294,7 +335,7 @@ def test_tuning_starts_from_the_hand_written_schedules(tmp_path):
     x = np.random.default_rng(3).standard_normal((1, 5, 7, 6)).astype(np.float32)
     ref = cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
     exe = TVM.compile(g, params, tune=True, trials=1, tuning_db=tmp_path / "db", threads=1)
-    assert exe.info["seeded"] == 1 and exe.info["trials"] == 1
+    assert exe.report.details.seeded == 1 and exe.report.details.trials == 1
     assert compare(exe(x), ref, "float32").ok
     tuned = ms.database.JSONDatabase(work_dir=str(tmp_path / "db"), allow_missing=False).get_all_tuning_records()
     hand = ms.database.JSONDatabase(work_dir=str(tmp_path / "db" / "hand"),
@@ -303,7 +344,7 @@ def test_tuning_starts_from_the_hand_written_schedules(tmp_path):
     assert "meta_schedule.layout_rewrite_preproc" in str(hand[0].trace)  # the weights packed by tvm_schedule
     # Tuning again into the same folder searches from the tuned records only, and measures no hand schedule twice.
     again = TVM.compile(g, params, tune=True, trials=1, tuning_db=tmp_path / "db", threads=1)
-    assert again.info["seeded"] == 0 and again.info["db_hits"] == again.info["db_tasks"] == 1
+    assert again.report.details.seeded == 0 and again.report.details.db_hits == again.report.details.db_tasks == 1
     # Shipping re-measures the best tuned and the hand-written record back to back and keeps one of each.
     opened = tvm_tune.open_database(tmp_path / "db", target_dict("cpu"))
     tvm_tune.prune(opened.database, tmp_path / "ship", opened.hand, target_dict("cpu"))

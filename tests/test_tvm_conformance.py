@@ -1,7 +1,6 @@
-"""The TVM backend on the conformance suite: the op corpus and a zoo subset at small sizes compiled untuned, a
-fuzzing pass, and ResNet-18 at 224 with the tuning database shipped for this machine.
-
-Untuned TVM on CPU is plain loops, fine at small sizes; `convbench check -m all -b tvm` runs the whole zoo.
+"""The TVM backend on the conformance suite: the op corpus and every zoo model at its small size compiled untuned
+(one model per family in the fast subset, the rest marked slow), a fuzzing pass, and ResNet-18 at 224 with the
+tuning database shipped for this machine.
 """
 
 from __future__ import annotations
@@ -17,8 +16,18 @@ from convbench.testing.fuzz import differential_test
 
 tvm = pytest.importorskip("tvm")
 
-# One model per family and every op the zoo uses; the VGGs and deep ResNets add minutes and nothing new.
-MODELS = ["lenet5", "alexnet_2012", "googlenet", "resnet18", "mobilenet_v2", "squeezenet1_0"]
+# One model per family, and every op the zoo uses; the others (VGGs, deep ResNets, DenseNet, Inception) add
+# minutes of compiling and nothing new, so they run with the slow tests.
+FAST_MODELS = frozenset({"lenet5", "alexnet_2012", "googlenet", "resnet18", "mobilenet_v2", "squeezenet1_0"})
+
+
+def zoo_params() -> list:
+    """The whole zoo at its small size, the models outside `FAST_MODELS` marked slow."""
+    out = []
+    for p in conformance_params("tvm", "models", threads=1):
+        slow = [] if p.values[0].case.model in FAST_MODELS else [pytest.mark.slow]
+        out.append(pytest.param(*p.values, id=p.id, marks=[*p.marks, *slow]))
+    return out
 
 
 @pytest.mark.parametrize("item", conformance_params("tvm", "ops", threads=1))
@@ -26,7 +35,7 @@ def test_ops(item):
     item.check()
 
 
-@pytest.mark.parametrize("item", conformance_params("tvm", "models", models=MODELS, threads=1))
+@pytest.mark.parametrize("item", zoo_params())
 def test_models(item):
     item.check()
 
@@ -41,9 +50,9 @@ def test_resnet18_with_the_shipped_database():
         pytest.skip(f"no tuning database shipped for this CPU ({shipped.parent.name})")
     case = model_case("resnet18", batch=1, image_size=224)
     exe = cb.backends.get("tvm").compile(case.graph, case.params, threads=2)
-    info = exe.info
-    assert info["db_source"] == "shipped" and info["warnings"] == []
-    assert info["db_hits"] == info["db_tasks"] > 0 and 0 < info["db_hand_hits"] < info["db_hits"]
+    details = exe.report.details
+    assert details.db_source == "shipped" and exe.report.warnings == ()
+    assert details.db_hits == details.db_tasks > 0 and 0 < details.db_hand_hits < details.db_hits
     assert compare(exe(*case.input_list()), case.reference[0], "float32").ok
 
 

@@ -1,4 +1,4 @@
-"""The hand-written TVM CPU schedules (backends/tvm_schedule.py): which functions each rule takes, and that what
+"""The hand-written TVM CPU schedules (backends/tvm/schedule.py): which functions each rule takes, and that what
 they compute matches the float64 reference on shapes with every dimension distinct, through every tile path
 (vector widths 16, 8 and 4; register tiles that do and do not fill the output row; epilogues with bias,
 residual and activation; stride, padding, dilation, batch > 1). The conformance suite runs the same rules on
@@ -27,7 +27,7 @@ def run(graph: cb.Graph, **options):
     exe = TVM.compile(graph, params, threads=2, use_shipped_db=False, **options)
     agreement = compare(exe(x), ref, "float32")
     assert agreement.ok, agreement
-    return exe.info
+    return exe.report.details
 
 
 def conv_graph(out_channels: int, *, stride=1, padding=0, dilation=1, kernel=3, groups=1, bias=True,
@@ -51,36 +51,36 @@ def conv_graph(out_channels: int, *, stride=1, padding=0, dilation=1, kernel=3, 
     (16, {"kernel": 7, "stride": 2, "padding": 3, "input_shape": (3, 3, 23, 17)}),  # a stem: C = 3, 7×7/2
 ])
 def test_conv_rule_matches_the_reference(out_channels, options):
-    info = run(conv_graph(out_channels, **options))
+    details = run(conv_graph(out_channels, **options))
     convs = 2 if options.get("residual") else 1
-    assert info["hand_scheduled"].get("conv2d") == convs, info["hand_scheduled"]
+    assert details.hand_scheduled.get("conv2d") == convs, details.hand_scheduled
 
 
 def test_convs_the_rule_does_not_take_are_still_correct_and_parallel():
     # Grouped (and so depthwise) convs and output channels with no vector width: TVM's loops, made parallel.
-    info = run(conv_graph(10, groups=5, padding=1))
-    assert "conv2d" not in info["hand_scheduled"] and info["hand_scheduled"].get("parallel", 0) >= 1
-    assert "conv2d" not in run(conv_graph(6, padding=1))["hand_scheduled"]
+    details = run(conv_graph(10, groups=5, padding=1))
+    assert "conv2d" not in details.hand_scheduled and details.hand_scheduled.get("parallel", 0) >= 1
+    assert "conv2d" not in run(conv_graph(6, padding=1)).hand_scheduled
 
 
 @pytest.mark.parametrize(("batch", "features", "out"), [(1, 37, 48), (3, 29, 40), (5, 11, 20)])
 def test_matmul_rule_matches_the_reference(batch, features, out):
     b = GraphBuilder("fc", (batch, features))
-    info = run(b.build(b.relu(b.linear(b.input, out, name="fc"))))
-    assert info["hand_scheduled"].get("matmul") == 1
+    details = run(b.build(b.relu(b.linear(b.input, out, name="fc"))))
+    assert details.hand_scheduled.get("matmul") == 1
 
 
 def test_pools_softmax_and_lrn_take_the_parallel_rule():
     b = GraphBuilder("misc", (2, 6, 13, 11))
     x = b.lrn(b.max_pool2d(b.input, 3, 2, padding=1, ceil_mode=True), size=3)
     x = b.softmax(b.flatten(b.adaptive_avg_pool2d(x, (3, 2))))
-    info = run(b.build(x))
-    assert info["hand_scheduled"].get("parallel", 0) >= 3
+    details = run(b.build(x))
+    assert details.hand_scheduled.get("parallel", 0) >= 3
 
 
 def test_hand_schedules_off_gives_the_same_numbers_from_plain_loops():
     g = conv_graph(32, padding=1, residual=True)
-    assert run(g, hand_schedules=False)["hand_scheduled"] == {}
+    assert run(g, hand_schedules=False).hand_scheduled == {}
 
 
 def test_register_tiles_divide_the_row_and_fit_the_registers():

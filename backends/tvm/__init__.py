@@ -5,7 +5,7 @@ TVM 0.27 alone legalizes each op into plain single-threaded loops on CPU (ResNet
 function that has no tuning record gets a hand-written schedule instead (``tvm.schedule``: a register-tiled
 direct convolution and matmul with weights prepacked at compile time and the epilogue fused, parallel loops for
 the rest), which puts an untuned compile near torch eager's speed. MetaSchedule tuning searches for better
-schedules per function; it takes minutes per task, so the result is kept in a database:
+schedules per function; it takes minutes per task, so the result is kept in a database (``tvm.database``):
 
 - ``tune=True`` first measures the hand-written schedules, then tunes every task of the graph (``trials`` in
   total, default 64 per task) into ``tuning_db`` (default: a per-target, per-graph folder under
@@ -13,20 +13,18 @@ schedules per function; it takes minutes per task, so the result is kept in a da
 - ``tuning_db=PATH`` without ``tune`` compiles with that database;
 - neither: the database shipped for this model and target (``backends/tvm/data/<target key>/<model>/``), if
   any, is used automatically; with none, or one for another target, the compile is untuned (hand-written
-  schedules) and says so in ``exe.info["warnings"]``.
+  schedules) and says so in ``exe.report.warnings``.
 
 A database that is corrupt or tuned for another target never fails the compile: it gives a warning and an
-untuned build. ``exe.info`` records the target, threads, compile and tuning time, trials, the database hits
-(fused functions that got a database record, out of all of them: ``db_hits``/``db_tasks``, of which
+untuned build. ``exe.report.details`` (`TvmDetails`) records the target, tuning time and trials, the database
+hits (fused functions that got a database record, out of all of them: ``db_hits``/``db_tasks``, of which
 ``db_hand_hits`` were the hand-written schedule's record, measured faster than any tuned one) and
-``hand_scheduled`` (functions without a record, per hand-written rule).
+``hand_scheduled`` (functions without a record, per hand-written rule). The options are `TvmOptions`;
+``fallback="numpy"`` makes unsupported nodes call back their NumPy reference from inside the compiled module.
+``exe.artifact`` is the Relax VirtualMachine.
 
-Options: ``dtype`` ("float32", "float64"), ``threads`` (TVM's CPU thread pool), ``device`` ("cpu", "cuda",
-"auto"), ``tune``, ``trials``, ``trials_per_task``, ``tuning_db``, ``use_shipped_db`` (default True),
-``hand_schedules`` (default True; False leaves untuned functions as TVM's plain loops), ``bind_weights``
-(weights as constants, default True, or as VM arguments), ``passes`` (a pipeline of ``convbench.ir.passes``
-run first; "none" by default, since TVM fuses and folds on its own), ``fallback="numpy"`` (unsupported nodes
-call back their NumPy reference from inside the compiled module; ``exe.fallback_nodes``).
+``supports`` answers from the lowering table (``tvm.lower.RULES``) without importing TVM, which takes seconds
+and imports torch: only ``build`` does.
 """
 
 from __future__ import annotations
@@ -34,32 +32,91 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
-from ...ir.graph import Graph, Node
-from ...ir.passes import run_pipeline
-from ...ir.verify import verify
-from ..base import BackendError, BackendUnavailableError, Executable, check_supported
-from ..template import cast_params
+from ...ir import ops
+from ...ir.graph import Node
+from ..base import BackendUnavailableError, Options, option
+from ..template import Built, Prepared, TemplateBackend
+from . import database, lower
 from .target import available as _available
 
-SUPPORTED_OPS = frozenset({
-    "conv2d", "fused_conv2d", "linear", "fused_linear", "batch_norm", "max_pool2d", "avg_pool2d",
-    "adaptive_avg_pool2d", "lrn", "relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "add",
-    "concat", "flatten", "dropout",
-})  # the keys of tvm.lower.RULES, listed here so supports() does not import TVM
-OPTIONS = frozenset({"dtype", "threads", "device", "tune", "trials", "trials_per_task", "tuning_db",
-                     "use_shipped_db", "hand_schedules", "bind_weights", "fallback", "passes", "seed"})
-DEVICES = ("cpu", "cuda", "auto")
+
+@dataclass(frozen=True)
+class TvmOptions(Options):
+    device: Literal["cpu", "cuda", "auto"] = option(
+        "cpu", "where it runs: the host CPU, a CUDA GPU, or 'auto' (the GPU when one is visible)")
+    tune: bool = option(False, "tune every task with MetaSchedule into tuning_db before compiling (minutes a task)")
+    trials: int | None = option(None, "tuning: total trials, shared by the tasks (None: trials_per_task × tasks)")
+    trials_per_task: int | None = option(
+        None, "tuning: the most trials a task gets (None: the total shared evenly, or 64 with neither given)")
+    # (ruff cannot tell that a None default is immutable once the hint names a class it does not know)
+    tuning_db: str | os.PathLike | None = option(  # noqa: RUF009
+        None, "a MetaSchedule database folder to compile with (tune: to tune into; None: a per-graph cache folder)")
+    use_shipped_db: bool = option(True, "without tuning_db, use the database shipped for the model and this target")
+    hand_schedules: bool = option(
+        True, "functions without a database record get the hand-written CPU schedules (False: TVM's plain loops)")
+    bind_weights: bool = option(True, "weights as Relax constants, folded at compile time (False: VM arguments)")
+    seed: int = option(0, "MetaSchedule's search seed")
+
+    def __post_init__(self) -> None:
+        for name in ("trials", "trials_per_task"):
+            if (value := getattr(self, name)) is not None and value < 0:
+                raise ValueError(f"option {name} must be ≥ 0, got {value}")
+        if self.tuning_db is not None:  # a Path is accepted; the report keeps the JSON-friendly string
+            object.__setattr__(self, "tuning_db", os.fspath(self.tuning_db))
 
 
-class TvmBackend:
+@dataclass(frozen=True)
+class TvmDetails:
+    """What ``exe.report.details`` says about a TVM compile (the template's report has dtype, device, threads,
+    compile_s, which includes tuning, and the warnings)."""
+
+    target: dict[str, Any]  # the TVM target compiled for (LLVM's name for the host CPU, its physical cores)
+    target_key: str  # the folder a shipped database for that target lives under
+    tvm: str | None  # the apache-tvm version
+    folded_batch_norms: int  # batch_norm nodes folded into the conv/linear before them while lowering
+    db: str | None  # the tuning database applied (None: untuned)
+    db_source: str | None  # "tuned", "given" or "shipped"
+    db_hits: int  # fused TIR functions the database had a record for …
+    db_tasks: int  # … out of all of them (what tuning works on)
+    db_hand_hits: int  # of the hits, how many were the hand-written schedule's record (measured faster)
+    hand_scheduled: dict[str, int]  # functions without a record, per hand-written rule (tvm.schedule)
+    db_tuning: dict[str, Any] | None  # what the database's tuning of this input shape cost (its manifest)
+    build_s: float  # TVM's build alone: fusion, schedules, code generation
+    tuning_s: float = 0.0  # this compile's tuning (tune=True)
+    trials: int = 0  # candidates this compile's tuning measured
+    seeded: int = 0  # hand-written schedules it measured into the database's hand/ folder first
+
+
+class _Runner:
+    """Calls the VM's ``main`` with NumPy arrays. It holds the VM (the executable's artifact), whose lifetime
+    the reference callbacks of the fallback nodes are tied to."""
+
+    def __init__(self, vm: Any, dev: Any, weights: list[Any], dtype: str, threads: int):
+        self.vm, self.dev, self.weights, self.dtype, self.threads = vm, dev, weights, dtype, threads
+        self.main = vm["main"]
+
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        import tvm
+
+        from .target import use_threads
+
+        use_threads(self.threads)  # the pool is process-wide: another executable may have changed it
+        args = [tvm.runtime.tensor(np.ascontiguousarray(x, dtype=self.dtype), self.dev) for x in inputs]
+        out = self.main(*args, *self.weights)
+        outs = [out] if isinstance(out, tvm.runtime.Tensor) else list(out)  # a tuple comes back as an Array
+        return [o.numpy() for o in outs]
+
+
+class TvmBackend(TemplateBackend):
     name = "tvm"
+    Options = TvmOptions
     dtypes = ("float32", "float64")
+    table = "backends/tvm/lower.py: RULES"
 
     def available(self) -> tuple[bool, str]:
         return _available()
@@ -69,159 +126,77 @@ class TvmBackend:
 
         return versions()[0] or "not installed"
 
-    def device(self) -> str:
-        return "cpu"
+    def lowered_ops(self) -> frozenset[str]:
+        return frozenset(lower.RULES)
 
     def supports(self, node: Node) -> bool:
-        return node.op in SUPPORTED_OPS
+        if node.op not in self.lowered_ops():
+            return False
+        # a fused node's epilogue lowers its activation through that op's rule: it needs one
+        activation = getattr(node.attrs, "activation", None) if ops.get(node.op).has("fused") else None
+        return activation is None or activation in lower.activations()
 
-    def compile(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32",
-                **options: Any) -> Executable:
-        unknown = set(options) - OPTIONS
-        if unknown:
-            raise BackendError(f"tvm backend: unknown option(s) {sorted(unknown)}; known: {sorted(OPTIONS)}")
-        if dtype not in self.dtypes:
-            raise BackendError(f"tvm backend: dtype {dtype!r} is not supported; use one of {self.dtypes}")
-        device = options.get("device", "cpu")
-        if device not in DEVICES:
-            raise BackendError(f"tvm backend: device must be one of {DEVICES}, got {device!r}")
-        ok, why = self.available()
-        if not ok:
-            raise BackendUnavailableError(f"tvm backend: {why}")
-        pipeline = run_pipeline(graph, params, options.get("passes"), self.supports)
-        graph = pipeline.graph
-        fallback = check_supported(self, graph, options.get("fallback"))
-        verify(graph)
-        exe = _compile(graph, cast_params(graph, pipeline.params, dtype), dtype, device, fallback, options)
-        exe.info.update(passes=pipeline.pipeline, pipeline=pipeline.describe())
-        return exe
+    def param_dtype(self, options: TvmOptions) -> str:
+        return options.dtype  # BN folds in the compute dtype: a float64 compile folds in float64
 
+    def build(self, prepared: Prepared) -> Built:
+        import tvm
+        from tvm import relax
 
-def _compile(graph: Graph, params: dict[str, np.ndarray], dtype: str, device: str, fallback: tuple[str, ...],
-             options: Mapping[str, Any]) -> Executable:
-    import tvm
-    from tvm import relax
+        from . import compile as tvm_compile
+        from . import tune as tvm_tune
+        from .target import cuda_available, set_threads, target_dict, target_key, versions
 
-    from . import compile as tvm_compile
-    from . import lower as tvm_lower
-    from . import tune as tvm_tune
-    from .target import cuda_available, set_threads, target_dict, target_key, use_threads, versions
-
-    if device == "auto":
-        device = "cuda" if cuda_available() else "cpu"
-    elif device == "cuda" and not cuda_available():
-        raise BackendUnavailableError("tvm backend: device='cuda' asked for, but no GPU is visible or this TVM "
-                                      "build has no CUDA runtime")
-    start = time.perf_counter()
-    threads = set_threads(options.get("threads"))
-    target = target_dict(device)
-    info: dict[str, Any] = {"dtype": dtype, "device": device, "target": target, "target_key": target_key(target),
-                            "threads": threads, "tvm": versions()[0], "tuning_s": 0.0, "trials": 0, "warnings": []}
-    lowered = tvm_lower.lower(graph, params, dtype, options.get("bind_weights", True), fallback)
-    info["folded_batch_norms"] = len(lowered.folded_bn)
-    opened = _database(graph, target, dtype, options, info)
-    hand = options.get("hand_schedules", True)
-    if options.get("tune") and opened.database is not None:
-        stats = tvm_tune.tune(lowered.mod, target, opened.database, opened.path, trials=options.get("trials"),
-                              trials_per_task=options.get("trials_per_task"), seed=options.get("seed", 0),
-                              hand_database=opened.hand if hand else None)
-        info.update(tuning_s=stats["tuning_s"], trials=stats["trials"], seeded=stats.get("seeded", 0))
-        _record_tuning(opened, graph, target, stats)
-    compile_start = time.perf_counter()
-    try:
-        built = tvm_compile.build(lowered.mod, target, opened.for_compile, hand, opened.hand)
-    except Exception as e:  # a record whose schedule no longer applies: TVM raises while applying it
-        if opened.database is None:
-            raise
-        info["warnings"].append(f"compiling with tuning database {opened.path} failed ({type(e).__name__}: "
-                                f"{_first_line(e)}); {tvm_tune.UNTUNED}")
-        info.update(db=None, db_source=None)
-        built = tvm_compile.build(lowered.mod, target, None, hand)
-    info.update(db_hits=built.hits, db_tasks=built.tasks, db_hand_hits=built.hand_hits,
-                hand_scheduled=built.hand_scheduled,
-                build_s=time.perf_counter() - compile_start)
-    if info["db"] is not None:  # what the database's tuning of this input shape cost, from its manifest
-        shape = _input_shape(graph)
-        entry = next((w for w in tvm_tune.read_manifest(opened.path).get("workloads", [])
-                      if w.get("input_shape") == shape), {})
-        info["db_tuning"] = {k: entry.get(k) for k in ("trials", "trials_per_task", "tuning_s")} if entry else None
-    if info["db"] is not None and built.hits < built.tasks:
-        info["warnings"].append(f"tuning database {opened.path} has schedules for {built.hits} of the graph's "
-                                f"{built.tasks} fused functions; the rest run untuned")
-    dev = tvm.cuda(0) if device == "cuda" else tvm.cpu(0)
-    vm = relax.VirtualMachine(built.executable, dev)
-    main = vm["main"]
-    weights = [tvm.runtime.tensor(lowered.weight_values[k], dev) for k in lowered.weight_order]
-    info["compile_s"] = time.perf_counter() - start  # includes tuning when it ran
-
-    def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
-        use_threads(threads)  # the pool is process-wide: another executable may have changed it
-        args = [tvm.runtime.tensor(np.ascontiguousarray(x, dtype=dtype), dev) for x in inputs]
-        out = main(*args, *weights)
-        outs = [out] if isinstance(out, tvm.runtime.Tensor) else list(out)  # a tuple comes back as an Array
-        return [o.numpy() for o in outs]
-
-    exe = Executable(graph, "tvm", run, info, fallback)
-    if lowered.fallback_keys:  # the reference callbacks live as long as the executable
-        weakref.finalize(exe, tvm_lower.release_fallbacks, lowered.fallback_keys)
-    return exe
-
-
-def _database(graph: Graph, target: dict[str, Any], dtype: str, options: Mapping[str, Any],
-              info: dict[str, Any]) -> Any:
-    """Open the database this compile should use (tune: create it) and record which in ``info``."""
-    from . import tune as tvm_tune
-    from .target import target_key
-
-    path = options.get("tuning_db")
-    if options.get("tune"):
-        if path is None:
-            cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "convbench" / "tvm"
-            path = cache / target_key(target) / _workload_name(graph, dtype)
-        opened = tvm_tune.open_database(path, target, create=True)
-        if opened.database is None:
-            raise BackendError(f"tvm backend: cannot tune into {path}: {'; '.join(opened.warnings)}")
-        info.update(db=str(path), db_source="tuned")
-        return opened
-    if path is not None:
-        opened = tvm_tune.open_database(path, target)
-        source = "given"
-    else:
-        shipped = tvm_tune.shipped_path(target, graph.name)
-        if not options.get("use_shipped_db", True) or not shipped.is_dir():
-            if options.get("use_shipped_db", True):
-                info["warnings"].append(f"no tuning database shipped for {graph.name} on {target_key(target)}; "
-                                        f"{tvm_tune.UNTUNED}")
-            info.update(db=None, db_source=None)
-            return tvm_tune.OpenedDatabase(None, None)
-        opened = tvm_tune.open_database(shipped, target)
-        source = "shipped"
-    info["warnings"].extend(opened.warnings)
-    info.update(db=str(opened.path) if opened.database is not None else None,
-                db_source=source if opened.database is not None else None)
-    return opened
-
-
-def _record_tuning(opened: Any, graph: Graph, target: dict[str, Any], stats: dict[str, Any]) -> None:
-    from . import tune as tvm_tune
-
-    tvm_tune.record_workload(opened.path, target, graph.name, _input_shape(graph), tasks=stats["tasks"],
-                             trials=stats["trials"], tuning_s=stats["tuning_s"],
-                             threads=int(os.environ.get("TVM_NUM_THREADS", "0")) or None)
+        graph, opts = prepared.graph, prepared.options
+        device = opts.device
+        if device == "auto":
+            device = "cuda" if cuda_available() else "cpu"
+        elif device == "cuda" and not cuda_available():
+            raise BackendUnavailableError("tvm backend: device='cuda' asked for, but no GPU is visible or this TVM "
+                                          "build has no CUDA runtime")
+        threads = set_threads(opts.threads)
+        target = target_dict(device)
+        lowered = lower.lower(graph, prepared.params, opts.dtype, opts.bind_weights, prepared.fallback_nodes)
+        chosen = database.choose(graph, target, opts.dtype, tune=opts.tune, path=opts.tuning_db,
+                                 use_shipped=opts.use_shipped_db)
+        opened, tuning = chosen.opened, {}
+        if opts.tune:  # choose() has raised if the database cannot be tuned into
+            stats = tvm_tune.tune(lowered.mod, target, opened.database, opened.path, trials=opts.trials,
+                                  trials_per_task=opts.trials_per_task, seed=opts.seed,
+                                  hand_database=opened.hand if opts.hand_schedules else None)
+            tuning = {"tuning_s": stats["tuning_s"], "trials": stats["trials"], "seeded": stats.get("seeded", 0)}
+            database.record_tuning(opened, graph, target, stats)
+        build_start = time.perf_counter()
+        try:
+            built = tvm_compile.build(lowered.mod, target, opened.for_compile, opts.hand_schedules, opened.hand)
+        except Exception as e:  # a record whose schedule no longer applies: TVM raises while applying it
+            if opened.database is None:
+                raise
+            chosen.drop(f"compiling with tuning database {opened.path} failed ({type(e).__name__}: "
+                        f"{_first_line(e)}); {tvm_tune.UNTUNED}")
+            built = tvm_compile.build(lowered.mod, target, None, opts.hand_schedules)
+        build_s = time.perf_counter() - build_start
+        if chosen.db is not None and built.hits < built.tasks:
+            chosen.warnings.append(f"tuning database {opened.path} has schedules for {built.hits} of the graph's "
+                                   f"{built.tasks} fused functions; the rest run untuned")
+        dev = tvm.cuda(0) if device == "cuda" else tvm.cpu(0)
+        vm = relax.VirtualMachine(built.executable, dev)
+        if lowered.fallback_keys:  # the reference callbacks live as long as the VM that calls them
+            weakref.finalize(vm, lower.release_fallbacks, lowered.fallback_keys)
+        weights = [tvm.runtime.tensor(lowered.weight_values[k], dev) for k in lowered.weight_order]
+        details = TvmDetails(
+            target=target, target_key=target_key(target), tvm=versions()[0],
+            folded_batch_norms=len(lowered.folded_bn), db=chosen.db, db_source=chosen.source, db_hits=built.hits,
+            db_tasks=built.tasks, db_hand_hits=built.hand_hits, hand_scheduled=built.hand_scheduled,
+            db_tuning=database.tuning_cost(chosen.db, graph) if chosen.db is not None else None, build_s=build_s,
+            **tuning)
+        return Built(_Runner(vm, dev, weights, opts.dtype, threads), artifact=vm, details=details, device=device,
+                     threads=threads, warnings=chosen.warnings)
 
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else ""
-
-
-def _input_shape(graph: Graph) -> list[list[int]]:
-    return [list(t.shape) for t in graph.inputs.values()]
-
-
-def _workload_name(graph: Graph, dtype: str) -> str:
-    shape = "x".join("x".join(map(str, t.shape)) for t in graph.inputs.values())
-    return f"{graph.name}-{shape}" + ("" if dtype == "float32" else f"-{dtype}")
 
 
 BACKEND = TvmBackend()

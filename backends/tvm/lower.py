@@ -12,28 +12,55 @@ and the executable passes them on every call.
 Nodes named in ``fallback`` (the explicit ``fallback="numpy"``) run their NumPy reference from inside the
 compiled module: a ``call_pure_packed`` to one Python packed function, keyed by node, that the VM calls back.
 
-Importing this module imports TVM (and, through tvm_ffi, torch): only the backend's compile path does.
+``RULES`` is the one list of what the backend runs: ``TvmBackend.supports`` answers from its keys. Importing
+this module does not import TVM (which takes seconds and, through tvm_ffi, imports torch): ``tvm``, ``relax``
+and ``tvm_ffi`` here are proxies that import the module on first attribute access, which only lowering does.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import tvm
-import tvm_ffi
-from tvm import relax
 
 from ...ir import ops as ir_ops
 from ...ir.graph import Graph, Node
+from ...ir.ops import NoAttrs, _fused
 from ...ir.ops.avg_pool2d import divisor as avg_divisor
 from ...ir.ops.batch_norm import scale_shift
 from ...ir.passes.fold_batch_norm import fold_conv_bn_weights, foldable
 
-Expr = relax.Expr
+if TYPE_CHECKING:
+    from tvm.relax import Expr
+else:
+    Expr = Any
+
+
+class _LazyModule:
+    """A module imported on first attribute access: ``supports()`` must answer without importing TVM."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    @functools.cached_property
+    def _module(self) -> ModuleType:
+        return importlib.import_module(self._name)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):  # copy/pickle/inspect probe dunders: do not import TVM for them
+            raise AttributeError(attr)
+        return getattr(self._module, attr)
+
+
+tvm: Any = _LazyModule("tvm")
+relax: Any = _LazyModule("tvm.relax")
+tvm_ffi: Any = _LazyModule("tvm_ffi")
 
 
 @dataclass
@@ -129,10 +156,18 @@ _FALLBACKS: dict[int, tuple[str, Callable[..., np.ndarray]]] = {}
 _fallback_ids = itertools.count()
 
 
-@tvm_ffi.register_global_func("convbench.tvm.fallback", override=True)
+FALLBACK_FUNC = "convbench.tvm.fallback"  # the packed function the VM calls back
+
+
 def _run_fallback(key: str, *tensors: Any) -> Any:
     out = _FALLBACKS[int(key)][1](*(t.numpy() for t in tensors))
     return tvm.runtime.tensor(np.ascontiguousarray(out), tensors[0].device if tensors else tvm.cpu(0))
+
+
+@functools.cache
+def _register_fallback() -> None:
+    """Register `_run_fallback` with TVM once, when the first fallback node is lowered (not at import)."""
+    tvm_ffi.register_global_func(FALLBACK_FUNC, _run_fallback, override=True)
 
 
 def release_fallbacks(keys: Iterable[int]) -> None:
@@ -152,11 +187,12 @@ def _fallback(lo: _Lowering, node: Node) -> Expr:
         given = dict(zip(acts, arrays, strict=True))
         return op.reference(node.attrs, *(consts[i] if i in consts else given[i] for i in node.inputs)).astype(dtype)
 
+    _register_fallback()
     key = next(_fallback_ids)
     _FALLBACKS[key] = (node.name, run)
     lo.fallback_keys.append(key)
     out = relax.TensorType(lo.g.types[node.name].shape, lo.dtype)
-    return relax.call_pure_packed("convbench.tvm.fallback", tvm.ir.StringImm(str(key)), *(lo.arg(i) for i in acts),
+    return relax.call_pure_packed(FALLBACK_FUNC, tvm.ir.StringImm(str(key)), *(lo.arg(i) for i in acts),
                                   ty_args=out)
 
 
@@ -193,8 +229,8 @@ def _epilogue(lo: _Lowering, node: Node, y: Expr, bias: Expr | None, fused: bool
         y = relax.op.add(lo.bb.emit(y), bias)
     if fused and node.attrs.residual:
         y = relax.op.add(lo.bb.emit(y), lo.arg(node.inputs[-1]))
-    if fused and node.attrs.activation is not None:
-        y = ACTIVATIONS[node.attrs.activation](lo.bb.emit(y))
+    if fused and node.attrs.activation is not None:  # through the activation op's own rule
+        y = RULES[node.attrs.activation].apply(lo, lo.bb.emit(y), NoAttrs())
     return y
 
 
@@ -264,17 +300,12 @@ def _lrn(lo: _Lowering, node: Node) -> Expr:
     return relax.op.divide(x, relax.op.reshape(denom, (n, c, h, w)))
 
 
-def _elu(lo: _Lowering, node: Node) -> Expr:
-    x = lo.arg(node.inputs[0])
+def _elu(lo: _Lowering, x: Expr, attrs: Any) -> Expr:
     zero = relax.const(0.0, lo.dtype)
-    neg = lo.bb.emit(relax.op.multiply(relax.const(node.attrs.alpha, lo.dtype),
+    neg = lo.bb.emit(relax.op.multiply(relax.const(attrs.alpha, lo.dtype),
                                        relax.op.subtract(relax.op.exp(relax.op.minimum(x, zero)),
                                                          relax.const(1.0, lo.dtype))))
     return relax.op.where(relax.op.greater(x, zero), x, neg)
-
-
-def _leaky_relu(lo: _Lowering, node: Node) -> Expr:
-    return relax.op.nn.leakyrelu(lo.arg(node.inputs[0]), node.attrs.negative_slope)
 
 
 def _add(lo: _Lowering, node: Node) -> Expr:
@@ -288,16 +319,16 @@ def _flatten(lo: _Lowering, node: Node) -> Expr:
     return relax.op.reshape(lo.arg(node.inputs[0]), lo.g.types[node.name].shape)
 
 
-def _unary(op: Callable[[Expr], Expr]) -> Callable[[_Lowering, Node], Expr]:
-    return lambda lo, node: op(lo.arg(node.inputs[0]))
+@dataclass(frozen=True)
+class Unary:
+    """The rule of a one-input op as a function of its input expression, ``apply(lo, x, attrs)``: the fused
+    epilogue applies an activation to the conv/linear output through the activation op's own rule."""
 
+    apply: Callable[[_Lowering, Expr, Any], Expr]
 
-ACTIVATIONS: dict[str, Callable[[Expr], Expr]] = {
-    "relu": relax.op.nn.relu,
-    "relu6": lambda x: relax.op.clip(x, 0, 6),
-    "sigmoid": relax.op.sigmoid,
-    "tanh": relax.op.tanh,
-}
+    def __call__(self, lo: _Lowering, node: Node) -> Expr:
+        return self.apply(lo, lo.arg(node.inputs[0]), node.attrs)
+
 
 RULES: dict[str, Callable[[_Lowering, Node], Expr]] = {
     "conv2d": _conv2d,
@@ -309,18 +340,24 @@ RULES: dict[str, Callable[[_Lowering, Node], Expr]] = {
     "avg_pool2d": _avg_pool2d,
     "adaptive_avg_pool2d": _adaptive_avg_pool2d,
     "lrn": _lrn,
-    "relu": _unary(ACTIVATIONS["relu"]),
-    "relu6": _unary(ACTIVATIONS["relu6"]),
-    "leaky_relu": _leaky_relu,
-    "elu": _elu,
-    "sigmoid": _unary(ACTIVATIONS["sigmoid"]),
-    "tanh": _unary(ACTIVATIONS["tanh"]),
+    "relu": Unary(lambda lo, x, attrs: relax.op.nn.relu(x)),
+    "relu6": Unary(lambda lo, x, attrs: relax.op.clip(x, 0, 6)),
+    "leaky_relu": Unary(lambda lo, x, attrs: relax.op.nn.leakyrelu(x, attrs.negative_slope)),
+    "elu": Unary(_elu),
+    "sigmoid": Unary(lambda lo, x, attrs: relax.op.sigmoid(x)),
+    "tanh": Unary(lambda lo, x, attrs: relax.op.tanh(x)),
     "softmax": lambda lo, node: relax.op.nn.softmax(lo.arg(node.inputs[0]), node.attrs.axis),
     "add": _add,
     "concat": lambda lo, node: relax.op.concat([lo.arg(i) for i in node.inputs], node.attrs.axis),
     "flatten": _flatten,
-    "dropout": _unary(lambda x: x),
+    "dropout": Unary(lambda lo, x, attrs: x),
 }
+
+
+def activations() -> frozenset[str]:
+    """The activations a fused node may end with (`_fused.activations()`, from the ops' traits) that the
+    epilogue can lower: those whose op has a `Unary` rule here. A function, not a table: the registry decides."""
+    return frozenset(name for name in _fused.activations() if isinstance(RULES.get(name), Unary))
 
 
 def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: str = "float32", bind_weights: bool = True,
