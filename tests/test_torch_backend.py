@@ -228,6 +228,7 @@ def test_bad_options_are_one_clear_error():
         get("torch").compile(conv.graph, conv.params, prepack=True, channels_last=False)
 
 
+@pytest.mark.slow  # inductor compiles C++: about a minute
 def test_torch_compile_inductor():
     c = _case("pattern-residual")
     exe = get("torch").compile(c.graph, c.params, compile=True)  # compiles (C++ via inductor) and warms up here

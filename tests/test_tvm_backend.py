@@ -301,6 +301,7 @@ def test_manifest_accumulates_tuning_per_input_shape(tmp_path):
     assert tvm_tune.target_mismatch(manifest, target) is None
 
 
+@pytest.mark.slow  # MetaSchedule tuning: minutes
 def test_tune_measures_candidates_keeps_them_and_a_later_compile_reuses_them(tmp_path):
     """The real MetaSchedule path on a one-task graph: workers start (with the fast tensor_intrin import),
     candidates are built and measured, the database and manifest are written, and a compile that names the
@@ -323,6 +324,7 @@ def test_tune_measures_candidates_keeps_them_and_a_later_compile_reuses_them(tmp
     assert compare(again(x), ref, "float32").ok
 
 
+@pytest.mark.slow  # MetaSchedule tuning: minutes
 def test_tuning_starts_from_the_hand_written_schedules(tmp_path):
     """Before searching, tuning measures the hand-written schedule of each task into the database's hand/ folder;
     a compile queries both and takes the faster record, so tuning never makes a function slower than the
