@@ -16,6 +16,7 @@ BUILTIN: dict[str, str] = {
     "triton": "convbench.backends.triton",
     "tvm": "convbench.backends.tvm",
     "onnxruntime": "convbench.backends.onnxruntime",
+    "openvino": "convbench.backends.openvino",
 }
 
 _loaded: dict[str, Backend] = {}

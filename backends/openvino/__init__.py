@@ -1,0 +1,265 @@
+"""The OpenVINO backend: each IR node lowered to OpenVINO's Python opset API, one ``ov.Model``, compiled by its CPU
+plugin (or a GPU it sees). A peer engine, like ONNX Runtime: the arithmetic is OpenVINO's, not convbench's.
+
+Lowering (`lowering.Lowering`, its rules in `lowering.LOWERINGS`: the one list of what it runs) builds the model
+node by node with ``openvino.opset16`` (`lowering.OPSET`), not through an ONNX file. Parameters become constants
+once, at compile time. A batch_norm folds into the conv2d/linear before it where
+`ir.passes.fold_batch_norm.foldable` allows (``fold_conv_bn_weights``, in float64), else it is a per-channel
+multiply-add; fused_conv2d/fused_linear lower to the conv/matmul, + residual, + activation, which the CPU plugin
+fuses itself. Every OpenVINO node is named after its IR node, so a model's cache key is stable across compiles.
+
+Precision. ``dtype`` stays "float32": it is the I/O dtype (inputs and outputs are float32 arrays). ``precision`` is
+OpenVINO's inference precision, always set explicitly as ``INFERENCE_PRECISION_HINT`` (on a CPU with bf16 support
+OpenVINO's default is bf16, so an unset hint would run bf16 under a float32 label) and read back from the compiled
+model; ``report.accuracy_dtype`` is the precision that ran (f32 → float32, bf16 → bfloat16, f16 → float16), so
+correctness is judged with that tolerance. A precision the device lacks (``OPTIMIZATION_CAPABILITIES``) is an
+`UnsupportedDtypeError`, skipped by ``check`` and unsupported in ``run`` (without it, OpenVINO on a CPU without f16
+silently runs bf16 for f16); a compiled model reporting another precision than asked is a warning, and ``details``
+records what ran. int8 waits for the quantized graphs of the precision-matrix issue.
+
+Options: `OpenVinoOptions`. ``threads`` is ``INFERENCE_NUM_THREADS`` (None: OpenVINO's default, all cores),
+``streams`` ``NUM_STREAMS``, ``hint`` ``PERFORMANCE_HINT``; the executable runs one synchronous infer request per
+call, so a throughput hint only pays off for a caller that runs several requests. What the compiled model reports
+(threads, streams, pinning, hyper-threading, core type, requests) is in `OpenVinoDetails`; ``exe.artifact`` is the
+``CompiledModel``. Any OpenVINO failure is one `BackendError` naming the node or option it concerns.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from ...ir.graph import Graph
+from ...ir.train import training_gaps
+from ..base import BackendError, Options, UnsupportedDtypeError, option
+from ..template import Built, Prepared, TemplateBackend
+from .lowering import Lowering, message
+
+ACCURACY = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}  # precision that ran -> tolerance to judge
+CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}  # the device's OPTIMIZATION_CAPABILITIES names
+NOT_YET = {"int8": "int8 needs the quantized graphs of the precision-matrix issue, which has not landed"}
+INSTALL = "openvino is not installed; pip install -c constraints.txt 'convbench[openvino]'"
+# read back from the compiled model into the report: threading and pinning as OpenVINO chose them
+RECORDED = ("INFERENCE_NUM_THREADS", "NUM_STREAMS", "PERFORMANCE_HINT", "PERFORMANCE_HINT_NUM_REQUESTS",
+            "OPTIMAL_NUMBER_OF_INFER_REQUESTS", "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING",
+            "SCHEDULING_CORE_TYPE", "EXECUTION_MODE_HINT", "EXECUTION_DEVICES")
+
+
+@dataclass(frozen=True)
+class OpenVinoOptions(Options):
+    precision: Literal["f32", "bf16", "f16", "int8"] = option(
+        "f32", "inference precision (INFERENCE_PRECISION_HINT), set explicitly and read back: f32, bf16, f16 "
+               "(int8: not yet); dtype stays float32, the I/O dtype")
+    streams: int | None = option(None, "NUM_STREAMS (None: what the hint picks)")
+    hint: Literal["latency", "throughput"] = option("latency", "PERFORMANCE_HINT")
+    cache_dir: str | None = option(None, "OpenVINO model cache directory: a second compile loads the blob")
+    device: str = option("CPU", "OpenVINO device: CPU, or GPU where OpenVINO sees one")
+
+    def __post_init__(self) -> None:
+        if self.precision in NOT_YET:
+            raise ValueError(f"precision {self.precision!r} is not available yet: {NOT_YET[self.precision]}")
+        for name in ("threads", "streams"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"option {name} must be ≥ 1 or None, got {value}")
+
+
+@dataclass(frozen=True)
+class OpenVinoDetails:
+    openvino: str
+    device: str
+    precision_asked: str
+    precision_ran: str  # INFERENCE_PRECISION_HINT as the compiled model reports it
+    threads: int | None  # INFERENCE_NUM_THREADS read back
+    streams: int | None  # NUM_STREAMS read back
+    hint: str  # PERFORMANCE_HINT read back
+    num_requests: int | None  # OPTIMAL_NUMBER_OF_INFER_REQUESTS
+    cache_dir: str | None
+    loaded_from_cache: bool | None  # LOADED_FROM_CACHE: the compiled model came from a cache blob
+    folded_batch_norms: int
+    ov_ops: int  # operations in the ov.Model (parameters, constants and results included)
+    lower_s: float  # IR -> ov.Model
+    ov_compile_s: float  # Core.compile_model (or the cache load)
+    properties: dict[str, str] = field(default_factory=dict)  # RECORDED, as strings
+
+
+@functools.cache
+def _core() -> Any:
+    """One ``openvino.Core`` per process (it loads the device plugins once); options go to each compile."""
+    import openvino as ov
+
+    return ov.Core()
+
+
+def _openvino_build() -> str:
+    import openvino as ov
+
+    return ov.__version__
+
+
+def _text(value: Any) -> str:
+    """A property value as the report stores it: element types by name, enums without their class."""
+    if hasattr(value, "get_type_name"):
+        return value.get_type_name()
+    if isinstance(value, list | tuple | set):
+        return ",".join(_text(v) for v in value)
+    return str(value).rsplit(".", 1)[-1] if type(value).__module__.startswith("openvino") else str(value)
+
+
+def _read(compiled: Any, name: str) -> Any:
+    try:
+        return compiled.get_property(name)
+    except Exception:  # a device that does not report it (the GPU plugin lacks some CPU properties)
+        return None
+
+
+class OpenVinoBackend(TemplateBackend):
+    name = "openvino"
+    Options = OpenVinoOptions
+    dtypes = ("float32",)  # the I/O dtype; the arithmetic's precision is the precision option
+    table = "backends/openvino/lowering.py: LOWERINGS"
+    gaps: ClassVar[dict[str, str]] = training_gaps()  # every inference op lowers; the train-step ops do not yet
+    lowering: type[Lowering] = Lowering  # a subclass may swap rules (the planted-rule test)
+
+    def available(self) -> tuple[bool, str]:
+        if importlib.util.find_spec("openvino") is None:
+            return False, INSTALL
+        try:
+            devices = _core().available_devices
+        except Exception as e:  # installed but broken (a missing plugin library)
+            return False, f"openvino does not load: {message(e)}; pip install -c constraints.txt 'convbench[openvino]'"
+        return True, f"openvino {self.version()} ({', '.join(devices)})"
+
+    def version(self) -> str:
+        if importlib.util.find_spec("openvino") is None:
+            return ""
+        import openvino as ov
+
+        return ov.__version__.split("-")[0]  # "2026.4.1"; the build string is in OpenVinoDetails.openvino
+
+    def device(self) -> str:
+        ok, _ = self.available()
+        return ", ".join(d.lower() for d in _core().available_devices) if ok else "cpu"
+
+    def lowered_ops(self) -> frozenset[str]:
+        return frozenset(self.lowering.rules)
+
+    def precisions(self, device: str = "CPU") -> tuple[str, ...]:
+        """The precisions ``device`` offers (its OPTIMIZATION_CAPABILITIES), in `ACCURACY`'s order."""
+        caps = set(_core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
+        return tuple(p for p in ACCURACY if CAPABILITY[p] in caps)
+
+    def build(self, prepared: Prepared) -> Built:
+        graph, opts = prepared.graph, prepared.options
+        if prepared.fallback_nodes:  # only an op registered after this table was written gets here
+            raise BackendError(f"openvino backend: no reference fallback inside an OpenVINO model; "
+                               f"{', '.join(prepared.fallback_nodes)} have no lowering in {self.table}")
+        core = _core()
+        device = _check_device(core, opts.device)
+        if opts.precision not in self.precisions(device):  # unsupported here, as a dtype a backend lacks is
+            raise UnsupportedDtypeError(
+                f"openvino backend: option precision={opts.precision!r} is not supported on {device} "
+                f"({core.get_property(device, 'FULL_DEVICE_NAME')}); it offers {', '.join(self.precisions(device))}")
+        _check_cache_dir(opts.cache_dir)
+        start = time.perf_counter()
+        lowering = self.lowering(graph, prepared.params)
+        model = lowering.run()
+        lower_s = time.perf_counter() - start
+        start = time.perf_counter()
+        try:
+            compiled = core.compile_model(model, device, _config(opts))
+        except Exception as e:
+            raise BackendError(_compile_error(e, graph, opts, device)) from None
+        ov_compile_s = time.perf_counter() - start
+        props = {k: _read(compiled, k) for k in RECORDED}
+        ran = _text(_read(compiled, "INFERENCE_PRECISION_HINT"))
+        warnings = []
+        if ran != opts.precision:
+            warnings.append(f"openvino backend: INFERENCE_PRECISION_HINT={opts.precision} was asked, the compiled "
+                            f"model on {device} reports {ran}; judged as {ACCURACY.get(ran, ran)}")
+        threads = props["INFERENCE_NUM_THREADS"]
+        details = OpenVinoDetails(
+            openvino=_openvino_build(), device=device, precision_asked=opts.precision, precision_ran=ran,
+            threads=threads, streams=props["NUM_STREAMS"], hint=_text(props["PERFORMANCE_HINT"]).lower(),
+            num_requests=props["OPTIMAL_NUMBER_OF_INFER_REQUESTS"], cache_dir=opts.cache_dir,
+            loaded_from_cache=_read(compiled, "LOADED_FROM_CACHE") if opts.cache_dir else None,
+            folded_batch_norms=len(lowering.folded), ov_ops=len(model.get_ops()), lower_s=lower_s,
+            ov_compile_s=ov_compile_s, properties={k: _text(v) for k, v in props.items() if v is not None})
+        return Built(_runner(compiled, graph), artifact=compiled, details=details, device=device.lower(),
+                     threads=threads, accuracy_dtype=ACCURACY.get(ran, ACCURACY[opts.precision]), warnings=warnings)
+
+
+def _check_device(core: Any, device: str) -> str:
+    """``device`` when OpenVINO sees it ("GPU" also matches "GPU.0"), else the error naming the option."""
+    seen = list(core.available_devices)
+    if device in seen or any(d.startswith(device + ".") for d in seen):
+        return device
+    raise BackendError(f"openvino backend: option device={device!r}: OpenVINO sees only {', '.join(seen)}")
+
+
+def _check_cache_dir(cache_dir: str | None) -> None:
+    """A cache directory OpenVINO can write blobs into (OpenVINO itself ignores a plain file in its place)."""
+    if cache_dir is None:
+        return
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+    except OSError as e:
+        raise BackendError(f"openvino backend: option cache_dir={cache_dir!r} is not a usable directory: "
+                           f"{e.strerror or e}") from None
+    if not os.access(cache_dir, os.W_OK | os.X_OK):
+        raise BackendError(f"openvino backend: option cache_dir={cache_dir!r} is not writable")
+
+
+def _config(opts: OpenVinoOptions) -> dict[str, Any]:
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    mode = {"latency": hints.PerformanceMode.LATENCY, "throughput": hints.PerformanceMode.THROUGHPUT}[opts.hint]
+    config: dict[str, Any] = {hints.inference_precision: opts.precision, hints.performance_mode: mode}
+    if opts.threads is not None:
+        config[props.inference_num_threads] = opts.threads
+    if opts.streams is not None:
+        config[props.streams.num] = opts.streams
+    if opts.cache_dir is not None:
+        config[props.cache_dir] = opts.cache_dir
+    return config
+
+
+def _compile_error(e: BaseException, graph: Graph, opts: OpenVinoOptions, device: str) -> str:
+    """The one message for a failed ``compile_model``: the IR node OpenVINO names (nodes carry IR names), else
+    the options it was compiled with."""
+    text = message(e)
+    named = [n for n in graph.nodes if re.search(rf"(?<![\w.]){re.escape(n.name)}(?![\w.])", text)]
+    if named:
+        node = max(named, key=lambda n: len(n.name))
+        return f"openvino backend: OpenVINO rejected node {node.name!r} ({node.op}) of {graph.name}: {text}"
+    return (f"openvino backend: OpenVINO could not compile {graph.name} for device={device!r} with "
+            f"precision={opts.precision!r}, hint={opts.hint!r}, threads={opts.threads}, streams={opts.streams}, "
+            f"cache_dir={opts.cache_dir!r}: {text}")
+
+
+def _runner(compiled: Any, graph: Graph):
+    """One synchronous infer request; inputs are shared with OpenVINO (float32, contiguous), outputs copied out
+    (the request reuses its output tensors)."""
+    request = compiled.create_infer_request()
+    n_out = len(graph.outputs)
+
+    def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        feed = {k: np.ascontiguousarray(x, dtype=np.float32) for k, x in enumerate(inputs)}
+        try:
+            request.infer(feed, share_inputs=True, share_outputs=True)
+        except Exception as e:
+            raise BackendError(f"openvino backend: running {graph.name} failed: {message(e)}") from None
+        return [np.array(request.get_output_tensor(k).data, copy=True) for k in range(n_out)]
+
+    return run
+
+
+BACKEND = OpenVinoBackend()
