@@ -68,8 +68,14 @@ def topk_agreement(y: np.ndarray, ref: np.ndarray, k: int) -> float:
     return float(np.mean([r in t for r, t in zip(ref.argmax(-1), top, strict=True)]))
 
 
-def compare(y: np.ndarray, ref: np.ndarray, dtype: str = "float32") -> Agreement:
-    """Compare a backend's output with the float64 reference under ``dtype``'s tolerance."""
+def compare(y: np.ndarray, ref: np.ndarray, dtype: str = "float32", nonfinite_expected: bool = False) -> Agreement:
+    """Compare a backend's output with the float64 reference under ``dtype``'s tolerance.
+
+    A non-finite value passes only where the reference has the same one, and only when something finite is left
+    to compare as well: an output that is NaN or infinite everywhere, like its reference, says nothing about the
+    backend (both may be broken the same way) and fails with that reason, unless ``nonfinite_expected`` says the
+    op is known to produce it (a max pool whose windows lie wholly in the padding).
+    """
     tol = tolerance(dtype)
     y64 = np.asarray(y, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
@@ -84,6 +90,11 @@ def compare(y: np.ndarray, ref: np.ndarray, dtype: str = "float32") -> Agreement
     if bad:
         return Agreement(False, float("inf"), float("inf"), 0.0, dtype,
                          reason=f"{bad} non-finite values where the reference differs")
+    if ref.size and not finite.any() and not nonfinite_expected:
+        kinds = "NaN" if np.isnan(ref).all() else "NaN or infinite"
+        return Agreement(False, float("inf"), float("inf"), 0.0, dtype,
+                         reason=f"all {ref.size} values are {kinds} in the output and in the reference alike: "
+                                f"nothing finite to compare (the reference itself is broken for this input)")
     diff = np.where(finite, np.abs(y64 - np.where(finite, ref, 0.0)), 0.0)
     worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape)) if diff.size else None
     border = None

@@ -2,9 +2,12 @@
 
 - ``runner``: plan a sweep, run each case in its own child process (``worker``) with a timeout, append one
   JSONL line per case (``schema``), resume; ``calibrate`` measures the GEMM peak and copy bandwidth once per sweep.
+- ``output``: a sweep owns its output: checked (a results file or nothing) before anything is written, locked for
+  the whole sweep, repaired only where a crash tore its last line, replaced atomically.
 - ``launch``: the one way a child process is started and its end (exit, timeout, SIGKILL, crash) read as a status.
 - ``workload``: the one way a case's graph, parameters and input are made (and its float64 reference).
-- ``record``: the typed result record (schema 2; schema 1 files still read); ``specs``: ``-b`` and ``--image-size``.
+- ``record``: the typed result record (schema 2; schema 1 files still read), every field's type checked on reading;
+  ``specs``: ``-b`` and ``--image-size``.
 - ``stats``: warm-up, adaptive repeats until IQR/median < 5 % or a time cap, statistics of the raw samples.
 - ``memory``: peak RSS of a phase above its baseline (VmHWM), the CUDA allocator's peak on GPU.
 - ``machine``: the fingerprint each result line carries.

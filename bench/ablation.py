@@ -26,7 +26,8 @@ from ..backends import get
 from ..ir.analysis import summarize
 from ..ir.graph import Graph
 from ..ir.passes import plan_memory, resolve, run_pipeline
-from .report import load
+from .output import write_atomic
+from .report import load, markdown_table
 from .schema import Case
 from .specs import parse_backend_spec
 
@@ -245,13 +246,13 @@ def write_report(table: pd.DataFrame, passes: pd.DataFrame, out: Path, title: st
     if results:
         links = ", ".join(f"[{r}]({r})" for r in results)
         parts.append(f"Raw results: {links}.\n")
-    parts += [f"- {n}" for n in notes]
-    parts += ["", "## Ablation\n", display(table).to_markdown(index=False, disable_numparse=True) + "\n"]
+    parts += [f"- {' '.join(n.splitlines())}" for n in notes]  # a newline would end the list item
+    parts += ["", "## Ablation\n", markdown_table(display(table)) + "\n"]
     if not passes.empty:
-        parts += ["## What each pass of 'all' did (nodes, compile-time cost)\n",
-                  passes.to_markdown(index=False, disable_numparse=True) + "\n"]
+        parts += ["## What each pass of 'all' did (nodes, compile-time cost)\n", markdown_table(passes) + "\n"]
     parts += [f"## {caption}\n\n![{caption}]({file})\n" for file, caption in figures.items()]
-    tmp = out / "report.md.tmp"
-    tmp.write_text("\n".join(parts))
-    os.replace(tmp, out / "report.md")
+    for name in ("speedup.png", "memory.png"):  # an older study's plot that this one does not draw
+        if name not in figures and (out / name).is_file():
+            (out / name).unlink()
+    write_atomic(out / "report.md", "\n".join(parts))
     return out / "report.md"

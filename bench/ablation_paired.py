@@ -161,6 +161,44 @@ def run_paired(model: str, image_size: int, batch: int, backend: str, pipelines:
              "status": status, "message": message} for p in pipelines]
 
 
+ROW_TYPES: dict[str, Any] = {
+    "model": str, "image_size": int, "batch": int, "backend": str, "pipeline": str, "status": str, "message": str,
+    "threads": int | None, "machine": str | None, "correct": bool | None, "cycles": int | None,
+    **dict.fromkeys(("max_rel", "median_s", "iqr_rel", "speedup", "speedup_lo", "speedup_hi"), float | None),
+}
+REQUIRED = ("model", "image_size", "batch", "backend", "pipeline", "status")
+
+
+def read_paired(path: Path) -> list[dict[str, Any]]:
+    """The rows of a paired.jsonl (``convbench passes --resume``), every line and field checked before any is
+    used; `SchemaError` names the file, line and field."""
+    from ..ir.serialize import json_object, show_value, typed
+    from .schema import STATUSES, SchemaError
+
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError as e:
+        raise SchemaError(f"{path}: cannot read ({e.strerror or e})") from None
+    rows = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{number}"
+        row = json_object(raw, where, SchemaError)
+        if type(row) is not dict or any(k not in row for k in REQUIRED):
+            raise SchemaError(f"{where}: not a paired-timing row (needs {', '.join(REQUIRED)})")
+        for key, hint in ROW_TYPES.items():
+            if key in row:
+                try:
+                    typed(row[key], hint)
+                except TypeError as e:
+                    raise SchemaError(f"{where}: field {key!r} {e}") from None
+        if row["status"] not in STATUSES:
+            raise SchemaError(f"{where}: unknown status {show_value(row['status'])}")
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str]) -> int:
     from .launch import child_main
 

@@ -2,6 +2,10 @@
 new/base and a Mann-Whitney U test on the raw samples. A regression is ratio > factor with p < alpha; a case
 that ran before and now fails, or now disagrees with the reference, is a regression too.
 
+It is a gate, so what it cannot judge fails it rather than passing it: a case of the base that the new file
+lacks is ``only in base`` and fails the comparison unless ``allow_subset`` (``--allow-subset``) says a partial
+new file is meant; an empty file is an error, and so is a case whose median is not a positive finite number.
+
 Mann-Whitney cannot reach a small p with few samples (with 3 against 3 the smallest two-sided p is 0.1), so
 a slow-down on too few samples is reported as "inconclusive", not silently as "same".
 """
@@ -14,10 +18,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .errors import BenchError
 from .machine import label
 from .record import Record, as_record
 
 REGRESSIONS = ("regression", "broken", "wrong result")
+MISSING = "only in base"
 
 
 @dataclass(frozen=True)
@@ -39,14 +45,26 @@ class Comparison:
     warnings: tuple[str, ...]
     factor: float
     alpha: float
+    allow_subset: bool = False
 
     @property
     def regressions(self) -> list[Row]:
         return [r for r in self.rows if r.verdict in REGRESSIONS]
 
+    @property
+    def missing(self) -> list[Row]:
+        """Cases of the base that the new file does not have."""
+        return [r for r in self.rows if r.verdict == MISSING]
+
+    @property
+    def failed(self) -> bool:
+        """The gate: a regression, or (unless a subset was allowed) a case missing from the new file."""
+        return bool(self.regressions) or (bool(self.missing) and not self.allow_subset)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"factor": self.factor, "alpha": self.alpha, "warnings": list(self.warnings),
-                "regressions": len(self.regressions), "rows": [asdict(r) for r in self.rows]}
+        return {"factor": self.factor, "alpha": self.alpha, "allow_subset": self.allow_subset,
+                "warnings": list(self.warnings), "regressions": len(self.regressions),
+                "missing": len(self.missing), "failed": self.failed, "rows": [asdict(r) for r in self.rows]}
 
     def to_markdown(self) -> str:
         import pandas as pd
@@ -62,6 +80,10 @@ class Comparison:
         lines.append(df.to_markdown(index=False) if len(df) else "(no cases)")
         lines.append(f"\n{len(self.regressions)} regression(s) (ratio > {self.factor:g} with p < {self.alpha:g}, "
                      f"or a case that broke)")
+        if self.missing:
+            lines.append(f"{len(self.missing)} case(s) of the base missing from the new file: "
+                         + ("accepted (--allow-subset)" if self.allow_subset
+                            else "the comparison fails (--allow-subset accepts a partial new file)"))
         return "\n".join(lines)
 
 
@@ -100,13 +122,24 @@ def machine_warnings(base: Sequence[Record], new: Sequence[Record]) -> list[str]
 
 
 def compare_records(base: Sequence[Record | dict[str, Any]], new: Sequence[Record | dict[str, Any]],
-                    factor: float = 1.1, alpha: float = 0.01) -> Comparison:
-    """Records of either schema (typed, or the dicts a results file holds)."""
+                    factor: float = 1.1, alpha: float = 0.01, allow_subset: bool = False) -> Comparison:
+    """Records of either schema (typed, or the dicts a results file holds). `BenchError` for an empty side or
+    a case whose median is not a positive finite number (nothing can be judged against it)."""
     from scipy.stats import mannwhitneyu
 
-    if factor < 1:
-        raise ValueError(f"factor must be ≥ 1, got {factor}")
+    if not 1 <= factor < math.inf:
+        raise ValueError(f"factor must be a finite number ≥ 1, got {factor}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     base, new = [as_record(r) for r in base], [as_record(r) for r in new]
+    for side, records in (("base", base), ("new", new)):
+        if not records:
+            raise BenchError(f"the {side} file holds no results: nothing to compare")
+        for r in records:
+            m = r.median_s
+            if r.status == "ok" and not (type(m) in (int, float) and 0 < m < math.inf):
+                raise BenchError(f"{side}: case {r.case_id} is ok but its median is {m!r}, not a positive "
+                                 f"finite number of seconds")
     b_cases, n_cases = by_case(base, "base"), by_case(new, "new")
     rows = []
     for cid in [*b_cases, *(c for c in n_cases if c not in b_cases)]:
@@ -124,10 +157,12 @@ def compare_records(base: Sequence[Record | dict[str, Any]], new: Sequence[Recor
         bs, ns = b.samples, n.samples
         b_med, n_med = b.median_s, n.median_s
         ratio = n_med / b_med
-        p = float(mannwhitneyu(ns, bs, alternative="two-sided").pvalue)
+        p = float(mannwhitneyu(ns, bs, alternative="two-sided").pvalue) if bs and ns else None
         note, verdict = "", "same"
         if b.correct is True and n.correct is False:
             verdict, note = "wrong result", (n.correctness or {}).get("reason", "")
+        elif p is None:  # a record without its raw samples (a hand-made file): no test, no verdict of "same"
+            verdict, note = "inconclusive", "no raw samples to test"
         elif ratio > factor and p < alpha:
             verdict = "regression"
         elif ratio < 1 / factor and p < alpha:
@@ -137,7 +172,7 @@ def compare_records(base: Sequence[Record | dict[str, Any]], new: Sequence[Recor
         elif ratio > factor or ratio < 1 / factor:
             verdict, note = "same", f"ratio beyond {factor:g} but p = {p:.2g} ≥ {alpha:g}"
         rows.append(Row(cid, verdict, b_med, n_med, ratio, p, len(bs), len(ns), note))
-    return Comparison(tuple(rows), tuple(machine_warnings(base, new)), factor, alpha)
+    return Comparison(tuple(rows), tuple(machine_warnings(base, new)), factor, alpha, allow_subset)
 
 
 def _median(r: Record | None) -> float | None:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 MARKERS = "osD^v<>pP*hX"
+FILES = ("throughput.png", "speedup.png", "latency.png", "memory.png", "roofline.png")  # every plot make_all draws
 
 
 def _colors(backends: list[str]) -> dict[str, tuple]:
@@ -171,10 +172,12 @@ def make_all(df: pd.DataFrame, out: Path, reference: str = "numpy") -> dict[str,
     if ok.speedup.notna().any():
         speedup(df, out / "speedup.png", colors, reference)
         figures["speedup.png"] = f"Speed-up against the {reference} reference"
-    latency(df, out / "latency.png", colors)
-    figures["latency.png"] = "Latency distributions"
+    if (ok.samples.map(len) > 0).any():  # a record may come without its raw samples
+        latency(df, out / "latency.png", colors)
+        figures["latency.png"] = "Latency distributions"
     memory(df, out / "memory.png")
     figures["memory.png"] = "Memory: static and measured"
-    roofline(df, out / "roofline.png", colors)
-    figures["roofline.png"] = "Roofline: achieved GFLOP/s against the measured GEMM peak and copy bandwidth"
+    if ok.gflops.notna().any():  # no FLOP count (a hand-made or foreign record): no point to place
+        roofline(df, out / "roofline.png", colors)
+        figures["roofline.png"] = "Roofline: achieved GFLOP/s against the measured GEMM peak and copy bandwidth"
     return figures

@@ -18,34 +18,58 @@ their producer's own type: ``timing`` (`stats.Measurement`), ``correctness`` (`c
 
 from __future__ import annotations
 
+import functools
+import math
 import os
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
-from .schema import SCHEMA_VERSION, STATUSES, Case, SchemaError, read_records
+from ..ir.serialize import show_value, typed
+from .errors import BenchError
+from .schema import SCHEMA_VERSION, STATUSES, Case, SchemaError, scan
 
 T = TypeVar("T", bound="_Part")
 
 
 class _Part:
-    """from_dict/to_dict for the record's dataclasses: known keys to fields, the rest to ``extra``."""
+    """from_dict/to_dict for the record's dataclasses: known keys to fields (each checked against the field's type
+    exactly, `ir.serialize.typed`), the rest to ``extra``."""
 
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset()  # fields left out of the JSON while they are None
     NESTED: ClassVar[dict[str, type]] = {}
+    SHAPES: ClassVar[dict[str, dict[str, Any]]] = {}  # dict fields: the types of the keys readers use
 
     @classmethod
-    def from_dict(cls: type[T], d: dict[str, Any], strict: bool = False) -> T:
+    def from_dict(cls: type[T], d: dict[str, Any], strict: bool = False, where: str = "") -> T:
         names = {f.name for f in fields(cls)} - {"extra"}  # type: ignore[arg-type]
         unknown = {k: v for k, v in d.items() if k not in names}
         if unknown and strict:
             raise SchemaError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
-        known = {k: v for k, v in d.items() if k in names}
-        for name, part in cls.NESTED.items():
-            if isinstance(known.get(name), dict):
-                known[name] = part.from_dict(known[name], strict=strict)  # type: ignore[attr-defined]
+        hints = _hints(cls)
+        known: dict[str, Any] = {}
+        for name, value in d.items():
+            if name not in names:
+                continue
+            path = f"{where}{name}"
+            if name in cls.NESTED and value is not None:
+                if type(value) is not dict:
+                    raise SchemaError(f"field {path!r} must be an object or null, got {show_value(value)}")
+                known[name] = cls.NESTED[name].from_dict(value, strict=strict, where=f"{path}.")  # type: ignore
+            elif name == "case":
+                known[name] = case_from_dict(value, path)
+            else:
+                known[name] = _typed(value, hints[name], path)
+                if name in cls.SHAPES and known[name] is not None:
+                    for key, hint in cls.SHAPES[name].items():
+                        if key in known[name]:
+                            _typed(known[name][key], hint, f"{path}.{key}")
         if "fallback_nodes" in known:
             known["fallback_nodes"] = tuple(known["fallback_nodes"] or ())
-        return cls(**known, extra=unknown)  # type: ignore[call-arg]
+        try:
+            return cls(**known, extra=unknown)  # type: ignore[call-arg]
+        except TypeError as e:  # a required field missing
+            raise SchemaError(f"{where or cls.__name__ + ': '}{e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -60,6 +84,36 @@ class _Part:
             out[f.name] = value
         out.update(getattr(self, "extra", {}))
         return out
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _typed(value: Any, hint: Any, path: str) -> Any:
+    try:
+        return typed(value, hint)
+    except TypeError as e:
+        raise SchemaError(f"field {path!r} {e}") from None
+
+
+def case_from_dict(value: Any, path: str = "case") -> Case:
+    """A record's case, every field typed; sizes, batch and threads at least 1."""
+    if type(value) is not dict:
+        raise SchemaError(f"field {path!r} must be an object, got {show_value(value)}")
+    hints = _hints(Case)
+    missing = [k for k in _REQUIRED_CASE if k not in value]
+    if missing:
+        raise SchemaError(f"field {path!r} lacks {', '.join(map(repr, missing))}")
+    known = {k: _typed(v, hints[k], f"{path}.{k}") for k, v in value.items() if k in _CASE_FIELDS}
+    for k in ("image_size", "batch", "threads"):
+        if known[k] < 1:
+            raise SchemaError(f"field '{path}.{k}' must be ≥ 1, got {known[k]}")
+    try:
+        return Case(**known)
+    except BenchError as e:  # a backend spec that does not parse
+        raise SchemaError(f"field '{path}.backend': {e}") from None
 
 
 @dataclass(frozen=True)
@@ -134,6 +188,20 @@ class Record(_Part):
         {"started", "duration_s", "device", "skipped", "detail", "model_info", "compile", "timing",
          "throughput_ips", "gflops", "memory", "correctness", "worker"})
     NESTED: ClassVar[dict[str, type]] = {"compile": CompileInfo, "memory": Memory, "worker": WorkerInfo}
+    SHAPES: ClassVar[dict[str, dict[str, Any]]] = {
+        "timing": {"n": int, "samples": list[float], "converged": bool | None, "stop_reason": str,
+                   **dict.fromkeys(("min", "median", "mean", "stdev", "iqr", "iqr_rel", "p90", "p99", "max"),
+                                   float | None)},
+        "correctness": {"ok": bool | None, "dtype": str | None, "reason": str,
+                        **dict.fromkeys(("max_abs", "max_rel", "bound", "top1", "top5"), float | None)},
+        "model_info": dict.fromkeys(("flops", "macs", "params", "param_bytes", "activation_sum_bytes"), int | None),
+        "calibration": {"gemm_gflops": float | None, "gemm_source": str | None, "bandwidth_gbs": float | None,
+                        "cuda": dict[str, Any]},
+        "machine": {"machine_id": str, "name": str | None, "cpu": str | None, "cores_logical": int | None,
+                    "ram_bytes": int | None, "os": str | None, "gpus": list[str] | None,
+                    "cpu_flags": list[str] | None, "versions": dict[str, str | None] | None,
+                    "git_commit": str | None, "git_dirty": bool | None},
+    }
 
     def __post_init__(self) -> None:
         if isinstance(self.case, dict):
@@ -156,17 +224,29 @@ class Record(_Part):
 
 
 _CASE_FIELDS = {f.name for f in fields(Case)}
+_REQUIRED_CASE = ("model", "image_size", "backend", "batch", "dtype", "threads")
+
+
+def check_record(d: dict[str, Any], where: str) -> Record:
+    """One line of a results file as a typed record; `SchemaError` starts with ``where`` (file:line)."""
+    try:
+        record = Record.from_dict(d)
+    except SchemaError as e:
+        raise SchemaError(f"{where}: {e}") from None
+    if record.status == "ok":  # a measurement: compare and report divide by its median
+        median = (record.timing or {}).get("median")
+        if not (type(median) in (int, float) and 0 < median < math.inf):
+            raise SchemaError(f"{where}: status ok needs 'timing.median', a positive number of seconds, got "
+                              f"{show_value(median)}")
+    return record
 
 
 def load_records(path: str | os.PathLike) -> list[Record]:
-    """Every record of a results file, schema 1 or 2, typed (`schema.read_records` checks each line)."""
-    out = []
-    for number, d in enumerate(read_records(path), start=1):
-        try:
-            out.append(Record.from_dict(d))
-        except (TypeError, SchemaError) as e:
-            raise SchemaError(f"{path}: record {number}: {e}") from None
-    return out
+    """Every record of a results file, schema 1 or 2, typed; every line checked first (`schema.scan`), a torn
+    last line skipped with a warning."""
+    result = scan(path)
+    result.warn_torn(path)
+    return result.typed
 
 
 def as_record(r: Record | dict[str, Any]) -> Record:

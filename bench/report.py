@@ -1,6 +1,11 @@
 """Reports: results JSONL files → pandas tables → ``report.md``, a self-contained ``index.html`` (plots embedded
 as data URIs) and the plots as PNGs. Several files from several machines merge into one report; every table
 and plot is grouped by machine, and speed-ups are only ever taken against the reference on the same machine.
+
+Names and messages come from the results files as they are: every Markdown cell and heading is escaped (a ``|``
+or a newline in a message would otherwise break its table, ``<`` would be HTML). A report written into a
+folder that holds an older one removes the older one's plots that this one does not draw, so the folder never
+shows a plot of other data; `ReportFiles` lists exactly what was written and removed.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import html
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -110,7 +116,7 @@ def results_table(df: pd.DataFrame) -> pd.DataFrame:
 def _correct_cell(r) -> str:
     if r.correct is None or pd.isna(r.correct):
         return "no reference"
-    return f"{'✓' if r.correct else '✗'} {r.max_rel:.1e}"
+    return f"{'✓' if r.correct else '✗'} {_fmt(r.max_rel, '.1e')}"  # max_rel is null where it was infinite
 
 
 def scenario_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -155,8 +161,19 @@ def _load(values: pd.Series, cores: int | None) -> str:
     return f"median {v.median():.1f}, max {v.max():.1f}" + (f" on {cores} cores" if cores else "")
 
 
-def write_report(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, title: str | None = None) -> Path:
-    """Write report.md, index.html and the PNGs into ``out_dir``; returns the directory."""
+@dataclass(frozen=True)
+class ReportFiles:
+    """What `write_report` did: the directory, the files it wrote, and an older report's files it removed."""
+
+    directory: Path
+    written: tuple[str, ...]
+    removed: tuple[str, ...] = ()
+
+
+def write_report(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                 title: str | None = None) -> ReportFiles:
+    """Write report.md, index.html and the PNGs into ``out_dir``; an older report's plots that this one does not
+    draw are removed (files of other names are left alone)."""
     df, machines = load(paths)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -184,7 +201,12 @@ def write_report(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
     sections.append(("", lecture.SWAP_NOTE))
     _write(out / "report.md", _markdown(title, sections, figures))
     _write(out / "index.html", _html(title, sections, figures, out))
-    return out
+    removed = []
+    for name in plots.FILES:
+        if name not in figures and (out / name).is_file():
+            (out / name).unlink()
+            removed.append(name)
+    return ReportFiles(out, ("report.md", "index.html", *figures), tuple(removed))
 
 
 def _method_text(df: pd.DataFrame) -> str:
@@ -204,15 +226,29 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def md_text(value: object) -> str:
+    """One Markdown table cell or heading: HTML escaped, ``|`` and ``\\`` escaped, line breaks as ``<br>``."""
+    text = html.escape(str(value), quote=False).replace("\\", "\\\\").replace("|", "\\|")
+    return "<br>".join(text.splitlines())
+
+
+def markdown_table(body: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table whose every cell (header and index too) is escaped; missing is "—"."""
+    shown = body.astype(object).where(body.notna(), "—").map(md_text)
+    shown.columns = [md_text(c) for c in shown.columns]
+    keep_index = not isinstance(body.index, pd.RangeIndex)
+    if keep_index:
+        shown.index = [md_text(i) for i in shown.index]
+    return shown.to_markdown(index=keep_index, disable_numparse=True)
+
+
 def _markdown(title: str, sections: list[tuple[str, object]], figures: dict[str, str]) -> str:
-    parts = [f"# {title}\n"]
+    parts = [f"# {md_text(title)}\n"]
     for name, body in sections:
         if name:
-            parts.append(f"## {name}\n")
+            parts.append(f"## {md_text(name)}\n")
         if isinstance(body, pd.DataFrame):
-            shown = body.astype(object).where(body.notna(), "—")
-            parts.append(shown.to_markdown(index=not isinstance(body.index, pd.RangeIndex),
-                                           disable_numparse=True) + "\n")
+            parts.append(markdown_table(body) + "\n")
         else:
             parts.append(f"{body}\n")
     parts.append("## Plots\n")

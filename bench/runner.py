@@ -25,12 +25,15 @@ from ..backends.base import unavailable_reason
 from . import machine, plugins
 from .errors import BenchError
 from .launch import ChildResult, child_env, one_line, run_child
+from .output import check_target, locked, prepare_output, replace_with_empty
 from .record import Record
-from .schema import SCHEMA_VERSION, Case, append_record, read_records, repair
+from .schema import SCHEMA_VERSION, Case, append_record, read_records
 from .specs import BackendSpec, image_sizes_for, parse_backend
 from .stats import Policy
 
 WORKER = "convbench.bench.worker"
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week per case: beyond it a timeout is a typo
+MAX_GEMM_N = 16384  # three 16384² float64 matrices are 6 GiB
 Event = Callable[[str, Case | None, dict[str, Any] | None], None]
 __all__ = ["ChildResult", "Sweep", "default_threads", "image_sizes_for", "make_record", "plan", "prepare_output",
            "run_sweep"]
@@ -61,29 +64,6 @@ def plan(models: Sequence[str], backends: Sequence[str | BackendSpec], batches: 
     return list(cases.values())
 
 
-def prepare_output(path: Path, resume: bool, overwrite: bool) -> set[str]:
-    """Check the output can be written before anything runs; return the ids of cases already done."""
-    if path.is_dir():
-        raise BenchError(f"output {path} is a directory; give a file name such as {path / 'results.jsonl'}")
-    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
-    if not existing.is_dir():
-        raise BenchError(f"cannot write to {path}: {existing} is not a directory")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as e:
-        raise BenchError(f"cannot write to {path.parent}: {e.strerror or e}") from None
-    if path.exists() and not os.access(path, os.W_OK):
-        raise BenchError(f"output {path} is not writable")
-    if not path.exists() or overwrite:
-        return set()
-    if not resume:
-        raise BenchError(f"output {path} already exists; pass --resume to complete it or --overwrite to replace it")
-    repair(path)
-    return {r["case_id"] for r in read_records(path)}
-
-
 @dataclass
 class Sweep:
     cases: list[Case]
@@ -96,6 +76,13 @@ class Sweep:
     machine_name: str | None = None
     gemm_n: int = 2048  # GEMM calibration size; 0 skips calibration (no "% of peak", no roofline roofs)
     skip_dominated: bool = True  # do not run what a timeout already answered (see TimeoutLedger)
+
+    def __post_init__(self) -> None:
+        # a NaN timeout would turn the watchdog off: a hang would then hang the sweep
+        if not (type(self.timeout_s) in (int, float) and 0 < self.timeout_s <= MAX_TIMEOUT_S):
+            raise BenchError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], got {self.timeout_s}")
+        if type(self.gemm_n) is not int or not 0 <= self.gemm_n <= MAX_GEMM_N:
+            raise BenchError(f"gemm_n must be an integer in [0, {MAX_GEMM_N}], got {self.gemm_n}")
 
 
 def calibrations(keys: Iterable[tuple[str, int]], sweep: Sweep, workdir: Path,
@@ -198,8 +185,14 @@ class Verdicts:
 
 
 def run_sweep(sweep: Sweep, on_event: Event = lambda *_: None) -> dict[str, int]:
-    """Run every case not already in the output; return how many cases ended with each status."""
-    done = prepare_output(sweep.output, sweep.resume, sweep.overwrite)
+    """Run every case not already in the output; return how many cases ended with each status. The output is
+    checked, then locked for the whole sweep (output.py: a second sweep on it fails at once)."""
+    check_target(sweep.output)
+    with locked(sweep.output):
+        return _run(sweep, prepare_output(sweep.output, sweep.resume, sweep.overwrite), on_event)
+
+
+def _run(sweep: Sweep, done: set[str], on_event: Event) -> dict[str, int]:
     plugins.load_all(list(sweep.backend_modules))
     todo = [c for c in sweep.cases if c.id not in done]
     ledger = TimeoutLedger()
@@ -210,7 +203,7 @@ def run_sweep(sweep: Sweep, on_event: Event = lambda *_: None) -> dict[str, int]
                                                               "threads")}))
     on_event("plan", None, {"total": len(sweep.cases), "todo": len(todo), "done": len(sweep.cases) - len(todo)})
     if sweep.overwrite and sweep.output.exists() and todo:
-        sweep.output.unlink()
+        replace_with_empty(sweep.output)
     if not todo:
         return {}
     fingerprint = machine.fingerprint(sweep.machine_name)

@@ -4,7 +4,9 @@
 entry points, ``--backend-module``). A backend that cannot run here is not dropped by ``all``: each command
 reports it as unsupported (run) or skipped (check), with its reason. Options are checked before any work: for a
 backend with an `Options` dataclass they are coerced against it (``torch:threads=abc`` fails naming the option
-and its type); for a third-party backend without one, names are checked against what its ``compile`` accepts.
+and its type; a bool is true, false, 1 or 0); for a third-party backend without one, names are checked against
+what its ``compile`` accepts. An option that is an axis of the command's cases (``dtype``, ``threads``: they name
+the case, its record and what compare matches) is refused inside ``-b`` with the flag that sets it.
 
 ``--image-size`` is a comma-separated list of integers, ``full`` (the architecture's own size) and ``small``
 (the reduced one tests use), resolved per model.
@@ -12,7 +14,7 @@ and its type); for a third-party backend without one, names are checked against 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,18 +61,30 @@ def _parse_value(raw: str) -> Any:
     return raw
 
 
-def parse_backend(spec: str) -> BackendSpec:
-    """One spec, its name checked against the registry and its options against the backend."""
+# Options that are axes of the case (its id, its record, what compare matches on): given inside ``-b`` they
+# would be measured but not recorded (``numpy:dtype=float64`` ran float64 and was filed as float32).
+# Each command passes the axes it has, with what to do instead.
+CASE_AXES: Mapping[str, str] = {"dtype": "give it with --dtype", "threads": "give it with --threads"}
+
+
+def parse_backend(spec: str, axes: Mapping[str, str] = CASE_AXES) -> BackendSpec:
+    """One spec, its name checked against the registry and its options against the backend; an option that is
+    an axis of the command's cases (``axes``) is refused."""
     from ..backends import registry
 
     name, raw = split_backend_spec(spec.strip())
     known = registry.names()
     if name not in known:
         raise BenchError(f"unknown backend {name!r}; known backends: {', '.join(known)} (or 'all')")
-    return BackendSpec(spec.strip(), name, typed_options(name, raw))
+    options = typed_options(name, raw)  # a value of the wrong type is named first, with its type
+    for key in raw:
+        if key in axes:
+            raise BenchError(f"backend option {key!r} in {spec.strip()!r} is part of the case, not of the backend: "
+                             f"{axes[key]}")
+    return BackendSpec(spec.strip(), name, options)
 
 
-def parse_backends(value: str) -> list[BackendSpec]:
+def parse_backends(value: str, axes: Mapping[str, str] = CASE_AXES) -> list[BackendSpec]:
     """``-b``: comma-separated specs, or ``all`` (every registered backend, without options)."""
     from ..backends import registry
 
@@ -79,7 +93,7 @@ def parse_backends(value: str) -> list[BackendSpec]:
     specs = [v.strip() for v in value.split(",") if v.strip()]
     if not specs:
         raise BenchError(f"no backend given in {value!r}; known backends: {', '.join(registry.names())} (or 'all')")
-    return [parse_backend(s) for s in specs]
+    return [parse_backend(s, axes) for s in specs]
 
 
 def typed_options(name: str, raw: dict[str, str]) -> dict[str, Any]:

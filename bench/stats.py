@@ -33,6 +33,13 @@ class Policy:
     check_every_s: float = 0.05
 
     def __post_init__(self) -> None:
+        for name in ("warmup_s", "min_time_s", "max_time_s", "target_iqr_rel", "check_every_s"):
+            value = getattr(self, name)  # NaN or inf would turn a stopping rule off without a word
+            if type(value) not in (int, float) or not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
+        if self.target_iqr_rel <= 0 or self.check_every_s <= 0:
+            raise ValueError(f"target_iqr_rel and check_every_s must be > 0, got {self.target_iqr_rel} and "
+                             f"{self.check_every_s}")
         if self.min_samples < 3:
             raise ValueError("min_samples must be ≥ 3 (the IQR needs a few samples)")
         if not 0 <= self.min_time_s <= self.max_time_s:

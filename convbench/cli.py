@@ -1,7 +1,8 @@
 """The ``convbench`` command line. Each subcommand is one module under ``convbench/commands/``.
 
 Exit codes: 0 success, 1 a check or comparison found a problem, 2 bad input (unknown model/backend/op, bad
-arguments, a graph file that does not read). Errors are one line on stderr; ``--json`` output is JSON only.
+arguments, an input file that does not read: graph JSON, results JSONL). Errors are one line on stderr (a
+message that lists several problems is joined with "; "); ``--json`` output is JSON only.
 """
 
 from __future__ import annotations
@@ -56,12 +57,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (UsageError, IRError, KeyError, BenchError) as e:
-        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-        print(f"convbench {args.command}: error: {message}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `convbench models | head`
         return 0
+    except (UsageError, IRError, KeyError, BenchError, OSError) as e:  # OSError: a file that cannot be read/written
+        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        print(f"convbench {args.command}: error: {one_line(message)}", file=sys.stderr)
+        return 2
+
+
+def one_line(message: str) -> str:
+    """A message of several lines (an ONNX import's node list, a checkpoint's key list) as one line."""
+    parts = [part.strip() for part in message.splitlines() if part.strip()]
+    return "".join(p + ("" if i == len(parts) - 1 else " " if p.endswith(":") else "; ")
+                   for i, p in enumerate(parts)) or message
 
 
 if __name__ == "__main__":

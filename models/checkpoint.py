@@ -7,6 +7,11 @@ file has that the graph does not use, and shape mismatches (key, file's shape, g
 state_dict wrapped as ``{"state_dict": …}`` or ``{"model": …}``, and keys prefixed ``module.`` (DataParallel).
 torchvision's DenseNet checkpoints use the pre-0.3 key names (``norm.1`` for ``norm1``); they are renamed as
 torchvision's own loader does.
+
+A file that does not read is one `IRError` naming the file, and the keys whose values cannot be weights are
+listed in it together: a truncated or corrupt archive, an ``.npz`` member that is an object array (refused, never
+unpickled) or not an array at all, a sparse, quantized, nested, complex or meta-device tensor (a meta tensor has
+no values: it comes from a model built without weights). Integers and bools are cast like floats.
 """
 
 from __future__ import annotations
@@ -61,8 +66,7 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     if not path.exists():
         raise IRError(f"checkpoint {path} does not exist")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        return _read_npz(path)
     if path.suffix not in (".pth", ".pt"):
         raise IRError(f"checkpoint {path}: unknown format {path.suffix!r}; expected .pth, .pt (torch) or .npz")
     try:
@@ -75,8 +79,62 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     except Exception as e:
         raise IRError(f"checkpoint {path} could not be read by torch.load: {type(e).__name__}: {e}") from None
     obj = _unwrap(obj, path)
-    return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in obj.items()
-            if isinstance(v, torch.Tensor)}
+    out, bad = {}, []
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            bad.append(f"{key!r}: the key is not a string")
+        elif isinstance(value, torch.Tensor):  # other values (an epoch counter) are not weights
+            try:
+                out[key] = _tensor_array(value)
+            except (ValueError, TypeError, RuntimeError) as e:
+                bad.append(f"{key}: {e}")
+    _refuse(path, bad)
+    return out
+
+
+def _tensor_array(t: Any) -> np.ndarray:
+    import torch
+
+    if t.layout != torch.strided:
+        raise ValueError(f"a {t.layout} tensor; save it dense (tensor.to_dense())")
+    if t.is_meta:
+        raise ValueError("a tensor on the meta device holds no values (a model built without weights)")
+    if t.is_quantized or t.is_nested:
+        raise ValueError("a quantized or nested tensor; save plain float tensors")
+    if t.is_complex():
+        raise ValueError(f"complex ({t.dtype}); the graph's weights are real")
+    t = t.detach().cpu()
+    return t.float().numpy() if t.is_floating_point() else t.numpy()
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:  # a truncated zip, a pickle, a bare .npy: whatever the bytes are, one named error
+        raise IRError(f"checkpoint {path} is not a readable .npz archive: {type(e).__name__}: {e}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise IRError(f"checkpoint {path} holds one array, not named arrays (save with numpy.savez(path, **state))")
+    out, bad = {}, []
+    with data:
+        for key in data.files:
+            try:
+                value = data[key]
+            except Exception as e:  # an object array (pickle refused) or a corrupt member
+                bad.append(f"{key}: {type(e).__name__}: {' '.join(str(e).split())}")
+                continue
+            if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+                what = f"element type {value.dtype}" if isinstance(value, np.ndarray) else "not an array"
+                bad.append(f"{key}: {what}; weights are real numbers")
+            else:
+                out[key] = value
+    _refuse(path, bad)
+    return out
+
+
+def _refuse(path: Path, bad: list[str]) -> None:
+    if bad:
+        raise IRError(f"checkpoint {path}: {len(bad)} key(s) cannot be read as weights: {'; '.join(bad[:SHOWN])}"
+                      + (f" … {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""))
 
 
 def _unwrap(obj: Any, path: Path) -> Mapping[str, Any]:

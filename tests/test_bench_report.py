@@ -37,7 +37,7 @@ def test_speedup_is_taken_against_the_reference_on_the_same_machine(two_machines
 
 
 def test_report_writes_md_html_and_plots_grouped_by_machine(two_machines, tmp_path):
-    out = write_report(list(two_machines), tmp_path / "rep")
+    out = write_report(list(two_machines), tmp_path / "rep").directory
     names = {p.name for p in out.iterdir()}
     assert {"report.md", "index.html", "throughput.png", "speedup.png", "latency.png", "memory.png",
             "roofline.png"} <= names

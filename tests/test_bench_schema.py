@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from _bench_records import record
 
 from convbench.bench.errors import BenchError
 from convbench.bench.schema import (
@@ -19,7 +20,8 @@ from convbench.bench.schema import (
 
 
 def _record(case_id: str = "a", **extra) -> dict:
-    return {"schema": SCHEMA_VERSION, "case_id": case_id, "case": {}, "status": "ok", **extra}
+    """A whole record (reading checks every field's type), under its own case id."""
+    return {**record(), "case_id": case_id, **extra}
 
 
 def test_case_id_names_every_field_that_changes_the_measurement():

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..bench.errors import BenchError
-from ..bench.specs import BackendSpec, image_sizes_for, parse_backends, parse_image_sizes
+from ..bench.specs import CASE_AXES, BackendSpec, image_sizes_for, parse_backends, parse_image_sizes
 from ..cli import UsageError
 
 BACKENDS_HELP = ("comma-separated backends, each optionally NAME:KEY=VALUE… (e.g. torch:channels_last=false; "
                  "`convbench backends --options` lists them), or 'all' (every registered backend; one that cannot "
                  "run here is reported as skipped/unsupported with its reason)")
+MAX_THREADS = 4096  # beyond it --threads is a typo, not a machine
 IMAGE_SIZE_HELP = "comma-separated input sizes: integers, 'full' (each model's own) or 'small' (reduced, quick)"
 
 
@@ -24,10 +26,11 @@ def add_backend_module(p: argparse.ArgumentParser) -> None:
                    help="import this module (dotted name or .py file) to register extra backends; repeatable")
 
 
-def backends_arg(value: str) -> list[BackendSpec]:
-    """``-b``: names checked against the registry, options against each backend, before any work."""
+def backends_arg(value: str, axes: Mapping[str, str] = CASE_AXES) -> list[BackendSpec]:
+    """``-b``: names checked against the registry, options against each backend, before any work; an option that
+    is an axis of the command's cases (``axes``: dtype, threads) is refused with the flag to use instead."""
     try:
-        return parse_backends(value)
+        return parse_backends(value, axes)
     except BenchError as e:
         raise UsageError(str(e)) from None
 
@@ -61,6 +64,20 @@ def int_list(value: str, what: str) -> list[int]:
     if not items or any(v < 1 for v in items):
         raise UsageError(f"{what} must be integers ≥ 1, got {value!r}")
     return items
+
+
+def in_range(value: float | int | None, flag: str, low: float, high: float = math.inf, *,
+             open_low: bool = False, open_high: bool = False) -> None:
+    """A numeric flag is finite and in range, or `UsageError` naming the flag (``--factor nan`` would turn a
+    regression check off without a word, ``--timeout nan`` the watchdog). None (not given) passes."""
+    if value is None:
+        return
+    lowest, highest = f"{'>' if open_low else '≥'} {low:g}", f"{'<' if open_high else '≤'} {high:g}"
+    span = lowest + (f" and {highest}" if high < math.inf else "")
+    if not math.isfinite(value):
+        raise UsageError(f"{flag} must be a finite number {span}, got {value:g}")
+    if value < low or (open_low and value == low) or value > high or (open_high and value == high):
+        raise UsageError(f"{flag} must be {span}, got {value:g}")
 
 
 def print_json(doc: Any) -> None:

@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     load_backend_modules(args.backend_module)
     model_names = split_list(args.models, models.names(), "model")
-    backends = backends_arg(args.backends)
+    backends = backends_arg(args.backends, {"dtype": "give it with --dtype"})  # threads: not an axis of check
     dtypes = split_list(args.dtype, list(TOLERANCES), "dtype")
     batches = int_list(args.batch, "--batch")
     sizes = image_sizes_arg(args.image_size, model_names)  # all bad input is reported before any work

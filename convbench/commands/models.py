@@ -6,7 +6,7 @@ import argparse
 
 from .. import models
 from ..ir.analysis import summarize
-from ._common import print_json, print_table
+from ._common import in_range, print_json, print_table
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +28,7 @@ def rows(image_size: int | None = None) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    in_range(args.image_size, "--image-size", 1)
     table = rows(args.image_size)
     if args.json:
         print_json(table)

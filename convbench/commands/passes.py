@@ -14,14 +14,26 @@ import pandas as pd
 
 from .. import models
 from ..bench import ablation, machine
-from ..bench.ablation_paired import PairedPolicy, run_paired
+from ..bench.ablation_paired import PairedPolicy, read_paired, run_paired
 from ..bench.errors import BenchError
-from ..bench.runner import Sweep, default_threads, run_sweep
+from ..bench.output import write_atomic
+from ..bench.runner import MAX_GEMM_N, MAX_TIMEOUT_S, Sweep, default_threads, run_sweep
+from ..bench.schema import scan
 from ..bench.specs import parse_image_sizes
 from ..bench.stats import Policy
 from ..cli import UsageError
 from ..ir.passes import PIPELINES, resolve
-from ._common import BACKENDS_HELP, IMAGE_SIZE_HELP, backends_arg, image_sizes_arg, print_json, print_table, split_list
+from ._common import (
+    BACKENDS_HELP,
+    IMAGE_SIZE_HELP,
+    MAX_THREADS,
+    backends_arg,
+    image_sizes_arg,
+    in_range,
+    print_json,
+    print_table,
+    split_list,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,9 +79,12 @@ def _pipelines(value: str) -> list[str]:
     return names
 
 
+AXES = {"dtype": "the pass study measures float32", "threads": "give it with --threads"}
+
+
 def _backends(value: str) -> list[str]:
     """``-b`` as every command parses it; a pipeline is this command's own axis, not a backend option."""
-    specs = backends_arg(value)
+    specs = backends_arg(value, AXES)
     for spec in specs:
         if "passes" in spec.options:
             raise UsageError(f"backend {spec.label!r}: give pipelines with --pipelines, not as a backend option")
@@ -81,15 +96,19 @@ def run(args: argparse.Namespace) -> int:
     backends, pipelines = _backends(args.backends), _pipelines(args.pipelines)
     out = Path(args.output)
     sizes = image_sizes_arg(args.image_size, model_names)
-    if args.batch < 1:
-        raise UsageError(f"--batch must be ≥ 1, got {args.batch}")
-    if args.rounds < 1:
-        raise UsageError(f"--rounds must be ≥ 1, got {args.rounds}")
+    in_range(args.batch, "--batch", 1)
+    in_range(args.rounds, "--rounds", 1, 1000)
+    in_range(args.threads, "--threads", 1, MAX_THREADS)
+    in_range(args.timeout, "--timeout", 0, MAX_TIMEOUT_S, open_low=True)
+    in_range(args.gemm_size, "--gemm-size", 0, MAX_GEMM_N)
+    in_range(args.min_time, "--min-time", 0, MAX_TIMEOUT_S)
+    in_range(args.max_time, "--max-time", 0, MAX_TIMEOUT_S)
     paired = args.timing == "paired"
     min_time = args.min_time if args.min_time is not None else (2.0 if paired else 0.5)
     max_time = args.max_time if args.max_time is not None else (20.0 if paired else 5.0)
     if not 0 <= min_time <= max_time:
         raise UsageError(f"need 0 ≤ --min-time ≤ --max-time, got {min_time} and {max_time}")
+    done = _resumed(out, args) if args.resume else {}  # what --resume keeps is checked before any work
 
     static, per_pass = [], []
     for model in model_names:
@@ -103,7 +122,6 @@ def run(args: argparse.Namespace) -> int:
     if args.timing == "paired":
         policy = PairedPolicy(min_time_s=min_time, max_time_s=max_time)
         path, rows = out / "paired.jsonl", []
-        done = _paired_done(path) if args.resume else {}
         label = machine.label(machine.fingerprint())
         for model in model_names:
             for size in sizes[model]:
@@ -117,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                     rows += [{**r, "machine": label, "threads": threads} for r in
                              run_paired(model, size, args.batch, backend, pipelines, threads, policy, args.timeout)]
         out.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))  # a crash never leaves half a file
         timed, results = pd.DataFrame(rows).rename(columns={"cycles": "samples"}), ["paired.jsonl"]
     elif args.timing == "sweep":
         paths = [out / f"ablation-round{k + 1}.jsonl" for k in range(args.rounds)]
@@ -145,11 +163,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resumed(out: Path, args: argparse.Namespace) -> dict[tuple, dict]:
+    """``--resume``: the paired rows kept, or the sweep rounds' files checked; `UsageError` names a bad line."""
+    try:
+        if args.timing == "paired":
+            return _paired_done(out / "paired.jsonl")
+        for k in range(args.rounds if args.timing == "sweep" else 0):
+            if (out / f"ablation-round{k + 1}.jsonl").exists():
+                scan(out / f"ablation-round{k + 1}.jsonl")
+    except BenchError as e:
+        raise UsageError(str(e)) from None
+    return {}
+
+
 def _paired_done(path: Path) -> dict[tuple, dict]:
     """Rows of an earlier paired run that ended ok, by (model, size, batch, backend, threads, pipeline)."""
     if not path.exists():
         return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_paired(path)
     return {(r["model"], r["image_size"], r["batch"], r["backend"], r.get("threads"), r["pipeline"]): r
             for r in rows if r.get("status") == "ok"}
 

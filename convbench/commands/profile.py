@@ -17,8 +17,9 @@ from .. import models
 from ..backends.correctness import TOLERANCES
 from ..bench import plugins
 from ..bench.errors import BenchError, UnsupportedCase
+from ..bench.output import write_atomic
 from ..cli import UsageError
-from ._common import add_backend_module, backends_arg, image_sizes_arg, print_json, print_table
+from ._common import MAX_THREADS, add_backend_module, backends_arg, image_sizes_arg, in_range, print_json, print_table
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     (size, *other) = image_sizes_arg(args.image_size, [args.model])[args.model]
     if more or other:
         raise UsageError("profile takes one backend and one image size")
-    if args.batch < 1:
-        raise UsageError(f"--batch must be ≥ 1, got {args.batch}")
+    in_range(args.batch, "--batch", 1)
+    in_range(args.threads, "--threads", 1, MAX_THREADS)
+    in_range(args.top, "--top", 0)
     out = Path(args.output) if args.output else None
     if out is not None:
         try:
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
         calib = calibrate(args.dtype, args.threads)
         doc["calibration"] = calib
-        (out / "profile.json").write_text(json.dumps(doc, indent=1))
+        write_atomic(out / "profile.json", json.dumps(doc, indent=1))
         layer_roofline(prof, out / "layers_roofline.png", calib["gemm_gflops"], calib["bandwidth_gbs"])
     if args.json:
         print_json(doc)

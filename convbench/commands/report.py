@@ -20,9 +20,9 @@ def run(args: argparse.Namespace) -> int:
     from ..bench.report import write_report
 
     try:
-        out = write_report(args.results, args.output, args.title)
+        done = write_report(args.results, args.output, args.title)
     except BenchError as e:
         raise UsageError(str(e)) from None
-    files = sorted(p.name for p in out.iterdir() if p.suffix in (".md", ".html", ".png"))
-    print(f"convbench report: wrote {', '.join(files)} to {out}", file=sys.stderr)
+    removed = f"; removed {', '.join(done.removed)} of an older report" if done.removed else ""
+    print(f"convbench report: wrote {', '.join(done.written)} to {done.directory}{removed}", file=sys.stderr)
     return 0

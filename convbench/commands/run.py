@@ -13,12 +13,21 @@ from .. import models
 from ..backends.correctness import TOLERANCES
 from ..bench import plugins
 from ..bench.errors import BenchError
-from ..bench.runner import Sweep, default_threads, plan, prepare_output, run_sweep
+from ..bench.runner import MAX_GEMM_N, MAX_TIMEOUT_S, Sweep, default_threads, plan, run_sweep
 from ..bench.schema import Case
 from ..bench.specs import parse_image_sizes
 from ..bench.stats import Policy
 from ..cli import UsageError
-from ._common import BACKENDS_HELP, IMAGE_SIZE_HELP, add_backend_module, backends_arg, int_list, split_list
+from ._common import (
+    BACKENDS_HELP,
+    IMAGE_SIZE_HELP,
+    MAX_THREADS,
+    add_backend_module,
+    backends_arg,
+    in_range,
+    int_list,
+    split_list,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,12 +68,12 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
         elif args.scenario == "throughput":
             batches = [max(batches)]
         dtypes = split_list(args.dtype, list(TOLERANCES), "dtype")
-        if args.threads is not None and args.threads < 1:
-            raise UsageError(f"--threads must be ≥ 1, got {args.threads}")
-        if args.gemm_size < 0:
-            raise UsageError(f"--gemm-size must be ≥ 0, got {args.gemm_size}")
-        if args.timeout <= 0:
-            raise UsageError(f"--timeout must be positive, got {args.timeout}")
+        in_range(args.threads, "--threads", 1, MAX_THREADS)
+        in_range(args.gemm_size, "--gemm-size", 0, MAX_GEMM_N)
+        in_range(args.timeout, "--timeout", 0, MAX_TIMEOUT_S, open_low=True)
+        for value, flag in ((args.min_time, "--min-time"), (args.max_time, "--max-time"), (args.warmup, "--warmup")):
+            in_range(value, flag, 0, MAX_TIMEOUT_S)
+        in_range(args.target_iqr, "--target-iqr", 0, 1, open_low=True)
         min_time = min(0.5, args.max_time) if args.min_time is None else args.min_time
         if not 0 <= min_time <= args.max_time:
             raise UsageError(f"need 0 ≤ --min-time ≤ --max-time, got {min_time:g} and {args.max_time:g}")
@@ -86,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     progress = _Progress(quiet=args.quiet)
     try:
-        prepare_output(sweep.output, sweep.resume, sweep.overwrite)  # fail before the progress bar appears
-        with progress:
+        with progress:  # the bar appears with the plan, after the output was checked and locked
             counts = run_sweep(sweep, progress.event)
     except BenchError as e:
         raise UsageError(str(e)) from None
@@ -114,6 +122,10 @@ class _Progress:
         self.task: Any = None
 
     def __enter__(self) -> _Progress:
+        return self
+
+    def _start(self) -> None:
+        """At the sweep's plan: an output that is refused fails before any bar is drawn."""
         if not self.quiet:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -121,13 +133,14 @@ class _Progress:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), console=Console(stderr=True))
             self.bar.__enter__()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
     def event(self, kind: str, case: Case | None, data: dict[str, Any] | None) -> None:
+        if kind == "plan" and self.bar is None:
+            self._start()
         if self.bar is None:
             return
         if kind == "plan" and data:

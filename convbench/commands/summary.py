@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import models
 from ..ir.analysis import summarize
 from ..ir.serialize import load
-from ._common import print_json, print_table
+from ._common import in_range, print_json, print_table
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    in_range(args.batch, "--batch", 1)
+    in_range(args.image_size, "--image-size", 1)
     if args.model.endswith(".json") and Path(args.model).exists():
         graph = load(args.model)
     else:
