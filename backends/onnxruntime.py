@@ -27,6 +27,7 @@ import numpy as np
 
 from ..ir import ops as ir_ops
 from ..ir.graph import Graph, Node
+from ..ir.train import training_gaps
 from .base import BackendError, Options, option
 from .template import Built, Prepared, TemplateBackend
 
@@ -69,6 +70,7 @@ class OnnxRuntimeBackend(TemplateBackend):
     Options = OrtOptions
     dtypes = ("float32",)
     table = "ir/onnx_export.py: EMITTERS"
+    gaps = training_gaps()  # the train-step ops (loss, gradients, train-mode forms): not lowered yet
 
     def available(self) -> tuple[bool, str]:
         reason = _import_error()

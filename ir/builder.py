@@ -17,6 +17,7 @@ from .ops._base import NoAttrs, pair
 from .ops._pool import PoolAttrs
 from .ops.adaptive_avg_pool2d import AdaptivePoolAttrs
 from .ops.batch_norm import BatchNormAttrs
+from .ops.clip import ClipAttrs
 from .ops.concat import ConcatAttrs
 from .ops.conv2d import Conv2dAttrs
 from .ops.dropout import DropoutAttrs
@@ -24,6 +25,8 @@ from .ops.elu import EluAttrs
 from .ops.flatten import FlattenAttrs
 from .ops.leaky_relu import LeakyReluAttrs
 from .ops.lrn import LrnAttrs
+from .ops.pad import PadAttrs
+from .ops.reshape import ReshapeAttrs
 from .ops.softmax import SoftmaxAttrs
 
 
@@ -138,3 +141,26 @@ class GraphBuilder:
 
     def dropout(self, x: str, p: float = 0.5, *, name: str | None = None) -> str:
         return self.node("dropout", [x], DropoutAttrs(p), name)
+
+    def pad(self, x: str, pads: Sequence[int], value: float = 0.0, *, name: str | None = None) -> str:
+        """Constant padding of H and W; ``pads`` is (top, left, bottom, right)."""
+        return self.node("pad", [x], PadAttrs(tuple(pads), value), name)
+
+    def mul(self, x: str, y: str, *, name: str | None = None) -> str:
+        """x · y, ``y`` of x's shape or (N, C, 1, 1) (a squeeze-and-excitation gate)."""
+        return self.node("mul", [x, y], None, name)
+
+    def hardswish(self, x: str, *, name: str | None = None) -> str:
+        return self.node("hardswish", [x], None, name)
+
+    def hardsigmoid(self, x: str, *, name: str | None = None) -> str:
+        return self.node("hardsigmoid", [x], None, name)
+
+    def silu(self, x: str, *, name: str | None = None) -> str:
+        return self.node("silu", [x], None, name)
+
+    def clip(self, x: str, min: float | None = None, max: float | None = None, *, name: str | None = None) -> str:
+        return self.node("clip", [x], ClipAttrs(min, max), name)
+
+    def reshape(self, x: str, shape: Sequence[int], *, name: str | None = None) -> str:
+        return self.node("reshape", [x], ReshapeAttrs(tuple(shape)), name)

@@ -7,7 +7,9 @@ single op for an IR op, the export is an exact composition that the importer rec
 
 - adaptive_avg_pool2d: GlobalAveragePool for 1×1, AveragePool when the output divides the input, otherwise two
   MatMuls with constant averaging matrices (x · Pwᵀ along W, then Ph · (…) along H);
-- relu6: Clip(0, 6); flatten from an axis other than 1: Reshape to a constant shape; add of 3+ inputs: Sum.
+- relu6: Clip(0, 6); flatten from an axis other than 1: Reshape to a constant shape; add of 3+ inputs: Sum;
+- silu: Sigmoid then Mul by its input; clip: Clip with an absent bound as an empty input; pad: Pad with the 8
+  pads of an NCHW tensor and its constant_value; hardsigmoid: HardSigmoid(alpha = 1/6, beta = 1/2), torch's;
 
 - linear: Gemm on rank-2 inputs, else Transpose(W), MatMul (and Add of the bias), as torch writes nn.Linear;
 - fused_conv2d / fused_linear (from `passes.fuse`): Conv or Gemm, Add of the residual, the activation — imported
@@ -141,11 +143,44 @@ def _same(op_type: str, **attr_names: str) -> Callable[[_Writer, Node], None]:
     return emit
 
 
+def _hardsigmoid(w: _Writer, node: Node) -> None:
+    # torch's hardsigmoid, relu6(x + 3)/6, is ONNX's max(0, min(1, alpha·x + beta)) at alpha = 1/6, beta = 1/2
+    w.emit("HardSigmoid", [node.inputs[0]], node.name, node.name, alpha=1 / 6, beta=0.5)
+
+
 def _relu6(w: _Writer, node: Node) -> None:
     dt = w.np_dtype(node)
     lo = w.constant(f"{node.name}::min", np.array(0, dt))
     hi = w.constant(f"{node.name}::max", np.array(6, dt))
     w.emit("Clip", [node.inputs[0], lo, hi], node.name, node.name)
+
+
+def _clip(w: _Writer, node: Node) -> None:
+    dt = w.np_dtype(node)
+    bounds = [w.constant(f"{node.name}::{k}", np.array(v, dt)) if v is not None else ""
+              for k, v in (("min", node.attrs.min), ("max", node.attrs.max))]
+    while bounds and not bounds[-1]:  # trailing absent inputs are left out, as ONNX writes them
+        bounds.pop()
+    w.emit("Clip", [node.inputs[0], *bounds], node.name, node.name)
+
+
+def _silu(w: _Writer, node: Node) -> None:
+    gate = f"{node.name}::sigmoid"
+    w.types[gate] = w.types[node.name]
+    w.emit("Sigmoid", [node.inputs[0]], gate, gate)
+    w.emit("Mul", [node.inputs[0], gate], node.name, node.name)
+
+
+def _pad(w: _Writer, node: Node) -> None:
+    top, left, bottom, right = node.attrs.pads
+    pads = w.constant(f"{node.name}::pads", np.array([0, 0, top, left, 0, 0, bottom, right], np.int64))
+    value = w.constant(f"{node.name}::value", np.array(node.attrs.value, w.np_dtype(node)))
+    w.emit("Pad", [node.inputs[0], pads, value], node.name, node.name, mode="constant")
+
+
+def _reshape(w: _Writer, node: Node) -> None:
+    shape = w.constant(f"{node.name}::shape", np.array(node.attrs.shape, np.int64))
+    w.emit("Reshape", [node.inputs[0], shape], node.name, node.name)
 
 
 def _lrn(w: _Writer, node: Node) -> None:
@@ -213,6 +248,13 @@ EMITTERS: dict[str, Callable[[_Writer, Node], None]] = {
     "dropout": _dropout,
     "fused_conv2d": _fused("conv2d"),
     "fused_linear": _fused("linear"),
+    "pad": _pad,
+    "mul": _same("Mul"),
+    "hardswish": _same("HardSwish"),  # opset 14
+    "hardsigmoid": _hardsigmoid,
+    "silu": _silu,
+    "clip": _clip,
+    "reshape": _reshape,
 }
 
 

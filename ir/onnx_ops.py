@@ -1,7 +1,14 @@
-"""One handler per ONNX op for `convbench.ir.onnx_import`: each reads an ONNX node and emits (at most) one IR node
-through the importer, or raises `Unsupported` with the reason. The patterns live here too: Clip(0, 6) → relu6,
-MatMul (+ Add) → linear, Add of a vector → the bias of the conv/linear before it, the exporter's two averaging
-MatMuls → adaptive_avg_pool2d, a Reshape that flattens → flatten.
+"""One handler per ONNX op for `convbench.ir.onnx_import`: each reads an ONNX node and emits its IR node(s)
+through the importer, or raises `Unsupported` with the reason (windowed ops and Pad: `onnx_windows`). The patterns
+live here too: Clip(0, 6) → relu6 and Clip(0, ∞) → relu (other bounds: clip), MatMul (+ Add) → linear, Add of a
+vector → the bias of the conv/linear before it, the exporter's two averaging MatMuls → adaptive_avg_pool2d, a
+Reshape that flattens → flatten (any other Reshape, and Flatten at an axis other than 1: reshape), Sigmoid(x)·x →
+silu, HardSigmoid with torch's alpha = 1/6, beta = 1/2 → hardsigmoid.
+
+Constants an op broadcasts are expanded at import to the shape the IR op takes (`expand_constant`): for Mul the
+(N, C, 1, 1) gate where the constant is the same over H and W, else the activation's shape; an Add of a constant
+that is no bias becomes an add of such a parameter, a Gemm's C that is no bias an add after the linear (named
+``<output>::gemm``).
 """
 
 from __future__ import annotations
@@ -16,16 +23,16 @@ from onnx import helper
 from .errors import IRError
 from .graph import Node
 from .onnx_export import averaging_matrix
-from .ops._pool import PoolAttrs
 from .ops.adaptive_avg_pool2d import AdaptivePoolAttrs
 from .ops.batch_norm import BatchNormAttrs
+from .ops.clip import ClipAttrs
 from .ops.concat import ConcatAttrs
-from .ops.conv2d import Conv2dAttrs
 from .ops.dropout import DropoutAttrs
 from .ops.elu import EluAttrs
 from .ops.flatten import FlattenAttrs
 from .ops.leaky_relu import LeakyReluAttrs
 from .ops.lrn import LrnAttrs
+from .ops.reshape import ReshapeAttrs
 from .ops.softmax import SoftmaxAttrs
 
 if TYPE_CHECKING:
@@ -41,88 +48,50 @@ def f32(value: float) -> float:
     return float(np.format_float_scientific(np.float32(value), unique=True))
 
 
-# -- helpers for attributes -------------------------------------------------------------------------------------
-def _attrs(node: onnx.NodeProto) -> dict:
+# -- helpers ----------------------------------------------------------------------------------------------------
+def attributes(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _pads(node: onnx.NodeProto, a: dict, in_hw: tuple[int, ...], kernel: tuple[int, int],
-          stride: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
-    """Symmetric (pad_h, pad_w) from ``pads`` or ``auto_pad``; asymmetric padding has no IR form."""
-    auto = a.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        total = [max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
-                 for size, k, s, d in zip(in_hw, kernel, stride, dilation, strict=True)]
-        if any(t % 2 for t in total):
-            raise Unsupported(f"auto_pad={auto} needs asymmetric padding {total} here; the IR pads symmetrically")
-        return total[0] // 2, total[1] // 2
-    if auto == "VALID":
-        return 0, 0
-    pads = list(a.get("pads", [0, 0, 0, 0]))
-    if len(pads) != 4 or pads[:2] != pads[2:]:
-        raise Unsupported(f"pads {pads} are not symmetric 2-D padding [top, left, bottom, right]")
-    return pads[0], pads[1]
-
-
-def _rank4(imp: Importer, x: str, op: str) -> tuple[int, ...]:
+def rank4(imp: Importer, x: str, op: str) -> tuple[int, ...]:
     shape = imp.types[x].shape
     if len(shape) != 4:
         raise Unsupported(f"{op} on a rank-{len(shape)} input {shape}: the IR's {op} is 2-D (NCHW)")
     return shape
 
 
+def secondary_output_used(imp: Importer, node: onnx.NodeProto) -> bool:
+    """Does anything read an output after the first (a mask, indices, running statistics), or is it returned?"""
+    returned = {o.name for o in imp.model.graph.output}
+    return any(o and (imp.consumers.get(o) or o in returned) for o in node.output[1:])
+
+
+def expand_constant(imp: Importer, name: str, value: np.ndarray, x: str, what: str, gate: bool = False) -> str:
+    """A constant an elementwise op applies to activation ``x``, as the parameter the IR op takes: as it is when
+    it has x's shape, else broadcast (NumPy's rules) to x's shape — or, with ``gate`` (mul), to (N, C, 1, 1) when it
+    is the same over H and W of an NCHW ``x``. A constant that does not broadcast onto x is refused."""
+    shape = imp.types[x].shape
+    try:
+        fits = np.broadcast_shapes(value.shape, shape) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise Unsupported(f"{what}: constant {name!r} of shape {value.shape} does not broadcast onto {shape}")
+    if value.shape != shape and gate and len(shape) == 4:
+        per_channel = (*shape[:2], 1, 1)
+        if np.broadcast_shapes(value.shape, per_channel) == per_channel:
+            shape = per_channel
+    return imp.param(name, value if value.shape == shape else np.ascontiguousarray(np.broadcast_to(value, shape)))
+
+
 # -- one handler per ONNX op ------------------------------------------------------------------------------------
-def _conv(imp: Importer, node: onnx.NodeProto) -> None:
-    a = _attrs(node)
-    x = imp.value(node.input[0])
-    w = imp.const(node.input[1], "Conv weight")
-    shape = _rank4(imp, x, "Conv")
-    if w.ndim != 4:
-        raise Unsupported(f"weight of shape {w.shape}: only 2-D convolutions are supported")
-    kernel = tuple(a.get("kernel_shape", w.shape[2:]))
-    if kernel != w.shape[2:]:
-        raise Unsupported(f"kernel_shape {kernel} differs from the weight's {w.shape[2:]}")
-    stride, dilation = tuple(a.get("strides", (1, 1))), tuple(a.get("dilations", (1, 1)))
-    pad = _pads(node, a, shape[2:], kernel, stride, dilation)
-    inputs = [x, imp.param(node.input[1], w)]
-    if len(node.input) > 2 and node.input[2]:
-        inputs.append(imp.param(node.input[2], imp.const(node.input[2], "Conv bias")))
-    imp.emit(node.output[0], "conv2d", inputs, Conv2dAttrs(stride, pad, dilation, a.get("group", 1)))
-
-
-def _pool(op: str) -> Callable[[Importer, onnx.NodeProto], None]:
-    def handle(imp: Importer, node: onnx.NodeProto) -> None:
-        a = _attrs(node)
-        if len(node.output) > 1 and node.output[1] and imp.consumers.get(node.output[1]):
-            raise Unsupported("the Indices output is used; the IR's max pool returns values only")
-        x = imp.value(node.input[0])
-        shape = _rank4(imp, x, node.op_type)
-        kernel = tuple(a["kernel_shape"])
-        stride, dilation = tuple(a.get("strides", (1, 1))), tuple(a.get("dilations", (1, 1)))
-        if op == "avg_pool2d" and dilation != (1, 1):
-            raise Unsupported(f"dilations {dilation}: the IR's average pool has none")
-        pad = _pads(node, a, shape[2:], kernel, stride, dilation)
-        try:
-            attrs = PoolAttrs(kernel, stride, pad, dilation, bool(a.get("ceil_mode", 0)),
-                              bool(a.get("count_include_pad", 0)) if op == "avg_pool2d" else True)
-        except IRError as e:
-            raise Unsupported(str(e)) from None
-        imp.emit(node.output[0], op, [x], attrs)
-
-    return handle
-
-
-def _global_average_pool(imp: Importer, node: onnx.NodeProto) -> None:
-    x = imp.value(node.input[0])
-    _rank4(imp, x, "GlobalAveragePool")
-    imp.emit(node.output[0], "adaptive_avg_pool2d", [x], AdaptivePoolAttrs(1))
-
-
 def _gemm(imp: Importer, node: onnx.NodeProto) -> None:
-    a = _attrs(node)
+    """alpha·A·B' + beta·C as linear: B' (B, or Bᵀ with transB) transposed once into the weight and scaled by
+    alpha; a C that broadcasts onto one row is the bias, any other C an add of it after the linear."""
+    a = attributes(node)
     if a.get("transA", 0):
-        raise Unsupported("transA=1: the IR's linear takes the activation as is")
+        raise Unsupported("transA=1 transposes the activation; the IR's linear takes it as is (and has no "
+                          "transpose)")
     x = imp.value(node.input[0])
     if imp.types[x].rank != 2:
         raise Unsupported(f"Gemm input of shape {imp.types[x].shape} is not rank 2")
@@ -130,13 +99,20 @@ def _gemm(imp: Importer, node: onnx.NodeProto) -> None:
     alpha, beta = a.get("alpha", 1.0), a.get("beta", 1.0)
     weight = (w if a.get("transB", 0) else w.T) * (w.dtype.type(alpha) if alpha != 1.0 else 1)
     inputs = [x, imp.param(node.input[1], np.ascontiguousarray(weight, dtype=w.dtype))]
-    if len(node.input) > 2 and node.input[2]:
-        c = imp.const(node.input[2], "Gemm C")
-        if c.size != weight.shape[0] or (c.ndim == 2 and c.shape[0] != 1):
-            raise Unsupported(f"C of shape {c.shape} is not a bias of {weight.shape[0]} features")
-        bias = c.reshape(-1) * (c.dtype.type(beta) if beta != 1.0 else 1)
-        inputs.append(imp.param(node.input[2], bias.astype(c.dtype)))
-    imp.emit(node.output[0], "linear", inputs)
+    c_name = node.input[2] if len(node.input) > 2 and node.input[2] else ""
+    if not c_name:
+        imp.emit(node.output[0], "linear", inputs)
+        return
+    c = imp.const(c_name, "Gemm C")
+    c = c * c.dtype.type(beta) if beta != 1.0 else c
+    features = weight.shape[0]
+    if c.ndim <= 2 and c.size in (1, features) and (c.ndim < 2 or c.shape[0] == 1):  # a bias: one row
+        inputs.append(imp.param(c_name, np.ascontiguousarray(np.broadcast_to(c.reshape(-1), (features,)))))
+        imp.emit(node.output[0], "linear", inputs)
+        return
+    product = f"{node.output[0]}::gemm"
+    imp.emit(product, "linear", inputs)
+    imp.emit(node.output[0], "add", [product, expand_constant(imp, c_name, c, product, "Gemm C")])
 
 
 def _matmul(imp: Importer, node: onnx.NodeProto) -> None:
@@ -178,26 +154,44 @@ def _add(imp: Importer, node: onnx.NodeProto) -> None:
         return
     (c,) = consts
     x = imp.value(next(i for i in node.input if i != c))
-    _fold_bias(imp, node, x, c)
+    if not _fold_bias(imp, node, x, c):
+        imp.emit(node.output[0], "add", [x, expand_constant(imp, c, imp.consts[c], x, "Add")])
 
 
-def _fold_bias(imp: Importer, node: onnx.NodeProto, x: str, c: str) -> None:
-    """Add(conv or linear without bias, constant vector) → that node with the vector as its bias."""
+def _fold_bias(imp: Importer, node: onnx.NodeProto, x: str, c: str) -> bool:
+    """Add(conv or linear without bias, constant vector) → that node with the vector as its bias, where the
+    conv/linear has no bias, is read by the Add alone and the constant is a per-channel vector."""
     producer = next((n for n in reversed(imp.nodes) if n.name == x), None)
     if producer is None or producer.op not in ("conv2d", "linear") or len(producer.inputs) != 2:
-        raise Unsupported("adding a constant is only supported as the bias of a conv or linear without one")
+        return False
     if len(imp.consumers.get(x, [])) != 1 or any(o.name == x for o in imp.model.graph.output):
-        raise Unsupported(f"the bias is added to {x!r}, which is read elsewhere too")
+        return False
     out = imp.types[x].shape[-1 if producer.op == "linear" else 1]
     bias = imp.consts[c]
     want = (out,) if producer.op == "linear" else (out, 1, 1)
     if bias.shape not in (want, (1, *want)):
-        raise Unsupported(f"constant of shape {bias.shape} is not a per-channel bias for {imp.types[x].shape}")
+        return False
     # the fused node takes the Add's name: the value it computes is the Add's output
     index = imp.nodes.index(producer)
     name = node.output[0]
     imp.nodes[index] = Node(name, producer.op, (*producer.inputs, imp.param(c, bias.reshape(out))), producer.attrs)
     imp.types[name] = imp.types.pop(x)
+    return True
+
+
+def _mul(imp: Importer, node: onnx.NodeProto) -> None:
+    """mul broadcasts one way, the (N, C, 1, 1) gate onto NCHW: two activations are put in that order (the product
+    commutes), a constant is expanded to the shape mul takes (`expand_constant`)."""
+    a, b = node.input[0], node.input[1]
+    if a in imp.consts or b in imp.consts:
+        c, x = (a, b) if a in imp.consts else (b, a)
+        x = imp.value(x)
+        imp.emit(node.output[0], "mul", [x, expand_constant(imp, c, imp.consts[c], x, "Mul", gate=True)])
+        return
+    x, y = imp.value(a), imp.value(b)
+    if imp.types[x].numel < imp.types[y].numel:
+        x, y = y, x
+    imp.emit(node.output[0], "mul", [x, y])
 
 
 def _sum(imp: Importer, node: onnx.NodeProto) -> None:
@@ -208,25 +202,49 @@ def _sum(imp: Importer, node: onnx.NodeProto) -> None:
 
 
 def _clip(imp: Importer, node: onnx.NodeProto) -> None:
-    a = _attrs(node)
+    a = attributes(node)
     x = imp.value(node.input[0])
     if imp.opset < 11:
-        lo, hi = a.get("min", -np.inf), a.get("max", np.inf)
+        lo, hi = float(a.get("min", -np.inf)), float(a.get("max", np.inf))
     else:
         names = [*node.input[1:3], "", ""]
-        lo = float(imp.const(names[0], "Clip min")) if names[0] else -np.inf
-        hi = float(imp.const(names[1], "Clip max")) if names[1] else np.inf
-    if (lo, hi) == (0.0, 6.0):
+        lo = float(np.asarray(imp.const(names[0], "Clip min")).reshape(-1)[0]) if names[0] else -np.inf
+        hi = float(np.asarray(imp.const(names[1], "Clip max")).reshape(-1)[0]) if names[1] else np.inf
+    # opset 6 writes an absent bound as float32's extreme: no bound either
+    bound = float(np.finfo(np.float32).max)
+    lo_ = None if not np.isfinite(lo) or lo <= -bound else f32(lo)
+    hi_ = None if not np.isfinite(hi) or hi >= bound else f32(hi)
+    if (lo_, hi_) == (0.0, 6.0):
         imp.emit(node.output[0], "relu6", [x])
-    elif (lo, hi) == (0.0, np.inf):
+    elif (lo_, hi_) == (0.0, None):
         imp.emit(node.output[0], "relu", [x])
     else:
-        raise Unsupported(f"Clip({lo}, {hi}): the IR has relu (0, ∞) and relu6 (0, 6)")
+        imp.emit(node.output[0], "clip", [x], ClipAttrs(lo_, hi_))
+
+
+def _sigmoid(imp: Importer, node: onnx.NodeProto) -> None:
+    """Sigmoid(x) read only by Mul(x, ·) is silu (how the exporter, and torch before opset 14, write it)."""
+    x = imp.value(node.input[0])
+    mul = imp.sole_consumer(node.output[0], "Mul")
+    if mul is not None and sorted(mul.input) == sorted([node.input[0], node.output[0]]):
+        imp.emit(mul.output[0], "silu", [x])
+        imp.done.add(mul.output[0])
+        return
+    imp.emit(node.output[0], "sigmoid", [x])
+
+
+def _hard_sigmoid(imp: Importer, node: onnx.NodeProto) -> None:
+    a = attributes(node)
+    alpha, beta = a.get("alpha", 0.2), a.get("beta", 0.5)
+    if np.float32(alpha) != np.float32(1 / 6) or np.float32(beta) != np.float32(0.5):
+        raise Unsupported(f"HardSigmoid(alpha={f32(alpha)}, beta={f32(beta)}): the IR's hardsigmoid is torch's, "
+                          f"alpha = 1/6 and beta = 1/2 (ONNX's defaults are 0.2 and 0.5)")
+    imp.emit(node.output[0], "hardsigmoid", [imp.value(node.input[0])])
 
 
 def _elementwise(op: str, make: Callable[[dict], object] | None = None) -> Callable[[Importer, onnx.NodeProto], None]:
     def handle(imp: Importer, node: onnx.NodeProto) -> None:
-        imp.emit(node.output[0], op, [imp.value(node.input[0])], make(_attrs(node)) if make else None)
+        imp.emit(node.output[0], op, [imp.value(node.input[0])], make(attributes(node)) if make else None)
 
     return handle
 
@@ -234,7 +252,7 @@ def _elementwise(op: str, make: Callable[[dict], object] | None = None) -> Calla
 def _softmax(imp: Importer, node: onnx.NodeProto) -> None:
     x = imp.value(node.input[0])
     rank = imp.types[x].rank
-    axis = _attrs(node).get("axis", -1 if imp.opset >= 13 else 1)
+    axis = attributes(node).get("axis", -1 if imp.opset >= 13 else 1)
     if imp.opset < 13 and axis % rank != rank - 1:  # before opset 13 Softmax normalised all axes from `axis` on
         raise Unsupported(f"opset-{imp.opset} Softmax over axes {axis % rank}… of a rank-{rank} input (the IR's "
                            f"softmax is over one axis)")
@@ -242,8 +260,8 @@ def _softmax(imp: Importer, node: onnx.NodeProto) -> None:
 
 
 def _batch_norm(imp: Importer, node: onnx.NodeProto) -> None:
-    a = _attrs(node)
-    if a.get("training_mode", 0) or any(o and imp.consumers.get(o) for o in node.output[1:]):
+    a = attributes(node)
+    if a.get("training_mode", 0) or secondary_output_used(imp, node):
         raise Unsupported("training mode (running statistics as outputs): the IR's batch_norm is inference")
     stats = [imp.param(i, imp.const(i, "BatchNormalization " + role))
              for i, role in zip(node.input[1:], ("scale", "B", "mean", "var"), strict=True)]
@@ -252,7 +270,7 @@ def _batch_norm(imp: Importer, node: onnx.NodeProto) -> None:
 
 
 def _lrn(imp: Importer, node: onnx.NodeProto) -> None:
-    a = _attrs(node)
+    a = attributes(node)
     if a["size"] % 2 == 0:
         raise Unsupported(f"LRN of even size {a['size']}: ONNX's window has its extra channel after the centre, "
                            f"the IR's (torch's) before")
@@ -262,42 +280,53 @@ def _lrn(imp: Importer, node: onnx.NodeProto) -> None:
 
 def _concat(imp: Importer, node: onnx.NodeProto) -> None:
     xs = [imp.value(i) for i in node.input]
-    imp.emit(node.output[0], "concat", xs, ConcatAttrs(_attrs(node)["axis"]))
+    imp.emit(node.output[0], "concat", xs, ConcatAttrs(attributes(node)["axis"]))
 
 
 def _flatten(imp: Importer, node: onnx.NodeProto) -> None:
+    """ONNX's Flatten is always 2-D (the axes before ``axis`` merged, the rest merged): the IR's flatten at
+    axis 1, a reshape at any other."""
     x = imp.value(node.input[0])
-    axis = _attrs(node).get("axis", 1) % max(imp.types[x].rank, 1)
-    if axis != 1:
-        raise Unsupported(f"Flatten(axis={axis}) merges the leading axes; the IR's flatten keeps them")
-    imp.emit(node.output[0], "flatten", [x], FlattenAttrs(1))
+    shape = imp.types[x].shape
+    axis = attributes(node).get("axis", 1)
+    axis = axis + len(shape) if axis < 0 else axis
+    if axis == 1:
+        imp.emit(node.output[0], "flatten", [x], FlattenAttrs(1))
+        return
+    lead = int(np.prod(shape[:axis]))
+    imp.emit(node.output[0], "reshape", [x], ReshapeAttrs((lead, int(np.prod(shape)) // lead)))
 
 
 def _reshape(imp: Importer, node: onnx.NodeProto) -> None:
     x = imp.value(node.input[0])
     shape = imp.types[x].shape
     target = [int(d) for d in imp.const(node.input[1], "Reshape shape")]
-    target = [shape[i] if d == 0 and not _attrs(node).get("allowzero", 0) else d for i, d in enumerate(target)]
+    target = [shape[i] if d == 0 and not attributes(node).get("allowzero", 0) else d for i, d in enumerate(target)]
     if -1 in target:
         known = int(np.prod([d for d in target if d != -1]))
         target[target.index(-1)] = int(np.prod(shape)) // max(known, 1)
     k = len(target) - 1  # a Reshape to the same shape is flatten(rank − 1): a no-op that keeps the node
     if tuple(target) == shape:
         imp.emit(node.output[0], "flatten", [x], FlattenAttrs(max(k, 0)))
-        return
-    if k < 0 or tuple(target[:k]) != shape[:k] or target[k] != int(np.prod(shape[k:])):
-        raise Unsupported(f"Reshape {shape} → {tuple(target)} is not a flatten of the trailing axes")
-    imp.emit(node.output[0], "flatten", [x], FlattenAttrs(k))
+    elif 0 <= k < len(shape) and tuple(target[:k]) == shape[:k] and target[k] == int(np.prod(shape[k:])):
+        imp.emit(node.output[0], "flatten", [x], FlattenAttrs(k))  # a flatten of the trailing axes
+    else:
+        try:
+            attrs = ReshapeAttrs(tuple(target))
+        except IRError as e:
+            raise Unsupported(f"Reshape {shape} → {tuple(target)}: {e}") from None
+        imp.emit(node.output[0], "reshape", [x], attrs)
 
 
 def _dropout(imp: Importer, node: onnx.NodeProto) -> None:
-    if len(node.output) > 1 and node.output[1] and imp.consumers.get(node.output[1]):
-        raise Unsupported("its mask output is used")
-    if len(node.input) > 2 and node.input[2] and bool(imp.const(node.input[2], "training_mode")):
-        raise Unsupported("training_mode is true")
-    ratio = _attrs(node).get("ratio", 0.5)
+    if secondary_output_used(imp, node):
+        raise Unsupported("its mask output is used; the IR's dropout returns the data only")
+    ratio = attributes(node).get("ratio", 0.5)
     if len(node.input) > 1 and node.input[1]:
         ratio = float(imp.const(node.input[1], "Dropout ratio"))
+    training = len(node.input) > 2 and node.input[2] and bool(imp.const(node.input[2], "training_mode"))
+    if training and ratio != 0:  # training with ratio 0 drops nothing: the identity, as at inference
+        raise Unsupported(f"training_mode is true with ratio {ratio}: random masks are not inference")
     imp.emit(node.output[0], "dropout", [imp.value(node.input[0])], DropoutAttrs(f32(ratio)))
 
 
@@ -306,21 +335,19 @@ def _identity(imp: Importer, node: onnx.NodeProto) -> None:
 
 
 def _shape(imp: Importer, node: onnx.NodeProto) -> None:
-    a = _attrs(node)
+    a = attributes(node)
     shape = imp.types[imp.value(node.input[0])].shape
     imp.consts[node.output[0]] = np.array(shape[a.get("start", 0): a.get("end", len(shape))], np.int64)
 
 
-HANDLERS: dict[str, Callable[[Importer, onnx.NodeProto], None]] = {
-    "Conv": _conv,
-    "MaxPool": _pool("max_pool2d"),
-    "AveragePool": _pool("avg_pool2d"),
-    "GlobalAveragePool": _global_average_pool,
+HANDLERS: dict[str, Callable[[Importer, onnx.NodeProto], None]] = {  # with onnx_windows.HANDLERS: the table
     "Gemm": _gemm,
     "MatMul": _matmul,
     "Relu": _elementwise("relu"),
     "LeakyRelu": _elementwise("leaky_relu", lambda a: LeakyReluAttrs(f32(a.get("alpha", 0.01)))),
-    "Sigmoid": _elementwise("sigmoid"),
+    "Sigmoid": _sigmoid,
+    "HardSigmoid": _hard_sigmoid,
+    "HardSwish": _elementwise("hardswish"),
     "Tanh": _elementwise("tanh"),
     "Elu": _elementwise("elu", lambda a: EluAttrs(f32(a.get("alpha", 1.0)))),
     "Clip": _clip,
@@ -328,6 +355,7 @@ HANDLERS: dict[str, Callable[[Importer, onnx.NodeProto], None]] = {
     "BatchNormalization": _batch_norm,
     "LRN": _lrn,
     "Add": _add,
+    "Mul": _mul,
     "Sum": _sum,
     "Concat": _concat,
     "Flatten": _flatten,
@@ -337,5 +365,5 @@ HANDLERS: dict[str, Callable[[Importer, onnx.NodeProto], None]] = {
     "Shape": _shape,
 }
 # Ops that only appear in shape arithmetic: folded when their inputs are constants, refused otherwise.
-FOLD_ONLY = frozenset({"Constant", "ConstantOfShape", "Gather", "Unsqueeze", "Squeeze", "Cast", "Slice", "Mul",
-                       "Div", "Sub", "Range", "Transpose", "ReduceProd", "Equal", "Where", "Expand"})
+FOLD_ONLY = frozenset({"Constant", "ConstantOfShape", "Gather", "Unsqueeze", "Squeeze", "Cast", "Slice", "Div",
+                       "Sub", "Range", "Transpose", "ReduceProd", "Equal", "Where", "Expand"})

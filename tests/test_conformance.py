@@ -15,8 +15,9 @@ from convbench.backends.registry import UnknownBackendError
 from convbench.ir import ops as ir_ops
 from convbench.testing import Expectations, conformance_params, model_cases, op_cases, run_case
 from convbench.testing.cases import changed_attrs
+from convbench.testing.train_corpus import train_cases
 
-CASES = op_cases()
+CASES = op_cases() + train_cases()  # the inference corpus and the train-step ops' (convbench/testing/train_corpus.py)
 
 
 def test_corpus_covers_every_registered_op():

@@ -1,5 +1,5 @@
-"""Differential fuzzing of the torch backend against the float64 reference: 550 generated conv2d / pooling /
-linear configurations per run (small tensors, a few seconds), and proof that a failure shrinks to a minimal
+"""Differential fuzzing of the torch backend against the float64 reference: 650 generated conv2d / pooling /
+linear / pad configurations per run (small tensors, a few seconds), and proof that a failure shrinks to a minimal
 configuration (a planted dilation bug is reduced to one 1-channel conv with a 2-tap dilated kernel)."""
 
 from __future__ import annotations
@@ -7,13 +7,14 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 
-from convbench.testing.fuzz import check_case, conv2d_cases, differential_test, linear_cases, pool_cases
+from convbench.testing.fuzz import check_case, conv2d_cases, differential_test, linear_cases, pad_cases, pool_cases
 
 pytest.importorskip("torch")
 
 test_fuzz_conv2d = differential_test("torch", conv2d_cases(), max_examples=250)
 test_fuzz_pool = differential_test("torch", pool_cases(), max_examples=200)
 test_fuzz_linear = differential_test("torch", linear_cases(), max_examples=100)
+test_fuzz_pad = differential_test("torch", pad_cases(), max_examples=100)
 test_fuzz_conv2d_bfloat16 = differential_test("torch", conv2d_cases(), dtype="bfloat16", max_examples=50)
 
 

@@ -121,11 +121,12 @@ W = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
 def test_every_unsupported_node_is_listed_in_one_error():
     nodes = [
         helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-        helper.make_node("Pad", ["c", "pads"], ["p"], name="pad"),  # no IR op
+        helper.make_node("Pad", ["c", "pads"], ["p"], name="pad", mode="reflect"),  # the IR's pad is constant
         helper.make_node("Relu", ["p"], ["r"], name="relu_after_pad"),  # fine, but its input is lost: not listed
         helper.make_node("Erf", ["r"], ["e"], name="erf_after_pad"),  # no IR op: listed although its input is lost
         helper.make_node("LRN", ["c"], ["l"], name="even_lrn", size=4),
-        helper.make_node("Conv", ["c", "w2"], ["a"], name="asym", pads=[0, 1, 1, 0]),
+        # asymmetric padding the divisor must not count: no pad node can carry it
+        helper.make_node("AveragePool", ["c"], ["a"], name="asym", kernel_shape=[2, 2], pads=[0, 1, 1, 0]),
         helper.make_node("Slice", ["c", "starts", "ends", "axes"], ["s"], name="slice"),  # on an activation
         helper.make_node("FusedConv", ["c", "w2"], ["f"], name="ms", domain="com.microsoft"),
         helper.make_node("Sum", ["e", "l", "a", "s", "f"], ["y"], name="sum"),
@@ -139,7 +140,8 @@ def test_every_unsupported_node_is_listed_in_one_error():
     assert [name for name, _, _ in e.value.problems] == ["pad", "erf_after_pad", "even_lrn", "asym", "slice", "ms"]
     text = str(e.value)
     assert "6 node(s) cannot be imported" in text
-    assert "'even_lrn' (LRN): LRN of even size 4" in text and "pads [0, 1, 1, 0] are not symmetric" in text
+    assert "'even_lrn' (LRN): LRN of even size 4" in text and "pads [0, 1, 1, 0] with count_include_pad=0" in text
+    assert "'pad' (Pad): mode=reflect" in text
     assert "'slice' (Slice): only supported on constants" in text and "com.microsoft.FusedConv" in text
 
 
@@ -194,14 +196,110 @@ def test_same_upper_auto_pad_becomes_symmetric_padding():
 
 def test_refusals_name_their_reason():
     cases = {
-        "Flatten(axis=2) merges the leading axes": helper.make_node("Flatten", ["x"], ["y"], axis=2),
-        "Reshape (2, 3, 4, 5) → (6, 20) is not a flatten": helper.make_node("Reshape", ["x", "shape"], ["y"]),
+        "HardSigmoid(alpha=0.2, beta=0.5): the IR's hardsigmoid is torch's": helper.make_node("HardSigmoid", ["x"],
+                                                                                               ["y"]),
+        "mode=edge: the IR's pad fills with a constant": helper.make_node("Pad", ["x", "pads"], ["y"], mode="edge"),
+        "Mul: constant 'k' of shape (3, 1) does not broadcast onto (2, 3, 4, 5)": helper.make_node("Mul", ["x", "k"],
+                                                                                                    ["y"]),
         "training mode": helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], training_mode=1),
-        "Clip(-1.0, 1.0)": helper.make_node("Clip", ["x", "lo", "hi"], ["y"]),
     }
-    consts = [("shape", np.array([6, 20], np.int64)), ("lo", np.float32(-1)), ("hi", np.float32(1)),
+    consts = [("pads", np.array([0, 0, 1, 0, 0, 0, 0, 1], np.int64)), ("k", np.ones((3, 1), np.float32)),
               *[(k, np.ones(3, np.float32)) for k in "sbmv"]]
     for reason, node in cases.items():
         used = [(k, v) for k, v in consts if k in node.input]
         with pytest.raises(OnnxImportError, match=reason.replace("(", r"\(").replace(")", r"\)")):
             from_onnx(build([node], [tensor("x", [2, 3, 4, 5])], [tensor("y", None)], used))
+
+
+def test_what_real_exports_contain_imports_exactly():
+    """Flatten at any axis and a Reshape that is no flatten (reshape), Clip with any bounds (clip), Gemm with a
+    scalar or a matrix C, Add of a scalar, Mul of a per-channel constant (expanded to the (N, C, 1, 1) gate),
+    Sigmoid·x (silu), HardSwish and torch's HardSigmoid: each against NumPy on the same float32 values."""
+    x = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32) * 3
+    xd = x.astype(np.float64)
+    k = RNG.standard_normal((3, 1, 1)).astype(np.float32)
+    sig = 1 / (1 + np.exp(-xd))
+    cases = [  # (nodes, constants, IR ops, expected)
+        ([helper.make_node("Flatten", ["x"], ["y"], axis=2)], [], ["reshape"], xd.reshape(6, 20)),
+        ([helper.make_node("Flatten", ["x"], ["y"], axis=0)], [], ["reshape"], xd.reshape(1, 120)),
+        ([helper.make_node("Reshape", ["x", "shape"], ["y"])], [("shape", np.array([6, -1], np.int64))],
+         ["reshape"], xd.reshape(6, 20)),
+        ([helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], [("lo", np.float32(-1)), ("hi", np.float32(0.5))],
+         ["clip"], np.clip(xd, -1, 0.5)),
+        ([helper.make_node("Clip", ["x", "", "hi"], ["y"])], [("hi", np.float32(2))], ["clip"], np.minimum(xd, 2)),
+        ([helper.make_node("Add", ["x", "c"], ["y"])], [("c", np.float32(3))], ["add"], xd + 3),
+        ([helper.make_node("Mul", ["k", "x"], ["y"])], [("k", k)], ["mul"], xd * k),
+        ([helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["s", "x"], ["y"])], [], ["silu"],
+         xd * sig),
+        ([helper.make_node("HardSwish", ["x"], ["y"])], [], ["hardswish"], xd * np.clip(xd + 3, 0, 6) / 6),
+        ([helper.make_node("HardSigmoid", ["x"], ["y"], alpha=1 / 6, beta=0.5)], [], ["hardsigmoid"],
+         np.clip(xd + 3, 0, 6) / 6),
+    ]
+    for nodes, consts, ops, want in cases:
+        g, y = run(build(nodes, [tensor("x", [2, 3, 4, 5])], [tensor("y", None)], consts), x)
+        assert [n.op for n in g.nodes] == ops, [n.op for n in g.nodes]
+        assert g.types[g.outputs[0]].shape == want.shape
+        np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+    m = RNG.standard_normal((2, 4)).astype(np.float32)
+    w = RNG.standard_normal((20, 4)).astype(np.float32)
+    a = RNG.standard_normal((2, 20)).astype(np.float32)
+    for c, ops in ((np.float32(0.5), ["linear"]), (m, ["linear", "add"])):
+        gemm = helper.make_node("Gemm", ["x", "w", "c"], ["y"], beta=2.0)
+        g, y = run(build([gemm], [tensor("x", [2, 20])], [tensor("y", None)], [("w", w), ("c", c)]), a)
+        assert [n.op for n in g.nodes] == ops
+        np.testing.assert_allclose(y, a.astype(np.float64) @ w + 2 * c, rtol=1e-5, atol=1e-5)
+
+
+def test_asymmetric_padding_becomes_a_pad_node_before_the_conv_or_pool():
+    """TensorFlow's SAME at stride 2 pads the bottom/right one more: the symmetric part stays on the conv/pool,
+    the rest is a pad node; a max pool's pad node fills with the lowest float32, so it never wins a window."""
+    x = RNG.standard_normal((2, 3, 8, 6)).astype(np.float32) - 4  # all negative: a zero pad would win the max
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], strides=[2, 2], auto_pad="SAME_UPPER")
+    g, y = run(build([conv], [tensor("x", [2, 3, 8, 6])], [tensor("y", None)], [("w", W)]), x)
+    assert [(n.op, getattr(n.attrs, "pads", None)) for n in g.nodes] == [("pad", (0, 0, 1, 1)), ("conv2d", None)]
+    assert g.nodes[1].attrs.padding == (0, 0) and y.shape == (2, 4, 4, 3)
+    want = cb.ir.ops.get("conv2d").reference(cb.ir.ops.get("conv2d").attrs_type(2, 0),
+                                              np.pad(x, ((0, 0), (0, 0), (0, 1), (0, 1))).astype(np.float64),
+                                              W.astype(np.float64))
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+    pool = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[0, 1, 2, 1])
+    g, y = run(build([pool], [tensor("x", [2, 3, 8, 6])], [tensor("y", None)]), x)
+    assert [n.op for n in g.nodes] == ["pad", "max_pool2d"] and g.nodes[1].attrs.padding == (0, 1)
+    padded = np.pad(x, ((0, 0), (0, 0), (0, 2), (1, 1)), constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))
+    np.testing.assert_array_equal(y, windows.max(axis=(-2, -1)))
+
+
+def test_dilated_average_pool_is_a_depthwise_conv():
+    pool = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2], pads=[1, 1, 1, 1],
+                            count_include_pad=1)
+    x = RNG.standard_normal((2, 3, 7, 5)).astype(np.float32)
+    g, y = run(build([pool], [tensor("x", [2, 3, 7, 5])], [tensor("y", None)], opset=19), x)  # dilations: 19
+    assert [n.op for n in g.nodes] == ["conv2d"] and g.nodes[0].attrs.groups == 3
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))[..., ::2, ::2]
+    np.testing.assert_allclose(y, windows.mean(axis=(-2, -1)), rtol=1e-6)
+
+
+class MobileBlock(nn.Module):
+    """What torch writes for MobileNetV3 / EfficientNet: TF-SAME padding (F.pad), hardswish, a hardsigmoid
+    squeeze-and-excitation gate (Mul of a broadcast activation), SiLU, clamp, a reshape that is no flatten."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.reduce, self.expand = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 1)
+
+    def forward(self, x):
+        y = nn.functional.hardswish(self.conv(nn.functional.pad(x, (0, 1, 0, 1))))
+        y = nn.functional.silu(self.dw(y))
+        pooled = nn.functional.adaptive_avg_pool2d(y, 1)  # as torchvision's SqueezeExcitation pools
+        gate = nn.functional.hardsigmoid(self.expand(nn.functional.relu(self.reduce(pooled))))
+        y = torch.clamp(y * gate, -0.5, 4.0)
+        return y.reshape(y.shape[0], 4, -1)
+
+
+def test_a_torch_export_of_the_mobile_ops_imports_and_agrees():
+    graph = check_against_torch(MobileBlock(), (2, 3, 9, 8), opset_version=17)
+    assert {"pad", "hardswish", "silu", "hardsigmoid", "mul", "clip", "reshape"} <= {n.op for n in graph.nodes}

@@ -11,9 +11,10 @@ from convbench.ir.errors import IRError
 from convbench.ir.ops import TRAITS, NoAttrs
 from convbench.ir.ops._fused import activations
 from convbench.testing import op_cases
+from convbench.testing.train_corpus import train_cases
 
 SINGLE_NODE = {}
-for _case in op_cases():
+for _case in [*op_cases(), *train_cases()]:  # the inference corpus and the train-step ops' (loss, vjp …)
     if len(_case.graph.nodes) == 1:
         SINGLE_NODE.setdefault(_case.op, []).append(_case)
 

@@ -10,12 +10,15 @@ from convbench.ir.graph import TensorType
 from convbench.ir.ops._pool import PoolAttrs
 from convbench.ir.ops.adaptive_avg_pool2d import AdaptivePoolAttrs
 from convbench.ir.ops.batch_norm import BatchNormAttrs
+from convbench.ir.ops.clip import ClipAttrs
 from convbench.ir.ops.concat import ConcatAttrs
 from convbench.ir.ops.conv2d import Conv2dAttrs
 from convbench.ir.ops.elu import EluAttrs
 from convbench.ir.ops.flatten import FlattenAttrs
 from convbench.ir.ops.leaky_relu import LeakyReluAttrs
 from convbench.ir.ops.lrn import LrnAttrs
+from convbench.ir.ops.pad import PadAttrs
+from convbench.ir.ops.reshape import ReshapeAttrs
 from convbench.ir.ops.softmax import SoftmaxAttrs
 
 torch = pytest.importorskip("torch")
@@ -120,6 +123,10 @@ ACTIVATIONS = [
     ("tanh", ops.NoAttrs(), torch.tanh),
     ("elu", EluAttrs(0.7), lambda x: F.elu(x, 0.7)),
     ("dropout", ops.get("dropout").attrs_type(0.3), lambda x: x),
+    ("hardswish", ops.NoAttrs(), F.hardswish),
+    ("hardsigmoid", ops.NoAttrs(), F.hardsigmoid),
+    ("silu", ops.NoAttrs(), F.silu),
+    ("clip", ClipAttrs(-1.5, 2.0), lambda x: torch.clamp(x, -1.5, 2.0)),
 ]
 
 
@@ -127,7 +134,53 @@ ACTIVATIONS = [
 def test_elementwise(op, attrs, fn):
     x = rand(2, 3, 7, 5) * 4
     x[0, 0, 0, :3] = [0.0, 40.0, -40.0]  # the branch points and saturation
+    x[0, 1, 0, :4] = [3.0, -3.0, 1.5, 2.0]  # hardswish/hardsigmoid's corners, clip's bounds
     check(op, attrs, x, expected=fn(t(x)))
+
+
+@pytest.mark.parametrize("lo, hi", [(None, 0.5), (-0.5, None), (1.0, -1.0)])
+def test_clip_one_bound_and_min_above_max(lo, hi):
+    x = rand(3, 10) * 2
+    check("clip", ClipAttrs(lo, hi), x, expected=torch.clamp(t(x), lo, hi))
+
+
+@pytest.mark.parametrize("pads", [(1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1), (0, 0, 1, 1), (1, 2, 3, 4),
+                                  (0, 0, 0, 0)])
+@pytest.mark.parametrize("value", [0.0, -1.25])
+def test_pad(pads, value):
+    x = rand(2, 3, 7, 5)
+    top, left, bottom, right = pads
+    check("pad", PadAttrs(pads, value), x, expected=F.pad(t(x), (left, right, top, bottom), value=value))
+
+
+def test_mul_same_shape_and_channel_gate():
+    x, y, gate = rand(2, 3, 7, 5), rand(2, 3, 7, 5), rand(2, 3, 1, 1)
+    check("mul", ops.NoAttrs(), x, y, expected=torch.mul(t(x), t(y)))
+    check("mul", ops.NoAttrs(), x, gate, expected=torch.mul(t(x), t(gate)))
+    a, b = rand(3, 10), rand(3, 10)
+    check("mul", ops.NoAttrs(), a, b, expected=torch.mul(t(a), t(b)))
+
+
+@pytest.mark.parametrize("y", [(2, 3, 1, 5), (1, 3, 1, 1), (5,), (2, 3, 7, 1)])
+def test_mul_refuses_every_other_broadcast(y):
+    from convbench.ir.errors import ShapeError
+
+    with pytest.raises(ShapeError, match=r"broadcasts only \(N, C, 1, 1\)"):
+        ops.get("mul").infer(ops.NoAttrs(), [TensorType((2, 3, 7, 5)), TensorType(y)])
+
+
+def test_reshape():
+    x = rand(2, 3, 7, 5)
+    for shape in [(2, 15, 7), (6, 35), (210,), (1, 2, 105)]:
+        check("reshape", ReshapeAttrs(shape), x, expected=torch.reshape(t(x), shape))
+
+
+@pytest.mark.parametrize("bad", [(1, 2, 3), (1, -1, 0, 0), (1.5, 0, 0, 0), (True, 0, 0, 0)])
+def test_pad_attrs_are_validated(bad):
+    from convbench.ir.errors import IRError
+
+    with pytest.raises(IRError, match="pad: pads must be"):
+        PadAttrs(bad)
 
 
 @pytest.mark.parametrize("axis", [1, -1, 0])
@@ -166,11 +219,12 @@ def test_flatten():
 
 def test_every_registered_op_is_covered_here():
     covered = {"conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "linear", "softmax", "batch_norm",
-               "lrn", "add", "concat", "flatten", *(a[0] for a in ACTIVATIONS)}
+               "lrn", "add", "concat", "flatten", "pad", "mul", "reshape", *(a[0] for a in ACTIVATIONS)}
     foundation = {"conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "linear", "relu", "leaky_relu",
                   "sigmoid", "tanh", "elu", "softmax", "batch_norm", "lrn", "add", "concat", "flatten", "dropout"}
-    assert foundation <= set(ops.names())
-    assert foundation <= covered
+    mobile = {"pad", "mul", "hardswish", "hardsigmoid", "silu", "clip", "reshape"}
+    assert foundation | mobile <= set(ops.names())
+    assert foundation | mobile <= covered
 
 
 def test_every_op_states_a_flop_rule():

@@ -14,8 +14,10 @@ from convbench.ir import ops as ir_ops
 from convbench.ir.ops._base import NoAttrs
 from convbench.ir.ops._pool import PoolAttrs
 from convbench.ir.ops.adaptive_avg_pool2d import AdaptivePoolAttrs
+from convbench.ir.ops.clip import ClipAttrs
 from convbench.ir.ops.conv2d import Conv2dAttrs
 from convbench.ir.ops.lrn import LrnAttrs
+from convbench.ir.ops.pad import PadAttrs
 from convbench.ir.ops.softmax import SoftmaxAttrs
 
 _ok, _why = BACKEND.available()  # the backend module has chosen the mode before anything imports triton
@@ -31,6 +33,7 @@ from convbench.kernels.triton import (  # noqa: E402
     elementwise,
     linear,
     lrn,
+    pad,
     pool,
     runtime,
     softmax,
@@ -64,7 +67,7 @@ def ref_epilogue(y, residual, activation, alpha=0.0) -> np.ndarray:
         y = y + residual
     if activation is None:
         return y
-    op = ir_ops.get(activation)  # an activation's attributes are one scalar at most (leaky_relu, elu: alpha)
+    op = ir_ops.get(activation)  # the kernels' alpha is the first scalar attribute (a slope, elu's alpha, clip's min)
     return op.reference(NoAttrs() if op.attrs_type is NoAttrs else op.attrs_type(alpha), y)
 
 
@@ -302,7 +305,39 @@ def test_activation(name):
 
 def test_the_kernel_table_is_the_ir_activation_ops():
     assert set(elementwise.ACTIVATIONS) == set(IR_ACTIVATIONS) == {"relu", "relu6", "leaky_relu", "sigmoid", "tanh",
-                                                                   "elu"}
+                                                                   "elu", "hardswish", "hardsigmoid", "silu", "clip"}
+
+
+def test_clip_takes_both_bounds_and_either_alone():
+    x = rand(3, 10) * 3
+    for lo, hi in [(-1.0, 0.5), (None, 0.25), (-0.5, None), (1.0, -1.0)]:
+        alpha, beta = (-np.inf if lo is None else lo), (np.inf if hi is None else hi)
+        check(elementwise.activation(t(x), "clip", alpha, beta), ir_ops.get("clip").reference(ClipAttrs(lo, hi), x))
+
+
+def test_mul_same_shape_and_per_channel_gate():
+    x, y, gate = rand(2, 3, 7, 5), rand(2, 3, 7, 5, seed=1), rand(2, 3, 1, 1, seed=2)
+    check(elementwise.mul(t(x), t(y)), x * y)
+    check(elementwise.mul(t(x), t(gate)), x * gate)
+    n = elementwise.INTERPRETER_CAPS["BLOCK"] // 35 + 3  # a gate over more than one program
+    big, g = rand(n, 1, 7, 5), rand(n, 1, 1, 1, seed=3)
+    check(elementwise.mul(t(big), t(g)), big * g)
+    with pytest.raises(ValueError, match=r"\(N, C, 1, 1\)"):
+        elementwise.mul(t(x), t(rand(2, 3, 1, 5)))
+
+
+@pytest.mark.parametrize("pads", [(1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0, 1), (1, 2, 3, 4), (0, 0, 0, 0)])
+def test_pad(pads):
+    x, ref = rand(2, 3, 7, 5), ir_ops.get("pad").reference
+    check(pad.pad(t(x), pads), ref(PadAttrs(pads), x))
+    check(pad.pad(t(x)[:, 1:], pads, -2.5), ref(PadAttrs(pads, -2.5), x[:, 1:]))  # a strided view in
+    check(pad.pad(t(x, torch.float16), pads, 1.5), ref(PadAttrs(pads, 1.5), x), "float16")
+
+
+def test_pad_multi_tile():
+    side = int(np.sqrt(pad.INTERPRETER_CAPS["BLOCK_P"])) + 1
+    x = rand(2, pad.INTERPRETER_CAPS["TILE"] // pad.INTERPRETER_CAPS["BLOCK_P"] + 1, side, side - 2)
+    check(pad.pad(t(x), (0, 0, 1, 1)), ir_ops.get("pad").reference(PadAttrs((0, 0, 1, 1)), x))
 
 
 def test_an_activation_without_its_kernel_branch_fails_when_traced(monkeypatch):

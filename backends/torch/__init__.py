@@ -31,6 +31,7 @@ import numpy as np
 
 from ...ir import ops as ir_ops
 from ...ir.graph import Graph
+from ...ir.train import training_gaps
 from ..base import BackendError, Options, option
 from ..template import Built, Prepared, TemplateBackend
 from .lowering import _IMPORT_ERROR, DTYPES, LOWERINGS, Lowering, lower, lower_verified, torch
@@ -75,6 +76,7 @@ class TorchBackend(TemplateBackend):
     Options = TorchOptions
     dtypes = DTYPES
     table = "backends/torch/lowering.py: LOWERINGS"
+    gaps = training_gaps()  # the train-step ops (loss, gradients, train-mode forms): not lowered yet
     lowering: type[Lowering] = Lowering  # a subclass may swap rules (tests/test_conformance_planted.py)
 
     def available(self) -> tuple[bool, str]:

@@ -161,7 +161,7 @@ class Lowering:
         return torch.fx.GraphModule(self.root, self.fx, class_name=_ident(self.graph.name) or "Graph")
 
     def make_in_place(self) -> None:
-        """relu/relu6/add may overwrite their (first) input when nothing else reads it and it is a fresh
+        """relu/relu6/add/mul may overwrite their (first) input when nothing else reads it and it is a fresh
         temporary (not a graph input, parameter, output or view): saves an allocation per activation, as
         torchvision's inplace ReLU and ``out += identity`` do."""
         returned = set(self.fx.find_nodes(op="output")[0].all_input_nodes)
@@ -184,7 +184,7 @@ class Lowering:
 
 def _in_place() -> dict[Callable, Callable]:
     """The functions `Lowering.make_in_place` rewrites -> their in-place forms."""
-    return {torch.relu: torch.relu_, F.relu6: layers.relu6_, operator.add: operator.iadd}
+    return {torch.relu: torch.relu_, F.relu6: layers.relu6_, operator.add: operator.iadd, operator.mul: operator.imul}
 
 
 def _function(path: str) -> Callable:
@@ -282,6 +282,24 @@ def _add(lw: Lowering, node: Node) -> torch.fx.Node:
     return lw.call(node, operator.add if len(xs) == 2 else add_n, *xs)
 
 
+def _mul(lw: Lowering, node: Node) -> torch.fx.Node:
+    """x · y; torch broadcasts the (N, C, 1, 1) gate itself. x always has the output's shape, so the in-place
+    rewrite (`Lowering.make_in_place`) may write over it."""
+    return lw.call(node, operator.mul, lw.value(node.inputs[0]), lw.value(node.inputs[1]))
+
+
+def _pad(lw: Lowering, node: Node) -> torch.fx.Node:
+    top, left, bottom, right = node.attrs.pads
+    return lw.call(node, F.pad, lw.value(node.inputs[0]), (left, right, top, bottom), "constant", node.attrs.value)
+
+
+def _clip(lw: Lowering, node: Node) -> torch.fx.Node:
+    a = node.attrs
+    if a.min is None and a.max is None:  # torch.clamp refuses two absent bounds; the op is the identity then
+        return lw.value(node.inputs[0])
+    return lw.call(node, torch.clamp, lw.value(node.inputs[0]), a.min, a.max)
+
+
 def _concat(lw: Lowering, node: Node) -> torch.fx.Node:
     return lw.call(node, torch.cat, [lw.value(i) for i in node.inputs], node.attrs.axis)
 
@@ -300,6 +318,8 @@ LOWERINGS: dict[str, Callable[[Lowering, Node], torch.fx.Node]] = {
     "sigmoid": _unary("torch.sigmoid"), "tanh": _unary("torch.tanh"), "elu": _unary("F.elu", "alpha"),
     "softmax": _unary("torch.softmax", "axis"), "lrn": _unary("layers.lrn", "size", "alpha", "beta", "k"),
     "flatten": _unary("torch.flatten", "start_dim"), "add": _add, "concat": _concat, "dropout": _dropout,
+    "hardswish": _unary("F.hardswish"), "hardsigmoid": _unary("F.hardsigmoid"), "silu": _unary("F.silu"),
+    "clip": _clip, "mul": _mul, "pad": _pad, "reshape": _unary("torch.reshape", "shape"),
 }
 Lowering.rules = LOWERINGS
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from ...ir.graph import Node
 from ...ir.passes import fold_replicating_pools
+from ...ir.train import training_gaps
 from ..base import Options, option
 from ..template import Built, Prepared, TemplateBackend
 
@@ -64,11 +65,12 @@ class TritonDetails:
 
 
 class TritonBackend(TemplateBackend):
-    """No ``gaps``: every registered op has a row in ``lower.LOWERINGS``."""
+    """Every inference op has a row in ``lower.LOWERINGS``; the train-step ops are its only ``gaps``."""
 
     name = "triton"
     Options = TritonOptions
     table = "backends/triton/lower.py: LOWERINGS"
+    gaps = training_gaps()  # the train-step ops (loss, gradients, train-mode forms): not lowered yet
 
     @property
     def dtypes(self) -> tuple[str, ...]:  # bfloat16 only natively: it depends on the machine

@@ -16,13 +16,16 @@ and the op sets only: coverage and ``supports`` read them); lowering itself need
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from ...ir import ops as ir_ops
 from ...ir.graph import Graph, Node
 from ...ir.ops.batch_norm import scale_shift
+from ...ir.ops.clip import ClipAttrs
 from ...kernels.triton.activations import ACTIVATIONS as KERNEL_ACTIVATIONS
 from ..base import BackendError
 
@@ -34,6 +37,7 @@ try:  # optional: without them the backend is unavailable (it says why), yet its
     from ...kernels.triton import elementwise as k_elem
     from ...kernels.triton import linear as k_linear
     from ...kernels.triton import lrn as k_lrn
+    from ...kernels.triton import pad as k_pad
     from ...kernels.triton import pool as k_pool
     from ...kernels.triton import runtime
     from ...kernels.triton import softmax as k_softmax
@@ -101,13 +105,12 @@ class Lowering:
             text += f"  → into {into[0]}[{into[1]}]"
         return Step(output, kernel, run, text, covers, into)
 
-    def epilogue(self, node: Node) -> tuple[str, str | None, float]:
-        """(output name, activation, alpha) of ``node``'s launch, counting an absorbed activation."""
+    def epilogue(self, node: Node) -> tuple[str, str | None, tuple[float, float]]:
+        """(output name, activation, its (alpha, beta)) of ``node``'s launch, counting an absorbed activation."""
         act = self.activation_of.get(node.name)
         if act is None:
-            return node.name, getattr(node.attrs, "activation", None), 0.0
-        alpha = getattr(act.attrs, "negative_slope", getattr(act.attrs, "alpha", 0.0))
-        return act.name, act.op, float(alpha)
+            return node.name, getattr(node.attrs, "activation", None), (0.0, math.inf)
+        return act.name, act.op, scalars(act.attrs)
 
     def covers(self, output: str, head: str) -> tuple[str, ...]:
         """The original graph's nodes one launch computes: from ``head`` along sole readers to ``output``,
@@ -149,12 +152,13 @@ def _conv2d(lw: Lowering, node: Node) -> Step:
     packed = _pack_conv(lw, w, b, a.groups) if static else None  # else packed per call from activations
     wv, bv = (None, None) if static else (lw.value(w), lw.value(b) if b else None)
     rv = lw.value(residual) if residual else None
-    output, act, alpha = lw.epilogue(node)
+    output, act, (alpha, beta) = lw.epilogue(node)
 
     def run(env: Env, out: torch.Tensor | None) -> torch.Tensor:
         weight = packed or k_conv.pack_weight(wv(env), bv(env) if bv else None, a.groups, lw.dtype)
         return k_conv.conv2d(x(env), weight, stride=a.stride, padding=a.padding, dilation=a.dilation,
-                             residual=rv(env) if rv else None, activation=act, alpha=alpha, out=out, tf32=lw.tf32)
+                             residual=rv(env) if rv else None, activation=act, alpha=alpha, beta=beta, out=out,
+                             tf32=lw.tf32)
 
     o, cg, kh, kw = lw.graph.types[w].shape
     head = _head(lw, w)
@@ -182,12 +186,12 @@ def _linear(lw: Lowering, node: Node) -> Step:
                                   lw.dtype) if static else None
     wv, bv = (None, None) if static else (lw.value(w), lw.value(b) if b else None)
     rv = lw.value(residual) if residual else None
-    output, act, alpha = lw.epilogue(node)
+    output, act, (alpha, beta) = lw.epilogue(node)
 
     def run(env: Env, out: torch.Tensor | None) -> torch.Tensor:
         weight = packed or k_linear.pack_weight(wv(env), bv(env) if bv else None, lw.dtype)
         return k_linear.linear(x(env), weight, residual=rv(env) if rv else None, activation=act, alpha=alpha,
-                               out=out, tf32=lw.tf32)
+                               beta=beta, out=out, tf32=lw.tf32)
 
     n_out, n_in = lw.graph.types[w].shape
     head = _head(lw, w)
@@ -206,25 +210,48 @@ def _batch_norm(lw: Lowering, node: Node) -> Step:
     scale_t = torch.from_numpy(scale.astype(np.float32)).to(runtime.DEVICE)
     shift_t = torch.from_numpy(shift.astype(np.float32)).to(runtime.DEVICE)
     x = lw.value(node.inputs[0])
-    output, act, alpha = lw.epilogue(node)
+    output, act, (alpha, beta) = lw.epilogue(node)
     text = f"{output}: batch_norm as per-channel affine" + (f" {act}" if act else "")
     return lw.step(output, "channel_affine",
-                   lambda env, out: k_elem.channel_affine(x(env), scale_t, shift_t, act, alpha), text,
+                   lambda env, out: k_elem.channel_affine(x(env), scale_t, shift_t, act, alpha, beta), text,
                    lw.covers(output, node.name))
 
 
 def _add(lw: Lowering, node: Node) -> Step:
     xs = [lw.value(i) for i in node.inputs]
-    output, act, alpha = lw.epilogue(node)
-    return lw.step(output, "add", lambda env, out: k_elem.add(*(x(env) for x in xs), activation=act, alpha=alpha),
+    output, act, (alpha, beta) = lw.epilogue(node)
+    return lw.step(output, "add", lambda env, out: k_elem.add(*(x(env) for x in xs), activation=act, alpha=alpha,
+                                                              beta=beta),
                    f"{output}: add ×{len(xs)}" + (f" {act}" if act else ""), lw.covers(output, node.name))
+
+
+def scalars(attrs: Any) -> tuple[float, float]:
+    """An activation's attributes as the kernels' (alpha, beta) (kernels/triton/activations.py): leaky_relu's
+    slope or elu's alpha; clip's min and max, ±inf where absent."""
+    if isinstance(attrs, ClipAttrs):
+        return (-math.inf if attrs.min is None else attrs.min, math.inf if attrs.max is None else attrs.max)
+    return float(getattr(attrs, "negative_slope", getattr(attrs, "alpha", 0.0))), math.inf
 
 
 def _activation(lw: Lowering, node: Node) -> Step:
     x = lw.value(node.inputs[0])
-    alpha = float(getattr(node.attrs, "negative_slope", getattr(node.attrs, "alpha", 0.0)))
-    return lw.step(node.name, node.op, lambda env, out: k_elem.activation(x(env), node.op, alpha),
+    alpha, beta = scalars(node.attrs)
+    return lw.step(node.name, node.op, lambda env, out: k_elem.activation(x(env), node.op, alpha, beta),
                    f"{node.name}: {node.op}", (node.name,))
+
+
+def _mul(lw: Lowering, node: Node) -> Step:
+    x, y = (lw.value(i) for i in node.inputs)
+    gate = lw.graph.types[node.inputs[1]].shape != lw.graph.types[node.name].shape
+    return lw.step(node.name, "mul", lambda env, out: k_elem.mul(x(env), y(env)),
+                   f"{node.name}: mul" + (" by a per-channel gate" if gate else ""), (node.name,))
+
+
+def _pad(lw: Lowering, node: Node) -> Step:
+    x, a = lw.value(node.inputs[0]), node.attrs
+    return lw.step(node.name, "pad", lambda env, out: k_pad.pad(x(env), a.pads, a.value),
+                   f"{node.name}: pad {'/'.join(map(str, a.pads))}" + (f" with {a.value}" if a.value else ""),
+                   (node.name,))
 
 
 def _pool(lw: Lowering, node: Node) -> Step:
@@ -261,7 +288,7 @@ def _softmax(lw: Lowering, node: Node) -> Step:
 
 
 def _view(lw: Lowering, node: Node) -> Step:
-    """flatten and dropout: no launch, a view of the input (contiguous: every step's output is)."""
+    """flatten, reshape and dropout: no launch, a view of the input (contiguous: every step's output is)."""
     x, shape = lw.value(node.inputs[0]), lw.graph.types[node.name].shape
     return lw.step(node.name, "view", lambda env, out: x(env).reshape(shape),
                    f"{node.name}: {node.op} (a view, no launch)", (node.name,))
@@ -321,7 +348,7 @@ LOWERINGS: dict[str, Callable[[Lowering, Node], Step]] = {
     "conv2d": _conv2d, "fused_conv2d": _conv2d, "linear": _linear, "fused_linear": _linear,
     "batch_norm": _batch_norm, "add": _add, "max_pool2d": _pool, "avg_pool2d": _pool,
     "adaptive_avg_pool2d": _adaptive, "lrn": _lrn, "softmax": _softmax, "concat": _concat,
-    "flatten": _view, "dropout": _view,
+    "flatten": _view, "reshape": _view, "dropout": _view, "mul": _mul, "pad": _pad,
     **{op: _activation for op in KERNEL_ACTIVATIONS},  # what the kernels compute: an IR activation needs a branch
 }
 

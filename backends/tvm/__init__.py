@@ -39,6 +39,7 @@ import numpy as np
 
 from ...ir import ops
 from ...ir.graph import Node
+from ...ir.train import training_gaps
 from ..base import BackendUnavailableError, Options, option
 from ..template import Built, Prepared, TemplateBackend
 from . import database, lower
@@ -117,6 +118,7 @@ class TvmBackend(TemplateBackend):
     Options = TvmOptions
     dtypes = ("float32", "float64")
     table = "backends/tvm/lower.py: RULES"
+    gaps = training_gaps()  # the train-step ops (loss, gradients, train-mode forms): not lowered yet
 
     def available(self) -> tuple[bool, str]:
         return _available()

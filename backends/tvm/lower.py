@@ -315,8 +315,34 @@ def _add(lo: _Lowering, node: Node) -> Expr:
     return relax.op.add(acc, lo.arg(node.inputs[-1]))
 
 
-def _flatten(lo: _Lowering, node: Node) -> Expr:
+def _reshape(lo: _Lowering, node: Node) -> Expr:
+    """flatten and reshape: to the output's static shape."""
     return relax.op.reshape(lo.arg(node.inputs[0]), lo.g.types[node.name].shape)
+
+
+def _pad(lo: _Lowering, node: Node) -> Expr:
+    top, left, bottom, right = node.attrs.pads
+    return relax.op.nn.pad(lo.arg(node.inputs[0]), (0, 0, 0, 0, top, bottom, left, right), "constant",
+                           node.attrs.value)
+
+
+def _clip(lo: _Lowering, x: Expr, attrs: Any) -> Expr:
+    """Each bound present as a maximum/minimum with a constant (relax's clip takes both)."""
+    if attrs.min is not None:
+        x = lo.bb.emit(relax.op.maximum(x, relax.const(attrs.min, lo.dtype)))
+    return x if attrs.max is None else relax.op.minimum(x, relax.const(attrs.max, lo.dtype))
+
+
+def _hardsigmoid(lo: _Lowering, x: Expr, attrs: Any) -> Expr:
+    """relu6(x + 3) / 6, as torch writes it."""
+    shifted = relax.op.clip(relax.op.add(x, relax.const(3.0, lo.dtype)), 0, 6)
+    return relax.op.divide(shifted, relax.const(6.0, lo.dtype))
+
+
+def _hardswish(lo: _Lowering, x: Expr, attrs: Any) -> Expr:
+    """x · relu6(x + 3) / 6, multiplied before the division as torch does."""
+    shifted = relax.op.clip(relax.op.add(x, relax.const(3.0, lo.dtype)), 0, 6)
+    return relax.op.divide(relax.op.multiply(x, shifted), relax.const(6.0, lo.dtype))
 
 
 @dataclass(frozen=True)
@@ -346,11 +372,18 @@ RULES: dict[str, Callable[[_Lowering, Node], Expr]] = {
     "elu": Unary(_elu),
     "sigmoid": Unary(lambda lo, x, attrs: relax.op.sigmoid(x)),
     "tanh": Unary(lambda lo, x, attrs: relax.op.tanh(x)),
+    "hardswish": Unary(_hardswish),
+    "hardsigmoid": Unary(_hardsigmoid),
+    "silu": Unary(lambda lo, x, attrs: relax.op.nn.silu(x)),
+    "clip": Unary(_clip),
     "softmax": lambda lo, node: relax.op.nn.softmax(lo.arg(node.inputs[0]), node.attrs.axis),
     "add": _add,
     "concat": lambda lo, node: relax.op.concat([lo.arg(i) for i in node.inputs], node.attrs.axis),
-    "flatten": _flatten,
+    "flatten": _reshape,
+    "reshape": _reshape,
     "dropout": Unary(lambda lo, x, attrs: x),
+    "pad": _pad,
+    "mul": lambda lo, node: relax.op.multiply(lo.arg(node.inputs[0]), lo.arg(node.inputs[1])),  # broadcasts
 }
 
 

@@ -91,6 +91,11 @@ def _is_conv(sch: s_tir.Schedule, block: Any) -> bool:
     return len(kinds) == 7 and kinds.count(tirx.IterVar.CommReduce) == 3 and stmt.name_hint.startswith("conv2d_nchw")
 
 
+def _written_shape(sch: s_tir.Schedule, block: Any) -> tuple[int, ...]:
+    """The shape of the buffer ``block`` writes."""
+    return tuple(int(d) for d in sch.get(block).writes[0].source.shape)
+
+
 def schedule_conv2d(func: tirx.PrimFunc, target: Any) -> s_tir.Schedule | None:
     """The schedule described in the module docstring, or None where it does not apply."""
     sch = s_tir.Schedule(func)
@@ -99,6 +104,9 @@ def schedule_conv2d(func: tirx.PrimFunc, target: Any) -> s_tir.Schedule | None:
     if len(positions) != 1 or positions[0] > 1:  # one conv, after at most its padding
         return None
     conv, before, after = blocks[positions[0]], blocks[:positions[0]], blocks[positions[0] + 1:]
+    shape = _written_shape(sch, conv)
+    if any(_written_shape(sch, b) != shape for b in after):  # an epilogue that broadcasts the conv's output (a
+        return None  # squeeze-and-excitation gate times the activation) cannot be inlined into its tile store
     _, o, _, w, *_ = sch.get_loops(conv)
     out_channels, out_w = int(sch.get(o).extent), int(sch.get(w).extent)
     lanes = lanes_dividing(out_channels, target)

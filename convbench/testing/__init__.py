@@ -23,7 +23,8 @@ What there is to run
   available, declares ``dtypes`` without this one, or ``supports(node)`` is false for a node (pass
   ``fallback="numpy"`` to run those on the reference instead).
 - Fuzzing (``convbench.testing.fuzz``, needs hypothesis): ``conv2d_cases()``, ``pool_cases()``,
-  ``linear_cases()``, ``fuzz_cases()`` strategies and ``differential_test(backend, strategy, max_examples=…)``.
+  ``linear_cases()``, ``pad_cases()``, ``fuzz_cases()`` strategies and
+  ``differential_test(backend, strategy, max_examples=…)``.
   A failure shrinks to a minimal configuration.
 
 Your backend's test file
@@ -70,7 +71,8 @@ from .corpus import op_cases
 from .runner import CaseResult, judge, run_case, skip_reason
 from .zoo_cases import ModelCase, model_case, model_cases
 
-_FUZZ = ("conv2d_cases", "pool_cases", "linear_cases", "fuzz_cases", "differential_test", "check_case")
+_FUZZ = ("conv2d_cases", "pool_cases", "linear_cases", "pad_cases", "fuzz_cases", "differential_test",
+         "check_case")
 
 
 def __getattr__(name: str) -> Any:  # fuzzing needs hypothesis, a test dependency: import it only when asked

@@ -4,8 +4,10 @@ Shapes have every dimension distinct (N=2, C=3, H=7, W=5 …) so a transposed ax
 Edge cases: 1×1 spatial inputs, kernel = input size, stride > kernel, padding ≥ kernel, ceil_mode remainders
 (including torch's rule that drops a last window starting in the padding), rectangular kernels/strides,
 grouped and depthwise convs, channel counts that are not multiples of a tile (19, 33), broadcasting-free
-variadic ops, and multi-node patterns a lowering may rewrite (conv+BN folding, a conv whose output is also read
-elsewhere so it must not be folded, residual blocks, two graph outputs).
+variadic ops, asymmetric padding of each side alone, mul's one broadcast (the (N, C, 1, 1) gate), the mobile
+activations across their break points (fused into conv/linear too), and multi-node patterns a lowering may
+rewrite (conv+BN folding, a conv whose output is also read elsewhere so it must not be folded, residual blocks,
+two graph outputs, squeeze-and-excitation, TensorFlow's "SAME" stride-2 padding).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..ir.ops._base import pair
 from ..ir.ops._pool import PoolAttrs
 from ..ir.ops.adaptive_avg_pool2d import AdaptivePoolAttrs
 from ..ir.ops.batch_norm import BatchNormAttrs
+from ..ir.ops.clip import ClipAttrs
 from ..ir.ops.concat import ConcatAttrs
 from ..ir.ops.conv2d import Conv2dAttrs
 from ..ir.ops.dropout import DropoutAttrs
@@ -28,6 +31,8 @@ from ..ir.ops.fused_conv2d import FusedConv2dAttrs
 from ..ir.ops.fused_linear import FusedLinearAttrs
 from ..ir.ops.leaky_relu import LeakyReluAttrs
 from ..ir.ops.lrn import LrnAttrs
+from ..ir.ops.pad import PadAttrs
+from ..ir.ops.reshape import ReshapeAttrs
 from ..ir.ops.softmax import SoftmaxAttrs
 from .cases import OpCase, make_case, node_case, pair_tag
 
@@ -152,6 +157,40 @@ def _elementwise_cases() -> list[OpCase]:
     ]
 
 
+def _mobile_cases() -> list[OpCase]:
+    """pad (each side alone, all four unequal, a fill value, none at all), mul (same shape, the (N, C, 1, 1) gate,
+    a parameter gate), the mobile activations across their break points (±3), clip and reshape."""
+
+    def pad(shape, pads, value=0.0, tag=""):
+        return node_case(f"pad-{'-'.join(map(str, pads))}-{'x'.join(map(str, shape))}" + (f"-{tag}" if tag else ""),
+                         "pad", PadAttrs(pads, value), [shape])
+
+    def mul(shapes, params=(), tag=""):
+        return node_case(f"mul-{'-'.join('x'.join(map(str, s)) for s in shapes)}" + (f"-{tag}" if tag else ""),
+                         "mul", None, shapes, params)
+
+    def unary(op, attrs=None, shape=X, tag="", scale=4.0):
+        return node_case(f"{op}-{'x'.join(map(str, shape))}" + (f"-{tag}" if tag else ""), op, attrs, [shape],
+                         scale=scale)
+
+    return [
+        pad(X, (1, 0, 0, 0)), pad(X, (0, 1, 0, 0)), pad(X, (0, 0, 1, 0)), pad(X, (0, 0, 0, 1)),
+        pad(X, (0, 0, 1, 1), tag="tf-same"), pad(X, (1, 2, 3, 4)), pad((2, 3, 1, 1), (2, 1, 0, 3), tag="in1x1"),
+        pad(X, (2, 0, 1, 3), -1.5, tag="value"), pad(X, (0, 0, 0, 0), tag="none"),
+        mul([X, X]), mul([X, (2, 3, 1, 1)], tag="gate-in1x1"), mul([(3, 10), (3, 10)]),
+        mul([X], [("y", (2, 3, 1, 1))], tag="param-gate"),
+        unary("hardswish"), unary("hardswish", shape=(3, 10), tag="wide", scale=8.0),
+        unary("hardsigmoid"), unary("hardsigmoid", shape=(3, 10), tag="wide", scale=8.0),
+        unary("silu"), unary("silu", shape=(3, 10), tag="wide", scale=20.0),
+        unary("clip", ClipAttrs(-1.0, 0.5), tag="both"), unary("clip", ClipAttrs(None, 0.25), (3, 10), "max"),
+        unary("clip", ClipAttrs(-0.5, None), tag="min"), unary("clip", ClipAttrs(1.0, -1.0), (3, 10), "min-gt-max"),
+        # not flattens of the trailing axes (those are flatten's: an ONNX round trip gives them back as flatten)
+        unary("reshape", ReshapeAttrs((2, 15, 7)), tag="to-2x15x7"),
+        unary("reshape", ReshapeAttrs((6, 35)), tag="to-6x35"),
+        unary("reshape", ReshapeAttrs((1, 2, 105)), tag="to-1x2x105"),
+    ]
+
+
 def _norm_cases() -> list[OpCase]:
     def bn(shape, eps, tag=""):
         c = shape[1]
@@ -206,9 +245,16 @@ def _fused_cases() -> list[OpCase]:
         case("fused_conv2d", conv(padding=1, groups=5, residual=True, activation="relu6"), (2, 5, 7, 6),
              (5, 1, 3, 3), (2, 5, 7, 6), "depthwise-residual-relu6"),
         case("fused_conv2d", conv(residual=True), X, (4, 3, 1, 1), (2, 4, 7, 5), "residual"),
+        case("fused_conv2d", conv(padding=1, activation="hardswish"), X, (4, 3, 3, 3), (2, 4, 7, 5), "hardswish"),
+        case("fused_conv2d", conv(stride=2, residual=True, activation="hardsigmoid"), (2, 3, 9, 7), (6, 3, 1, 1),
+             (2, 6, 5, 4), "s2-residual-hardsigmoid"),
+        case("fused_conv2d", conv(padding=1, groups=5, bias=False, activation="silu"), (2, 5, 7, 6), (5, 1, 3, 3),
+             (2, 5, 7, 6), "depthwise-nobias-silu"),
         case("fused_linear", lin(activation="relu"), (2, 7), (5, 7), (2, 5), "relu"),
         case("fused_linear", lin(bias=False, residual=True, activation="tanh"), (3, 9), (4, 9), (3, 4),
              "nobias-residual-tanh"),
+        case("fused_linear", lin(activation="hardswish"), (2, 7), (5, 7), (2, 5), "hardswish"),
+        case("fused_linear", lin(residual=True, activation="silu"), (3, 9), (4, 9), (3, 4), "residual-silu"),
     ]
 
 
@@ -252,6 +298,15 @@ def _patterns() -> list[OpCase]:
     def conv_flatten(b, x):  # flatten straight after a conv: channels_last layouts must flatten in NCHW order
         return b.linear(b.flatten(b.relu(b.conv2d(x, 4, 3, name="conv"))), 6, name="fc")
 
+    def squeeze_excite(b, x):  # EfficientNet's block: SiLU conv, pooled gate through two 1×1 convs, rescale
+        y = b.silu(b.conv2d(x, 4, 3, padding=1, name="conv"))
+        g = b.silu(b.conv2d(b.adaptive_avg_pool2d(y), 2, 1, name="se_reduce"))
+        return b.mul(y, b.sigmoid(b.conv2d(g, 4, 1, name="se_expand")))
+
+    def tf_same(b, x):  # TensorFlow "SAME" at stride 2: one more row and column at the bottom/right
+        y = b.hardswish(b.conv2d(b.pad(x, (0, 0, 1, 1)), 4, 3, stride=2, name="conv"))
+        return b.mul(y, b.hardsigmoid(b.adaptive_avg_pool2d(y)))
+
     def two_outputs(b, x):
         y = b.conv2d(x, 4, 3, padding=1, name="conv")
         return y, b.relu(b.batch_norm(y, name="bn"))
@@ -270,13 +325,16 @@ def _patterns() -> list[OpCase]:
         _pattern("classifier", X, classifier),
         _pattern("conv-flatten", X, conv_flatten),
         _pattern("two-outputs", X, two_outputs),
+        _pattern("squeeze-excite", X, squeeze_excite),
+        _pattern("tf-same-hardswish", (2, 3, 9, 8), tf_same),
+        _pattern("pad-conv", X, lambda b, x: b.conv2d(b.pad(x, (1, 1, 1, 1)), 4, 3, name="conv")),
     ]
 
 
 def op_cases(ops: Iterable[str] | None = None) -> list[OpCase]:
     """The corpus. With ``ops``, only the cases whose every node is one of those ops (unknown names raise)."""
     cases = (_conv_cases() + _pool_cases() + _adaptive_cases() + _linear_cases() + _elementwise_cases()
-             + _norm_cases() + _variadic_cases() + _fused_cases() + _patterns())
+             + _mobile_cases() + _norm_cases() + _variadic_cases() + _fused_cases() + _patterns())
     seen: set[str] = set()
     for c in cases:
         if c.id in seen:

@@ -1,4 +1,4 @@
-"""Differential fuzzing with hypothesis: random conv2d / pooling / linear configurations, each checked against the
+"""Differential fuzzing with hypothesis: random conv2d / pooling / linear / pad configurations, each checked against the
 float64 reference exactly like a corpus case. Every configuration is drawn from small integers, so hypothesis
 shrinks a failure to a minimal one and prints it as ``OpCase('fuzz-conv2d-…': conv2d x(1,1,3,1) …)``.
 
@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from ..ir.ops._pool import PoolAttrs
 from ..ir.ops.conv2d import Conv2dAttrs
+from ..ir.ops.pad import PadAttrs
 from .cases import OpCase, node_case, pair_tag
 from .runner import resolve, run_case, skip_reason
 
@@ -70,9 +71,20 @@ def linear_cases(draw) -> OpCase:
     return node_case(case_id, "linear", None, [(*lead, fin)], params)
 
 
+@st.composite
+def pad_cases(draw) -> OpCase:
+    """Each side padded 0–3 independently (so asymmetric almost always), sometimes with a fill value, on inputs
+    down to 1×1."""
+    pads = tuple(draw(small(0, 3)) for _ in range(4))
+    value = draw(st.sampled_from([0.0, 0.0, -2.5]))
+    n, c, h, w = draw(small(1, 3)), draw(small(1, 4)), draw(small(1, 8)), draw(small(1, 8))
+    case_id = f"fuzz-pad-x{n}x{c}x{h}x{w}-p{'-'.join(map(str, pads))}" + (f"-v{value}" if value else "")
+    return node_case(case_id, "pad", PadAttrs(pads, value), [(n, c, h, w)])
+
+
 def fuzz_cases() -> st.SearchStrategy[OpCase]:
-    """conv2d, pooling and linear configurations, in that proportion of interest (conv first)."""
-    return st.one_of(conv2d_cases(), pool_cases(), linear_cases())
+    """conv2d, pooling, linear and pad configurations, in that proportion of interest (conv first)."""
+    return st.one_of(conv2d_cases(), pool_cases(), linear_cases(), pad_cases())
 
 
 def check_case(backend: str, case: OpCase, dtype: str = "float32", **compile_options: Any) -> None:

@@ -64,27 +64,41 @@ from . import (  # noqa: E402  (the modules import the helpers above)
     add,
     avg_pool2d,
     batch_norm,
+    batch_norm_train,
+    clip,
     concat,
     conv2d,
     dropout,
+    dropout_train,
     elu,
     flatten,
     fused_conv2d,
     fused_linear,
+    hardsigmoid,
+    hardswish,
     leaky_relu,
     linear,
     lrn,
     max_pool2d,
+    mul,
+    pad,
     relu,
     relu6,
+    reshape,
+    running_stat,
     sigmoid,
+    silu,
     softmax,
+    softmax_cross_entropy,
     tanh,
+    vjp,
 )
 
 for _module in (conv2d, max_pool2d, avg_pool2d, adaptive_avg_pool2d, linear, relu, leaky_relu, sigmoid, tanh,
                 elu, softmax, batch_norm, lrn, add, concat, flatten, dropout, fused_conv2d, fused_linear,
-                relu6):
+                relu6, pad, mul, hardswish, hardsigmoid, silu, clip, reshape,
+                # training (ir/autodiff.py, ir/train.py): the loss, the train-mode forms, the generic gradient node
+                softmax_cross_entropy, batch_norm_train, running_stat, dropout_train, vjp):
     register(_module.OP)
 
 __all__ = ["TRAITS", "NoAttrs", "OpDef", "first_input", "get", "infer_node", "names", "no_input", "per_element",

@@ -31,7 +31,19 @@ TRAITS: dict[str, str] = {
     "fused": "a composite `passes.fuse` builds: contraction, + residual, then an activation",
     "normalization": "rescales by statistics over a channel, a window of channels or an axis",
     "variadic": "takes min_inputs or more activations",
+    "training": "exists only in a train step (loss, gradient, train-mode forward): a backend that does not train "
+                "declares it a gap",
 }
+
+# In an op's ``saves``: the op's output (the other entries are input positions).
+OUT = -1
+
+# vjp(attrs, ins, out, dy, wrt) -> dL/d ins[wrt], an array of ins[wrt]'s shape. ``ins`` and ``out`` hold real
+# values only at the positions ``saves(attrs, wrt, n_inputs)`` names; the others are NaN placeholders of the right
+# shape and dtype, so a rule that reads a value it did not declare computes NaN and its test fails.
+Vjp = Callable[[Any, Sequence[np.ndarray], np.ndarray, np.ndarray, int], np.ndarray]
+BackwardFlops = Callable[[Any, Types, TensorType, int], int]
+Saves = Callable[[Any, int, int], tuple[int, ...]]
 
 
 def first_input(attrs: Any, n_inputs: int) -> tuple[int, ...]:
@@ -41,6 +53,30 @@ def first_input(attrs: Any, n_inputs: int) -> tuple[int, ...]:
 
 def no_input(attrs: Any, n_inputs: int) -> tuple[int, ...]:
     return ()
+
+
+def saves_all(attrs: Any, wrt: int, n_inputs: int) -> tuple[int, ...]:
+    """``saves`` default: every input and the output (safe; an op states less where its rule needs less)."""
+    return (*range(n_inputs), OUT)
+
+
+def saves_nothing(attrs: Any, wrt: int, n_inputs: int) -> tuple[int, ...]:
+    """The gradient needs only dy and the shapes (add, flatten, pad, avg pools)."""
+    return ()
+
+
+def saves_input(attrs: Any, wrt: int, n_inputs: int) -> tuple[int, ...]:
+    return (0,)
+
+
+def saves_output(attrs: Any, wrt: int, n_inputs: int) -> tuple[int, ...]:
+    """The gradient is a function of the output (relu, sigmoid, tanh, softmax): the input may be freed."""
+    return (OUT,)
+
+
+def placeholder(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A read-only all-NaN stand-in for a value a VJP did not declare in ``saves``."""
+    return np.broadcast_to(np.array(np.nan, dtype=dtype), shape)
 
 
 @dataclass(frozen=True)
@@ -55,6 +91,13 @@ class OpDef:
     the inputs its output may be written over (the memory planner and in-place lowerings ask it; a position
     holding a parameter is never overwritten). ``noop(attrs, ins, out)`` says when attributes make the op return
     its input unchanged (a 1×1 stride-1 pool); an op with the "identity" trait always does.
+
+    Training (ir/autodiff.py): ``vjp`` is the op's vector–Jacobian product in NumPy, the float64 gradient oracle
+    (signature at `Vjp`); None means the op has no VJP, a declared gap that `autodiff` refuses with the node's
+    name. ``saves(attrs, wrt, n_inputs)`` names the forward values (input positions, `OUT`) the gradient of input
+    ``wrt`` reads: what a train step keeps alive for the backward. ``backward_flops(attrs, ins, out, wrt)`` counts
+    the FLOPs of that one gradient, following ``backward_flop_rule``. Inputs that are buffers or integer-typed
+    (labels) have no gradient.
     """
 
     name: str
@@ -70,12 +113,22 @@ class OpDef:
     noop: Callable[[Any, Types, TensorType], bool] | None = None
     buffers: frozenset[str] = field(default_factory=frozenset)
     macs: Callable[[Any, Types, TensorType], int] = lambda attrs, ins, out: 0
+    vjp: Vjp | None = None
+    saves: Saves = saves_all
+    backward_flops: BackwardFlops | None = None
+    backward_flop_rule: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "traits", frozenset(self.traits))
         unknown = self.traits - set(TRAITS)
         if unknown:
             raise IRError(f"op {self.name}: unknown trait(s) {sorted(unknown)}; known: {sorted(TRAITS)}")
+        if self.vjp is not None and (self.backward_flops is None or not self.backward_flop_rule.strip()):
+            raise IRError(f"op {self.name}: a vjp needs its backward_flops and backward_flop_rule (no silent 0)")
+
+    def differentiable(self, index: int, t: TensorType) -> bool:
+        """Does input ``index`` (of type ``t``) have a gradient? Not a buffer, not an integer (labels)."""
+        return self.role(index) not in self.buffers and t.dtype != "int64"
 
     @property
     def variadic(self) -> bool:
@@ -155,3 +208,13 @@ def same_type(attrs: Any, ins: Types) -> TensorType:
 def per_element(k: int) -> Callable[[Any, Types, TensorType], int]:
     """FLOP rule of ops that spend ``k`` FLOPs per output element."""
     return lambda attrs, ins, out: k * out.numel
+
+
+def per_element_backward(k: int) -> BackwardFlops:
+    """Backward FLOP rule of ops whose gradient spends ``k`` FLOPs per output element."""
+    return lambda attrs, ins, out, wrt: k * out.numel
+
+
+def no_backward_flops(attrs: Any, ins: Types, out: TensorType, wrt: int) -> int:
+    """The gradient moves data only (a slice, a reshape, dy passed through): 0, stated by the rule."""
+    return 0

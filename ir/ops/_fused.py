@@ -4,6 +4,11 @@ A fused node stands for the composition conv/linear → (+ residual) → activat
 graph. Its reference *is* that composition, in the same order and with the same NumPy operations, so a fused
 graph gives bitwise the results of the unfused one on the reference backend; a backend that lowers it as one
 kernel saves the memory round trips, not arithmetic (FLOPs are the sum of the parts).
+
+Gradients go through the parts as well: the activation's VJP gives dz for z = y + residual (from the saved output
+where the activation's own rule reads only its output — relu, relu6, sigmoid, tanh — otherwise z is recomputed
+from the saved inputs, which costs the forward's FLOPs again and is counted), dz is the residual's gradient, and
+the contraction's VJP turns it into the gradients of x, weight and bias.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import numpy as np
 
 from ..errors import IRError, ShapeError
 from ..graph import TensorType
-from ._base import NoAttrs, OpDef, Types
+from ._base import OUT, NoAttrs, OpDef, Types, placeholder
 
 
 @functools.cache
@@ -85,3 +90,35 @@ def epilogue_flops(out: TensorType, residual: bool, activation: str | None) -> i
     """FLOPs the epilogue adds: one per element for the residual add, plus the activation's own rule."""
     act = activations()[activation].flops(NoAttrs(), [out], out) if activation is not None else 0
     return (out.numel if residual else 0) + act
+
+
+# -- gradients ------------------------------------------------------------------------------------------------
+
+def from_output(activation: str | None) -> bool:
+    """Is the activation's gradient a function of its output alone (so z need not be kept or recomputed)?"""
+    return activation is None or activations()[activation].saves(NoAttrs(), 0, 1) == (OUT,)
+
+
+def epilogue_vjp(out: np.ndarray, dy: np.ndarray, activation: str | None, pre) -> np.ndarray:
+    """dL/dz for out = activation(z); ``pre()`` recomputes z when the activation needs its input."""
+    if activation is None:
+        return dy
+    z = placeholder(out.shape, out.dtype) if from_output(activation) else pre()
+    return activations()[activation].vjp(NoAttrs(), [z], out, dy, 0)
+
+
+def fused_saves(head_saves: tuple[int, ...], activation: str | None, n_inputs: int) -> tuple[int, ...]:
+    """What a fused node's gradient reads: the head's own needs, plus the output or, to recompute z, every input."""
+    if activation is None:
+        extra: tuple[int, ...] = ()
+    else:
+        extra = (OUT,) if from_output(activation) else (*range(n_inputs), OUT)
+    return tuple(sorted(set(head_saves) | set(extra)))
+
+
+def epilogue_backward_flops(out: TensorType, activation: str | None, recompute: int) -> int:
+    """The activation's backward rule, plus the forward FLOPs of z (``recompute``) when it must be rebuilt."""
+    if activation is None:
+        return 0
+    act = activations()[activation]
+    return act.backward_flops(NoAttrs(), [out], out, 0) + (0 if from_output(activation) else recompute)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +49,33 @@ def infer(attrs: PoolAttrs, ins: Types) -> TensorType:
     return TensorType((n, c, oh, ow), x.dtype)
 
 
+def overhang(attrs: PoolAttrs, hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[int, int]:
+    """Rows and columns past the bottom/right padding that ceil_mode's last windows reach."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = attrs.kernel_size, attrs.stride, attrs.padding, attrs.dilation
+    (h, w), (oh, ow) = hw, out_hw
+    return (max(0, (oh - 1) * sh + dh * (kh - 1) + 1 - (h + 2 * ph)),
+            max(0, (ow - 1) * sw + dw * (kw - 1) + 1 - (w + 2 * pw)))
+
+
+def pad_windows(attrs: PoolAttrs, x: np.ndarray, fill: float, out_hw: tuple[int, int]) -> np.ndarray:
+    """``x`` padded with ``fill`` on every side, and past the end for ceil_mode: every window lies inside it."""
+    (ph, pw) = attrs.padding
+    extra_h, extra_w = overhang(attrs, x.shape[2:], out_hw)
+    if ph or pw or extra_h or extra_w:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph + extra_h), (pw, pw + extra_w)), constant_values=fill)
+    return x
+
+
+def taps(attrs: PoolAttrs, out_hw: tuple[int, int]) -> Iterator[tuple[slice, slice]]:
+    """For each kernel offset (row-major, torch's scan order), the strided slice of the padded input that holds
+    that offset's element of every window."""
+    (kh, kw), (sh, sw), (dh, dw) = attrs.kernel_size, attrs.stride, attrs.dilation
+    oh, ow = out_hw
+    for i in range(kh):
+        for j in range(kw):
+            yield slice(i * dh, i * dh + (oh - 1) * sh + 1, sh), slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
+
+
 def reduce_windows(attrs: PoolAttrs, x: np.ndarray, fill: float, combine: np.ufunc,
                    out_hw: tuple[int, int]) -> np.ndarray:
     """Combine (np.maximum or np.add) every window, padding with ``fill`` (and past the end for ceil_mode).
@@ -54,21 +83,29 @@ def reduce_windows(attrs: PoolAttrs, x: np.ndarray, fill: float, combine: np.ufu
     One strided slice per kernel offset, combined in place: KH·KW passes over an output-sized array, ~20×
     faster than reducing the trailing axes of a sliding-window view, whose inner loop is only KW long.
     """
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = attrs.kernel_size, attrs.stride, attrs.padding, attrs.dilation
-    oh, ow = out_hw
-    extra_h = max(0, (oh - 1) * sh + dh * (kh - 1) + 1 - (x.shape[2] + 2 * ph))
-    extra_w = max(0, (ow - 1) * sw + dw * (kw - 1) + 1 - (x.shape[3] + 2 * pw))
-    if ph or pw or extra_h or extra_w:
-        x = np.pad(x, ((0, 0), (0, 0), (ph, ph + extra_h), (pw, pw + extra_w)), constant_values=fill)
+    x = pad_windows(attrs, x, fill, out_hw)
     acc = None
-    for i in range(kh):
-        for j in range(kw):
-            tap = x[:, :, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw]
-            if acc is None:
-                acc = tap.copy()
-            else:
-                combine(acc, tap, out=acc)
+    for rows, cols in taps(attrs, out_hw):
+        tap = x[:, :, rows, cols]
+        if acc is None:
+            acc = tap.copy()
+        else:
+            combine(acc, tap, out=acc)
     return acc
+
+
+def scatter_windows(attrs: PoolAttrs, x_shape: tuple[int, ...], parts: Callable[[slice, slice], np.ndarray],
+                    dtype: Any) -> np.ndarray:
+    """The transpose of a window reduction: ``parts(rows, cols)`` (output-shaped) added back at each kernel
+    offset onto the padded input, then the padding cropped. Positions within one offset are distinct."""
+    n, c, h, w = x_shape
+    (ph, pw) = attrs.padding
+    out_hw = infer(attrs, [TensorType((1, 1, h, w), "float64")]).shape[2:]
+    extra_h, extra_w = overhang(attrs, (h, w), out_hw)
+    dx = np.zeros((n, c, h + 2 * ph + extra_h, w + 2 * pw + extra_w), dtype=dtype)
+    for rows, cols in taps(attrs, out_hw):
+        dx[:, :, rows, cols] += parts(rows, cols)
+    return dx[:, :, ph : ph + h, pw : pw + w]
 
 
 def output_hw(attrs: PoolAttrs, x: np.ndarray) -> tuple[int, int]:

@@ -2,6 +2,8 @@
 
 Output cell i along an axis of length L averages input [floor(i·L/out), ceil((i+1)·L/out)).
 FLOPs: one add per input element of each window, + 1 divide per output element.
+VJP: each output's dy divided by its window's size, added at every input position of that window.
+Backward: 1 divide per output element + 1 add per input element of each window.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..graph import TensorType
-from ._base import OpDef, Types, pair, require_rank, same_shape
+from ._base import OpDef, Types, pair, require_rank, same_shape, saves_nothing
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,17 @@ def reference(attrs: AdaptivePoolAttrs, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def vjp(attrs: AdaptivePoolAttrs, ins, out, dy: np.ndarray, wrt: int) -> np.ndarray:
+    h, w = ins[0].shape[2:]
+    dx = np.zeros(ins[0].shape, dtype=dy.dtype)
+    for i, (h0, h1) in enumerate(bounds(h, attrs.output_size[0])):
+        for j, (w0, w1) in enumerate(bounds(w, attrs.output_size[1])):
+            dx[:, :, h0:h1, w0:w1] += dy[:, :, i : i + 1, j : j + 1] / dy.dtype.type((h1 - h0) * (w1 - w0))
+    return dx
+
+
 OP = OpDef(name="adaptive_avg_pool2d", attrs_type=AdaptivePoolAttrs, inputs=("x",),
            traits={"window"}, noop=same_shape, infer=infer, flops=flops,
-           reference=reference, flop_rule="1 add per input element of each window + 1 divide per output")
+           reference=reference, flop_rule="1 add per input element of each window + 1 divide per output",
+           vjp=vjp, saves=saves_nothing, backward_flops=lambda attrs, ins, out, wrt: flops(attrs, ins, out),
+           backward_flop_rule="1 divide per output + 1 add per input element of each window")

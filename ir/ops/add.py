@@ -1,6 +1,7 @@
 """add: elementwise sum of two or more tensors of one shape (no broadcasting; residual connections).
 
 FLOPs: (inputs − 1) per output element.
+VJP: every input's gradient is dy itself (0 FLOPs; the adds of a value with several readers are autodiff's).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import TensorType
-from ._base import NoAttrs, OpDef, Types
+from ._base import NoAttrs, OpDef, Types, no_backward_flops, saves_nothing
 
 
 def infer(attrs: NoAttrs, ins: Types) -> TensorType:
@@ -29,6 +30,11 @@ def reference(attrs: NoAttrs, *xs: np.ndarray) -> np.ndarray:
     return out
 
 
+def vjp(attrs: NoAttrs, ins, out, dy: np.ndarray, wrt: int) -> np.ndarray:
+    return dy
+
+
 OP = OpDef(name="add", attrs_type=NoAttrs, inputs=("x",), min_inputs=2, traits={"elementwise", "variadic"},
            overwrites=lambda attrs, n: tuple(range(n)), infer=infer,
-           flops=flops, reference=reference, flop_rule="(inputs − 1) adds per output element")
+           flops=flops, reference=reference, flop_rule="(inputs − 1) adds per output element",
+           vjp=vjp, saves=saves_nothing, backward_flops=no_backward_flops, backward_flop_rule="0 (dy passed through)")

@@ -2,6 +2,9 @@
 
 The running statistics are buffers, not parameters (torchvision does not count them).
 FLOPs: 2 per element (the per-channel scale and shift, once folded).
+VJP (inference mode, the statistics fixed: BN frozen while the rest trains): dx = dy·γ/σ, dγ = Σ dy·(x − μ)/σ,
+dβ = Σ dy over every axis but 1; the running statistics are buffers, without a gradient. Backward: data 1,
+weight 4, bias 1 per element. A train step uses ``batch_norm_train`` (batch statistics) instead.
 """
 
 from __future__ import annotations
@@ -45,8 +48,30 @@ def reference(attrs: BatchNormAttrs, x, weight, bias, mean, var) -> np.ndarray:
     return x * scale.reshape(bcast) + shift.reshape(bcast)
 
 
+def vjp(attrs: BatchNormAttrs, ins, out, dy: np.ndarray, wrt: int) -> np.ndarray:
+    x, weight, _, mean, var = ins
+    bcast = (1, -1) + (1,) * (dy.ndim - 2)
+    axes = tuple(a for a in range(dy.ndim) if a != 1)
+    inv_std = 1 / np.sqrt(var + var.dtype.type(attrs.eps))
+    if wrt == 0:
+        return dy * (weight * inv_std).reshape(bcast)
+    if wrt == 1:
+        return (dy * ((x - mean.reshape(bcast)) * inv_std.reshape(bcast))).sum(axis=axes)
+    return dy.sum(axis=axes)
+
+
+def saves(attrs: BatchNormAttrs, wrt: int, n_inputs: int) -> tuple[int, ...]:
+    return {0: (1, 4), 1: (0, 3, 4)}.get(wrt, ())  # γ, μ and σ² are parameters: nothing extra stays alive for them
+
+
+def backward_flops(attrs: BatchNormAttrs, ins: Types, out, wrt: int) -> int:
+    return out.numel * (4 if wrt == 1 else 1)
+
+
 OP = OpDef(name="batch_norm", attrs_type=BatchNormAttrs,
            inputs=("x", "weight", "bias", "running_mean", "running_var"),
            buffers=frozenset({"running_mean", "running_var"}),
            traits={"elementwise", "normalization"}, overwrites=first_input, infer=infer, flops=per_element(2),
-           reference=reference, flop_rule="2 per element (scale and shift)")
+           reference=reference, flop_rule="2 per element (scale and shift)",
+           vjp=vjp, saves=saves, backward_flops=backward_flops,
+           backward_flop_rule="data 1 per element (dy·γ/σ), weight 4 (subtract, 2 multiplies, sum), bias 1 (sum)")

@@ -4,6 +4,7 @@ Inputs: (x, weight[, bias][, residual]); the attrs say which optional inputs are
 None or an attribute-free elementwise op (relu, sigmoid, tanh). Shape and MACs: conv2d's.
 FLOPs: conv2d's (bias included) + 1 per element for the residual + the activation's rule — fusion saves memory
 traffic, not arithmetic. Reference: conv2d's reference, then the shared epilogue (bitwise the unfused result).
+VJP and backward FLOPs: the parts' (`_fused`): the activation's, then dz for the residual and conv2d's for the rest.
 """
 
 from __future__ import annotations
@@ -16,7 +17,18 @@ import numpy as np
 from ..graph import TensorType
 from . import conv2d
 from ._base import OpDef, Types, pair
-from ._fused import check_activation, check_arity, check_residual, epilogue, epilogue_flops, overwrites_residual, split
+from ._fused import (
+    check_activation,
+    check_arity,
+    check_residual,
+    epilogue,
+    epilogue_backward_flops,
+    epilogue_flops,
+    epilogue_vjp,
+    fused_saves,
+    overwrites_residual,
+    split,
+)
 
 
 @dataclass(frozen=True)
@@ -70,9 +82,38 @@ def reference(attrs: FusedConv2dAttrs, *args: np.ndarray) -> np.ndarray:
     return epilogue(conv2d.reference(attrs.conv, x, w, b), r, attrs.activation)
 
 
+def vjp(attrs: FusedConv2dAttrs, ins, out: np.ndarray, dy: np.ndarray, wrt: int) -> np.ndarray:
+    x, w, b, r = split(ins, attrs.bias, attrs.residual)
+
+    def pre() -> np.ndarray:
+        z = conv2d.reference(attrs.conv, x, w, b)
+        return z + r if r is not None else z
+
+    dz = epilogue_vjp(out, dy, attrs.activation, pre)
+    if attrs.residual and wrt == len(ins) - 1:
+        return dz
+    return conv2d.vjp(attrs.conv, ins[: 2 + attrs.bias], None, dz, wrt)
+
+
+def saves(attrs: FusedConv2dAttrs, wrt: int, n_inputs: int) -> tuple[int, ...]:
+    head = () if attrs.residual and wrt == n_inputs - 1 else conv2d.saves(attrs.conv, wrt, 2 + attrs.bias)
+    return fused_saves(head, attrs.activation, n_inputs)
+
+
+def backward_flops(attrs: FusedConv2dAttrs, ins: Types, out: TensorType, wrt: int) -> int:
+    parts = _conv_inputs(attrs, ins)
+    head = 0 if attrs.residual and wrt == len(ins) - 1 else conv2d.backward_flops(attrs.conv, parts, out, wrt)
+    recompute = conv2d.flops(attrs.conv, parts, out) + (out.numel if attrs.residual else 0)
+    return head + epilogue_backward_flops(out, attrs.activation, recompute)
+
+
 OP = OpDef(
     name="fused_conv2d", attrs_type=FusedConv2dAttrs, inputs=("x", "weight", "bias", "residual"), min_inputs=2,
     traits={"contraction", "window", "fused"}, overwrites=overwrites_residual,
     infer=infer, macs=macs, flops=flops, reference=reference,
     flop_rule="conv2d's (2·MACs + bias) + 1 per element for the residual + the activation's rule",
+    vjp=vjp, saves=saves, backward_flops=backward_flops,
+    backward_flop_rule="the activation's backward rule (+ the forward's FLOPs when z must be recomputed: "
+                       "hardswish, hardsigmoid, silu), then conv2d's backward rule for x, weight and bias; 0 more "
+                       "for the residual",
 )

@@ -1,6 +1,7 @@
 """softmax along ``axis`` (default 1, the class axis of (N, classes) logits), computed max-shifted.
 
 FLOPs: 5 per element (max, subtract, exp, sum, divide).
+VJP: y·(dy − Σ dy·y) along the axis, from the output. Backward: 4 per element (multiply, sum, subtract, multiply).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..graph import TensorType
-from ._base import OpDef, Types, per_element
+from ._base import OpDef, Types, per_element, per_element_backward, saves_output
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,12 @@ def reference(attrs: SoftmaxAttrs, x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=attrs.axis, keepdims=True)
 
 
+def vjp(attrs: SoftmaxAttrs, ins, out: np.ndarray, dy: np.ndarray, wrt: int) -> np.ndarray:
+    return out * (dy - (dy * out).sum(axis=attrs.axis, keepdims=True))
+
+
 OP = OpDef(name="softmax", attrs_type=SoftmaxAttrs, inputs=("x",),
            traits={"normalization"}, infer=infer, flops=per_element(5),
-           reference=reference, flop_rule="5 per element (max, subtract, exp, sum, divide)")
+           reference=reference, flop_rule="5 per element (max, subtract, exp, sum, divide)",
+           vjp=vjp, saves=saves_output, backward_flops=per_element_backward(4),
+           backward_flop_rule="4 per element (dy·y, its sum, subtract, multiply by y)")

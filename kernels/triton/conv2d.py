@@ -15,6 +15,7 @@ go to the direct kernel in `depthwise`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -54,7 +55,7 @@ def conv2d_kernel(
     stride_wg, stride_wk, stride_wo,
     stride_rn, stride_rc, stride_rh, stride_rw,
     stride_on, stride_oc, stride_oh, stride_ow,
-    alpha,
+    alpha, beta,
     KH: tl.constexpr, KW: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
@@ -117,7 +118,7 @@ def conv2d_kernel(
     if HAS_RESIDUAL:
         r_rows = res_ptr + (n * stride_rn + oh * stride_rh + ow * stride_rw)
         acc += tl.load(r_rows[:, None] + (o * stride_rc)[None, :], mask=mask, other=0.0).to(tl.float32)
-    acc = activate(acc, ACTIVATION, alpha)
+    acc = activate(acc, ACTIVATION, alpha, beta)
     o_rows = out_ptr + (n * stride_on + oh * stride_oh + ow * stride_ow)
     tl.store(o_rows[:, None] + (o * stride_oc)[None, :], acc.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -155,7 +156,7 @@ def output_size(size: int, kernel: int, stride: int, pad: int, dilation: int) ->
 def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1, 1),
            padding: tuple[int, int] = (0, 0), dilation: tuple[int, int] = (1, 1),
            residual: torch.Tensor | None = None, activation: str | None = None, alpha: float = 0.0,
-           out: torch.Tensor | None = None, tf32: bool = False) -> torch.Tensor:
+           beta: float = math.inf, out: torch.Tensor | None = None, tf32: bool = False) -> torch.Tensor:
     """activation(conv2d(x, W, b) + residual) for NCHW ``x`` (any strides) and a `pack_weight` weight.
 
     ``out`` may be given (any strides, e.g. a channel slice of a concat's output); otherwise it is allocated
@@ -183,7 +184,7 @@ def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1,
         check(tuple(residual.shape) == shape, f"conv2d: residual must have the output's shape {shape}, "
                                               f"got {tuple(residual.shape)}")
     if weight.in_per_group == 1 and g > 1:  # depthwise: a direct convolution beats a per-channel GEMM
-        depthwise.launch(x, weight, out, residual, stride, padding, dilation, activation, alpha)
+        depthwise.launch(x, weight, out, residual, stride, padding, dilation, activation, alpha, beta)
         return out
     res = residual if residual is not None else out  # never read when HAS_RESIDUAL is False
     m = nb * oh * ow
@@ -195,7 +196,7 @@ def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1,
         m, h, w, oh, ow, weight.in_per_group, o_per_g, k_per_g,
         stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
         *x.stride(), *weight.weight.stride(), *res.stride(), *out.stride(),
-        float(alpha),
+        float(alpha), float(beta),
         KH=kh, KW=kw, HAS_BIAS=weight.bias is not None, HAS_RESIDUAL=residual is not None,
         ACTIVATION=activation or "", INPUT_PRECISION=precision(x.dtype, tf32),
         UPCAST=runtime.INTERPRET and x.dtype == torch.bfloat16,

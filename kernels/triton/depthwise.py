@@ -44,7 +44,7 @@ def depthwise_conv2d_kernel(
     stride_wg, stride_wk, stride_wm,
     stride_rn, stride_rc, stride_rh, stride_rw,
     stride_on, stride_oc, stride_oh, stride_ow,
-    alpha,
+    alpha, beta,
     KH: tl.constexpr, KW: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_P: tl.constexpr,
@@ -83,14 +83,15 @@ def depthwise_conv2d_kernel(
         r_rows = res_ptr + (n * stride_rn + o * stride_rc)
         acc += tl.load(r_rows[:, None] + (oh * stride_rh + ow * stride_rw)[None, :], mask=mask,
                        other=0.0).to(tl.float32)
-    acc = activate(acc, ACTIVATION, alpha)
+    acc = activate(acc, ACTIVATION, alpha, beta)
     o_rows = out_ptr + (n * stride_on + o * stride_oc)
     tl.store(o_rows[:, None] + (oh * stride_oh + ow * stride_ow)[None, :], acc.to(out_ptr.dtype.element_ty),
              mask=mask)
 
 
 def launch(x: torch.Tensor, weight, out: torch.Tensor, residual: torch.Tensor | None, stride: tuple[int, int],
-           padding: tuple[int, int], dilation: tuple[int, int], activation: str | None, alpha: float) -> None:
+           padding: tuple[int, int], dilation: tuple[int, int], activation: str | None, alpha: float,
+           beta: float) -> None:
     """Launch for `conv2d.conv2d`, which has checked the arguments and allocated ``out``; ``weight`` is its
     `PackedConv` with one input channel per group."""
     nb, _, h, w = x.shape
@@ -104,7 +105,7 @@ def launch(x: torch.Tensor, weight, out: torch.Tensor, residual: torch.Tensor | 
         r, o, o // weight.groups, h, w, oh, ow,
         stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
         *x.stride(), *weight.weight.stride(), *res.stride(), *out.stride(),
-        float(alpha),
+        float(alpha), float(beta),
         KH=kh, KW=kw, HAS_BIAS=weight.bias is not None, HAS_RESIDUAL=residual is not None,
         ACTIVATION=activation or "",
     )

@@ -7,6 +7,7 @@ for.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -42,7 +43,7 @@ def linear_kernel(
     x_ptr, w_ptr, bias_ptr, res_ptr, out_ptr,
     M, N, K,
     stride_xm, stride_xk, stride_wk, stride_wn, stride_rm, stride_rn, stride_om, stride_on,
-    alpha,
+    alpha, beta,
     HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -74,7 +75,7 @@ def linear_kernel(
     if HAS_RESIDUAL:
         r_rows = res_ptr + offs_m * stride_rm
         acc += tl.load(r_rows[:, None] + (offs_n * stride_rn)[None, :], mask=mask, other=0.0).to(tl.float32)
-    acc = activate(acc, ACTIVATION, alpha)
+    acc = activate(acc, ACTIVATION, alpha, beta)
     o_rows = out_ptr + offs_m * stride_om
     tl.store(o_rows[:, None] + (offs_n * stride_on)[None, :], acc.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -106,8 +107,8 @@ def pack_weight(weight: torch.Tensor, bias: torch.Tensor | None = None,
 
 
 def linear(x: torch.Tensor, weight: PackedLinear, *, residual: torch.Tensor | None = None,
-           activation: str | None = None, alpha: float = 0.0, out: torch.Tensor | None = None,
-           tf32: bool = False) -> torch.Tensor:
+           activation: str | None = None, alpha: float = 0.0, beta: float = math.inf,
+           out: torch.Tensor | None = None, tf32: bool = False) -> torch.Tensor:
     """activation(x · Wᵀ + b + residual) over the last axis of ``x`` (leading axes are flattened)."""
     check(x.dim() >= 1 and x.shape[-1] == weight.in_features,
           f"linear: input has {x.shape[-1] if x.dim() else '?'} features (shape {tuple(x.shape)}), the weight "
@@ -132,7 +133,7 @@ def linear(x: torch.Tensor, weight: PackedLinear, *, residual: torch.Tensor | No
     linear_kernel[grid](
         x2, weight.weight, weight.bias if weight.bias is not None else out2, res2, out2,
         m, n, k, *x2.stride(), *weight.weight.stride(), *res2.stride(), *out2.stride(),
-        float(alpha),
+        float(alpha), float(beta),
         HAS_BIAS=weight.bias is not None, HAS_RESIDUAL=residual is not None, ACTIVATION=activation or "",
         INPUT_PRECISION=precision(x.dtype, tf32), UPCAST=runtime.INTERPRET and x.dtype == torch.bfloat16,
     )
