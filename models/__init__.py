@@ -7,9 +7,22 @@ from dataclasses import dataclass
 
 from ..ir.errors import IRError
 from ..ir.graph import Graph
-from . import alexnet, densenet, googlenet, inception, lenet, mobilenet, resnet, squeezenet, vgg
+from . import (
+    alexnet,
+    densenet,
+    efficientnet,
+    googlenet,
+    inception,
+    lenet,
+    mobilenet,
+    mobilenet_v3,
+    resnet,
+    squeezenet,
+    vgg,
+)
 from .checkpoint import CheckpointError, load_checkpoint
 from .init import init_params
+from .pretrained import PretrainedError, load_pretrained
 
 
 class UnknownModelError(IRError, KeyError):
@@ -26,6 +39,7 @@ class ModelSpec:
     small_image_size: int  # the reduced input tests and quick checks use
     num_classes: int = 1000
     family: str = ""
+    preprocess: str = "imagenet"  # how a photograph becomes its input (models/images.py PREPROCESS)
 
 
 _SPECS = [
@@ -42,6 +56,11 @@ _SPECS = [
     ModelSpec("squeezenet1_0", squeezenet.squeezenet1_0, 224, 21, 32, family="squeezenet"),
     ModelSpec("densenet121", densenet.densenet121, 224, 29, 32, family="densenet"),
     ModelSpec("inception_v3", inception.inception_v3, 299, 75, 75, family="inception"),
+    ModelSpec("mobilenet_v3_large", mobilenet_v3.mobilenet_v3_large, 224, 1, 32, family="mobilenet"),
+    ModelSpec("mobilenet_v3_small", mobilenet_v3.mobilenet_v3_small, 224, 1, 32, family="mobilenet"),
+    ModelSpec("efficientnet_b0", mobilenet_v3.efficientnet_b0, 224, 1, 32, family="efficientnet"),
+    *(ModelSpec(name, getattr(efficientnet, name), res, 1, 32, family="efficientnet_lite",
+                preprocess="efficientnet_lite") for name, (_, _, res, _) in efficientnet.LITE.items()),
 ]
 ZOO: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
 
@@ -68,5 +87,5 @@ def build(name: str, batch: int = 1, image_size: int | None = None, num_classes:
     return s.build(batch=batch, image_size=size, num_classes=num_classes or s.num_classes)
 
 
-__all__ = ["ZOO", "CheckpointError", "ModelSpec", "UnknownModelError", "build", "init_params", "load_checkpoint",
-           "names", "spec"]
+__all__ = ["ZOO", "CheckpointError", "ModelSpec", "PretrainedError", "UnknownModelError", "build", "init_params",
+           "load_checkpoint", "load_pretrained", "names", "spec"]

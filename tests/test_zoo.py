@@ -27,7 +27,16 @@ PUBLISHED = {
     "resnet152": (60_192_808, 11_513_626_624),
     "lenet5": (61_706, 416_520),
     "alexnet_2012": (62_378_344, None),
+    "mobilenet_v3_large": (5_483_032, None),
+    "mobilenet_v3_small": (2_542_856, None),
+    "efficientnet_b0": (5_288_548, None),
+    # the port's own module counted independently (torch.utils.flop_counter): exact
+    "efficientnet_lite0": (4_652_008, 385_187_552),
+    "efficientnet_lite1": (5_416_680, 600_185_232),
+    "efficientnet_lite2": (6_092_072, 859_736_272),
 }
+# torchvision publishes these MACs to three decimals of a GMAC only
+PUBLISHED_GMACS = {"mobilenet_v3_large": 0.217, "mobilenet_v3_small": 0.057, "efficientnet_b0": 0.386}
 
 FOUNDATION_ZOO = ["lenet5", "alexnet", "alexnet_2012", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn",
                   "vgg13_bn", "vgg16_bn", "vgg19_bn", "googlenet", "resnet18", "resnet34", "resnet50",
@@ -45,6 +54,8 @@ def test_published_counts(name):
     assert s.params == params
     if macs is not None:
         assert s.macs == macs
+    if name in PUBLISHED_GMACS:
+        assert round(s.macs / 1e9, 3) == PUBLISHED_GMACS[name]
 
 
 def test_alexnet_2012_layer_table():
