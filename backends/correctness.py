@@ -3,10 +3,15 @@
 Errors are measured on the scale of the reference output, not element by element (an elementwise relative
 error is meaningless near zero): ``max_rel = max|y − ref| / max|ref|``. A result passes when
 ``max_abs ≤ atol + rtol · max|ref|``. Top-1/top-5 agreement is reported for logits (rank-2 outputs).
+
+`accuracy` is what classification on real photographs is judged by: top-1/top-5 against each photograph's
+acceptable labels, and top-1 agreement, top-5 overlap, softmax KL divergence and logit cosine similarity
+against the float64 reference.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -117,3 +122,77 @@ def compare(y: np.ndarray, ref: np.ndarray, dtype: str = "float32", nonfinite_ex
     reason = "" if ok else (f"max abs error {max_abs:.3g}{where} > {bound:.3g} "
                             f"(rtol {tol.rtol:g} · max|ref| {scale:.3g} + atol {tol.atol:g})")
     return Agreement(ok, max_abs, max_rel, bound, dtype, top1, top5, reason, worst, border)
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """How a batch of logits classifies: against each row's acceptable labels (None without labels) and against the
+    float64 reference's logits. Every value is a mean over the ``n`` rows."""
+
+    n: int
+    top1: float | None  # fraction of rows whose argmax is an acceptable label
+    top5: float | None  # fraction of rows with an acceptable label among the top 5
+    top1_agreement: float  # fraction of rows whose argmax is the reference's
+    top5_overlap: float  # |top-5 ∩ reference top-5| / 5 (k = classes when fewer than 5)
+    kl: float  # mean KL(softmax(reference) ‖ softmax(candidate)), nats
+    cosine: float  # mean cosine similarity of a row's logits with the reference's
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _topk(x: np.ndarray, k: int) -> np.ndarray:
+    # ties broken by index (a stable sort), so a hand-made case has one answer
+    return np.argsort(-x, axis=-1, kind="stable")[:, :k]
+
+
+def accuracy(y: np.ndarray, ref: np.ndarray, labels: Sequence[Collection[int]] | None = None) -> Accuracy:
+    """Classification metrics of logits ``y`` (N, classes) against the reference's logits and, when given, each
+    row's set of acceptable class indices. Computed in float64; a shape mismatch or non-finite logits raise
+    ValueError (the max-error comparison, `compare`, is what reports those as a failed case)."""
+    y64, r64 = np.asarray(y, np.float64), np.asarray(ref, np.float64)
+    if y64.ndim != 2 or y64.shape != r64.shape or y64.shape[0] == 0:
+        raise ValueError(f"accuracy needs logits (N, classes) shaped like the reference's, got {y64.shape} and "
+                         f"{r64.shape}")
+    if not (np.isfinite(y64).all() and np.isfinite(r64).all()):
+        raise ValueError("accuracy needs finite logits")
+    if labels is not None and len(labels) != len(y64):
+        raise ValueError(f"{len(labels)} label sets for {len(y64)} rows")
+    n, k = len(y64), min(5, y64.shape[1])
+    top_y, top_r = _topk(y64, k), _topk(r64, k)
+    top1 = top5 = None
+    if labels is not None:
+        top1 = float(np.mean([int(t[0]) in set(a) for t, a in zip(top_y, labels, strict=True)]))
+        top5 = float(np.mean([bool(set(map(int, t)) & set(a)) for t, a in zip(top_y, labels, strict=True)]))
+    agree = float(np.mean(top_y[:, 0] == top_r[:, 0]))
+    overlap = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_y, top_r, strict=True)]))
+    log_p, log_q = _log_softmax(r64), _log_softmax(y64)
+    kl = float(np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)))
+    norms = np.linalg.norm(y64, axis=-1) * np.linalg.norm(r64, axis=-1)
+    cos = np.where(norms > 0, np.sum(y64 * r64, axis=-1) / np.where(norms > 0, norms, 1.0),
+                   np.all(y64 == r64, axis=-1).astype(np.float64))  # two zero rows are the same direction
+    return Accuracy(n, top1, top5, agree, overlap, max(kl, 0.0), float(np.mean(cos)))
+
+
+# The training column: one train step (loss, gradients, parameters after it) per tensor on its own scale (rtol),
+# plus ``atol`` × the model's largest gradient for every gradient: a gradient that is 0 in exact arithmetic is
+# rounding noise of that scale. float32 is looser than inference: BN in train mode divides by batch statistics of
+# few values per channel at the small sizes check runs (MobileNetV2 at 64 px, batch 2: 8 per channel in its last
+# stage), so float32 rounding is amplified through the backward (measured: torch 7e-3 of the model's gradient
+# scale, NumPy float32 6e-2 on MobileNetV2; 2e-5 on ResNet-18 at 64 px).
+TRAIN_TOLERANCES: dict[str, Tolerance] = {
+    "float64": Tolerance(rtol=1e-8, atol=1e-12),
+    "float32": Tolerance(rtol=1e-2, atol=1e-2),
+}
+
+
+def train_tolerance(dtype: str) -> Tolerance:
+    try:
+        return TRAIN_TOLERANCES[dtype]
+    except KeyError:
+        raise KeyError(f"no training tolerance for dtype {dtype!r}; known: {', '.join(TRAIN_TOLERANCES)}") from None

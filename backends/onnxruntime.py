@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -67,6 +67,7 @@ class OrtDetails:
 
 class OnnxRuntimeBackend(TemplateBackend):
     name = "onnxruntime"
+    peer: ClassVar[bool] = True  # a peer engine running the exported model, not a convbench lowering
     Options = OrtOptions
     dtypes = ("float32",)
     table = "ir/onnx_export.py: EMITTERS"

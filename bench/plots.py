@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 MARKERS = "osD^v<>pP*hX"
-FILES = ("throughput.png", "speedup.png", "latency.png", "memory.png", "roofline.png")  # every plot make_all draws
+FILES = ("throughput.png", "speedup.png", "latency.png", "memory.png", "roofline.png",
+         "accuracy.png")  # every plot make_all draws
+KL_FLOOR = 1e-16  # a log axis has no zero: an exact match is drawn here
 
 
 def _colors(backends: list[str]) -> dict[str, tuple]:
@@ -32,6 +34,12 @@ def _title(ax, sub: pd.DataFrame, text: str) -> None:
     ax.set_title(f"{text} — {sub.machine.iloc[0]}", fontsize=10)
 
 
+def _label(df: pd.DataFrame, backend: str) -> str:
+    """A backend's legend entry: peer engines (report.backend_kind) are marked as such."""
+    kinds = set(df.kind[df.backend == backend]) if "kind" in df else set()
+    return f"{backend} (peer engine)" if "peer engine" in kinds else backend
+
+
 def _grouped_bars(ax, sub: pd.DataFrame, value: str, colors: dict[str, tuple], backends: list[str],
                   base: float = 0.0) -> list[str]:
     """One group of bars per case, one bar per backend; with ``base`` the bars grow up or down from it."""
@@ -44,7 +52,7 @@ def _grouped_bars(ax, sub: pd.DataFrame, value: str, colors: dict[str, tuple], b
         ys = [values.get(c) for c in cats]
         xs = [i + (k - (len(backends) - 1) / 2) * width for i in range(len(cats))]
         heights = [np.nan if y is None or pd.isna(y) else float(y) - base for y in ys]
-        ax.bar(xs, heights, width, bottom=base or None, label=b, color=colors[b])
+        ax.bar(xs, heights, width, bottom=base or None, label=_label(sub, b), color=colors[b])
     ax.set_xticks(range(len(cats)), cats, rotation=35, ha="right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return cats
@@ -145,7 +153,7 @@ def roofline(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
             ax.scatter(r.intensity, r.gflops, color=colors[r.backend], marker=MARKERS[models.index(r.model) % 12],
                        s=20 + 8 * np.log2(r.batch), edgecolors="black", linewidths=0.4)
         for b in dict.fromkeys(sub.backend):
-            ax.scatter([], [], color=colors[b], label=b)
+            ax.scatter([], [], color=colors[b], label=_label(sub, b))
         for m in dict.fromkeys(sub.model):
             ax.scatter([], [], color="white", edgecolors="black", marker=MARKERS[models.index(m) % 12], label=m)
         ax.set_xscale("log")
@@ -155,6 +163,40 @@ def roofline(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
         ax.grid(which="both", alpha=0.2)
         ax.legend(fontsize=7, loc="lower right")
         _title(ax, sub, "Roofline (marker size grows with batch)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def accuracy(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
+    """Real-input cases: throughput against top-1 agreement with the float64 reference and against the softmax
+    KL divergence from it, one point per case (marker: model)."""
+    ok = df[(df.status == "ok") & df.top1_agree.notna()]
+    machines = list(dict.fromkeys(ok.machine_id))
+    fig, axes = plt.subplots(len(machines), 2, figsize=(12, 4.5 * len(machines)), squeeze=False)
+    models = list(dict.fromkeys(ok.model))
+    for i, mid in enumerate(machines):
+        sub = ok[ok.machine_id == mid]
+        for ax, col, name in ((axes[i][0], "top1_agree", "top-1 agreement with the float64 reference"),
+                              (axes[i][1], "kl", "softmax KL divergence from the reference (log)")):
+            for r in sub.itertuples():
+                y = float(getattr(r, col))
+                ax.scatter(r.throughput_ips, max(y, KL_FLOOR) if col == "kl" else y, color=colors[r.backend],
+                           marker=MARKERS[models.index(r.model) % 12], s=40, edgecolors="black", linewidths=0.4)
+            for b in dict.fromkeys(sub.backend):
+                ax.scatter([], [], color=colors[b], label=_label(sub, b))
+            for m in dict.fromkeys(sub.model):
+                ax.scatter([], [], color="white", edgecolors="black", marker=MARKERS[models.index(m) % 12], label=m)
+            ax.set_xscale("log")
+            if col == "kl":
+                ax.set_yscale("log")
+            else:
+                ax.set_ylim(-0.05, 1.05)
+            ax.set_xlabel("images / s (log)")
+            ax.set_ylabel(name)
+            ax.grid(which="both", alpha=0.2)
+            ax.legend(fontsize=7)
+            _title(ax, sub, "Accuracy against speed (real photographs)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -180,4 +222,7 @@ def make_all(df: pd.DataFrame, out: Path, reference: str = "numpy") -> dict[str,
     if ok.gflops.notna().any():  # no FLOP count (a hand-made or foreign record): no point to place
         roofline(df, out / "roofline.png", colors)
         figures["roofline.png"] = "Roofline: achieved GFLOP/s against the measured GEMM peak and copy bandwidth"
+    if "top1_agree" in ok and ok.top1_agree.notna().any():  # real-input cases carry accuracy
+        accuracy(df, out / "accuracy.png", colors)
+        figures["accuracy.png"] = "Accuracy against speed: top-1 agreement and KL divergence vs images/s"
     return figures

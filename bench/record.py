@@ -12,7 +12,8 @@ accepts every layout convbench has written:
 Keys a reader does not know (older writers' ``compile.wall_s``, benchmarks/triton_gpu.py's ``layer``) are kept
 in ``extra`` and written back unchanged. The nested dicts that are not typed here are each the ``to_dict()`` of
 their producer's own type: ``timing`` (`stats.Measurement`), ``correctness`` (`correctness.Agreement`, or
-``{ok: null, dtype, reason}`` without a reference), ``model_info`` (`ir.analysis` summary), ``calibration``
+``{ok: null, dtype, reason}`` without a reference), ``accuracy`` (`correctness.Accuracy`, real input only),
+``model_info`` (`ir.analysis` summary), ``calibration``
 (`calibrate.calibrate`), ``machine`` (`machine.fingerprint`).
 """
 
@@ -27,7 +28,7 @@ from typing import Any, ClassVar, TypeVar
 
 from ..ir.serialize import show_value, typed
 from .errors import BenchError
-from .schema import SCHEMA_VERSION, STATUSES, Case, SchemaError, scan
+from .schema import INPUTS, SCHEMA_VERSION, STATUSES, Case, SchemaError, scan
 
 T = TypeVar("T", bound="_Part")
 
@@ -107,6 +108,8 @@ def case_from_dict(value: Any, path: str = "case") -> Case:
     if missing:
         raise SchemaError(f"field {path!r} lacks {', '.join(map(repr, missing))}")
     known = {k: _typed(v, hints[k], f"{path}.{k}") for k, v in value.items() if k in _CASE_FIELDS}
+    if known.get("input", "random") not in INPUTS:
+        raise SchemaError(f"field '{path}.input' must be one of {', '.join(INPUTS)}, got {show_value(known['input'])}")
     for k in ("image_size", "batch", "threads"):
         if known[k] < 1:
             raise SchemaError(f"field '{path}.{k}' must be ≥ 1, got {known[k]}")
@@ -179,6 +182,7 @@ class Record(_Part):
     peak_fraction: float | None = None  # gflops over the calibrated GEMM peak of the device it ran on
     memory: Memory | None = None
     correctness: dict[str, Any] | None = None
+    accuracy: dict[str, Any] | None = None  # `correctness.Accuracy` of a real-input case; absent for random input
     calibration: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     worker: WorkerInfo | None = None
@@ -186,7 +190,7 @@ class Record(_Part):
 
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset(
         {"started", "duration_s", "device", "skipped", "detail", "model_info", "compile", "timing",
-         "throughput_ips", "gflops", "memory", "correctness", "worker"})
+         "throughput_ips", "gflops", "memory", "correctness", "accuracy", "worker"})
     NESTED: ClassVar[dict[str, type]] = {"compile": CompileInfo, "memory": Memory, "worker": WorkerInfo}
     SHAPES: ClassVar[dict[str, dict[str, Any]]] = {
         "timing": {"n": int, "samples": list[float], "converged": bool | None, "stop_reason": str,
@@ -194,6 +198,8 @@ class Record(_Part):
                                    float | None)},
         "correctness": {"ok": bool | None, "dtype": str | None, "reason": str,
                         **dict.fromkeys(("max_abs", "max_rel", "bound", "top1", "top5"), float | None)},
+        "accuracy": {"n": int, **dict.fromkeys(("top1", "top5"), float | None),
+                     **dict.fromkeys(("top1_agreement", "top5_overlap", "kl", "cosine"), float)},
         "model_info": dict.fromkeys(("flops", "macs", "params", "param_bytes", "activation_sum_bytes"), int | None),
         "calibration": {"gemm_gflops": float | None, "gemm_source": str | None, "bandwidth_gbs": float | None,
                         "cuda": dict[str, Any]},

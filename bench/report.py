@@ -11,6 +11,7 @@ shows a plot of other data; `ReportFiles` lists exactly what was written and rem
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import os
 import warnings
@@ -50,6 +51,7 @@ def load(paths: Sequence[str | os.PathLike]) -> tuple[pd.DataFrame, dict[str, di
 def _flatten(r: Record, source: str) -> dict:
     c, t, mem = r.case, r.timing or {}, r.memory or Memory()
     info, corr, calib, m = r.model_info or {}, r.correctness or {}, r.calibration, r.machine
+    acc = r.accuracy or {}
     return {
         "source": source, "machine_id": m.get("machine_id", "?"), "machine": label(m) if m else "?",
         "case_id": r.case_id, "model": c.model, "image_size": c.image_size, "backend": c.backend,
@@ -67,26 +69,29 @@ def _flatten(r: Record, source: str) -> dict:
         "params": info.get("params"), "param_bytes": info.get("param_bytes"),
         "activation_sum_bytes": info.get("activation_sum_bytes"), "gemm_gflops": calib.get("gemm_gflops"),
         "gemm_source": calib.get("gemm_source"), "bandwidth_gbs": calib.get("bandwidth_gbs"),
-        "loadavg": r.worker.loadavg_1min if r.worker else None,
+        "loadavg": r.worker.loadavg_1min if r.worker else None, "input": c.input,
+        "top1_labels": acc.get("top1"), "top1_agree": acc.get("top1_agreement"), "kl": acc.get("kl"),
     }
 
 
 def _derive(df: pd.DataFrame) -> pd.DataFrame:
-    df["workload"] = df.model + "@" + df.image_size.astype(str)
+    real = df.input.map(lambda i: "" if i == "random" else f" ({i} input)")  # random and real never share a row
+    df["workload"] = df.model + "@" + df.image_size.astype(str) + real
+    df["kind"] = df.backend_name.map(backend_kind)
     # Minimum memory traffic of a whole forward pass: every parameter read once, every activation written once
     # and read once. FLOPs over that is the model's arithmetic intensity on the roofline.
     scale = df.dtype.map(_ITEMSIZE_VS_F32).fillna(1.0)
     traffic = (df.param_bytes.astype(float) + 2 * df.activation_sum_bytes.astype(float)) * scale
     df["intensity"] = df.flops.astype(float) / traffic
-    keys = ["machine_id", "model", "image_size", "batch", "threads"]
+    keys = ["machine_id", "model", "image_size", "batch", "threads", "input"]
     ref = df[(df.backend == REFERENCE) & (df.status == "ok")]
     same = ref.set_index([*keys, "dtype"]).median_s
     f32 = ref[ref.dtype == "float32"].set_index(keys).median_s
     speedups = []
     for row in df.itertuples():
-        base = same.get((row.machine_id, row.model, row.image_size, row.batch, row.threads, row.dtype))
+        base = same.get((row.machine_id, row.model, row.image_size, row.batch, row.threads, row.input, row.dtype))
         if base is None:
-            base = f32.get((row.machine_id, row.model, row.image_size, row.batch, row.threads))
+            base = f32.get((row.machine_id, row.model, row.image_size, row.batch, row.threads, row.input))
         speedups.append(base / row.median_s if base is not None and row.status == "ok" else None)
     df["speedup"] = pd.array(speedups, dtype="Float64")
     return df
@@ -96,19 +101,41 @@ def _fmt(v: object, spec: str, scale: float = 1.0) -> str:
     return "—" if v is None or pd.isna(v) else format(float(v) * scale, spec)
 
 
+def backend_kind(name: str) -> str:
+    """"peer engine" for a backend that declares ``peer = True`` (onnxruntime, openvino: another project's
+    compiler), "convbench" for one of convbench's own lowerings, "?" for a backend not registered here."""
+    return _backend_kinds().get(name, "?")
+
+
+@functools.cache
+def _backend_kinds() -> dict[str, str]:
+    from ..backends import registry
+
+    kinds = {}
+    for name in registry.names():
+        try:
+            kinds[name] = "peer engine" if getattr(registry.get(name), "peer", False) else "convbench"
+        except Exception:  # a plugin that does not import: its kind is unknown, the report still renders
+            continue
+    return kinds
+
+
 def results_table(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
+    with_accuracy = df.top1_agree.notna().any()
     for r in df.sort_values(["model", "image_size", "batch", "dtype", "backend"]).itertuples():
         ok = r.status == "ok"
+        accuracy = {"top-1 labels": _fmt(r.top1_labels, ".0%"), "top-1 agree": _fmt(r.top1_agree, ".0%"),
+                    "KL": _fmt(r.kl, ".1e")} if with_accuracy else {}
         rows.append({
-            "model": r.workload, "backend": r.backend, "batch": r.batch, "dtype": r.dtype,
+            "model": r.workload, "backend": r.backend, "kind": r.kind, "batch": r.batch, "dtype": r.dtype,
             "status": r.status if ok else f"{r.status}: {r.message[:80]}",
             "median ms": _fmt(r.median_s, ".3f", 1e3), "p90 ms": _fmt(r.p90_s, ".3f", 1e3),
             "IQR/med": _fmt(r.iqr_rel, ".1%"), "n": r.n if ok else "—", "img/s": _fmt(r.throughput_ips, ".1f"),
             "GFLOP/s": _fmt(r.gflops, ".1f"), "% peak": _fmt(r.peak_fraction, ".1%"),
             f"× {REFERENCE}": _fmt(r.speedup, ".2f"), "compile s": _fmt(r.compile_s, ".2f"),
             "RSS Δ MiB": _fmt(r.rss_run_delta, ".1f", 2**-20),
-            "correct": _correct_cell(r) if ok else "—",
+            "correct": _correct_cell(r) if ok else "—", **accuracy,
         })
     return pd.DataFrame(rows)
 
@@ -217,7 +244,14 @@ def _method_text(df: pd.DataFrame) -> str:
             f"× {REFERENCE} is the speed-up over the NumPy reference on the same machine and case. RSS Δ is the "
             "measured peak resident memory of the case's process while running, above its level before compile. "
             "correct: max |y − ref| / max |ref| against the float64 reference, within the dtype's tolerance (✓). "
+            "kind: convbench's own lowering, or a peer engine (another project's compiler). "
+            + (_ACCURACY_TEXT if df.top1_agree.notna().any() else "") +
             f"{len(df)} cases, {int((df.status == 'ok').sum())} ok.")
+
+
+_ACCURACY_TEXT = ("Real-input cases (pretrained weights on the bundled photographs): top-1 labels is the share "
+                  "classified into an acceptable class, top-1 agree the share whose class is the float64 reference's, "
+                  "KL the mean softmax KL divergence from the reference (nats). ")
 
 
 def _write(path: Path, text: str) -> None:

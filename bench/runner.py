@@ -30,6 +30,7 @@ from .record import Record
 from .schema import SCHEMA_VERSION, Case, append_record, read_records
 from .specs import BackendSpec, image_sizes_for, parse_backend
 from .stats import Policy
+from .workload import check_real_input
 
 WORKER = "convbench.bench.worker"
 MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week per case: beyond it a timeout is a typo
@@ -46,9 +47,11 @@ def default_threads() -> int:
 
 
 def plan(models: Sequence[str], backends: Sequence[str | BackendSpec], batches: Sequence[int],
-         dtypes: Sequence[str], image_sizes: Sequence[str] = ("full",), threads: int | None = None) -> list[Case]:
+         dtypes: Sequence[str], image_sizes: Sequence[str] = ("full",), threads: int | None = None,
+         input: str = "random") -> list[Case]:
     """Every (model, size, backend, batch, dtype), duplicates removed, in a stable order. Backend specs are
-    parsed (`specs.parse_backend`: unknown names and bad options fail here, before anything runs)."""
+    parsed (`specs.parse_backend`: unknown names and bad options fail here, before anything runs); with
+    ``input="real"`` a model without pretrained weights, or a batch beyond the photographs, fails here too."""
     threads = threads or default_threads()
     specs = [b if isinstance(b, BackendSpec) else parse_backend(b) for b in backends]
     if any(b < 1 for b in batches):
@@ -59,7 +62,10 @@ def plan(models: Sequence[str], backends: Sequence[str | BackendSpec], batches: 
             for spec in specs:
                 for batch in batches:
                     for dtype in dtypes:
-                        case = Case(model, size, spec.label, batch, dtype, threads, spec.name, dict(spec.options))
+                        if input == "real":
+                            check_real_input(model, batch)
+                        case = Case(model, size, spec.label, batch, dtype, threads, spec.name, dict(spec.options),
+                                    input)
                         cases.setdefault(case.id, case)
     return list(cases.values())
 
@@ -110,15 +116,15 @@ class References:
     def __init__(self, sweep: Sweep, workdir: Path):
         self.sweep, self.dir = sweep, workdir / "ref"
         self.dir.mkdir()
-        self.done: dict[tuple[str, int, int], tuple[str | None, str | None]] = {}
+        self.done: dict[tuple[str, int, int, str], tuple[str | None, str | None]] = {}
 
     def get(self, case: Case, on_event: Event) -> tuple[str | None, str | None]:
-        key = (case.model, case.image_size, case.batch)
+        key = (case.model, case.image_size, case.batch, case.input)
         if key not in self.done:
             on_event("reference", case, None)
-            path = self.dir / f"{case.model}@{case.image_size}-b{case.batch}.npy"
+            path = self.dir / f"{case.model}@{case.image_size}-b{case.batch}-{case.input}.npy"
             job = {"kind": "reference", "model": case.model, "image_size": case.image_size, "batch": case.batch,
-                   "path": str(path)}
+                   "input": case.input, "path": str(path)}
             child = run_child(WORKER, job, child_env(case.threads, ()), self.sweep.timeout_s, self.dir)
             ok = child.status == "ok" and path.exists()
             self.done[key] = (str(path), None) if ok else (None, f"{child.status}: {child.result.get('message')}")
@@ -200,7 +206,7 @@ def _run(sweep: Sweep, done: set[str], on_event: Event) -> dict[str, int]:
         for r in read_records(sweep.output):
             if r["status"] == "timeout":
                 ledger.add(Case(**{k: r["case"][k] for k in ("model", "image_size", "backend", "batch", "dtype",
-                                                              "threads")}))
+                                                              "threads", "input") if k in r["case"]}))
     on_event("plan", None, {"total": len(sweep.cases), "todo": len(todo), "done": len(sweep.cases) - len(todo)})
     if sweep.overwrite and sweep.output.exists() and todo:
         replace_with_empty(sweep.output)

@@ -34,6 +34,7 @@ from .specs import parse_backend_spec
 
 SCHEMA_VERSION = 2
 STATUSES = ("ok", "unsupported", "error", "timeout", "oom")
+INPUTS = ("random", "real")  # what a case runs on (`Case.input`); the id carries it unless random
 
 
 class SchemaError(BenchError):
@@ -52,8 +53,11 @@ class Case:
     threads: int
     backend_name: str = field(default="", compare=False)
     options: dict[str, Any] = field(default_factory=dict, compare=False)
+    input: str = "random"  # one of INPUTS: seeded random weights and input, or pretrained weights on photographs
 
     def __post_init__(self) -> None:
+        if self.input not in INPUTS:
+            raise BenchError(f"input must be one of {', '.join(INPUTS)}, got {self.input!r}")
         if not self.backend_name:
             name, options = parse_backend_spec(self.backend)
             object.__setattr__(self, "backend_name", name)
@@ -64,13 +68,16 @@ class Case:
         return case_id(asdict(self))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["input"] == "random":  # random-input records stay as every earlier convbench wrote them
+            del d["input"]
+        return d
 
 
 def case_id(case: dict[str, Any]) -> str:
     """The key a case is matched by (resume, compare): every field that changes what is measured."""
     return (f"{case['model']}@{case['image_size']}/{case['backend']}/b{case['batch']}/{case['dtype']}"
-            f"/t{case['threads']}")
+            f"/t{case['threads']}" + ("" if case.get("input", "random") == "random" else f"/{case['input']}"))
 
 
 def _finite(o: Any) -> Any:

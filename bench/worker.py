@@ -33,14 +33,14 @@ from .workload import SEED, compile_options, make_workload, reference
 __all__ = ["SEED", "main", "reference_output", "run_case", "run_job", "run_reference"]
 
 
-def reference_output(model: str, image_size: int, batch: int) -> np.ndarray:
+def reference_output(model: str, image_size: int, batch: int, input: str = "random") -> np.ndarray:
     """The float64 NumPy reference output of a workload on the sweep's deterministic input and parameters."""
-    return reference(make_workload(model, batch, image_size))
+    return reference(make_workload(model, batch, image_size, input=input))
 
 
 def run_reference(job: dict[str, Any]) -> dict[str, Any]:
     """Compute a workload's reference once per sweep, in its own child (its time and memory are not a case's)."""
-    ref = reference_output(job["model"], job["image_size"], job["batch"])
+    ref = reference_output(job["model"], job["image_size"], job["batch"], job.get("input", "random"))
     path = Path(job["path"])
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
     np.save(tmp, ref)
@@ -51,7 +51,7 @@ def run_reference(job: dict[str, Any]) -> dict[str, Any]:
 def run_case(job: dict[str, Any]) -> dict[str, Any]:
     from ..backends import get
     from ..backends.base import BackendUnavailableError, CompileReport, UnsupportedDtypeError, UnsupportedNodeError
-    from ..backends.correctness import compare
+    from ..backends.correctness import accuracy, compare
     from ..ir.analysis import summarize
     from .memory import DevicePeak, PhasePeak, rss_bytes
     from .record import CompileInfo, Memory
@@ -65,7 +65,7 @@ def run_case(job: dict[str, Any]) -> dict[str, Any]:
     if why:
         return {"status": "unsupported", "message": why}
 
-    w = make_workload(case.model, case.batch, case.image_size)
+    w = make_workload(case.model, case.batch, case.image_size, input=case.input)
     s = summarize(w.graph)
     out["model_info"] = {k: v for k, v in s.to_dict(layers=False).items() if k not in ("model", "input_shape")}
     out["model_info"]["nodes"] = len(w.graph.nodes)
@@ -119,8 +119,10 @@ def run_case(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("reference"):
         ref = np.load(job["reference"])
     else:  # run without a sweep around it: compute it here, after the measurement
-        ref = reference_output(case.model, case.image_size, case.batch)
+        ref = reference_output(case.model, case.image_size, case.batch, case.input)
     out["correctness"] = compare(np.asarray(y), ref, accuracy_dtype).to_dict()
+    if w.labels is not None and out["correctness"]["max_abs"] < float("inf"):  # real input, finite logits
+        out["accuracy"] = accuracy(np.asarray(y), ref, w.labels).to_dict()
     return out
 
 

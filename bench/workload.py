@@ -2,7 +2,9 @@
 
 A workload is (model, batch, image size, seed) → the zoo graph, `models.init_params` with that seed and a
 standard-normal float32 input from the same seed: a sweep's case, its float64 reference (computed in another
-process), a paired ablation and a profile all see bit-identical arrays.
+process), a paired ablation and a profile all see bit-identical arrays. ``input="real"`` is the model's
+pretrained weights (`models.load_pretrained`) on the first ``batch`` bundled labelled photographs
+(`models.images.PHOTOS`, preprocessed the model's way), with each photograph's acceptable labels.
 
 Also here, because every runner asks it the same way: the options the harness passes to ``compile``
 (`compile_options`: only what the backend declares). Why a backend cannot run a dtype here is
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..ir.graph import Graph
+from .errors import BenchError
 
 SEED = 0
 
@@ -27,17 +30,42 @@ class Workload:
     graph: Graph
     params: dict[str, np.ndarray]
     input: np.ndarray
+    labels: tuple[frozenset[int], ...] | None = None  # real input: each row's acceptable ImageNet classes
 
 
 def make_input(shape: tuple[int, ...], seed: int = SEED) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-def make_workload(model: str, batch: int, image_size: int | None, seed: int = SEED) -> Workload:
+def check_real_input(model: str, batch: int) -> None:
+    """`BenchError` when ``model`` has no pretrained weights or ``batch`` exceeds the labelled photographs (the
+    set is not padded with repeated views: a repeated photograph would count twice in every accuracy)."""
+    from ..models import images, pretrained
+
+    if model not in pretrained.names():
+        raise BenchError(f"--input real needs pretrained weights, which {model} has not; models with them: "
+                         f"{', '.join(pretrained.names())}")
+    if batch > len(images.PHOTOS):
+        raise BenchError(f"--input real has {len(images.PHOTOS)} labelled photographs ({', '.join(images.PHOTOS)}); "
+                         f"batch {batch} is larger")
+
+
+def make_workload(model: str, batch: int, image_size: int | None, seed: int = SEED,
+                  input: str = "random") -> Workload:
     """``image_size=None`` is the architecture's own size."""
     from .. import models
 
     graph = models.build(model, batch=batch, image_size=image_size)
+    if input == "real":
+        from ..models import images
+
+        check_real_input(model, batch)
+        photos = list(images.PHOTOS)[:batch]
+        size = graph.inputs[next(iter(graph.inputs))].shape[-1]
+        x = images.batch(photos, size, models.spec(model).preprocess)
+        return Workload(graph, models.load_pretrained(graph), x, tuple(images.PHOTOS[p].accept for p in photos))
+    if input != "random":
+        raise BenchError(f"input must be random or real, got {input!r}")
     params = models.init_params(graph, seed=seed)
     return Workload(graph, params, make_input(graph.inputs[next(iter(graph.inputs))].shape, seed))
 

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "compare": "Regressions between two results files (ratio of medians + Mann-Whitney U); exit 1 if any.",
     "profile": "Time per node of one model on one backend (feeds the per-layer roofline).",
     "passes": "Pass ablation: nodes, FLOPs, arena memory and speed-up per model × backend × pipeline.",
+    "classify": "Top-k ImageNet classes of photographs (bundled by name, or image files) with pretrained weights.",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from convbench import models
 from convbench.backends import get
@@ -70,6 +71,7 @@ def test_profile_of_what_the_backend_cannot_run_is_unsupported_not_bad_input(cap
     assert "numpy cannot run lenet5 in bfloat16 here: backend 'numpy' does not support dtype bfloat16" in err
 
 
+@pytest.mark.slow  # several CLI processes: 14 s
 def test_profile_takes_the_image_sizes_every_command_takes(capsys):
     assert main(["profile", "-m", "resnet18", "--image-size", "small", "--top", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["image_size"] == 32

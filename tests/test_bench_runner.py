@@ -56,6 +56,7 @@ def sweep8(tmp_path_factory):
     return out, run_cli_sweep(out, *SWEEP8)
 
 
+@pytest.mark.slow  # whole sweeps of child processes: 6-14 s each
 def test_sweep_writes_one_complete_line_per_case(sweep8):
     _, records = sweep8
     assert len(records) == 8 and {r["status"] for r in records} == {"ok"}
@@ -133,6 +134,7 @@ def test_torch_case_in_the_harness(tmp_path):
     assert r["peak_fraction"] is None and r["calibration"] == {"skipped": "calibration turned off"}
 
 
+@pytest.mark.slow  # whole sweeps of child processes: 6-14 s each
 def test_crash_hang_oom_and_unsupported_are_statuses_and_the_sweep_goes_on(tmp_path):
     backends = ["bench_abort", "bench_hang", "bench_hog", "bench_killed", "bench_notanh", "bench_wrong", "bench_gone",
                 "numpy"]
@@ -150,6 +152,7 @@ def test_crash_hang_oom_and_unsupported_are_statuses_and_the_sweep_goes_on(tmp_p
     assert by["numpy"]["status"] == "ok" and by["numpy"]["correctness"]["ok"]
 
 
+@pytest.mark.slow  # whole sweeps of child processes: 6-14 s each
 def test_a_timeout_answers_the_same_backends_bigger_cases_without_running_them(tmp_path):
     records = run_cli_sweep(tmp_path / "r.jsonl", "lenet5", "bench_hang,numpy", "--batch", "1,2", "--timeout", "3",
                             "--gemm-size", "0")
@@ -160,6 +163,7 @@ def test_a_timeout_answers_the_same_backends_bigger_cases_without_running_them(t
     assert np1["status"] == np2["status"] == "ok"  # other backends are not affected
 
 
+@pytest.mark.slow  # whole sweeps of child processes: 6-14 s each
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_killing_the_sweep_leaves_valid_jsonl_and_resume_completes_it(tmp_path, sig):
     out = tmp_path / "r.jsonl"

@@ -191,7 +191,8 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
 
 
 def test_a_prefix_is_not_read_as_a_longer_option():
-    """`--mode train` once parsed as `--models train` and ran an inference check."""
+    """`--mode train` once parsed as `--models train` and ran an inference check; now that --mode exists, a
+    prefix of it (`--mod`) is refused rather than expanded."""
     with pytest.raises(SystemExit) as e:
-        main(["check", "--mode", "train", "-m", "lenet5", "-b", "numpy"])
+        main(["check", "--mod", "train", "-m", "lenet5", "-b", "numpy"])
     assert e.value.code == 2

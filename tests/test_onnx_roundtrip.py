@@ -44,7 +44,8 @@ def quick_params(graph, seed: int = 0) -> dict[str, np.ndarray]:
 UNCHECKED = {"vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn"}
 
 
-@pytest.mark.parametrize("name", cb.models.names())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n.startswith("vgg") else [])
+                                  for n in cb.models.names()])  # a VGG's 130 M weights through protobuf: 3-6 s
 def test_zoo_model_round_trips(name):
     g = cb.models.build(name, batch=1, image_size=cb.models.spec(name).small_image_size)
     params = quick_params(g)

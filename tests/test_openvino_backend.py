@@ -51,7 +51,7 @@ def test_ops_f16(item):
 SLOW = [m for m in cb.models.names() if cb.models.spec(m).family == "vgg" or m == "resnet152"]
 FAST = [m for m in cb.models.names() if m not in SLOW]
 # At full size (batch 1, the architecture's own input): the models issue 16's acceptance names, 1-1.5 s each.
-FULL = ["resnet18", "googlenet", "mobilenet_v2"]
+FULL = ["resnet18", "googlenet", "mobilenet_v2", "efficientnet_lite0"]
 
 
 @pytest.mark.parametrize("item", conformance_params("openvino", "models", models=FAST, threads=1))

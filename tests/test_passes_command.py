@@ -60,6 +60,7 @@ def test_paired_timing_checks_and_times_every_pipeline(capsys, tmp_path):
     assert "- a note" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow  # a real timed sweep: 7 s
 def test_a_real_timed_sweep_gives_speedups_against_none(capsys, tmp_path):
     out = tmp_path / "timed"
     code, text, err = run_cli(capsys, "passes", "-m", "lenet5", "-p", "default", "--timing", "sweep", "--rounds",

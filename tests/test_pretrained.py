@@ -65,7 +65,8 @@ def test_at_least_four_photographs_are_classified_into_their_acceptable_set(lite
     assert top5 == PHOTOS  # every photograph's acceptable class is in its top 5
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "tvm", "openvino"])
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino", pytest.param("tvm", marks=pytest.mark.slow),
+                                     pytest.param("triton", marks=pytest.mark.slow)])  # compile / interpreter time
 def test_every_cpu_backend_keeps_the_reference_top1_at_fp32(lite0, backend):
     b = cb.backends.get(backend)
     ok, why = b.available()

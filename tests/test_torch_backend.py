@@ -14,7 +14,6 @@ from convbench import models
 from convbench.backends import get
 from convbench.backends.base import BackendError, UnsupportedDtypeError, UnsupportedNodeError
 from convbench.ir.builder import GraphBuilder
-from convbench.ir.train import training_gaps
 from convbench.testing import Expectations, conformance_params, judge, make_case, model_case, op_cases, run_case
 
 torch = pytest.importorskip("torch")
@@ -58,7 +57,9 @@ def test_ops_bfloat16(item):
     item.check()
 
 
-@pytest.mark.parametrize("item", conformance_params("torch", "models"))  # the whole zoo, each at its small size
+# the whole zoo, each at its small size; the VGGs (130 M parameters, 4-8 s each) are marked slow
+@pytest.mark.parametrize("item", conformance_params("torch", "models", Expectations(
+    slow={"vgg*-b*": "130 M parameters: 4-8 s a case on 2 cores"})))
 def test_models(item):
     assert item.check().agreement.top1 == 1.0
 
@@ -107,7 +108,8 @@ def test_one_fx_node_per_ir_node_with_bn_folded_and_readable_code():
 
 
 def test_the_table_is_the_backend_and_fused_epilogues_lower_through_their_ops_rules(monkeypatch):
-    assert get("torch").lowered_ops() == frozenset(torch_backend.LOWERINGS) and get("torch").gaps == training_gaps()
+    assert get("torch").lowered_ops() == frozenset(torch_backend.LOWERINGS)
+    assert get("torch").gaps == {}  # the train-step ops lower too (lowering.py: the train-step rules)
     seen = []
 
     def spy(op):

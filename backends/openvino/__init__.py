@@ -122,6 +122,7 @@ def _read(compiled: Any, name: str) -> Any:
 
 class OpenVinoBackend(TemplateBackend):
     name = "openvino"
+    peer: ClassVar[bool] = True  # a peer engine (OpenVINO's own compiler), not a convbench lowering
     Options = OpenVinoOptions
     dtypes = ("float32",)  # the I/O dtype; the arithmetic's precision is the precision option
     table = "backends/openvino/lowering.py: LOWERINGS"

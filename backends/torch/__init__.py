@@ -25,13 +25,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from ...ir import ops as ir_ops
 from ...ir.graph import Graph
-from ...ir.train import training_gaps
 from ..base import BackendError, Options, option
 from ..template import Built, Prepared, TemplateBackend
 from .lowering import _IMPORT_ERROR, DTYPES, LOWERINGS, Lowering, lower, lower_verified, torch
@@ -76,7 +75,7 @@ class TorchBackend(TemplateBackend):
     Options = TorchOptions
     dtypes = DTYPES
     table = "backends/torch/lowering.py: LOWERINGS"
-    gaps = training_gaps()  # the train-step ops (loss, gradients, train-mode forms): not lowered yet
+    gaps: ClassVar[dict[str, str]] = {}  # every registered op lowers, the train-step ops included (lowering.py: _vjp)
     lowering: type[Lowering] = Lowering  # a subclass may swap rules (tests/test_conformance_planted.py)
 
     def available(self) -> tuple[bool, str]:
@@ -94,9 +93,15 @@ class TorchBackend(TemplateBackend):
     def build(self, prepared: Prepared) -> Built:
         graph, opts = prepared.graph, prepared.options
         dtype, device = opts.dtype, opts.device
-        channels_last = (any(n.op in CONVOLUTIONS for n in graph.nodes) if opts.channels_last is None
+        train = any(n.op == "vjp" for n in graph.nodes)  # a train step (ir/train.py): runs under autograd
+        if train and opts.compile:
+            raise BackendError("torch backend: compile is not supported for a train step yet (its vjp nodes call "
+                               "torch.autograd.grad, which dynamo does not trace)")
+        # a train step lowers every layer functionally (lowering.py: all_params): channels_last only when asked
+        channels_last = (any(n.op in CONVOLUTIONS for n in graph.nodes) and not train if opts.channels_last is None
                          else opts.channels_last)
-        packable = channels_last and not opts.compile and can_prepack(getattr(torch, dtype), torch.device(device))
+        packable = (channels_last and not opts.compile and not train
+                    and can_prepack(getattr(torch, dtype), torch.device(device)))
         if opts.prepack and not packable:
             raise BackendError("torch backend: prepack needs channels_last, compile=False and oneDNN on CPU "
                                f"with {dtype} support")
@@ -115,9 +120,9 @@ class TorchBackend(TemplateBackend):
         threads = opts.threads
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
-            with torch.inference_mode(), intra_op_threads(threads):
+            with (torch.enable_grad() if train else torch.inference_mode()), intra_op_threads(threads):
                 outs = fn(*prepare(inputs))
-                return [o.to(torch.float32).cpu().numpy() for o in outs]
+                return [o.detach().to(torch.float32).cpu().numpy() for o in outs]
 
         details = TorchDetails(channels_last, opts.compile, prepack, lower_s, torch_compile_s, len(gm.graph.nodes),
                                len(gm.meta["folded_batch_norms"]), len(gm.meta["post_ops"]), torch.__version__)
@@ -129,9 +134,12 @@ def _input_converter(graph: Graph, dtype: torch.dtype, device: torch.device,
     """NumPy inputs -> tensors of the executable's dtype, device and (for rank-4 inputs) memory format."""
     ranks = [t.rank for t in graph.inputs.values()]
     layout = torch.channels_last if channels_last else torch.contiguous_format
+    ints = [t.dtype == "int64" for t in graph.inputs.values()]  # a train step's labels
 
     def prepare(inputs: list[np.ndarray]) -> list[torch.Tensor]:
-        xs = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device, dtype) for x in inputs]
+        xs = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64)).to(device) if i else
+              torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device, dtype)
+              for x, i in zip(inputs, ints, strict=True)]
         return [x.contiguous(memory_format=layout) if r == 4 else x for x, r in zip(xs, ranks, strict=True)]
 
     return prepare

@@ -144,3 +144,26 @@ def intra_op_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# -- train-step helpers (backends/torch/train.py) -------------------------------------------------------------
+
+def leaf(x: torch.Tensor) -> torch.Tensor:
+    """A forward node's input cut from the values before it: the node's own autograd graph starts here, so a vjp
+    node's ``torch.autograd.grad`` differentiates that one node and nothing upstream (the IR sums the paths)."""
+    return x.detach().requires_grad_(x.is_floating_point())
+
+
+def vjp_grad(out: torch.Tensor, value: torch.Tensor, dy: torch.Tensor | None) -> torch.Tensor:
+    """d⟨out, dy⟩/d value through the one node that computed ``out`` from the leaf ``value`` (dy = 1 for a scalar
+    loss); the node's autograd graph is kept for its other inputs' vjp nodes."""
+    (g,) = torch.autograd.grad(out, value, dy, retain_graph=True)
+    return g
+
+
+def running_stat(x: torch.Tensor, running: torch.Tensor, stat: str, momentum: float) -> torch.Tensor:
+    """BN's running statistic after the step (ir/ops/running_stat.py: unbiased batch variance, torch's update)."""
+    x = x.detach()
+    axes = [d for d in range(x.ndim) if d != 1]
+    batch = x.mean(axes) if stat == "mean" else x.var(axes, correction=1)
+    return (1 - momentum) * running + momentum * batch

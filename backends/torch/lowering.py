@@ -22,6 +22,7 @@ from ...ir.passes.fold_batch_norm import fold_conv_bn_weights
 from ...ir.verify import verify
 from ..base import BackendError
 from ..template import cast_params
+from .train_rules import TRAIN_RULES
 
 try:  # the backend must load (and say why it is unavailable) without torch installed
     import torch
@@ -56,6 +57,11 @@ class Lowering:
         self.folded: dict[str, Node] = {}  # conv/linear name -> the batch_norm folded into it
         self.post_ops: dict[str, Node] = {}  # pre-packed conv name -> the relu/relu6 it applies as a post-op
         self.views: set[torch.fx.Node] = set()  # outputs of IR view ops: they may share their input's storage
+        # a train step (the graph has vjp nodes): each forward node reads its inputs as autograd leaves
+        # (`layers.leaf`), and a vjp node differentiates its forward node alone (`_vjp`)
+        self.train = any(n.op == "vjp" for n in graph.nodes)
+        self.current: Node | None = None  # the forward node being lowered (train steps only)
+        self.leaves: dict[tuple[str, str], torch.fx.Node] = {}  # (forward node, input value) -> its leaf
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def tensor(self, a: np.ndarray) -> torch.Tensor:
@@ -67,7 +73,13 @@ class Lowering:
         if name not in self.env:
             target = self.attach("_params." + _ident(name), self.tensor(self.params[name]))
             self.env[name] = self.fx.get_attr(target)
-        return self.env[name]
+        node = self.current
+        if node is None or name not in node.inputs:
+            return self.env[name]
+        key = (node.name, name)
+        if key not in self.leaves:
+            self.leaves[key] = self.fx.call_function(layers.leaf, (self.env[name],))
+        return self.leaves[key]
 
     def attach(self, target: str, obj: Any) -> str:
         """Register a module or tensor under a qualified name not yet taken (IR names sanitise alike)."""
@@ -95,7 +107,8 @@ class Lowering:
             del self.env[temporary]
 
     def all_params(self, node: Node) -> bool:
-        return all(i in self.params for i in node.inputs[1:])
+        # a train step lowers every layer functionally: its weights are leaves the vjp nodes differentiate
+        return not self.train and all(i in self.params for i in node.inputs[1:])
 
     def weights(self, node: Node) -> tuple[np.ndarray, np.ndarray | None]:
         """(weight, bias), with the folded batch_norm's affine map applied (in float64) if there is one."""
@@ -144,7 +157,11 @@ class Lowering:
         absorbed.update({act.name: conv for conv, act in self.post_ops.items()})
         for name in self.graph.inputs:
             self.env[name] = self.fx.placeholder(_ident(name))
+        backward: set[str] = set()  # a train step's vjp nodes and what sums their results: no leaves
         for node in self.graph.nodes:
+            if self.train and (node.op == "vjp" or any(i in backward for i in node.inputs)):
+                backward.add(node.name)
+            self.current = node if self.train and node.name not in backward else None
             if node.name in absorbed:  # the conv/linear before it already applies it
                 self.env[node.name] = self.env[absorbed[node.name]]
             elif node.name in fallback:
@@ -154,6 +171,7 @@ class Lowering:
                 if ir_ops.get(node.op).has("view") and made is not self.env.get(node.inputs[0]):
                     self.views.add(made)  # dropout returns its input's node itself: that one is no view
                 self.env[node.name] = made
+        self.current = None
         outs = tuple(self.value(o) for o in self.graph.outputs)
         self.fx.output(outs)
         self.make_in_place()
@@ -164,6 +182,8 @@ class Lowering:
         """relu/relu6/add/mul may overwrite their (first) input when nothing else reads it and it is a fresh
         temporary (not a graph input, parameter, output or view): saves an allocation per activation, as
         torchvision's inplace ReLU and ``out += identity`` do."""
+        if self.train:  # autograd keeps the forward values a node's derivative reads: none may be overwritten
+            return
         returned = set(self.fx.find_nodes(op="output")[0].all_input_nodes)
         in_place = _in_place()
         for n in self.fx.nodes:
@@ -320,6 +340,7 @@ LOWERINGS: dict[str, Callable[[Lowering, Node], torch.fx.Node]] = {
     "flatten": _unary("torch.flatten", "start_dim"), "add": _add, "concat": _concat, "dropout": _dropout,
     "hardswish": _unary("F.hardswish"), "hardsigmoid": _unary("F.hardsigmoid"), "silu": _unary("F.silu"),
     "clip": _clip, "mul": _mul, "pad": _pad, "reshape": _unary("torch.reshape", "shape"),
+    **TRAIN_RULES,
 }
 Lowering.rules = LOWERINGS
 

@@ -21,6 +21,21 @@ MAX_THREADS = 4096  # beyond it --threads is a typo, not a machine
 IMAGE_SIZE_HELP = "comma-separated input sizes: integers, 'full' (each model's own) or 'small' (reduced, quick)"
 
 
+def add_input_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", choices=("random", "real"), default="random",
+                   help="random: seeded random weights and input (default); real: the model's pretrained weights on "
+                        "the bundled labelled photographs (batch at most their number), with accuracy metrics")
+
+
+def real_batch(input: str) -> str:
+    """--batch when not given: 1, or with real input the whole set of labelled photographs."""
+    if input != "real":
+        return "1"
+    from ..models import images
+
+    return str(len(images.PHOTOS))
+
+
 def add_backend_module(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend-module", action="append", default=[], metavar="MODULE_OR_FILE",
                    help="import this module (dotted name or .py file) to register extra backends; repeatable")

@@ -1,6 +1,7 @@
-"""``convbench check -m MODELS -b BACKENDS [--dtype] [--batch] [--image-size] [--json]``: correctness against the
-NumPy reference in float64, one row per model × size × batch × backend × dtype (status, max abs/rel error,
-top-1/top-5).
+"""``convbench check -m MODELS -b BACKENDS [--dtype] [--batch] [--image-size] [--input] [--json]``: correctness
+against the NumPy reference in float64, one row per model × size × batch × backend × dtype (status, max abs/rel
+error, top-1/top-5). ``--input real``: pretrained weights on the bundled photographs, plus top-1 against their
+labels, top-1 agreement with the reference and softmax KL divergence.
 
 Exit 0 when something ran and nothing failed; 1 when a case failed or errored, or when nothing ran at all (every
 case skipped); 2 on bad arguments. A backend that is not available here, or does not support a dtype or an op, is
@@ -18,16 +19,23 @@ from .. import models
 from ..backends import registry
 from ..backends.base import unavailable_reason
 from ..backends.correctness import TOLERANCES
+from ..bench.errors import BenchError
+from ..bench.workload import check_real_input
+from ..cli import UsageError
+from ..ir.autodiff import NoVjpError
 from ..testing import CaseResult, model_case, run_case
+from ..testing.train_check import run_train_case
 from ._common import (
     BACKENDS_HELP,
     IMAGE_SIZE_HELP,
     add_backend_module,
+    add_input_argument,
     backends_arg,
     image_sizes_arg,
     int_list,
     print_json,
     print_table,
+    real_batch,
     split_list,
 )
 from .backends import load_backend_modules
@@ -37,8 +45,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--models", required=True, help="comma-separated zoo names, or 'all'")
     p.add_argument("-b", "--backends", required=True, help=BACKENDS_HELP)
     p.add_argument("--dtype", default="float32", help=f"comma-separated dtypes ({', '.join(TOLERANCES)})")
-    p.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")
+    p.add_argument("--batch", default=None,
+                   help="comma-separated batch sizes (default 1; with --input real, every labelled photograph)")
     p.add_argument("--image-size", default="full", help=IMAGE_SIZE_HELP + " (default full)")
+    add_input_argument(p)
+    p.add_argument("--mode", choices=("inference", "train"), default="inference",
+                   help="train: one SGD step (loss, every gradient, every parameter after it) against the float64 "
+                        "reference trainer (convbench/testing/train_check.py)")
     p.add_argument("--json", action="store_true", help="print a JSON document instead of a table")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-case progress on stderr")
     add_backend_module(p)
@@ -49,16 +62,24 @@ def run(args: argparse.Namespace) -> int:
     model_names = split_list(args.models, models.names(), "model")
     backends = backends_arg(args.backends, {"dtype": "give it with --dtype"})  # threads: not an axis of check
     dtypes = split_list(args.dtype, list(TOLERANCES), "dtype")
-    batches = int_list(args.batch, "--batch")
+    batches = int_list(args.batch or real_batch(args.input), "--batch")
     sizes = image_sizes_arg(args.image_size, model_names)  # all bad input is reported before any work
+    if args.input == "real":
+        for model in model_names:
+            for batch in batches:
+                try:
+                    check_real_input(model, batch)
+                except BenchError as e:
+                    raise UsageError(str(e)) from None
     rows: list[dict[str, Any]] = []
     for model in model_names:  # model-major: the reference is computed once per model, size and batch
         for size in sizes[model]:
             for batch in batches:
-                case = model_case(model, batch, size)
+                case = model_case(model, batch, size, **({} if args.input == "random" else {"input": args.input}))
                 for spec in backends:
                     for dtype in dtypes:
-                        r = _run(spec.name, case, dtype, spec.options)
+                        r = (_run_train(spec.name, model, batch, size, dtype, spec.options) if args.mode == "train"
+                             else _run(spec.name, case, dtype, spec.options))
                         rows.append({**r.to_dict(), "model": model, "batch": batch, "image_size": size,
                                      "backend": spec.label})
                         if not (args.quiet or args.json):
@@ -91,6 +112,13 @@ def _run(name: str, case: Any, dtype: str, options: dict[str, Any]) -> CaseResul
     return run_case(backend, case, dtype, **options)
 
 
+def _run_train(name: str, model: str, batch: int, size: int, dtype: str, options: dict[str, Any]) -> CaseResult:
+    try:
+        return run_train_case(registry.get(name), model, batch, size, dtype, **options)
+    except NoVjpError as e:  # the model cannot be differentiated: bad input, one error naming node and op
+        raise UsageError(str(e)) from None
+
+
 def _table_row(r: dict[str, Any]) -> dict[str, Any]:
     a = r["agreement"] or {}
 
@@ -100,4 +128,12 @@ def _table_row(r: dict[str, Any]) -> dict[str, Any]:
     return {"model": r["model"], "batch": r["batch"], "size": r["image_size"], "backend": r["backend"],
             "dtype": r["dtype"], "status": r["status"], "max abs err": num("max_abs", ".3g"),
             "max rel err": num("max_rel", ".3g"), "bound": num("bound", ".3g"), "top-1": num("top1", ".2f"),
-            "top-5": num("top5", ".2f"), "seconds": f"{r['seconds']:.1f}"}
+            "top-5": num("top5", ".2f"), **_accuracy_cells(r.get("accuracy")), "seconds": f"{r['seconds']:.1f}"}
+
+
+def _accuracy_cells(acc: dict[str, Any] | None) -> dict[str, str]:
+    """Real input only: top-1 against the photographs' labels, agreement with the reference, softmax KL."""
+    if acc is None:
+        return {}
+    labelled = "-" if acc["top1"] is None else f"{acc['top1']:.2f}"
+    return {"top-1 labels": labelled, "top-1 agree": f"{acc['top1_agreement']:.2f}", "KL": f"{acc['kl']:.2g}"}

@@ -23,9 +23,11 @@ from ._common import (
     IMAGE_SIZE_HELP,
     MAX_THREADS,
     add_backend_module,
+    add_input_argument,
     backends_arg,
     in_range,
     int_list,
+    real_batch,
     split_list,
 )
 
@@ -33,10 +35,12 @@ from ._common import (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--models", required=True, help="comma-separated zoo names, or 'all'")
     p.add_argument("-b", "--backends", default="all", help=BACKENDS_HELP + " (default all)")
-    p.add_argument("--batch", default="1", help="batch sizes, e.g. 1,8 (default 1)")
+    p.add_argument("--batch", default=None,
+                   help="comma-separated batch sizes (default 1; with --input real, every labelled photograph)")
     p.add_argument("--dtype", default="float32", help=f"comma-separated dtypes ({', '.join(TOLERANCES)})")
     p.add_argument("--threads", type=int, default=None, help="threads per case (default: physical cores)")
     p.add_argument("--image-size", default="full", help=IMAGE_SIZE_HELP + " (default full)")
+    add_input_argument(p)
     p.add_argument("--scenario", choices=("latency", "throughput"),
                    help="latency: batch 1 only (report p90); throughput: only the largest --batch (images/s)")
     p.add_argument("-o", "--output", default="results.jsonl", help="JSONL file to append to")
@@ -62,7 +66,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
         plugins.load_all(args.backend_module)
         model_names = split_list(args.models, models.names(), "model")
         backends = backends_arg(args.backends)
-        batches = int_list(args.batch, "--batch")
+        batches = int_list(args.batch or real_batch(args.input), "--batch")
         if args.scenario == "latency":
             batches = [1]
         elif args.scenario == "throughput":
@@ -80,7 +84,7 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
         policy = Policy(warmup_s=args.warmup, min_time_s=min_time, max_time_s=args.max_time,
                         target_iqr_rel=args.target_iqr)
         sizes = parse_image_sizes(args.image_size)
-        cases = plan(model_names, backends, batches, dtypes, sizes, args.threads or default_threads())
+        cases = plan(model_names, backends, batches, dtypes, sizes, args.threads or default_threads(), args.input)
     except (BenchError, ValueError) as e:
         raise UsageError(str(e)) from None
     return Sweep(cases, Path(args.output), policy, args.timeout, args.resume, args.overwrite,

@@ -66,7 +66,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cases import OpCase, make_case, node_case
-from .conformance import Conformance, Expectations, conformance_params
+from .conformance import Conformance, Expectations, conformance_params, slow_models
 from .corpus import op_cases
 from .runner import CaseResult, judge, run_case, skip_reason
 from .zoo_cases import ModelCase, model_case, model_cases
@@ -84,4 +84,5 @@ def __getattr__(name: str) -> Any:  # fuzzing needs hypothesis, a test dependenc
 
 
 __all__ = ["CaseResult", "Conformance", "Expectations", "ModelCase", "OpCase", "conformance_params", "judge",
-           "make_case", "model_case", "model_cases", "node_case", "op_cases", "run_case", "skip_reason", *_FUZZ]
+           "make_case", "model_case", "model_cases", "node_case", "op_cases", "run_case", "skip_reason", "slow_models",
+           *_FUZZ]

@@ -21,11 +21,13 @@ class Expectations:
 
     ``exclude``: not run (reported as skipped with the reason: out of scope, e.g. an op the backend never
     intends to support). ``xfail``: run and expected to fail (strict: a case that starts passing fails the run,
-    so the list cannot rot). A pattern that matches no case at all is an error, for the same reason.
+    so the list cannot rot). ``slow``: run, but carry the ``slow`` mark (``make test-fast`` leaves them out), with
+    the reason they are slow. A pattern that matches no case at all is an error, for the same reason.
     """
 
     exclude: Mapping[str, str] = field(default_factory=dict)
     xfail: Mapping[str, str] = field(default_factory=dict)
+    slow: Mapping[str, str] = field(default_factory=dict)
 
     def excluded(self, case_id: str) -> str | None:
         return _match(self.exclude, case_id)
@@ -35,10 +37,21 @@ class Expectations:
 
     def check_patterns(self, case_ids: Iterable[str]) -> None:
         ids = list(case_ids)
-        stale = [p for p in (*self.exclude, *self.xfail) if not fnmatch.filter(ids, p)]
+        stale = [p for p in (*self.exclude, *self.xfail, *self.slow) if not fnmatch.filter(ids, p)]
         if stale:
             raise ValueError(f"expectation pattern(s) {stale} match no conformance case; "
                              f"fix or remove them (case ids look like {ids[0]!r})")
+
+
+def slow_models(keep: Iterable[str], reason: str) -> dict[str, str]:
+    """``Expectations.slow`` patterns for every zoo model but ``keep`` (the fast subset's one per family)."""
+    from .. import models
+
+    keep = set(keep)
+    unknown = keep - set(models.names())
+    if unknown:
+        raise ValueError(f"unknown model(s) {sorted(unknown)} in the fast subset")
+    return {f"{m}-b*": reason for m in models.names() if m not in keep}
 
 
 def _match(table: Mapping[str, str], case_id: str) -> str | None:
@@ -107,6 +120,8 @@ def conformance_params(backend_name: str, kind: str = "ops", expectations: Expec
             marks.append(pytest.mark.skip(reason=f"excluded: {reason}"))
         elif reason := expectations.expected_failure(case.id):
             marks.append(pytest.mark.xfail(reason=reason, strict=True))
+        if expectations.slow and _match(expectations.slow, case.id):
+            marks.append(pytest.mark.slow)
         item = Conformance(backend_name, case, dtype, dict(compile_options))
         params.append(pytest.param(item, id=case.id, marks=marks))
     return params

@@ -16,7 +16,7 @@ from ..backends.base import (
     UnsupportedNodeError,
     unavailable_reason,
 )
-from ..backends.correctness import Agreement, compare, tolerance
+from ..backends.correctness import Accuracy, Agreement, accuracy, compare, tolerance
 from ..ir.graph import Graph
 
 Status = Literal["pass", "fail", "skip", "error"]
@@ -54,6 +54,7 @@ class CaseResult:
     message: str = ""
     seconds: float = 0.0
     fallback_nodes: tuple[str, ...] = ()
+    accuracy: Accuracy | None = None  # a case with labels (real photographs): classification metrics
 
     @property
     def ok(self) -> bool:
@@ -99,8 +100,9 @@ def run_case(backend: str | Backend, case: Case, dtype: str = "float32", **compi
     head = f"{case.id} on {b.name} ({dtype})"
 
     def result(status: Status, message: str = "", agreement: Agreement | None = None,
-               fallback: tuple[str, ...] = ()) -> CaseResult:
-        return CaseResult(case.id, b.name, dtype, status, agreement, message, time.perf_counter() - start, fallback)
+               fallback: tuple[str, ...] = (), acc: Accuracy | None = None) -> CaseResult:
+        return CaseResult(case.id, b.name, dtype, status, agreement, message, time.perf_counter() - start, fallback,
+                          acc)
 
     why = skip_reason(b, case.graph, dtype, compile_options.get("fallback"))
     if why:
@@ -122,9 +124,13 @@ def run_case(backend: str | Backend, case: Case, dtype: str = "float32", **compi
     judged = report.accuracy_dtype if report is not None else dtype
     agreement = judge([np.asarray(y) for y in outputs], case.reference, judged)
     fallback = tuple(exe.fallback_nodes)
+    labels = getattr(case, "labels", None)
+    acc = None
+    if labels is not None and len(outputs) == 1 and np.isfinite(agreement.max_abs):
+        acc = accuracy(np.asarray(outputs[0]), case.reference[0], labels)
     if agreement.ok:
-        return result("pass", "", agreement, fallback)
+        return result("pass", "", agreement, fallback, acc)
     tol = tolerance(judged)
     rel = f"; max rel error {agreement.max_rel:.3g}" if np.isfinite(agreement.max_rel) else ""
     return result("fail", f"{head}: {agreement.reason}{rel} (tolerance rtol {tol.rtol:g}, atol {tol.atol:g})"
-                          f"\n  case: {case.describe()}", agreement, fallback)
+                          f"\n  case: {case.describe()}", agreement, fallback, acc)

@@ -29,22 +29,28 @@ class ModelCase:
     batch: int
     image_size: int
     seed: int = 0
+    input: str = "random"  # "real": pretrained weights on the bundled photographs (bench.workload)
 
     @property
     def graph(self) -> Graph:
-        return _data(self.model, self.batch, self.image_size, self.seed)[0]
+        return _data(self.model, self.batch, self.image_size, self.seed, self.input)[0]
 
     @property
     def params(self) -> dict[str, np.ndarray]:
-        return _data(self.model, self.batch, self.image_size, self.seed)[1]
+        return _data(self.model, self.batch, self.image_size, self.seed, self.input)[1]
 
     @property
     def inputs(self) -> dict[str, np.ndarray]:
-        return _data(self.model, self.batch, self.image_size, self.seed)[2]
+        return _data(self.model, self.batch, self.image_size, self.seed, self.input)[2]
 
     @property
     def reference(self) -> list[np.ndarray]:
-        return _data(self.model, self.batch, self.image_size, self.seed)[3]
+        return _data(self.model, self.batch, self.image_size, self.seed, self.input)[3]
+
+    @property
+    def labels(self) -> tuple[frozenset[int], ...] | None:
+        """Each row's acceptable ImageNet classes (real input); None for random input."""
+        return _data(self.model, self.batch, self.image_size, self.seed, self.input)[4]
 
     @property
     def op(self) -> str:
@@ -63,17 +69,25 @@ class ModelCase:
 
 
 @lru_cache(maxsize=2)
-def _data(model: str, batch: int, image_size: int, seed: int):
+def _data(model: str, batch: int, image_size: int, seed: int, input: str = "random"):
+    if input != "random":  # the arrays `convbench run` measures on, so check and run judge the same case
+        from ..bench.workload import make_workload
+
+        w = make_workload(model, batch, image_size, seed, input)
+        (name,) = w.graph.inputs
+        return w.graph, w.params, {name: w.input}, reference_outputs(w.graph, w.params, {name: w.input}), w.labels
     graph = zoo.build(model, batch=batch, image_size=image_size)
     params = zoo.init_params(graph, seed=seed)
     (name, t), = graph.inputs.items()
     inputs = {name: rng("model input", model, seed).standard_normal(t.shape).astype(np.float32)}
-    return graph, params, inputs, reference_outputs(graph, params, inputs)
+    return graph, params, inputs, reference_outputs(graph, params, inputs), None
 
 
-def model_case(model: str, batch: int = 1, image_size: int | None = None, seed: int = 0) -> ModelCase:
+def model_case(model: str, batch: int = 1, image_size: int | None = None, seed: int = 0,
+               input: str = "random") -> ModelCase:
     size = zoo.spec(model).image_size if image_size is None else int(image_size)
-    return ModelCase(f"{model}-b{batch}-s{size}", model, batch, size, seed)
+    suffix = "" if input == "random" else f"-{input}"  # random ids unchanged; real ones never collide with them
+    return ModelCase(f"{model}-b{batch}-s{size}{suffix}", model, batch, size, seed, input)
 
 
 def model_cases(size: str = "small", models: Iterable[str] | None = None, batch: int | None = None) -> list[ModelCase]:

@@ -1,0 +1,56 @@
+"""``convbench check --mode train``: pass on numpy and torch, skip with the reason on a backend that cannot train,
+one error naming node and op for a model without a VJP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from convbench.cli import main
+from convbench.ir import ops
+from convbench.ir.ops import _REGISTRY
+
+
+def _rows(capsys, *argv: str) -> tuple[int, list[dict]]:
+    code = main(["check", "--mode", "train", "--json", *argv])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_numpy_and_torch_pass_on_lenet5(capsys):
+    pytest.importorskip("torch")
+    code, rows = _rows(capsys, "-m", "lenet5", "-b", "numpy,torch", "--batch", "2", "--image-size", "32")
+    assert code == 0 and [r["status"] for r in rows] == ["pass", "pass"], rows
+    assert rows[0]["case_id"] == "lenet5-b2-s32-train"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["resnet18", "mobilenet_v2"])
+def test_numpy_float64_and_torch_pass_at_64px(capsys, model):
+    pytest.importorskip("torch")
+    code, rows = _rows(capsys, "-m", model, "-b", "torch", "--batch", "2", "--image-size", "64")
+    assert code == 0 and rows[0]["status"] == "pass", rows
+    code, rows = _rows(capsys, "-m", model, "-b", "numpy", "--dtype", "float64", "--batch", "2",
+                       "--image-size", "64")
+    assert code == 0 and rows[0]["status"] == "pass", rows
+
+
+def test_a_backend_that_cannot_train_is_skipped_with_the_reason(capsys):
+    from convbench.backends import registry
+
+    backend = registry.get("tvm")
+    if backend.available()[0] is False:
+        pytest.skip("tvm not installed: it would be skipped as unavailable, not for training")
+    code, rows = _rows(capsys, "-m", "lenet5", "-b", "tvm", "--batch", "2", "--image-size", "32")
+    assert code == 1 and rows[0]["status"] == "skip"
+    assert "training runs on numpy only for now" in rows[0]["message"]
+
+
+def test_a_model_with_an_op_without_a_vjp_is_one_error_naming_node_and_op(capsys, monkeypatch):
+    tanh = ops.get("tanh")
+    import dataclasses
+
+    monkeypatch.setitem(_REGISTRY, "tanh", dataclasses.replace(tanh, vjp=None))
+    code = main(["check", "--mode", "train", "-m", "lenet5", "-b", "numpy", "--batch", "2", "--image-size", "32"])
+    err = capsys.readouterr().err
+    assert code == 2 and "(tanh)" in err and "without a VJP" in err, err
