@@ -23,6 +23,7 @@ from onnx import helper
 from .errors import IRError
 from .graph import Node
 from .onnx_export import averaging_matrix
+from .ops._fused import heads
 from .ops.adaptive_avg_pool2d import AdaptivePoolAttrs
 from .ops.batch_norm import BatchNormAttrs
 from .ops.clip import ClipAttrs
@@ -162,7 +163,7 @@ def _fold_bias(imp: Importer, node: onnx.NodeProto, x: str, c: str) -> bool:
     """Add(conv or linear without bias, constant vector) → that node with the vector as its bias, where the
     conv/linear has no bias, is read by the Add alone and the constant is a per-channel vector."""
     producer = next((n for n in reversed(imp.nodes) if n.name == x), None)
-    if producer is None or producer.op not in ("conv2d", "linear") or len(producer.inputs) != 2:
+    if producer is None or producer.op not in heads() or len(producer.inputs) != 2:
         return False
     if len(imp.consumers.get(x, [])) != 1 or any(o.name == x for o in imp.model.graph.output):
         return False

@@ -131,7 +131,7 @@ class _Lowering:
         output), with the batch_norm after it folded in when there is one. Weights the graph computes
         (not parameters) are used as they are."""
         w_name, b_name = node.inputs[1], (node.inputs[2] if bias else None)
-        linear = node.op in ("linear", "fused_linear")
+        linear = not ir_ops.get(node.op).has("window")  # a contraction without a window: linear, fused_linear
         bshape = (-1,) if linear else (1, -1, 1, 1)
         if not self.g.is_param(w_name) or (b_name is not None and not self.g.is_param(b_name)):
             w = self.arg(w_name)
