@@ -40,11 +40,17 @@ TOLERANCES: dict[str, Tolerance] = {
 }
 
 
-def tolerance(dtype: str) -> Tolerance:
+def tolerance(dtype: str, mode: str = "inference") -> Tolerance:
+    """The tolerance of ``dtype`` for an inference output, or (``mode="train"``) for a train step's tensors
+    (`TRAIN_TOLERANCES`, below)."""
+    if mode not in ("inference", "train"):
+        raise ValueError(f"mode must be 'inference' or 'train', got {mode!r}")
+    table = TRAIN_TOLERANCES if mode == "train" else TOLERANCES
     try:
-        return TOLERANCES[dtype]
+        return table[dtype]
     except KeyError:
-        raise KeyError(f"no tolerance for dtype {dtype!r}; known: {', '.join(TOLERANCES)}") from None
+        what = "training tolerance" if mode == "train" else "tolerance"
+        raise KeyError(f"no {what} for dtype {dtype!r}; known: {', '.join(table)}") from None
 
 
 @dataclass(frozen=True)
@@ -190,9 +196,3 @@ TRAIN_TOLERANCES: dict[str, Tolerance] = {
     "float32": Tolerance(rtol=1e-2, atol=1e-2),
 }
 
-
-def train_tolerance(dtype: str) -> Tolerance:
-    try:
-        return TRAIN_TOLERANCES[dtype]
-    except KeyError:
-        raise KeyError(f"no training tolerance for dtype {dtype!r}; known: {', '.join(TRAIN_TOLERANCES)}") from None

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import models
 from ..backends.base import Backend, unavailable_reason
-from ..backends.correctness import Agreement, train_tolerance
+from ..backends.correctness import Agreement, tolerance
 from ..backends.numpy_train import NumpyTrainer
 from ..backends.template import cast_params
 from ..ir import ops
@@ -57,7 +57,7 @@ def backend_step(backend: Backend, step, params: dict[str, np.ndarray], x: np.nd
 
 def compare_step(got: tuple, want: tuple, dtype: str) -> Agreement:
     """The worst tensor of (loss, gradients, parameters after the step) on its own scale."""
-    tol = train_tolerance(dtype)
+    tol = tolerance(dtype, "train")
     (loss, grads, after), (rloss, rgrads, rafter) = got, want
     floor = tol.atol * max((float(np.abs(g).max()) for g in rgrads.values()), default=0.0)
     tensors = [("loss", np.asarray(loss), np.asarray(rloss), 0.0)]
