@@ -166,6 +166,7 @@ def test_float64_compiles_to_float64(case):
     assert y.dtype == np.float64 and compare(y, ref, "float64").ok
 
 
+@pytest.mark.slow  # a TVM compile around a database: 3-9 s each
 def test_threads_set_tvm_thread_pool(case, monkeypatch):
     g, params, x, ref = case
     monkeypatch.setenv("TVM_NUM_THREADS", "1")  # restored afterwards
@@ -230,6 +231,7 @@ def test_unsupported_node_is_an_error_unless_fallback_is_asked(case):
 
 # -- tuning databases ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a TVM compile around a database: 3-9 s each
 def test_a_given_database_is_applied_and_its_hits_counted(case, tmp_path):
     g, params, x, ref = case
     fake_database(tmp_path / "db", g, params)
@@ -241,6 +243,7 @@ def test_a_given_database_is_applied_and_its_hits_counted(case, tmp_path):
     assert compare(exe(x), ref, "float32").ok
 
 
+@pytest.mark.slow  # a TVM compile around a database: 3-9 s each
 def test_a_partial_database_says_how_much_it_covered(case, tmp_path):
     g, params, _, _ = case
     fake_database(tmp_path / "db", g, params, skip=2)
@@ -249,6 +252,7 @@ def test_a_partial_database_says_how_much_it_covered(case, tmp_path):
     assert any(f"schedules for {report.details.db_hits} of" in w for w in report.warnings)
 
 
+@pytest.mark.slow  # a TVM compile around a database: 3-9 s each
 def test_the_shipped_database_is_found_by_target_and_model(case, tmp_path, monkeypatch):
     g, params, _, _ = case
     monkeypatch.setattr(tvm_tune, "DATA", tmp_path)
@@ -259,6 +263,7 @@ def test_the_shipped_database_is_found_by_target_and_model(case, tmp_path, monke
     assert report.details.db is None and report.details.db_hits == 0 and report.warnings == ()
 
 
+@pytest.mark.slow  # a TVM compile around a database: 3-9 s each
 @pytest.mark.parametrize("damage", ["garbage", "bad-index", "bad-module", "missing"])
 def test_a_corrupt_database_warns_and_compiles_untuned(case, tmp_path, damage):
     g, params, x, ref = case
@@ -279,6 +284,7 @@ def test_a_corrupt_database_warns_and_compiles_untuned(case, tmp_path, damage):
     assert compare(exe(x), ref, "float32").ok
 
 
+@pytest.mark.slow  # a TVM compile around a database: 3-9 s each
 def test_a_database_for_another_target_warns_and_compiles_untuned(case, tmp_path):
     g, params, x, ref = case
     db = fake_database(tmp_path / "db", g, params)
