@@ -14,6 +14,9 @@ the contraction's VJP turns it into the gradients of x, weight and bias.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -122,3 +125,66 @@ def epilogue_backward_flops(out: TensorType, activation: str | None, recompute: 
         return 0
     act = activations()[activation]
     return act.backward_flops(NoAttrs(), [out], out, 0) + (0 if from_output(activation) else recompute)
+
+
+# -- the op definition ----------------------------------------------------------------------------------------
+
+def fused_op(name: str, head: ModuleType, head_attrs: Callable[[Any], Any], attrs_type: type,
+             traits: set[str]) -> OpDef:
+    """The OpDef of ``activation(head(x, W, b) + residual)``: every rule is the head's (conv2d or linear, a module
+    with infer/macs/flops/reference/vjp/saves/backward_flops) composed with the shared epilogue above.
+    ``head_attrs(attrs)`` gives the head's own attributes from the fused node's."""
+    hname = head.OP.name
+
+    def parts(attrs: Any, ins: Any) -> Any:
+        return ins[: 2 + attrs.bias]  # (x, weight[, bias]): the head's inputs
+
+    def infer(attrs: Any, ins: Types) -> TensorType:
+        check_arity(ins, attrs.bias, attrs.residual, name)
+        out = head.infer(head_attrs(attrs), parts(attrs, ins))
+        check_residual(out, ins, attrs.residual)
+        return out
+
+    def macs(attrs: Any, ins: Types, out: TensorType) -> int:
+        return head.macs(head_attrs(attrs), parts(attrs, ins), out)
+
+    def flops(attrs: Any, ins: Types, out: TensorType) -> int:
+        base = head.flops(head_attrs(attrs), parts(attrs, ins), out)
+        return base + epilogue_flops(out, attrs.residual, attrs.activation)
+
+    def reference(attrs: Any, *args: np.ndarray) -> np.ndarray:
+        x, w, b, r = split(args, attrs.bias, attrs.residual)
+        return epilogue(head.reference(head_attrs(attrs), x, w, b), r, attrs.activation)
+
+    def vjp(attrs: Any, ins: Any, out: np.ndarray, dy: np.ndarray, wrt: int) -> np.ndarray:
+        x, w, b, r = split(ins, attrs.bias, attrs.residual)
+
+        def pre() -> np.ndarray:
+            z = head.reference(head_attrs(attrs), x, w, b)
+            return z + r if r is not None else z
+
+        dz = epilogue_vjp(out, dy, attrs.activation, pre)
+        if attrs.residual and wrt == len(ins) - 1:
+            return dz  # d(z)/d(residual) is the identity
+        return head.vjp(head_attrs(attrs), parts(attrs, ins), None, dz, wrt)
+
+    def saves(attrs: Any, wrt: int, n_inputs: int) -> tuple[int, ...]:
+        own = () if attrs.residual and wrt == n_inputs - 1 else head.saves(head_attrs(attrs), wrt, 2 + attrs.bias)
+        return fused_saves(own, attrs.activation, n_inputs)
+
+    def backward_flops(attrs: Any, ins: Types, out: TensorType, wrt: int) -> int:
+        hp, hin = head_attrs(attrs), parts(attrs, ins)
+        own = 0 if attrs.residual and wrt == len(ins) - 1 else head.backward_flops(hp, hin, out, wrt)
+        recompute = head.flops(hp, hin, out) + (out.numel if attrs.residual else 0)
+        return own + epilogue_backward_flops(out, attrs.activation, recompute)
+
+    return OpDef(
+        name=name, attrs_type=attrs_type, inputs=("x", "weight", "bias", "residual"), min_inputs=2,
+        traits=traits | {"contraction", "fused"}, overwrites=overwrites_residual,
+        infer=infer, macs=macs, flops=flops, reference=reference,
+        flop_rule=f"{hname}'s (2·MACs + bias) + 1 per element for the residual + the activation's rule",
+        vjp=vjp, saves=saves, backward_flops=backward_flops,
+        backward_flop_rule="the activation's backward rule (+ the forward's FLOPs when z must be recomputed: "
+                           f"hardswish, hardsigmoid, silu), then {hname}'s backward rule for x, weight and bias; "
+                           "0 more for the residual",
+    )
