@@ -6,8 +6,6 @@ cases where that changes the answer, the average pools with padding."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import ClassVar
 
 import pytest
 
@@ -17,34 +15,19 @@ pytest.importorskip("torch")
 from convbench.backends import torch as torch_backend
 
 
-def _conv_ignoring_dilation(lw, node):
-    """fused_conv2d lowers its convolution through this rule too (as a conv2d node carrying the fused attrs)."""
-    undilated = dataclasses.replace(node, attrs=dataclasses.replace(node.attrs, dilation=(1, 1)))
-    return torch_backend.LOWERINGS["conv2d"](lw, undilated)
+def planted(name: str, op: str, rewrite) -> type:
+    """A copy of the torch backend called ``name`` whose rule for ``op`` lowers ``rewrite(node.attrs)`` instead of
+    the node's own attributes (fused_conv2d lowers its convolution through conv2d's rule too)."""
+    def rule(lw, node):
+        return torch_backend.LOWERINGS[op](lw, dataclasses.replace(node, attrs=rewrite(node.attrs)))
+
+    lowering = type(f"{name}Lowering", (torch_backend.Lowering,), {"rules": {**torch_backend.LOWERINGS, op: rule}})
+    return type(name, (torch_backend.TorchBackend,), {"name": name, "lowering": lowering})
 
 
-class NoDilationLowering(torch_backend.Lowering):
-    rules: ClassVar[Mapping] = {**torch_backend.LOWERINGS, "conv2d": _conv_ignoring_dilation}
-
-
-class IgnoresDilation(torch_backend.TorchBackend):
-    name = "torch-ignores-dilation"
-    lowering = NoDilationLowering
-
-
-def _avg_pool_flipping_count_include_pad(lw, node):
-    flipped = dataclasses.replace(node, attrs=dataclasses.replace(node.attrs,
-                                                                  count_include_pad=not node.attrs.count_include_pad))
-    return torch_backend.LOWERINGS["avg_pool2d"](lw, flipped)
-
-
-class FlippedPadLowering(torch_backend.Lowering):
-    rules: ClassVar[Mapping] = {**torch_backend.LOWERINGS, "avg_pool2d": _avg_pool_flipping_count_include_pad}
-
-
-class FlipsCountIncludePad(torch_backend.TorchBackend):
-    name = "torch-flips-count-include-pad"
-    lowering = FlippedPadLowering
+IgnoresDilation = planted("torch-ignores-dilation", "conv2d", lambda a: dataclasses.replace(a, dilation=(1, 1)))
+FlipsCountIncludePad = planted("torch-flips-count-include-pad", "avg_pool2d",
+                               lambda a: dataclasses.replace(a, count_include_pad=not a.count_include_pad))
 
 
 def _uses_padded_avg_pool(case) -> bool:
