@@ -149,6 +149,16 @@ class Executable:
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
+def physical_cores() -> int:
+    """The default thread count of every backend and of a sweep's cases: the physical cores (hyper-threads share
+    a core's FMA units, so a second thread per core adds contention, not FLOPs)."""
+    import os
+
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
 def unavailable_reason(backend: Backend, dtype: str) -> str | None:
     """Why ``backend`` cannot run ``dtype`` here (not available, or a dtype it does not declare), else None: the
     words `convbench check` (skip), `convbench run` (unsupported) and the conformance suite all give."""

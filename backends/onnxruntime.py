@@ -28,7 +28,7 @@ import numpy as np
 from ..ir import ops as ir_ops
 from ..ir.graph import Graph, Node
 from ..ir.train import training_gaps
-from .base import BackendError, Options, option
+from .base import BackendError, Options, option, physical_cores
 from .template import Built, Prepared, TemplateBackend
 
 
@@ -41,12 +41,6 @@ def _import_error() -> str:
     if "CPUExecutionProvider" not in onnxruntime.get_available_providers():
         return f"onnxruntime has no CPUExecutionProvider (providers: {onnxruntime.get_available_providers()})"
     return ""
-
-
-def physical_cores() -> int:
-    import psutil
-
-    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from ..base import physical_cores
+
 # apache-tvm-ffi 0.1.15 and newer crash tvm.ir.save_json, which MetaSchedule's database writes use.
 FFI_KNOWN_GOOD = "0.1.14"
 
@@ -59,15 +61,6 @@ def cuda_available() -> bool:
     import tvm
 
     return bool(tvm.runtime.enabled("cuda")) and tvm.cuda(0).exist
-
-
-def physical_cores() -> int:
-    try:
-        import psutil
-
-        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    except ImportError:
-        return os.cpu_count() or 1
 
 
 def target_dict(device: str) -> dict[str, Any]:
