@@ -37,6 +37,12 @@ TOLERANCES: dict[str, Tolerance] = {
     "tf32": Tolerance(rtol=5e-3, atol=1e-4),
     "float16": Tolerance(rtol=2e-2, atol=1e-3),
     "bfloat16": Tolerance(rtol=8e-2, atol=1e-2),
+    # int8: an int8 backend against the float64 NumPy reference of the *same* QDQ graph (testing/quantized.py).
+    # Engines requantize with float32 multipliers, so a code at a rounding boundary flips by one step and the flip
+    # propagates: measured ≤ 3e-7 on single QDQ convs, 0.9–1.4 % of max|logit| on efficientnet_lite0 with its
+    # real weights on the photographs (ORT 1.31); 2× that. Random-weight deep nets amplify flips (lite0 at 64 px,
+    # random init: 12 %), so their whole-network int8 runs are reported, not judged by this row.
+    "int8": Tolerance(rtol=3e-2, atol=1e-3),
 }
 
 

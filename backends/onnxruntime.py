@@ -12,8 +12,13 @@ execution sequential, as a CNN's graph is a chain. ``spinning`` is off unless as
 off ORT's own latency, but the threads keep spinning after ``run`` returns: timed in one process, the next
 candidate ran 1.7× slower until ``session.intra_op.allow_spinning`` was "0".
 
-float32 only: ORT's CPU kernels for the other types are partial (no float64 Conv), so they are refused, not
-half-run. ``exe.artifact`` is the tuple of ``onnxruntime.InferenceSession`` in run order (one without fallback);
+float32, and int8: a QDQ graph (`convbench.ir.passes.quantize.quantize_graph`; `convbench check --dtype int8`
+quantizes first, calibrating on the photographs) exported as QuantizeLinear/DequantizeLinear pairs, which ORT's
+graph optimiser fuses into QLinearConv / QGemm / QLinearAdd (int8 activations by default: this ORT's uint8 ×
+int8 kernels saturate on this CPU). dtype int8 on a graph without QDQ nodes is refused with that advice, never run
+as float32; its accuracy dtype is "int8" (judged against the NumPy reference of the same quantized graph).
+float64/16-bit: ORT's CPU kernels for them are partial (no float64 Conv), so they are refused, not half-run.
+``exe.artifact`` is the tuple of ``onnxruntime.InferenceSession`` in run order (one without fallback);
 ``exe.report.details`` is an `OrtDetails`.
 """
 
@@ -63,7 +68,7 @@ class OnnxRuntimeBackend(TemplateBackend):
     name = "onnxruntime"
     peer: ClassVar[bool] = True  # a peer engine running the exported model, not a convbench lowering
     Options = OrtOptions
-    dtypes = ("float32",)
+    dtypes = ("float32", "int8")
     table = "ir/onnx_export.py: EMITTERS"
     gaps = training_gaps()  # the train-step ops (loss, gradients, train-mode forms): not lowered yet
 
@@ -92,12 +97,20 @@ class OnnxRuntimeBackend(TemplateBackend):
     def build(self, prepared: Prepared) -> Built:
         import onnxruntime
 
+        from ..ir.passes.quantize import is_quantized
+
         opts = prepared.options
+        quantized = is_quantized(prepared.graph)
+        if opts.dtype == "int8" and not quantized:
+            raise BackendError(f"onnxruntime backend: dtype int8 runs a quantized (QDQ) graph and "
+                               f"{prepared.graph.name} has no quantize/dequantize nodes: quantize it first with "
+                               f"convbench.ir.passes.quantize.quantize_graph (convbench check/run --dtype int8 do)")
         threads = physical_cores() if opts.threads is None else opts.threads
         settings = {"threads": threads, "spinning": opts.spinning, "optimization": opts.optimization}
         run, sessions = _build(prepared.graph, prepared.params, set(prepared.fallback_nodes), settings)
         details = OrtDetails(len(sessions), opts.optimization, opts.spinning, onnxruntime.__version__)
-        return Built(run, artifact=sessions, details=details, threads=threads)
+        return Built(run, artifact=sessions, details=details, threads=threads,
+                     accuracy_dtype="int8" if quantized else None)
 
 
 def _session(graph: Graph, weights: Mapping[str, np.ndarray], settings: Mapping[str, Any]):
@@ -150,11 +163,12 @@ def _subgraph(graph: Graph, nodes: list[Node], index: int, later: set[str]) -> G
 def _build(graph: Graph, weights: Mapping[str, np.ndarray], fallback: set[str], settings: Mapping[str, Any]):
     """(run, sessions): one ORT session for the whole graph, or sessions between the fallback nodes."""
     input_names, output_names = list(graph.inputs), list(graph.outputs)
+    dtypes = [np.dtype(t.dtype) for t in graph.inputs.values()]  # float32, or int8/uint8 into a dequantize
     if not fallback:
         session = _session(graph, weights, settings)
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
-            feed = {n: np.ascontiguousarray(x, dtype=np.float32) for n, x in zip(input_names, inputs, strict=True)}
+            feed = {n: np.ascontiguousarray(x, dtype=d) for n, x, d in zip(input_names, inputs, dtypes, strict=True)}
             return session.run(output_names, feed)
 
         return run, (session,)
@@ -170,8 +184,8 @@ def _build(graph: Graph, weights: Mapping[str, np.ndarray], fallback: set[str], 
         steps.append((_session(sub, weights, settings), sub))
 
     def run_split(inputs: list[np.ndarray]) -> list[np.ndarray]:
-        env: dict[str, np.ndarray] = {n: np.ascontiguousarray(x, dtype=np.float32)
-                                      for n, x in zip(input_names, inputs, strict=True)}
+        env: dict[str, np.ndarray] = {n: np.ascontiguousarray(x, dtype=d)
+                                      for n, x, d in zip(input_names, inputs, dtypes, strict=True)}
         for session, item in steps:
             if session is None:  # a fallback node, on the reference
                 args = [weights[i] if i in weights else env[i] for i in item.inputs]

@@ -31,6 +31,11 @@ class Workload:
     params: dict[str, np.ndarray]
     input: np.ndarray
     labels: tuple[frozenset[int], ...] | None = None  # real input: each row's acceptable ImageNet classes
+    # int8: how the graph was quantized (`models.calibration.quantize_model`'s settings), and the float graph and
+    # parameters it was quantized from (accuracy is judged against the float model's float64 output)
+    quantization: dict[str, Any] | None = None
+    float_graph: Graph | None = None
+    float_params: dict[str, np.ndarray] | None = None
 
 
 def make_input(shape: tuple[int, ...], seed: int = SEED) -> np.ndarray:
@@ -51,8 +56,20 @@ def check_real_input(model: str, batch: int) -> None:
 
 
 def make_workload(model: str, batch: int, image_size: int | None, seed: int = SEED,
-                  input: str = "random") -> Workload:
-    """``image_size=None`` is the architecture's own size."""
+                  input: str = "random", dtype: str = "float32") -> Workload:
+    """``image_size=None`` is the architecture's own size. ``dtype="int8"``: the graph quantized
+    (`models.calibration.quantize_model`: calibrated on seeded views of the photographs, deterministic, so every
+    process of a sweep quantizes a workload to the same QDQ graph)."""
+    w = _float_workload(model, batch, image_size, seed, input)
+    if dtype != "int8":
+        return w
+    from ..models.calibration import quantize_model
+
+    graph, params, settings = quantize_model(w.graph, w.params, model, inputs=[w.input])
+    return Workload(graph, params, w.input, w.labels, settings, w.graph, w.params)
+
+
+def _float_workload(model: str, batch: int, image_size: int | None, seed: int, input: str) -> Workload:
     from .. import models
 
     graph = models.build(model, batch=batch, image_size=image_size)
@@ -70,11 +87,16 @@ def make_workload(model: str, batch: int, image_size: int | None, seed: int = SE
     return Workload(graph, params, make_input(graph.inputs[next(iter(graph.inputs))].shape, seed))
 
 
-def reference(workload: Workload) -> np.ndarray:
-    """The NumPy backend's output in float64 on the workload's float32 values: the oracle."""
+def reference(workload: Workload, float_model: bool = False) -> np.ndarray:
+    """The NumPy backend's output in float64 on the workload's float32 values: the oracle. For an int8 workload
+    that is the quantized graph's exact arithmetic (what an int8 backend must match); ``float_model`` gives the
+    float graph's instead (what its accuracy is judged against)."""
     from ..backends import get
 
-    out = get("numpy").compile(workload.graph, workload.params, dtype="float64")(workload.input)
+    graph, params = workload.graph, workload.params
+    if float_model and workload.float_graph is not None:
+        graph, params = workload.float_graph, workload.float_params or {}
+    out = get("numpy").compile(graph, params, dtype="float64")(workload.input)
     return np.asarray(out[0] if isinstance(out, tuple) else out)
 
 

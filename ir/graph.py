@@ -17,7 +17,8 @@ import numpy as np
 
 from .errors import IRError
 
-DTYPES = ("float32", "float64", "float16", "bfloat16", "int64")
+# int8/uint8: quantize_linear outputs and quantized weights; int32: quantized biases
+DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int8", "uint8", "int32")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,10 @@ single op for an IR op, the export is an exact composition that the importer rec
 
 - linear: Gemm on rank-2 inputs, else Transpose(W), MatMul (and Add of the bias), as torch writes nn.Linear;
 - fused_conv2d / fused_linear (from `passes.fuse`): Conv or Gemm, Add of the residual, the activation — imported
-  back as the unfused nodes.
+  back as the unfused nodes;
+- quantize_linear / dequantize_linear: QuantizeLinear / DequantizeLinear with their attributes as scale and
+  zero-point initializers (the QDQ format ONNX Runtime fuses); int8/uint8/int32 parameters are integer
+  initializers (cast from whatever float dtype holds their integer values).
 
 `EMITTERS` (one emitter per IR op) is the export table, and so the ONNX Runtime backend's lowering table; this
 module imports onnx only when it writes a model, so the table answers without onnx installed. Nodes with no exact
@@ -38,7 +41,9 @@ if TYPE_CHECKING:
     import onnx
 
 OPSET = 17
-ELEM_TYPES = {"float32": "FLOAT", "float64": "DOUBLE", "float16": "FLOAT16"}  # dtype -> onnx.TensorProto type
+# dtype -> onnx.TensorProto type; the integer types are quantized values, weights and biases (QDQ)
+ELEM_TYPES = {"float32": "FLOAT", "float64": "DOUBLE", "float16": "FLOAT16", "int8": "INT8", "uint8": "UINT8",
+              "int32": "INT32"}
 
 
 def _elem_type(dtype: str) -> int:
@@ -227,6 +232,21 @@ def _fused(base: str) -> Callable[[_Writer, Node], None]:
     return emit
 
 
+def _qdq(op_type: str) -> Callable[[_Writer, Node], None]:
+    """quantize_linear / dequantize_linear: the attributes become the scale (float32) and zero-point (int8, uint8
+    or int32) initializers ONNX takes as inputs; 1-D with ``axis`` when per-channel, scalars when per-tensor."""
+
+    def emit(w: _Writer, node: Node) -> None:
+        a = node.attrs
+        shape = (len(a.scale),) if a.per_channel else ()
+        scale = w.constant(f"{node.name}::scale", np.asarray(a.scale, np.float32).reshape(shape))
+        zp = w.constant(f"{node.name}::zero_point", np.asarray(a.zero_point, np.dtype(a.dtype)).reshape(shape))
+        extra = {"axis": a.axis} if a.per_channel else {}
+        w.emit(op_type, [node.inputs[0], scale, zp], node.name, node.name, **extra)
+
+    return emit
+
+
 EMITTERS: dict[str, Callable[[_Writer, Node], None]] = {
     "conv2d": _conv2d,
     "max_pool2d": _pool("MaxPool"),
@@ -255,6 +275,8 @@ EMITTERS: dict[str, Callable[[_Writer, Node], None]] = {
     "silu": _silu,
     "clip": _clip,
     "reshape": _reshape,
+    "quantize_linear": _qdq("QuantizeLinear"),  # opset 13: per-channel axis
+    "dequantize_linear": _qdq("DequantizeLinear"),
 }
 
 

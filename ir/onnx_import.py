@@ -8,7 +8,9 @@ linear. Constant sub-graphs (shape arithmetic such as Shape → Gather → Conca
 ONNX's own reference evaluator; Identity is an alias. Patterns that stand for one IR op are recognised: Clip(0, 6)
 is relu6, Clip(0, ∞) relu, MatMul (+ Add of a vector) a linear, a Reshape that only flattens a flatten, an Add of a
 vector to a bias-free conv/linear that conv's bias, Sigmoid(x)·x silu, and the two averaging MatMuls `to_onnx`
-writes an adaptive average pool.
+writes an adaptive average pool. QuantizeLinear / DequantizeLinear with constant scale and zero point are the IR's
+quantize_linear / dequantize_linear (the constants become attributes; a DequantizeLinear of an int8 initializer
+is kept, not folded).
 
 Anything else is refused with one `OnnxImportError` that lists every node it cannot import, with the reason for
 each. Float attributes (stored as float32 in ONNX) are read back as the shortest decimal naming that float32,
@@ -41,8 +43,39 @@ from .ops import infer_node
 from .ops._base import NoAttrs
 from .verify import verify
 
-HANDLERS = {**OP_HANDLERS, **WINDOW_HANDLERS}  # ONNX op type -> its handler: what the importer reads
-IR_DTYPES = {np.dtype("float32"): "float32", np.dtype("float64"): "float64", np.dtype("float16"): "float16"}
+# the integer types hold quantized values, weights (int8) and biases (int32) of a QDQ model
+IR_DTYPES = {np.dtype("float32"): "float32", np.dtype("float64"): "float64", np.dtype("float16"): "float16",
+             np.dtype("int8"): "int8", np.dtype("uint8"): "uint8", np.dtype("int32"): "int32"}
+
+
+def _qdq(op: str):
+    """QuantizeLinear / DequantizeLinear with constant scale and zero point: their values become `QuantAttrs`
+    (the IR keeps them as attributes). A dequantized constant (an int8 weight) stays a parameter, unfolded."""
+
+    def handle(imp: Importer, node: onnx.NodeProto) -> None:
+        from .onnx_ops import attributes
+        from .ops.quantize_linear import QDTYPES, QuantAttrs
+
+        scale = np.asarray(imp.const(node.input[1], "the scale"))
+        zp = (np.asarray(imp.const(node.input[2], "the zero point")) if len(node.input) > 2 and node.input[2]
+              else np.zeros(scale.shape, np.uint8))  # ONNX: an absent zero point is uint8 0
+        if zp.dtype.name not in QDTYPES or scale.ndim > 1 or zp.shape != scale.shape:
+            raise Unsupported(f"zero point of type {zp.dtype} shape {zp.shape} with scale of shape {scale.shape} "
+                              f"(the IR takes int8/uint8/int32, per-tensor or 1-D per-channel)")
+        axis = int(attributes(node).get("axis", 1))
+        x = node.input[0]
+        x = imp.param(x, imp.consts[x]) if x in imp.consts else imp.value(x)
+        try:
+            attrs = QuantAttrs(tuple(scale.ravel().tolist()), tuple(int(z) for z in zp.ravel()), axis, zp.dtype.name)
+        except IRError as e:
+            raise Unsupported(str(e)) from None
+        imp.emit(node.output[0], op, [x], attrs)
+
+    return handle
+
+
+HANDLERS = {**OP_HANDLERS, **WINDOW_HANDLERS,  # ONNX op type -> its handler: what the importer reads
+            "QuantizeLinear": _qdq("quantize_linear"), "DequantizeLinear": _qdq("dequantize_linear")}
 
 
 class OnnxImportError(IRError):
@@ -216,7 +249,8 @@ class Importer:
                 poisoned.update(node.output)
                 continue
             try:
-                if all(i in self.consts for i in node.input if i):
+                # a dequantized int8 weight stays a QDQ pair (an int8 engine needs it), not a folded float
+                if all(i in self.consts for i in node.input if i) and node.op_type != "DequantizeLinear":
                     self.fold(node)
                 elif node.op_type in HANDLERS:
                     HANDLERS[node.op_type](self, node)

@@ -96,8 +96,14 @@ def _gemm(imp: Importer, node: onnx.NodeProto) -> None:
     x = imp.value(node.input[0])
     if imp.types[x].rank != 2:
         raise Unsupported(f"Gemm input of shape {imp.types[x].shape} is not rank 2")
-    w = imp.const(node.input[1], "Gemm B")
     alpha, beta = a.get("alpha", 1.0), a.get("beta", 1.0)
+    if node.input[1] not in imp.consts and a.get("transB", 0) and alpha == beta == 1.0:  # a QDQ model's Gemm
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else ""
+        ins = [x, imp.value(node.input[1])] + ([imp.value(bias) if bias not in imp.consts else imp.param(
+            bias, imp.consts[bias])] if bias else [])
+        imp.emit(node.output[0], "linear", ins)
+        return
+    w = imp.const(node.input[1], "Gemm B")
     weight = (w if a.get("transB", 0) else w.T) * (w.dtype.type(alpha) if alpha != 1.0 else 1)
     inputs = [x, imp.param(node.input[1], np.ascontiguousarray(weight, dtype=w.dtype))]
     c_name = node.input[2] if len(node.input) > 2 and node.input[2] else ""

@@ -79,17 +79,21 @@ def conv(imp: Importer, node: onnx.NodeProto) -> None:
     a = attributes(node)
     x = imp.value(node.input[0])
     shape = rank4(imp, x, "Conv")
-    w = imp.const(node.input[1], "Conv weight")
-    if w.ndim != 4:
-        raise Unsupported(f"weight of shape {w.shape}: only 2-D convolutions are supported")
-    kernel = tuple(a.get("kernel_shape", w.shape[2:]))
-    if kernel != w.shape[2:]:
-        raise Unsupported(f"kernel_shape {kernel} differs from the weight's {w.shape[2:]}")
+    # a weight or bias computed by a DequantizeLinear (a QDQ model) is the IR value; otherwise a constant
+    computed = [node.input[1] not in imp.consts, len(node.input) > 2 and node.input[2] not in imp.consts]
+    w_shape = (imp.types[imp.value(node.input[1])].shape if computed[0]
+               else imp.const(node.input[1], "Conv weight").shape)
+    if len(w_shape) != 4:
+        raise Unsupported(f"weight of shape {w_shape}: only 2-D convolutions are supported")
+    kernel = tuple(a.get("kernel_shape", w_shape[2:]))
+    if kernel != w_shape[2:]:
+        raise Unsupported(f"kernel_shape {kernel} differs from the weight's {w_shape[2:]}")
     stride, dilation = tuple(a.get("strides", (1, 1))), tuple(a.get("dilations", (1, 1)))
     pad, extra = split_pads(onnx_pads(a, shape[2:], kernel, stride, dilation), (1 << 30, 1 << 30))
-    inputs = [imp.param(node.input[1], w)]
+    inputs = [imp.value(node.input[1]) if computed[0] else imp.param(node.input[1], imp.consts[node.input[1]])]
     if len(node.input) > 2 and node.input[2]:
-        inputs.append(imp.param(node.input[2], imp.const(node.input[2], "Conv bias")))
+        inputs.append(imp.value(node.input[2]) if computed[1]
+                      else imp.param(node.input[2], imp.const(node.input[2], "Conv bias")))
     try:
         attrs = Conv2dAttrs(stride, pad, dilation, a.get("group", 1))
     except IRError as e:

@@ -16,7 +16,7 @@ from convbench.backends.base import BackendError, BackendUnavailableError, Unsup
 from convbench.backends.correctness import compare
 from convbench.ir.builder import GraphBuilder
 from convbench.ir.train import training_gaps
-from convbench.testing import Expectations, conformance_params, make_case, model_cases, op_cases, run_case
+from convbench.testing import conformance_params, make_case, model_cases, op_cases, run_case
 from convbench.testing.fuzz import differential_test
 
 pytest.importorskip("openvino", reason="openvino is not installed; "
@@ -70,18 +70,13 @@ def test_models_full_size(item):
     assert item.check().agreement.top1 == 1.0
 
 
-# bf16 keeps 8 mantissa bits: as on the torch backend, the error compounds with depth and the tolerance (8% of
-# max|logit|) holds only for shallow nets. Measured here (max rel error): GoogLeNet 0.19, ResNet-50 0.27,
-# MobileNetV2 0.20. Strict: a case that starts passing must be moved.
-BF16 = Expectations(xfail={
-    "googlenet-*": "bf16 error compounds over 22 layers: ~0.2 of max|logit|",
-    "resnet50-*": "bf16 error compounds over 50 layers: ~0.3 of max|logit|",
-    "mobilenet_v2-*": "bf16 error compounds over 53 layers (depthwise, ReLU6): ~0.2 of max|logit|",
-})
-BF16_MODELS = ["lenet5", "squeezenet1_0", "resnet18", "googlenet", "resnet50", "mobilenet_v2"]
+# bf16 keeps 8 mantissa bits: as on the torch backend, on random weights the max-error bound (8% of max|logit|)
+# holds only for shallow nets (measured max rel error: GoogLeNet 0.19, ResNet-50 0.27, MobileNetV2 0.20); deep
+# nets' bf16 is judged on the real network in tests/test_precision_real.py. These three hold the bound.
+BF16_MODELS = ["lenet5", "squeezenet1_0", "resnet18"]
 
 
-@pytest.mark.parametrize("item", conformance_params("openvino", "models", BF16, models=BF16_MODELS, threads=1,
+@pytest.mark.parametrize("item", conformance_params("openvino", "models", models=BF16_MODELS, threads=1,
                                                     precision="bf16"))
 def test_models_bf16(item):
     item.check()
@@ -234,8 +229,8 @@ def test_a_cache_dir_that_is_not_a_directory_is_an_error_naming_it(resnet18, tmp
 def test_bad_options_are_one_error_naming_the_option(resnet18):
     g, p = resnet18.graph, resnet18.params
     bad = {
-        (("precision", "int8"),): r"^openvino backend: precision 'int8' is not available yet: int8 needs the "
-                                  r"quantized graphs",
+        (("precision", "int8"),): r"^openvino backend: option precision='int8' needs a quantized graph \(QDQ "
+                                  r"nodes: ir/passes/quantize.py\); resnet18 has none$",
         (("precision", "fp64"),): r"^openvino backend: option precision must be 'f32' \| 'bf16' \| 'f16' \| 'int8', "
                                   r"got 'fp64'$",
         (("threads", 0),): r"^openvino backend: option threads must be ≥ 1 or None, got 0$",

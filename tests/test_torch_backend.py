@@ -28,18 +28,12 @@ from convbench.backends.torch.layers import NchwConv2d, PackedConv2d  # noqa: E4
 FULL = ["resnet50", "googlenet"]
 FULL_SLOW = [m for m in models.names() if m not in FULL]
 
-# bfloat16 keeps 8 mantissa bits: the error compounds with depth and the tolerance (8% of max|logit|) holds
-# only for shallow nets. Measured on these inputs: max rel error 0.23 (GoogLeNet), 0.30 (ResNet-50),
-# 0.18 (MobileNetV2) while top-1 mostly still agrees. Strict: a case that starts passing must be moved.
-BF16 = Expectations(xfail={
-    "googlenet-*": "bfloat16 error compounds over 22 layers: ~0.2 of max|logit|",
-    "resnet50-*": "bfloat16 error compounds over 50 layers: ~0.3 of max|logit|",
-    "mobilenet_v2-*": "bfloat16 error compounds over 53 layers (depthwise, ReLU6): ~0.2 of max|logit|",
-})
-# A deliberate subset: three shallow nets that hold the bfloat16 tolerance and the three deep ones (one per
-# kind of depth: inception, bottleneck, depthwise) that document where it stops holding. Deeper members of the
-# same families only repeat the xfail.
-BF16_MODELS = ["lenet5", "squeezenet1_0", "resnet18", "googlenet", "resnet50", "mobilenet_v2"]
+# bfloat16 keeps 8 mantissa bits: on random weights the error compounds with depth and the max-error bound (8% of
+# max|logit|) holds only for shallow nets (measured max rel error: GoogLeNet 0.23, ResNet-50 0.30, MobileNetV2
+# 0.18), which says nothing about accuracy. The deep nets' bf16 is judged on the real network instead:
+# tests/test_precision_real.py (EfficientNet-Lite0, real weights and photographs: top-1 agreement, KL, labels).
+# These three shallow ones hold the bound and stay pass/fail on it.
+BF16_MODELS = ["lenet5", "squeezenet1_0", "resnet18"]
 
 
 @pytest.mark.parametrize("item", conformance_params("torch", "ops"))
@@ -75,7 +69,7 @@ def test_models_full_size_rest_of_the_zoo(item):
     assert item.check().agreement.top1 == 1.0
 
 
-@pytest.mark.parametrize("item", conformance_params("torch", "models", BF16, "bfloat16", models=BF16_MODELS))
+@pytest.mark.parametrize("item", conformance_params("torch", "models", dtype="bfloat16", models=BF16_MODELS))
 def test_models_bfloat16(item):
     item.check()
 
@@ -215,15 +209,15 @@ def test_bad_options_are_one_clear_error():
         get("torch").compile(c.graph, c.params, threads="abc")
     with pytest.raises(BackendError, match=r"^torch backend: option device must be 'cpu' \| 'cuda', got 'tpu'$"):
         get("torch").compile(c.graph, c.params, device="tpu")
-    with pytest.raises(UnsupportedDtypeError, match=r"^torch backend: dtype 'float16' is not supported"):
-        get("torch").compile(c.graph, c.params, dtype="float16")
+    with pytest.raises(UnsupportedDtypeError, match=r"^torch backend: dtype 'float64' is not supported"):
+        get("torch").compile(c.graph, c.params, dtype="float64")  # float16 runs (ATen's kernels on this CPU)
     if not torch.cuda.is_available():
         with pytest.raises(BackendError, match=r"^torch backend: device 'cuda' is not available"):
             get("torch").compile(c.graph, c.params, device="cuda")
     # what the CLI passes (-b torch:threads=2,channels_last=false) is coerced against TorchOptions
     exe = get("torch").compile(c.graph, c.params, threads="2", channels_last="false")
     assert exe.report.threads == 2 and exe.report.options.channels_last is False
-    assert run_case("torch", c, dtype="float16").status == "skip"  # declared dtypes: skipped, not failed
+    assert run_case("torch", c, dtype="float64").status == "skip"  # declared dtypes: skipped, not failed
     conv = _case("conv2d-k3-s1-p0-d1-g1")
     with pytest.raises(BackendError, match=r"2 parameter\(s\) missing"):
         get("torch").compile(conv.graph, {})

@@ -29,6 +29,8 @@ from _torch_ops import RULES, t64  # noqa: E402  (needs torch)
 NO_VJP = {
     "running_stat": "a buffer update off the loss's path: nothing differentiates it",
     "vjp": "second order: a train step never differentiates a gradient",
+    "quantize_linear": "rounding has zero gradient almost everywhere; a quantized graph is inference only",
+    "dequantize_linear": "a quantized graph is inference only (no straight-through estimator)",
 }
 
 ALL = op_cases() + train_cases()

@@ -15,7 +15,10 @@ model; ``report.accuracy_dtype`` is the precision that ran (f32 → float32, bf1
 correctness is judged with that tolerance. A precision the device lacks (``OPTIMIZATION_CAPABILITIES``) is an
 `UnsupportedDtypeError`, skipped by ``check`` and unsupported in ``run`` (without it, OpenVINO on a CPU without f16
 silently runs bf16 for f16); a compiled model reporting another precision than asked is a warning, and ``details``
-records what ran. int8 waits for the quantized graphs of the precision-matrix issue.
+records what ran. int8 takes a quantized graph (``ir/passes/quantize.py``): quantize_linear lowers to
+FakeQuantize + Convert, dequantize_linear to Convert → Subtract → Multiply, the QDQ pattern OpenVINO's
+low-precision transformations turn into int8 convolutions/matmuls (the rest runs f32); ``details.int8_layers``
+counts the layers the compiled model runs in i8/u8, and the result is judged with the int8 tolerance.
 
 Options: `OpenVinoOptions`. ``threads`` is ``INFERENCE_NUM_THREADS`` (None: OpenVINO's default, all cores),
 ``streams`` ``NUM_STREAMS``, ``hint`` ``PERFORMANCE_HINT``; the executable runs one synchronous infer request per
@@ -26,6 +29,7 @@ call, so a throughput hint only pays off for a caller that runs several requests
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import os
@@ -37,14 +41,17 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from ...ir.graph import Graph
+from ...ir.passes.quantize import is_quantized
 from ...ir.train import training_gaps
 from ..base import BackendError, Options, UnsupportedDtypeError, option
 from ..template import Built, Prepared, TemplateBackend
 from .lowering import Lowering, message
 
-ACCURACY = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}  # precision that ran -> tolerance to judge
-CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}  # the device's OPTIMIZATION_CAPABILITIES names
-NOT_YET = {"int8": "int8 needs the quantized graphs of the precision-matrix issue, which has not landed"}
+ACCURACY = {"f32": "float32", "bf16": "bfloat16", "f16": "float16", "int8": "int8"}  # what ran -> its tolerance
+CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16", "int8": "INT8"}  # OPTIMIZATION_CAPABILITIES names
+# int8 is a QDQ graph's quantized layers; what is left unquantized (pooling, the SE gates …) runs in f32
+HINT = {"int8": "f32"}
+INT8_LAYERS = ("Convolution", "FullyConnected", "MatMul", "Eltwise")  # runtime-model layer types counted as int8
 INSTALL = "openvino is not installed; pip install -c constraints.txt 'convbench[openvino]'"
 # read back from the compiled model into the report: threading and pinning as OpenVINO chose them
 RECORDED = ("INFERENCE_NUM_THREADS", "NUM_STREAMS", "PERFORMANCE_HINT", "PERFORMANCE_HINT_NUM_REQUESTS",
@@ -55,16 +62,14 @@ RECORDED = ("INFERENCE_NUM_THREADS", "NUM_STREAMS", "PERFORMANCE_HINT", "PERFORM
 @dataclass(frozen=True)
 class OpenVinoOptions(Options):
     precision: Literal["f32", "bf16", "f16", "int8"] = option(
-        "f32", "inference precision (INFERENCE_PRECISION_HINT), set explicitly and read back: f32, bf16, f16 "
-               "(int8: not yet); dtype stays float32, the I/O dtype")
+        "f32", "inference precision (INFERENCE_PRECISION_HINT), set explicitly and read back: f32, bf16, f16; "
+               "int8 runs a quantized (QDQ) graph's int8 layers, the rest f32; dtype stays float32, the I/O dtype")
     streams: int | None = option(None, "NUM_STREAMS (None: what the hint picks)")
     hint: Literal["latency", "throughput"] = option("latency", "PERFORMANCE_HINT")
     cache_dir: str | None = option(None, "OpenVINO model cache directory: a second compile loads the blob")
     device: str = option("CPU", "OpenVINO device: CPU, or GPU where OpenVINO sees one")
 
     def __post_init__(self) -> None:
-        if self.precision in NOT_YET:
-            raise ValueError(f"precision {self.precision!r} is not available yet: {NOT_YET[self.precision]}")
         for name in ("threads", "streams"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -88,6 +93,8 @@ class OpenVinoDetails:
     lower_s: float  # IR -> ov.Model
     ov_compile_s: float  # Core.compile_model (or the cache load)
     properties: dict[str, str] = field(default_factory=dict)  # RECORDED, as strings
+    # conv/matmul/eltwise layers of the compiled (runtime) model whose runtimePrecision is i8/u8: int8 kernels ran
+    int8_layers: int = 0
 
 
 @functools.cache
@@ -124,7 +131,8 @@ class OpenVinoBackend(TemplateBackend):
     name = "openvino"
     peer: ClassVar[bool] = True  # a peer engine (OpenVINO's own compiler), not a convbench lowering
     Options = OpenVinoOptions
-    dtypes = ("float32",)  # the I/O dtype; the arithmetic's precision is the precision option
+    # the I/O dtype (the arithmetic's precision is the precision option); int8 is precision int8 (a QDQ graph)
+    dtypes = ("float32", "int8")
     table = "backends/openvino/lowering.py: LOWERINGS"
     gaps: ClassVar[dict[str, str]] = training_gaps()  # every inference op lowers; the train-step ops do not yet
     lowering: type[Lowering] = Lowering  # a subclass may swap rules (the planted-rule test)
@@ -169,6 +177,18 @@ class OpenVinoBackend(TemplateBackend):
                 f"openvino backend: option precision={opts.precision!r} is not supported on {device} "
                 f"({core.get_property(device, 'FULL_DEVICE_NAME')}); it offers {', '.join(self.precisions(device))}")
         _check_cache_dir(opts.cache_dir)
+        quantized = is_quantized(graph)
+        if opts.dtype == "int8":  # what the harness's --dtype int8 asks: the same as precision int8
+            if opts.precision not in ("f32", "int8"):
+                raise BackendError(f"openvino backend: dtype int8 runs precision int8, not option "
+                                   f"precision={opts.precision!r}")
+            opts = dataclasses.replace(opts, precision="int8")
+        if opts.precision == "int8" and not quantized:
+            raise BackendError(f"openvino backend: option precision='int8' needs a quantized graph (QDQ nodes: "
+                               f"ir/passes/quantize.py); {graph.name} has none")
+        if quantized and opts.precision not in ("int8", "f32"):  # judged by the QDQ arithmetic, the rest in f32
+            raise UnsupportedDtypeError(f"openvino backend: {graph.name} is quantized (QDQ nodes): its unquantized "
+                                        f"parts run f32 (precision 'int8' or 'f32'), not {opts.precision!r}")
         start = time.perf_counter()
         lowering = self.lowering(graph, prepared.params)
         model = lowering.run()
@@ -181,8 +201,14 @@ class OpenVinoBackend(TemplateBackend):
         ov_compile_s = time.perf_counter() - start
         props = {k: _read(compiled, k) for k in RECORDED}
         ran = _text(_read(compiled, "INFERENCE_PRECISION_HINT"))
+        int8_layers = _int8_layers(compiled)
         warnings = []
-        if ran != opts.precision:
+        if quantized and not int8_layers:
+            warnings.append(f"openvino backend: {graph.name} is quantized but no layer of the compiled model runs "
+                            "in int8 (its low-precision transformations matched no QDQ pattern)")
+        if quantized:  # the QDQ arithmetic is what the result is judged by
+            ran = "int8" if ran == HINT["int8"] else ran
+        if ran != ("int8" if quantized else opts.precision):
             warnings.append(f"openvino backend: INFERENCE_PRECISION_HINT={opts.precision} was asked, the compiled "
                             f"model on {device} reports {ran}; judged as {ACCURACY.get(ran, ran)}")
         threads = props["INFERENCE_NUM_THREADS"]
@@ -192,7 +218,8 @@ class OpenVinoBackend(TemplateBackend):
             num_requests=props["OPTIMAL_NUMBER_OF_INFER_REQUESTS"], cache_dir=opts.cache_dir,
             loaded_from_cache=_read(compiled, "LOADED_FROM_CACHE") if opts.cache_dir else None,
             folded_batch_norms=len(lowering.folded), ov_ops=len(model.get_ops()), lower_s=lower_s,
-            ov_compile_s=ov_compile_s, properties={k: _text(v) for k, v in props.items() if v is not None})
+            ov_compile_s=ov_compile_s, properties={k: _text(v) for k, v in props.items() if v is not None},
+            int8_layers=int8_layers)
         return Built(_runner(compiled, graph), artifact=compiled, details=details, device=device.lower(),
                      threads=threads, accuracy_dtype=ACCURACY.get(ran, ACCURACY[opts.precision]), warnings=warnings)
 
@@ -223,7 +250,8 @@ def _config(opts: OpenVinoOptions) -> dict[str, Any]:
     import openvino.properties.hint as hints
 
     mode = {"latency": hints.PerformanceMode.LATENCY, "throughput": hints.PerformanceMode.THROUGHPUT}[opts.hint]
-    config: dict[str, Any] = {hints.inference_precision: opts.precision, hints.performance_mode: mode}
+    precision = HINT.get(opts.precision, opts.precision)
+    config: dict[str, Any] = {hints.inference_precision: precision, hints.performance_mode: mode}
     if opts.threads is not None:
         config[props.inference_num_threads] = opts.threads
     if opts.streams is not None:
@@ -231,6 +259,22 @@ def _config(opts: OpenVinoOptions) -> dict[str, Any]:
     if opts.cache_dir is not None:
         config[props.cache_dir] = opts.cache_dir
     return config
+
+
+def _int8_layers(compiled: Any) -> int:
+    """Layers of the compiled model that OpenVINO's CPU plugin runs with int8 inputs (its runtime model's
+    ``runtimePrecision``): how a QDQ graph is known to have run int8 kernels, not float ones."""
+    try:
+        ops = compiled.get_runtime_model().get_ops()
+    except Exception:  # a device without a runtime model
+        return 0
+    count = 0
+    for op in ops:
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str) if "layerType" in info else ""
+        precision = info["runtimePrecision"].astype(str).lower() if "runtimePrecision" in info else ""
+        count += kind in INT8_LAYERS and precision in ("i8", "u8")
+    return count
 
 
 def _compile_error(e: BaseException, graph: Graph, opts: OpenVinoOptions, device: str) -> str:

@@ -20,6 +20,7 @@ from ...ir.ops import NoAttrs
 from ...ir.ops.avg_pool2d import divisor
 from ...ir.ops.batch_norm import scale_shift
 from ...ir.ops.conv2d import Conv2dAttrs
+from ...ir.ops.quantize_linear import QDTYPES
 from ...ir.passes.fold_batch_norm import fold_conv_bn_weights, foldable
 from ..base import BackendError
 
@@ -297,6 +298,36 @@ def _reshape(lw: Lowering, node: Node) -> Any:
     return lw.op.reshape(lw.value(node.inputs[0]), shape, False, name=node.name).output(0)
 
 
+def _quantize_linear(lw: Lowering, node: Node) -> Any:
+    """q = saturate(round(x / s) + z) as OpenVINO's ONNX frontend writes QuantizeLinear: a FakeQuantize whose input
+    range is the dtype's range in real units, (lo − z)·s … (hi − z)·s, and whose output range is lo … hi (levels
+    256), then a Convert to u8/i8: the int8 pattern its low-precision transformations recognise. FakeQuantize rounds
+    half away from zero where the reference rounds half to even: they differ only on exact ties."""
+    a, rank = node.attrs, lw.graph.types[node.inputs[0]].rank
+    lo, hi = QDTYPES[a.dtype]
+    s, z = (v.astype(np.float64) for v in a.broadcast(rank, np.float64))
+    bounds = [lw.const((v - z) * s, f"{node.name}/{k}") for k, v in (("in_low", lo), ("in_high", hi))]
+    out = [lw.const(v, f"{node.name}/{k}") for k, v in (("out_low", lo), ("out_high", hi))]
+    fq = lw.op.fake_quantize(lw.value(node.inputs[0]), *bounds, *out, hi - lo + 1, name=f"{node.name}/fq")
+    return lw.op.convert(fq, {"int8": "i8", "uint8": "u8"}[a.dtype], name=node.name).output(0)
+
+
+def _dequantize_linear(lw: Lowering, node: Node) -> Any:
+    """y = (q − z)·s as Convert(f32) → Subtract(z) → Multiply(s), the dequantization OpenVINO folds into its int8
+    convolutions and matmuls. A quantized weight is an int8/u8 constant (parameters may hold the integers in
+    floats: cast_params); an int32 bias is dequantized here, in float64 (its readers take a float bias)."""
+    a, name = node.attrs, node.inputs[0]
+    s, z = a.broadcast(lw.graph.types[name].rank, np.float64)
+    codes = lw.param(name)
+    if codes is not None and a.dtype == "int32":
+        return lw.const((np.asarray(codes, np.float64) - z) * s, node.name)
+    q = lw.const(codes, name, getattr(np, a.dtype)) if codes is not None else lw.value(name)
+    y = lw.op.convert(q, "f32", name=f"{node.name}/convert")
+    if np.any(z != 0):
+        y = lw.op.subtract(y, lw.const(z, f"{node.name}/zero_point"), name=f"{node.name}/shift")
+    return lw.op.multiply(y, lw.const(s, f"{node.name}/scale"), name=node.name).output(0)
+
+
 LOWERINGS: dict[str, Rule] = {
     "conv2d": lambda lw, n: lw.conv(n, n.attrs, len(n.inputs) > 2),
     "fused_conv2d": lambda lw, n: lw.epilogue(n, lw.conv(n, n.attrs.conv, n.attrs.bias)),
@@ -328,5 +359,7 @@ LOWERINGS: dict[str, Rule] = {
     "reshape": _reshape,
     "pad": _pad,
     "dropout": lambda lw, n: lw.value(n.inputs[0]),  # the identity at inference: no node
+    "quantize_linear": _quantize_linear,
+    "dequantize_linear": _dequantize_linear,
 }
 Lowering.rules = LOWERINGS

@@ -3,7 +3,7 @@
 Lowering (`lower`) walks the IR in schedule order. Nodes with parameters become modules (``nn.Conv2d``,
 ``nn.Linear``, ``nn.BatchNorm``, `PackedConv2d`) registered under the IR node's name, so the generated code reads
 like torchvision's (``layer1_0_conv1 = getattr(self.layer1, "0").conv1(maxpool)``, print ``exe.artifact.code``);
-every other op is one ``torch``/``F`` call. Three rewrites pay for the IR (ResNet-50, 1 thread: 1.33× batch 1,
+every other op is one ``torch``/``F`` call. The rewrites pay for the IR (ResNet-50, 1 thread: 1.33× batch 1,
 1.40× batch 8 over the hand-written torchvision-style module; benchmarks/torch_vs_handwritten.py):
 
 - a batch_norm whose input is a conv2d/linear read by nothing else is folded into that layer's weights
@@ -12,9 +12,16 @@ every other op is one ``torch``/``F`` call. Three rewrites pay for the IR (ResNe
   reordered once into oneDNN's blocked layout and a ReLU/ReLU6 that alone reads its output becomes the
   convolution's post-op (`layers.PackedConv2d`); shapes oneDNN's NHWC kernels get wrong run NCHW
   (`nhwc_unsafe`);
-- relu/relu6/add write in place when they are the only reader of a buffer the graph does not return.
+- relu/relu6/add write in place when they are the only reader of a buffer the graph does not return;
+- with prepack and ``residual_post_ops``, a residual add (+ ReLU) after such a conv becomes its oneDNN post-op
+  too (`layers.fuse_residual_adds`: ResNet-50's 16 bottleneck ends, one pass over the output instead of three;
+  opt-in until the interleaved timing on a quiet machine says it pays).
 
-Options: `TorchOptions` (``convbench backends --options``); dtypes "float32" and "bfloat16". ``threads`` is
+Options: `TorchOptions` (``convbench backends --options``); dtypes "float32", "bfloat16" and "float16" (on a CPU
+without AVX512-FP16 float16 runs ATen's fallback kernels, not oneDNN: a warning says so), and "int8": a QDQ graph
+(``ir/passes/quantize.py``; dtype int8 refuses any other), float32 I/O, judged with the int8 tolerance: eagerly its
+quantize/dequantize pairs are torch's ``quantized_decomposed`` ops (exact float32 arithmetic), with ``compile``
+inductor matches them around conv/linear into oneDNN u8×s8 kernels (``details.int8_convs`` counts them). ``threads`` is
 torch's intra-op thread count while this executable runs, restored afterwards. Parameters are converted once, at
 compile time; calls run under ``torch.inference_mode``. ``exe.artifact`` is the fx GraphModule (with
 ``compile``: torch.compile's wrapper of it, which forwards ``.code`` and the modules); ``exe.report.details``
@@ -22,6 +29,7 @@ is a `TorchDetails`.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,12 +39,13 @@ import numpy as np
 
 from ...ir import ops as ir_ops
 from ...ir.graph import Graph
-from ..base import BackendError, Options, option
+from ..base import BackendError, Options, UnsupportedDtypeError, option
 from ..template import Built, Prepared, TemplateBackend
 from .lowering import _IMPORT_ERROR, DTYPES, LOWERINGS, Lowering, lower, lower_verified, torch
+from .quant_rules import QUANTIZED
 
 if torch is not None:
-    from .layers import can_prepack, intra_op_threads
+    from .layers import can_prepack, fuse_residual_adds, intra_op_threads
 
 # channels_last is the default where the graph convolves: the ops that are both a contraction and a window
 CONVOLUTIONS = ir_ops.with_trait("contraction") & ir_ops.with_trait("window")
@@ -51,6 +60,9 @@ class TorchOptions(Options):
     device: Literal["cpu", "cuda"] = option("cpu", "where the weights live and the kernels run")
     prepack: bool | None = option(None, "conv weights reordered once into oneDNN's blocked layout, ReLU/ReLU6 as "
                                         "post-op (default: wherever it applies: CPU, channels_last, no compile)")
+    residual_post_ops: bool = option(False, "with prepack: a residual add (+ ReLU) after a conv becomes its oneDNN "
+                                            "post-op, written over the residual's buffer where nothing reads it "
+                                            "after (off until timed on a quiet machine)")
 
     def __post_init__(self) -> None:
         if self.device == "cuda" and torch is not None and not torch.cuda.is_available():
@@ -68,6 +80,12 @@ class TorchDetails:
     folded_batch_norms: int
     post_ops: int  # activations pre-packed convolutions apply
     torch: str
+    cpu_isa: str = ""  # ATen's vector ISA (torch.backends.cpu.get_cpu_capability()), "" off CPU
+    # int8 QDQ graphs with compile: the QDQ → conv/linear patterns inductor replaced by oneDNN int8 kernels
+    # (its qconv/qlinear weight-prepack matcher counts); 0 in eager, where QDQ is exact float32 arithmetic
+    int8_convs: int = 0
+    int8_linears: int = 0
+    residual_post_ops: int = 0  # residual adds (+ ReLU) pre-packed convolutions apply (layers.fuse_residual_adds)
 
 
 class TorchBackend(TemplateBackend):
@@ -75,7 +93,8 @@ class TorchBackend(TemplateBackend):
     Options = TorchOptions
     dtypes = DTYPES
     table = "backends/torch/lowering.py: LOWERINGS"
-    gaps: ClassVar[dict[str, str]] = {}  # every registered op lowers, the train-step ops included (lowering.py: _vjp)
+    # every registered op lowers: the train-step ops (lowering.py: _vjp) and the int8 QDQ pair included
+    gaps: ClassVar[dict[str, str]] = {}
     lowering: type[Lowering] = Lowering  # a subclass may swap rules (tests/test_conformance_planted.py)
 
     def available(self) -> tuple[bool, str]:
@@ -92,7 +111,17 @@ class TorchBackend(TemplateBackend):
 
     def build(self, prepared: Prepared) -> Built:
         graph, opts = prepared.graph, prepared.options
-        dtype, device = opts.dtype, opts.device
+        device = opts.device
+        quantized = any(n.op in QUANTIZED for n in graph.nodes)
+        if opts.dtype == "int8" and not quantized:  # never a float32 run under an int8 label
+            raise BackendError(f"torch backend: dtype int8 runs a quantized (QDQ) graph and {graph.name} has no "
+                               f"quantize/dequantize nodes: quantize it first with convbench.ir.passes.quantize."
+                               f"quantize_graph (convbench check/run --dtype int8 do)")
+        # quantized_decomposed computes in float32 and dequantizes to it: a QDQ graph's I/O and unquantized ops
+        dtype = "float32" if opts.dtype == "int8" else opts.dtype
+        if quantized and dtype != "float32":
+            raise UnsupportedDtypeError(f"torch backend: {graph.name} is an int8 QDQ graph: it runs with dtype "
+                                        f"int8 or float32 (its I/O and unquantized ops in float32), not {dtype}")
         train = any(n.op == "vjp" for n in graph.nodes)  # a train step (ir/train.py): runs under autograd
         if train and opts.compile:
             raise BackendError("torch backend: compile is not supported for a train step yet (its vjp nodes call "
@@ -111,22 +140,33 @@ class TorchBackend(TemplateBackend):
                             self.lowering, prepack)
         lower_s = time.perf_counter() - start
         prepare = _input_converter(graph, getattr(torch, dtype), torch.device(device), channels_last)
+        start = time.perf_counter()
+        residual = (fuse_residual_adds(gm, prepare([np.zeros(t.shape, np.float32) for t in graph.inputs.values()]))
+                    if prepack and opts.residual_post_ops and not quantized else [])
+        lower_s += time.perf_counter() - start
         fn: Callable = gm
         torch_compile_s = 0.0
+        matched = {"qconv": 0, "qlinear": 0}
         if opts.compile:
             start = time.perf_counter()
-            fn = _torch_compile(gm, graph, prepare, opts.threads, device)
+            fn, matched = _torch_compile(gm, graph, prepare, opts.threads, device)
             torch_compile_s = time.perf_counter() - start
         threads = opts.threads
+        # inductor's int8 weight packing (onednn.qconv_prepack) is constant-folded only outside inference_mode
+        grad_mode = torch.enable_grad if train else torch.no_grad if quantized else torch.inference_mode
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
-            with (torch.enable_grad() if train else torch.inference_mode()), intra_op_threads(threads):
+            with grad_mode(), intra_op_threads(threads):
                 outs = fn(*prepare(inputs))
                 return [o.detach().to(torch.float32).cpu().numpy() for o in outs]
 
         details = TorchDetails(channels_last, opts.compile, prepack, lower_s, torch_compile_s, len(gm.graph.nodes),
-                               len(gm.meta["folded_batch_norms"]), len(gm.meta["post_ops"]), torch.__version__)
-        return Built(run, artifact=fn, details=details, device=device)
+                               len(gm.meta["folded_batch_norms"]), len(gm.meta["post_ops"]), torch.__version__,
+                               cpu_isa=torch.backends.cpu.get_cpu_capability() if device == "cpu" else "",
+                               int8_convs=matched["qconv"], int8_linears=matched["qlinear"],
+                               residual_post_ops=len(residual))
+        return Built(run, artifact=fn, details=details, device=device, accuracy_dtype="int8" if quantized else None,
+                     warnings=_precision_warnings(dtype, device, quantized, opts.compile, sum(matched.values())))
 
 
 def _input_converter(graph: Graph, dtype: torch.dtype, device: torch.device,
@@ -134,10 +174,11 @@ def _input_converter(graph: Graph, dtype: torch.dtype, device: torch.device,
     """NumPy inputs -> tensors of the executable's dtype, device and (for rank-4 inputs) memory format."""
     ranks = [t.rank for t in graph.inputs.values()]
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    ints = [t.dtype == "int64" for t in graph.inputs.values()]  # a train step's labels
+    # integer inputs keep their type: a train step's int64 labels, a dequantize_linear's int8/uint8 codes
+    ints = [t.dtype if t.dtype in ("int64", "int8", "uint8") else None for t in graph.inputs.values()]
 
     def prepare(inputs: list[np.ndarray]) -> list[torch.Tensor]:
-        xs = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64)).to(device) if i else
+        xs = [torch.from_numpy(np.ascontiguousarray(x).astype(i)).to(device) if i else
               torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device, dtype)
               for x, i in zip(inputs, ints, strict=True)]
         return [x.contiguous(memory_format=layout) if r == 4 else x for x, r in zip(xs, ranks, strict=True)]
@@ -145,20 +186,49 @@ def _input_converter(graph: Graph, dtype: torch.dtype, device: torch.device,
     return prepare
 
 
+def _precision_warnings(dtype: str, device: str, quantized: bool, compiled: bool, int8_layers: int) -> list[str]:
+    """What the report should say about the kernels a low precision gets on this machine. Seen with
+    ONEDNN_VERBOSE=1 on Zen 4 (AVX-512 BF16 and VNNI, no AMX, no AVX512-FP16), torch 2.13 / oneDNN 3.12:
+    bfloat16 conv and linear run oneDNN's brg_conv_fwd / brg_matmul:avx512_core_bf16; float16 calls no oneDNN
+    primitive at all (ATen's own kernels, ~12× slower than bfloat16 on a 3×3 conv); an int8 QDQ graph with
+    compile runs brg_conv_fwd:avx512_core_vnni with u8 activations and s8 weights."""
+    if device != "cpu":
+        return []
+    out = []
+    if dtype == "float16" and not torch.ops.mkldnn._is_mkldnn_fp16_supported():
+        out.append("torch backend: float16 on this CPU runs ATen's fallback kernels, not oneDNN (it has no "
+                   "AVX512-FP16/AMX-FP16): expect it slower than float32")
+    if quantized and not compiled:
+        out.append("torch backend: the int8 QDQ graph runs eagerly as exact float32 quantize/dequantize "
+                   "arithmetic (torch.ops.quantized_decomposed); compile=True lowers it to oneDNN int8 kernels")
+    if quantized and compiled and not int8_layers:
+        out.append("torch backend: inductor matched no QDQ conv/linear pattern: the int8 graph runs as float32 "
+                   "fake-quant arithmetic, not oneDNN int8 kernels")
+    return out
+
+
 def _torch_compile(gm: torch.fx.GraphModule, graph: Graph, prepare: Callable, threads: int | None,
-                   device: str) -> Callable:
+                   device: str) -> tuple[Callable, dict[str, int]]:
     """``torch.compile`` of ``gm``, compiled now with a warm-up call so the first timed call is not the
-    compilation; a failure is a `BackendError` naming the graph."""
+    compilation, and how many int8 conv/linear patterns inductor matched into oneDNN kernels; a failure is a
+    `BackendError` naming the graph."""
+    from torch._dynamo.utils import counters
+
     # freezing: inductor treats the weights as constants, folds them and pre-packs them for oneDNN on CPU
     fn = torch.compile(gm, backend="inductor", dynamic=False, options={"freezing": device == "cpu"})
+    quantized = any(n.op in QUANTIZED for n in graph.nodes)
+    before = {k: counters["inductor"][f"{k}_weight_prepack_matcher_count"] for k in ("qconv", "qlinear")}
+    # int8: inductor constant-folds its oneDNN weight packing (onednn.qconv_prepack) only under the global
+    # freezing flag (the per-call option is not enough: "UnsupportedOperatorException") and outside inference_mode
+    frozen = torch._inductor.config.patch(freezing=True) if quantized and device == "cpu" else contextlib.nullcontext()
     try:
-        with torch.inference_mode(), intra_op_threads(threads):
+        with frozen, torch.no_grad() if quantized else torch.inference_mode(), intra_op_threads(threads):
             fn(*prepare([np.zeros(t.shape, np.float32) for t in graph.inputs.values()]))
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise BackendError(f"torch backend: torch.compile failed on {graph.name}: "
                            f"{type(e).__name__}: {first}") from e
-    return fn
+    return fn, {k: counters["inductor"][f"{k}_weight_prepack_matcher_count"] - v for k, v in before.items()}
 
 
 BACKEND = TorchBackend()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import operator
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,6 +74,89 @@ class PackedConv2d(nn.Module):
     def extra_repr(self) -> str:
         return (f"weight={self.weight_shape}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, groups={self.groups}, activation={self.activation}")
+
+
+class PackedConvAdd(nn.Module):
+    """A pre-packed conv2d + a residual (+ ReLU) as one oneDNN call, the add and the activation post-ops of the
+    convolution (`fuse_residual_adds`): ``in_place`` writes the result over the residual's buffer (oneDNN's sum
+    post-op), which the rewrite allows only where nothing reads that buffer afterwards."""
+
+    def __init__(self, conv: PackedConv2d, activation: str | None, in_place: bool):
+        super().__init__()
+        self.conv, self.activation, self.in_place = conv, activation, in_place
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        c = self.conv
+        if self.in_place:
+            return torch.ops.mkldnn._convolution_pointwise_.binary(
+                residual, x, c.packed, c.bias, c.padding, c.stride, c.dilation, c.groups, "add", None,
+                self.activation, [], "")
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, residual, c.packed, c.bias, c.padding, c.stride, c.dilation, c.groups, "add", None, self.activation,
+            [], "")
+
+    def extra_repr(self) -> str:
+        return f"+ residual{' in place' if self.in_place else ''}, activation={self.activation}"
+
+
+RESIDUAL_ADDS = {operator.add, operator.iadd, torch.add}
+RELUS = {torch.relu, torch.relu_, F.relu}
+
+
+def fuse_residual_adds(gm: torch.fx.GraphModule, example: list[torch.Tensor]) -> list[str]:
+    """Rewrite ``relu(conv(x) + r)`` and ``conv(x) + r`` into one `PackedConvAdd` where ``conv`` is a
+    `PackedConv2d` without a post-op whose output only that add reads, and ``r`` has the conv output's shape,
+    dtype and strides (no broadcast, the same layout). The ResNet bottleneck's conv3 + identity + ReLU: one pass
+    over the output instead of three (conv, add, relu). ``r`` is overwritten when it is a temporary (made by a module or
+    call here, not a graph input, output or view) that nothing reads after the add. Returns the fused adds'
+    fx names."""
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    with torch.inference_mode():
+        ShapeProp(gm).propagate(*example)
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    returned = set(next(iter(gm.graph.find_nodes(op="output"))).all_input_nodes)
+    fused = []
+    for add in list(gm.graph.nodes):
+        if add.op != "call_function" or add.target not in RESIDUAL_ADDS or len(add.args) != 2 or add.kwargs:
+            continue
+        for conv_node, residual in (add.args, add.args[::-1]):
+            conv = _plain_packed(gm, conv_node)
+            if conv is None or not isinstance(residual, torch.fx.Node) or len(conv_node.users) != 1:
+                continue
+            out, res = conv_node.meta.get("tensor_meta"), residual.meta.get("tensor_meta")
+            if (out is None or res is None or tuple(out.shape) != tuple(res.shape) or out.dtype != res.dtype
+                    or tuple(out.stride) != tuple(res.stride)):  # the conv's own (channels_last) layout
+                continue
+            relu = next(iter(add.users)) if len(add.users) == 1 else None
+            relu = relu if relu is not None and relu.target in RELUS and relu.args == (add,) else None
+            last = relu or add
+            # the residual's buffer may be written over: a fresh temporary nothing reads after the add
+            in_place = (residual.op == "call_module" or residual.target in RELUS | RESIDUAL_ADDS) and \
+                residual not in returned and all(order[u] <= order[add] for u in residual.users)
+            name = f"{conv_node.target}_residual"
+            gm.add_submodule(name, PackedConvAdd(conv, "relu" if relu is not None else None, in_place))
+            with gm.graph.inserting_before(last):
+                new = gm.graph.call_module(name, (conv_node.args[0], residual))
+            new.meta = dict(last.meta)
+            last.replace_all_uses_with(new)
+            for dead in (relu, add, conv_node):
+                if dead is not None:
+                    gm.graph.erase_node(dead)
+            fused.append(add.name)
+            break
+    if fused:
+        gm.graph.lint()
+        gm.delete_all_unused_submodules()
+        gm.recompile()
+    return fused
+
+
+def _plain_packed(gm: torch.fx.GraphModule, node: Any) -> PackedConv2d | None:
+    if not isinstance(node, torch.fx.Node) or node.op != "call_module":
+        return None
+    module = gm.get_submodule(node.target)
+    return module if type(module) is PackedConv2d and module.activation is None else None
 
 
 class NchwConv2d(nn.Module):

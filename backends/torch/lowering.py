@@ -22,6 +22,7 @@ from ...ir.passes.fold_batch_norm import fold_conv_bn_weights
 from ...ir.verify import verify
 from ..base import BackendError
 from ..template import cast_params
+from .quant_rules import QUANT_RULES
 from .train_rules import TRAIN_RULES
 
 try:  # the backend must load (and say why it is unavailable) without torch installed
@@ -38,7 +39,7 @@ except ImportError as _e:  # pragma: no cover - exercised by the registry test w
 else:
     _IMPORT_ERROR = ""
 
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "float16", "int8")  # int8: a QDQ graph, float32 in between (TorchBackend.build)
 
 
 class Lowering:
@@ -340,6 +341,7 @@ LOWERINGS: dict[str, Callable[[Lowering, Node], torch.fx.Node]] = {
     "flatten": _unary("torch.flatten", "start_dim"), "add": _add, "concat": _concat, "dropout": _dropout,
     "hardswish": _unary("F.hardswish"), "hardsigmoid": _unary("F.hardsigmoid"), "silu": _unary("F.silu"),
     "clip": _clip, "mul": _mul, "pad": _pad, "reshape": _unary("torch.reshape", "shape"),
+    **QUANT_RULES,
     **TRAIN_RULES,
 }
 Lowering.rules = LOWERINGS

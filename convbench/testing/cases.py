@@ -107,19 +107,32 @@ def draw_param(case_id: str, name: str, shape: tuple[int, ...], op: str, role: s
     return g.normal(0.0, 0.1, shape)
 
 
+# int8/uint8 values (quantized weights and inputs of dequantize_linear): uniform over the whole range
+INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
+
+
+def draw_int(case_id: str, name: str, t: TensorType) -> np.ndarray:
+    lo, hi = INT_RANGES[t.dtype]
+    return rng(case_id, name).integers(lo, hi, t.shape, endpoint=True).astype(t.dtype)
+
+
 def params_for(graph: Graph, case_id: str) -> dict[str, np.ndarray]:
-    """Deterministic float32 parameters for every parameter of ``graph`` (role from the first reader)."""
+    """Deterministic float32 parameters for every parameter of ``graph`` (role from the first reader); an
+    int8/uint8 one (a quantized weight) holds integers of its type."""
     out: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         opdef = ir_ops.get(node.op)
         for k, i in enumerate(node.inputs):
             if i in graph.params and i not in out:
-                out[i] = draw_param(case_id, i, graph.params[i].shape, node.op, opdef.role(k)).astype(np.float32)
+                t = graph.params[i]
+                out[i] = draw_int(case_id, i, t) if t.dtype in INT_RANGES else \
+                    draw_param(case_id, i, t.shape, node.op, opdef.role(k)).astype(np.float32)
     return out
 
 
 def inputs_for(graph: Graph, case_id: str, scale: float = 1.0) -> dict[str, np.ndarray]:
-    return {name: (scale * rng(case_id, name).standard_normal(t.shape)).astype(np.float32)
+    return {name: draw_int(case_id, name, t) if t.dtype in INT_RANGES
+            else (scale * rng(case_id, name).standard_normal(t.shape)).astype(np.float32)
             for name, t in graph.inputs.items()}
 
 

@@ -32,6 +32,7 @@ from ..ir.ops.fused_linear import FusedLinearAttrs
 from ..ir.ops.leaky_relu import LeakyReluAttrs
 from ..ir.ops.lrn import LrnAttrs
 from ..ir.ops.pad import PadAttrs
+from ..ir.ops.quantize_linear import QuantAttrs
 from ..ir.ops.reshape import ReshapeAttrs
 from ..ir.ops.softmax import SoftmaxAttrs
 from .cases import OpCase, make_case, node_case, pair_tag
@@ -331,10 +332,37 @@ def _patterns() -> list[OpCase]:
     ]
 
 
+def _quant_cases() -> list[OpCase]:
+    """int8 QDQ: per-tensor and per-channel (axis 1, 3), int8 and uint8, scales small enough to saturate, then a
+    quantized conv (uint8 activations, per-channel int8 weights, the output requantized) as the pass makes it."""
+    def q(tag: str, attrs: QuantAttrs, shape=X) -> OpCase:
+        return node_case(f"quantize_linear-{tag}", "quantize_linear", attrs, [shape], scale=2.0)
+
+    def dq(tag: str, attrs: QuantAttrs, shape=X) -> OpCase:
+        node = Node("dequantize_linear", "dequantize_linear", ("x",), attrs)
+        return make_case(f"dequantize_linear-{tag}", Graph({"x": TensorType(shape, attrs.dtype)}, (node,),
+                                                           (node.name,)))
+
+    u8, per_c = QuantAttrs((0.03,), (128,), dtype="uint8"), QuantAttrs((0.01, 0.02, 0.05), (-3, 0, 5), axis=1)
+    w8 = QuantAttrs((0.004, 0.002, 0.003, 0.005), axis=0)
+    nodes = (Node("xq", "quantize_linear", ("x",), u8), Node("xd", "dequantize_linear", ("xq",), u8),
+             Node("wd", "dequantize_linear", ("w",), w8),
+             Node("conv", "conv2d", ("xd", "wd", "b"), Conv2dAttrs(stride=2, padding=1, groups=1)),
+             Node("yq", "quantize_linear", ("conv",), QuantAttrs((0.05,), (120,), dtype="uint8")),
+             Node("y", "dequantize_linear", ("yq",), QuantAttrs((0.05,), (120,), dtype="uint8")))
+    conv = Graph({"x": TensorType((2, 3, 9, 7))}, nodes, ("y",),
+                 {"w": TensorType((4, 3, 3, 3), "int8"), "b": TensorType((4,))})
+    return [q("int8", QuantAttrs((0.02,))), q("uint8", u8), q("int8-axis1", per_c),
+            q("uint8-axis3", QuantAttrs((0.02, 0.03, 0.01, 0.04, 0.05), (0, 10, 255, 128, 3), axis=3, dtype="uint8")),
+            dq("int8", QuantAttrs((0.02,), (-5,))), dq("uint8-axis1", QuantAttrs((0.01, 0.02, 0.05), (0, 128, 255),
+                                                                             dtype="uint8")),
+            make_case("pattern-qdq-conv", conv, tags=["int8"])]
+
+
 def op_cases(ops: Iterable[str] | None = None) -> list[OpCase]:
     """The corpus. With ``ops``, only the cases whose every node is one of those ops (unknown names raise)."""
     cases = (_conv_cases() + _pool_cases() + _adaptive_cases() + _linear_cases() + _elementwise_cases()
-             + _mobile_cases() + _norm_cases() + _variadic_cases() + _fused_cases() + _patterns())
+             + _mobile_cases() + _norm_cases() + _variadic_cases() + _fused_cases() + _patterns() + _quant_cases())
     seen: set[str] = set()
     for c in cases:
         if c.id in seen:

@@ -104,6 +104,16 @@ def run_case(backend: str | Backend, case: Case, dtype: str = "float32", **compi
         return CaseResult(case.id, b.name, dtype, status, agreement, message, time.perf_counter() - start, fallback,
                           acc)
 
+    if dtype == "int8" and unavailable_reason(b, dtype) is None:
+        # one quantized graph for every int8 backend, judged against its own float64 reference (testing/quantized)
+        from .quantized import is_quantized, quantized_case
+
+        try:
+            case = quantized_case(case)
+        except Exception as e:
+            return result("error", f"{head}: quantization failed: {type(e).__name__}: {e}")
+        if not is_quantized(case.graph):
+            return result("skip", f"{head}: nothing to quantize (no conv, linear or add)")
     why = skip_reason(b, case.graph, dtype, compile_options.get("fallback"))
     if why:
         return result("skip", why)
@@ -127,7 +137,8 @@ def run_case(backend: str | Backend, case: Case, dtype: str = "float32", **compi
     labels = getattr(case, "labels", None)
     acc = None
     if labels is not None and len(outputs) == 1 and np.isfinite(agreement.max_abs):
-        acc = accuracy(np.asarray(outputs[0]), case.reference[0], labels)
+        # accuracy against the float64 model (an int8 case's `reference` is its quantized graph's, for the max error)
+        acc = accuracy(np.asarray(outputs[0]), getattr(case, "float_reference", case.reference)[0], labels)
     if agreement.ok:
         return result("pass", "", agreement, fallback, acc)
     tol = tolerance(judged)

@@ -68,6 +68,7 @@ from . import (  # noqa: E402  (the modules import the helpers above)
     clip,
     concat,
     conv2d,
+    dequantize_linear,
     dropout,
     dropout_train,
     elu,
@@ -82,6 +83,7 @@ from . import (  # noqa: E402  (the modules import the helpers above)
     max_pool2d,
     mul,
     pad,
+    quantize_linear,
     relu,
     relu6,
     reshape,
@@ -97,6 +99,8 @@ from . import (  # noqa: E402  (the modules import the helpers above)
 for _module in (conv2d, max_pool2d, avg_pool2d, adaptive_avg_pool2d, linear, relu, leaky_relu, sigmoid, tanh,
                 elu, softmax, batch_norm, lrn, add, concat, flatten, dropout, fused_conv2d, fused_linear,
                 relu6, pad, mul, hardswish, hardsigmoid, silu, clip, reshape,
+                # int8 as ONNX QDQ (ir/passes/quantize.py inserts them)
+                quantize_linear, dequantize_linear,
                 # training (ir/autodiff.py, ir/train.py): the loss, the train-mode forms, the generic gradient node
                 softmax_cross_entropy, batch_norm_train, running_stat, dropout_train, vjp):
     register(_module.OP)

@@ -19,7 +19,10 @@ from ._rewrite import matching_arrays, rebuild
 
 
 def is_constant(graph: Graph, node: Node, constants: set[str]) -> bool:
-    return node.name not in graph.outputs and all(i in graph.params or i in constants for i in node.inputs)
+    # dequantize_linear of an int8 weight stays (as in ORT's constant folding): an int8 engine must see the QDQ
+    # pair to run the contraction in int8; folded, the weight would be float and the conv a float conv
+    return (node.name not in graph.outputs and node.op != "dequantize_linear"
+            and all(i in graph.params or i in constants for i in node.inputs))
 
 
 def fold_constants(graph: Graph, params: Mapping[str, np.ndarray]) -> tuple[Graph, dict[str, np.ndarray]]:

@@ -1,0 +1,157 @@
+"""Low precision on small graphs, the arithmetic check: torch float16 op conformance, and an int8 QDQ graph
+(ir/passes/quantize.py) on torch (eager: exact quantize/dequantize arithmetic; compiled: oneDNN's u8×s8 kernels)
+and on OpenVINO (its low-precision transformations), each against the float64 reference of that same quantized
+graph under the int8 tolerance. Which kernels ran is asserted from what each engine reports, not assumed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convbench.backends import get
+from convbench.backends.base import BackendError, UnsupportedDtypeError
+from convbench.backends.correctness import compare
+from convbench.ir.builder import GraphBuilder
+from convbench.ir.passes.quantize import quantize_graph
+from convbench.models import init_params
+from convbench.testing import conformance_params
+
+torch = pytest.importorskip("torch")
+
+SHAPE = (2, 3, 7, 5)  # every dim distinct
+
+
+def _float_net():
+    """conv → relu6, a depthwise conv, a 1×1 conv, the residual add, pooling and a linear head: each kind of
+    layer the quantization pass rewrites (per-channel weights, int32 biases, a shared activation QDQ)."""
+    b = GraphBuilder("qnet", SHAPE)
+    y = b.relu6(b.conv2d(b.input, 4, 3, name="c1", padding=1))
+    d = b.relu6(b.conv2d(y, 4, 3, name="dw", padding=1, groups=4))
+    z = b.conv2d(d, 4, 1, name="c2")
+    y = b.flatten(b.adaptive_avg_pool2d(b.add(y, z)))
+    return b.build(b.linear(y, 6, name="fc"))
+
+
+@pytest.fixture(scope="module")
+def qnet():
+    graph = _float_net()
+    rng = np.random.default_rng(0)
+    calibration = [rng.standard_normal(SHAPE).astype(np.float32) for _ in range(3)]
+    qg, qp = quantize_graph(graph, init_params(graph, seed=0), calibration)
+    x = rng.standard_normal(SHAPE).astype(np.float32)
+    ref = np.asarray(get("numpy").compile(qg, qp, dtype="float64")(x))
+    return qg, qp, x, ref
+
+
+@pytest.mark.parametrize("item", conformance_params("torch", "ops", dtype="float16"))
+def test_torch_ops_float16(item):
+    item.check()
+
+
+def test_torch_int8_eager_is_the_quantized_arithmetic(qnet):
+    qg, qp, x, ref = qnet
+    exe = get("torch").compile(qg, qp, threads=1)
+    agreement = compare(np.asarray(exe(x)), ref, exe.report.accuracy_dtype)
+    assert exe.report.accuracy_dtype == "int8" and agreement.ok, agreement
+    # float32 quantize/dequantize and a float32 conv on the dequantized weights: float32 rounding, no more
+    assert agreement.max_rel < 1e-5, agreement
+    assert exe.report.details.int8_convs == 0 and any("eagerly" in w for w in exe.report.warnings)
+
+
+@pytest.mark.slow  # inductor compiles C++: ~10 s on 2 cores
+def test_torch_int8_compile_runs_onednn_int8_kernels(qnet):
+    qg, qp, x, ref = qnet
+    exe = get("torch").compile(qg, qp, threads=1, compile=True)
+    agreement = compare(np.asarray(exe(x)), ref, "int8")
+    assert agreement.ok, agreement
+    d = exe.report.details
+    # inductor matched dequantize → conv/linear into onednn.qconv/qlinear (u8 activations × s8 weights)
+    assert (d.int8_convs, d.int8_linears) == (3, 1), d
+    assert not exe.report.warnings
+
+
+def test_torch_int8_graph_runs_at_float32_only(qnet):
+    qg, qp, _, _ = qnet
+    with pytest.raises(UnsupportedDtypeError, match="int8 QDQ graph: it runs with dtype int8 or float32"):
+        get("torch").compile(qg, qp, dtype="bfloat16")
+
+
+def test_torch_reports_the_kernels_a_16_bit_dtype_gets():
+    graph = _float_net()
+    params = init_params(graph, seed=1)
+    bf16 = get("torch").compile(graph, params, dtype="bfloat16", threads=1)
+    assert bf16.report.details.cpu_isa and not bf16.report.warnings
+    fp16 = get("torch").compile(graph, params, dtype="float16", threads=1)
+    if torch.ops.mkldnn._is_mkldnn_fp16_supported():  # AVX512-FP16 / AMX-FP16: oneDNN runs it, nothing to say
+        assert not fp16.report.warnings
+    else:
+        assert any("ATen's fallback kernels" in w for w in fp16.report.warnings), fp16.report.warnings
+
+
+def _openvino():
+    b = get("openvino")
+    ok, why = b.available()
+    if not ok:
+        pytest.skip(why)
+    return b
+
+
+def test_openvino_int8_runs_int8_layers(qnet):
+    qg, qp, x, ref = qnet
+    exe = _openvino().compile(qg, qp, threads=1, precision="int8")
+    agreement = compare(np.asarray(exe(x)), ref, exe.report.accuracy_dtype)
+    assert exe.report.accuracy_dtype == "int8" and agreement.ok, agreement
+    # the runtime model's u8 layers: the three convolutions (the residual add fuses into c2 as a sum post-op) and
+    # the linear head; OpenVINO 2026.4 leaves none of them in f32
+    assert exe.report.details.int8_layers == 4, exe.report.details
+    assert not exe.report.warnings
+
+
+def test_openvino_int8_needs_a_quantized_graph_and_a_quantized_graph_runs_f32_around_it(qnet):
+    qg, qp, _, _ = qnet
+    with pytest.raises(BackendError, match="precision='int8' needs a quantized graph"):
+        _openvino().compile(_float_net(), init_params(_float_net()), precision="int8")
+    with pytest.raises(UnsupportedDtypeError, match=r"is quantized .*not 'bf16'"):
+        _openvino().compile(qg, qp, precision="bf16")
+
+
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_dtype_int8_is_the_quantized_graph_and_refuses_a_float_one(qnet, backend):
+    """``--dtype int8`` (what check/run ask after quantizing): the QDQ graph's arithmetic, never a float32 run."""
+    qg, qp, x, ref = qnet
+    b = _openvino() if backend == "openvino" else get(backend)
+    exe = b.compile(qg, qp, dtype="int8", threads=1)
+    agreement = compare(np.asarray(exe(x)), ref, exe.report.accuracy_dtype)
+    assert exe.report.dtype == exe.report.accuracy_dtype == "int8" and agreement.ok, agreement
+    with pytest.raises(BackendError, match=r"int8.*needs a quantized graph|int8 runs a quantized"):
+        b.compile(_float_net(), init_params(_float_net()), dtype="int8")
+
+
+def _relu_net():
+    b = GraphBuilder("relunet", SHAPE)
+    y = b.relu(b.conv2d(b.input, 4, 3, name="c1", padding=1))
+    y = b.add(y, b.conv2d(y, 4, 1, name="c2"))
+    return b.build(b.linear(b.flatten(b.adaptive_avg_pool2d(y)), 6, name="fc"))
+
+
+@pytest.mark.slow  # three TVM builds: ~4 s
+def test_tvm_float16_is_mixed_precision_where_it_converts_and_refused_where_not():
+    b = get("tvm")
+    ok, why = b.available()
+    if not ok:
+        pytest.skip(why)
+    graph = _relu_net()
+    params = init_params(graph, seed=2)
+    x = np.random.default_rng(2).standard_normal(SHAPE).astype(np.float32)
+    ref = np.asarray(get("numpy").compile(graph, params, dtype="float64")(x))
+    exe = b.compile(graph, params, dtype="float16", threads=1)
+    agreement = compare(np.asarray(exe(x)), ref, exe.report.accuracy_dtype)
+    # float16 operands (1e-3 relative rounding each), float32 accumulation: well inside the float16 bound, and
+    # not float32's exactness either (a float32 run under a float16 label would be ~1e-7)
+    assert exe.report.accuracy_dtype == "float16" and agreement.ok and agreement.max_rel > 1e-5, agreement
+    assert any("ToMixedPrecision" in w for w in exe.report.warnings)
+    # relu6 lowers to R.clip, whose PrimValue bounds TVM 0.27's pass cannot type: refused, not run as float32
+    with pytest.raises(UnsupportedDtypeError, match="ToMixedPrecision cannot convert"):
+        b.compile(_float_net(), init_params(_float_net()), dtype="float16")
+    with pytest.raises(UnsupportedDtypeError, match="bfloat16"):
+        b.compile(graph, params, dtype="bfloat16")

