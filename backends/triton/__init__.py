@@ -14,22 +14,34 @@ concat inputs written in place and concats of concats as views, weights packed i
 the IR nodes it covers (``print("\\n".join(exe.report.details.plan))``).
 
 Options (`TritonOptions`): ``dtype`` ("float32", "float16"; "bfloat16" on GPU only), ``tf32`` (float32 matmuls
-on TF32 tensor cores; then judged with the "tf32" tolerance, ``report.accuracy_dtype``), ``passes``,
-``threads`` (torch's intra-op threads while running), ``fallback="numpy"`` (unsupported nodes on the reference;
-there are none among the registered ops).
+on TF32 tensor cores; then judged with the "tf32" tolerance, ``report.accuracy_dtype``), ``layout`` ("nhwc", the
+default: activations channels-last between layers, convs as the channels-last GEMM; "nchw": the plain layout
+and NCHW kernels, kept as the simpler oracle the NHWC plan is tested against), ``configs`` (a tuned GEMM config
+JSON; default: ``data/<gpu>-triton<version>.json`` here or in $CONVBENCH_TRITON_CONFIGS, if there is one),
+``cuda_graph`` (on CUDA the whole plan replays as one CUDA graph; `graphs`), ``passes``, ``threads`` (torch's
+intra-op threads while running), ``fallback="numpy"`` (unsupported nodes on the reference; there are none
+among the registered ops).
+
+NHWC is the default because it is the layout the GPU kernels are fast in (contiguous channel vectors per tap,
+loads that vectorize and pipeline; under the interpreter 1.0–1.3× NCHW's time); NCHW stays because its kernel
+takes any strides and is the plainest statement of the convolution, which makes it the oracle.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from ...ir.graph import Node
+from ...ir.ops.quantize_linear import qdq_gaps
 from ...ir.passes import fold_replicating_pools
 from ...ir.train import training_gaps
-from ..base import Options, option
+from ..base import BackendError, Options, option
 from ..template import Built, Prepared, TemplateBackend
 
 
@@ -52,6 +64,11 @@ class TritonOptions(Options):
         "default", "a pass pipeline (none, default, all) or pass names joined by '+', run before lowering")
     tf32: bool = option(False, "float32 matmuls on TF32 tensor cores (GPU); correctness then uses the tf32 "
                                "tolerance")
+    layout: Literal["nhwc", "nchw"] = option("nhwc", "activations between layers: nhwc (channels-last GEMM "
+                                                     "convs) or nchw (the plain layout, the oracle)")
+    configs: str | None = option(None, "a tuned GEMM config JSON (GPU); default: the table for this GPU and "
+                                       "triton in backends/triton/data/ or $CONVBENCH_TRITON_CONFIGS")
+    cuda_graph: bool = option(True, "on CUDA, replay the whole plan as one CUDA graph captured after a warm-up")
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,10 @@ class TritonDetails:
     launches: int  # steps that launch a kernel (views do not)
     fused_launches: int  # launches that cover more than one IR node
     nodes: int  # nodes of the graph as given, before the passes
+    layout: str = "nhwc"  # the activations' layout between layers
+    split_k_launches: int = 0  # GEMM launches whose K loop is split (plus one reduction launch each)
+    configs: str = ""  # the tuned-config file used ("" if none)
+    cuda_graph: str = "off"  # "on", "off", or why capture was not possible
 
 
 class TritonBackend(TemplateBackend):
@@ -70,7 +91,7 @@ class TritonBackend(TemplateBackend):
     name = "triton"
     Options = TritonOptions
     table = "backends/triton/lower.py: LOWERINGS"
-    gaps = training_gaps()  # the train-step ops (loss, gradients, train-mode forms): not lowered yet
+    gaps = training_gaps() | qdq_gaps()  # train-step ops and int8 QDQ: not lowered yet
 
     @property
     def dtypes(self) -> tuple[str, ...]:  # bfloat16 only natively: it depends on the machine
@@ -116,6 +137,16 @@ class TritonBackend(TemplateBackend):
 
         return f"cuda ({torch.cuda.get_device_name()})"
 
+    def device_name(self) -> str:
+        """The GPU's name as tuned-config files are keyed ("" under the interpreter)."""
+        from ...kernels.triton import runtime
+
+        if runtime.INTERPRET:
+            return ""
+        import torch
+
+        return torch.cuda.get_device_name()
+
     def lowered_ops(self) -> frozenset[str]:
         from . import lower  # loads without torch and triton (the table only)
 
@@ -135,28 +166,60 @@ class TritonBackend(TemplateBackend):
         from ...kernels.triton import runtime
         from ..torch.layers import intra_op_threads
         from . import lower
+        from .graphs import graphed
 
         opts: TritonOptions = prepared.options  # type: ignore[assignment]
         # float32 weights in (BN folding computed in float64); the compute dtype is applied when packing
         graph, weights, notes = fold_replicating_pools(prepared.graph, prepared.params)
         tdtype = runtime.DTYPES[opts.dtype]
+        table = config_table(opts.configs, self.device_name())
         plan = lower.lower(graph, weights, tdtype, opts.tf32, original=prepared.source,
-                           fallback=prepared.fallback_nodes, notes=notes)
+                           fallback=prepared.fallback_nodes, notes=notes, layout=opts.layout, table=table)
         input_names, threads = list(graph.inputs), opts.threads
+        with torch.inference_mode():
+            example = {n: torch.zeros(t.shape, dtype=tdtype, device=runtime.DEVICE) for n, t in graph.inputs.items()}
+            execute, graph_state = graphed(plan.execute, example, opts.cuda_graph, runtime.INTERPRET)
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
             with torch.inference_mode(), intra_op_threads(threads):
                 feed = {n: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(runtime.DEVICE, tdtype)
                         for n, x in zip(input_names, inputs, strict=True)}
-                outs = plan.execute(feed)
+                outs = execute(feed)
                 return [o.to(torch.float32).cpu().numpy() for o in outs]
 
         launches = [s for s in plan.steps if s.kernel != "view"]
         details = TritonDetails(mode=runtime.mode(), triton=self.version(), plan=tuple(plan.lines()),
                                 launches=len(launches), fused_launches=sum(len(s.covers) > 1 for s in launches),
-                                nodes=len(prepared.source.nodes))
+                                nodes=len(prepared.source.nodes), layout=opts.layout,
+                                split_k_launches=sum(s.split_k > 1 for s in launches),
+                                configs=str(table.path) if table and table.path else "", cuda_graph=graph_state)
         accuracy = "tf32" if opts.tf32 and opts.dtype == "float32" else None
         return Built(run, artifact=plan, details=details, graph=graph, device=self.device(), accuracy_dtype=accuracy)
+
+
+DATA_DIR = Path(__file__).parent / "data"  # shipped tuned-config tables, one file per GPU and triton version
+
+
+def config_dirs() -> list[Path]:
+    """Where tuned-config tables are looked for: the shipped ones, then $CONVBENCH_TRITON_CONFIGS (default
+    ~/.cache/convbench/triton), where `benchmarks/triton_gpu.py --tune` writes."""
+    cache = os.environ.get("CONVBENCH_TRITON_CONFIGS") or Path.home() / ".cache" / "convbench" / "triton"
+    return [DATA_DIR, Path(cache)]
+
+
+def config_table(path: str | None, gpu: str):
+    """The tuned-config table for this run: ``path`` if given (validated, under the interpreter too), else the
+    one for this GPU and triton version, if any (none under the interpreter: one large block there)."""
+    import triton
+
+    from ...kernels.triton import configs
+
+    try:
+        if path:
+            return configs.load(path)
+        return configs.find(config_dirs(), gpu, triton.__version__) if gpu else None
+    except configs.ConfigFileError as e:
+        raise BackendError(f"triton backend: option configs: {e}") from e
 
 
 BACKEND = TritonBackend()

@@ -8,7 +8,14 @@ did (BN folded into conv/linear weights, conv → add → activation chains fuse
   or linear whose activation the fuse pass does not take, such as leaky_relu or elu);
 - lays concats out before lowering anything (`plan.layout_concats`): inputs written in place into the
   concat's output, concats of concats as views of it; each step is then built once with that decision;
-- packs every weight once (`kernels.triton.conv2d.pack_weight`, `linear.pack_weight`) in the compute dtype.
+- packs every weight once (`kernels.triton.conv2d.pack_weight`, `linear.pack_weight`) in the compute dtype;
+- in the "nhwc" layout (the default) keeps every 4-D activation channels-last: each step's output is allocated
+  so, convs read it with the channels-last GEMM (weights packed (O, KH, KW, C/groups)), the stem reads the
+  NCHW network input with the NCHW kernel and writes NHWC; a flatten of an NHWC map into a linear is a view, the
+  linear's weight columns permuted to (h, w, c) at packing; elementwise readers of an NCHW graph input get a
+  channels-last copy of it. "nchw" is the plain layout, the oracle the other is tested against;
+- chooses each conv/linear launch's configuration at plan time: the tuned table's entry for its shape, else
+  `gemm.default_config` (split-K from the device's SM count).
 
 ``LOWERINGS`` is the one list of what the backend runs. This module loads without torch and triton (the table
 and the op sets only: coverage and ``supports`` read them); lowering itself needs both.
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -33,15 +41,17 @@ try:  # optional: without them the backend is unavailable (it says why), yet its
     import torch
 
     from ...kernels.triton import concat as k_concat
+    from ...kernels.triton import configs as k_configs
     from ...kernels.triton import conv2d as k_conv
     from ...kernels.triton import elementwise as k_elem
+    from ...kernels.triton import gemm as k_gemm
     from ...kernels.triton import linear as k_linear
     from ...kernels.triton import lrn as k_lrn
     from ...kernels.triton import pad as k_pad
     from ...kernels.triton import pool as k_pool
     from ...kernels.triton import runtime
     from ...kernels.triton import softmax as k_softmax
-    from .plan import ConcatLayout, Env, Plan, Step, layout_concats
+    from .plan import ConcatLayout, Env, Plan, Step, covers, flatten_views, layout_concats, nchw_values, weight_reader
 except ImportError as _e:
     IMPORT_ERROR = f"{type(_e).__name__}: {_e}"
 else:
@@ -50,16 +60,17 @@ else:
 ACTIVATION_OPS = ir_ops.with_trait("activation")
 # launches that take an activation epilogue: the conv/linear kernels, add, and channel_affine (an unfolded BN)
 EPILOGUE_OPS = ir_ops.with_trait("contraction") | {"add", "batch_norm"}
-# what a conv/linear launch stands for besides itself: the BN folded into its weights, the residual add and the
-# activation of its epilogue (fold_batch_norm, fuse, and this lowering's absorbed activations)
-FOLDED_OPS = {"batch_norm", "add"} | ACTIVATION_OPS
 
 
 class Lowering:
     def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: torch.dtype, tf32: bool,
                  original: Graph | None = None, fallback: tuple[str, ...] = (),
-                 notes: Mapping[str, str] | None = None):
+                 notes: Mapping[str, str] | None = None, layout: str = "nhwc",
+                 table: k_configs.ConfigTable | None = None, sm_count: int | None = None):
         self.graph, self.params, self.dtype, self.tf32 = graph, params, dtype, tf32
+        self.nhwc = layout == "nhwc"
+        self.table, self.sm_count = table, sm_count or runtime.sm_count()
+        self.dtype_name = str(dtype).removeprefix("torch.")
         self.original = original or graph
         self.fallback = set(fallback)
         self.notes = notes or {}  # per node, what an earlier rewrite did to it (shown in the plan)
@@ -67,6 +78,9 @@ class Lowering:
         self.activation_of: dict[str, Node] = self._absorbable_activations()
         self.absorbed = {a.name for a in self.activation_of.values()}  # activations computed by their producer
         self.layout: ConcatLayout = layout_concats(graph, self._writers())
+        self.nchw = nchw_values(graph, self.fallback)  # 4-D values that are NCHW at run time whatever the layout
+        # flattens of NHWC maps into a linear: (h, w, c)-ordered views, the linear's weight permuted to match
+        self.flatten_views = flatten_views(graph, self.nchw, self.fallback) if self.nhwc else set()
 
     # -- decisions made from the graph before any step is built ------------------------------------------------
     def _absorbable_activations(self) -> dict[str, Node]:
@@ -91,19 +105,48 @@ class Lowering:
     def tensor(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(self.params[name])).to(runtime.DEVICE, dtype or self.dtype)
 
-    def value(self, name: str) -> Callable[[Env], torch.Tensor]:
-        """How a step reads input ``name``: from the environment, or a parameter converted once."""
+    def value(self, name: str, dense: bool = False) -> Callable[[Env], torch.Tensor]:
+        """How a step reads input ``name``: from the environment, or a parameter converted once. ``dense``: the
+        reader walks memory flat, so in the nhwc layout an NCHW 4-D value is handed over as a channels-last
+        copy."""
         if name in self.graph.params:
             self.constants.setdefault(name, self.tensor(name))
+        if dense and self.nhwc and name in self.nchw and self.graph.types[name].rank == 4:
+            shape, dtype = self.graph.types[name].shape, self.dtype
+            return lambda env: k_concat.copy(env[name], torch.empty(shape, dtype=dtype, device=runtime.DEVICE,
+                                                                    memory_format=torch.channels_last))
         return lambda env: env[name]
 
+    def logical(self, name: str) -> Callable[[Env], torch.Tensor]:
+        """Input ``name`` as a contiguous (logically ordered) tensor, for readers that reshape it: an NHWC 4-D
+        value is copied to NCHW first (a launch of the copy kernel)."""
+        x = self.value(name)
+        if not (self.nhwc and self.graph.types[name].rank == 4 and name not in self.nchw):
+            return x
+        shape, dtype = self.graph.types[name].shape, self.dtype
+
+        def read(env: Env) -> torch.Tensor:
+            t = x(env)
+            return t if t.is_contiguous() else k_concat.copy(t, torch.empty(shape, dtype=dtype, device=runtime.DEVICE))
+
+        return read
+
+    def gemm_config(self, m: int, n: int, c_per_g: int, kernel: tuple[int, int], stride: tuple[int, int],
+                    padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> k_gemm.GemmConfig:
+        """The launch configuration of one channels-last GEMM: the tuned entry for this shape, else the default."""
+        key = k_configs.layer_key(self.dtype_name, m, n, c_per_g, kernel, stride, padding, dilation, groups)
+        tuned = self.table.get(key) if self.table is not None and not runtime.INTERPRET else None
+        return tuned or k_gemm.default_config(m, n, c_per_g, kernel[0] * kernel[1], groups, self.sm_count)
+
     def step(self, output: str, kernel: str, run: Callable[[Env, torch.Tensor | None], torch.Tensor], text: str,
-             covers: tuple[str, ...]) -> Step:
+             covers: tuple[str, ...], split_k: int = 1) -> Step:
         """The step, writing into its slice of a concat's output where the layout placed ``output`` there."""
         into = self.layout.into.get(output)
         if into is not None:
             text += f"  → into {into[0]}[{into[1]}]"
-        return Step(output, kernel, run, text, covers, into)
+        t = self.graph.types[output]
+        alloc = t.shape if self.nhwc and t.rank == 4 and into is None and kernel not in ("view", "numpy") else None
+        return Step(output, kernel, run, text, covers, into, alloc, split_k)
 
     def epilogue(self, node: Node) -> tuple[str, str | None, tuple[float, float]]:
         """(output name, activation, its (alpha, beta)) of ``node``'s launch, counting an absorbed activation."""
@@ -113,19 +156,8 @@ class Lowering:
         return act.name, act.op, scalars(act.attrs)
 
     def covers(self, output: str, head: str) -> tuple[str, ...]:
-        """The original graph's nodes one launch computes: from ``head`` along sole readers to ``output``,
-        through what the passes folded or fused away. Past ``output`` only a folded batch_norm can follow (the
-        conv keeps its name); before it, any folded or fused node."""
-        chain, name = [head], head
-        while (nxt := self.original.sole_reader(name)) is not None:
-            if nxt.name in self.graph.node_by_name and nxt.name != output:
-                break
-            reached = output in chain
-            if not (nxt.name == output or nxt.op == "batch_norm" or (not reached and nxt.op in FOLDED_OPS)):
-                break
-            chain.append(nxt.name)
-            name = nxt.name
-        return tuple(chain)
+        """The original graph's nodes one launch computes (`plan.covers`)."""
+        return covers(self.original, self.graph, output, head)
 
     # -- the walk -------------------------------------------------------------------------------------------
     def run(self) -> Plan:
@@ -138,68 +170,77 @@ class Lowering:
         # another), so releasing one name frees memory only with its last alias; and a view's owner is the
         # concat its inputs were placed into, the latest holding them: later in the schedule, so alive then.
         frees = tuple(self.graph.frees[k] for k in launched)
-        return Plan(steps, self.constants, self.dtype, self.graph.outputs, self.layout, frees)
+        fmt = torch.channels_last if self.nhwc else torch.contiguous_format
+        return Plan(steps, self.constants, self.dtype, self.graph.outputs, self.layout, frees, fmt)
 
 
 # -- per-op lowerings -------------------------------------------------------------------------------------------
+def _operands(lw: Lowering, node: Node, bias_default: bool):
+    """A conv/linear node's weight, bias and residual names, whether weight and bias are parameters (packed
+    once; else packed per call from activations) and, if not, how to read them."""
+    a = node.attrs
+    w, b = node.inputs[1], node.inputs[2] if getattr(a, "bias", bias_default) and len(node.inputs) > 2 else None
+    residual = node.inputs[-1] if getattr(a, "residual", False) else None
+    static = w in lw.graph.params and (b is None or b in lw.graph.params)
+    return w, b, residual, static, (None, None) if static else (lw.value(w), lw.value(b) if b else None)
+
+
 def _conv2d(lw: Lowering, node: Node) -> Step:
     a = node.attrs
-    bias_on = getattr(a, "bias", len(node.inputs) > 2) and len(node.inputs) > 2
-    residual = node.inputs[-1] if getattr(a, "residual", False) else None
-    x, w = lw.value(node.inputs[0]), node.inputs[1]
-    b = node.inputs[2] if bias_on else None
-    static = w in lw.graph.params and (b is None or b in lw.graph.params)
-    packed = _pack_conv(lw, w, b, a.groups) if static else None  # else packed per call from activations
-    wv, bv = (None, None) if static else (lw.value(w), lw.value(b) if b else None)
-    rv = lw.value(residual) if residual else None
+    w, b, residual, static, (wv, bv) = _operands(lw, node, len(node.inputs) > 2)
+    x = lw.value(node.inputs[0])
+    # the channels-last GEMM where the input is NHWC; the NCHW kernel for the stem (the network's NCHW input)
+    layout = "nhwc" if lw.nhwc and node.inputs[0] not in lw.nchw else "nchw"
+    packed = k_conv.pack_weight(lw.tensor(w, torch.float32), lw.tensor(b, torch.float32) if b else None, a.groups,
+                                lw.dtype, layout) if static else None
+    rv = lw.value(residual, dense=layout == "nhwc") if residual else None
     output, act, (alpha, beta) = lw.epilogue(node)
+    o, cg, kh, kw = lw.graph.types[w].shape
+    _, _, oh, ow = lw.graph.types[node.name].shape
+    config = lw.gemm_config(lw.graph.types[node.name].shape[0] * oh * ow, o // a.groups, cg, (kh, kw), a.stride,
+                            a.padding, a.dilation, a.groups)
 
     def run(env: Env, out: torch.Tensor | None) -> torch.Tensor:
-        weight = packed or k_conv.pack_weight(wv(env), bv(env) if bv else None, a.groups, lw.dtype)
+        weight = packed or k_conv.pack_weight(wv(env), bv(env) if bv else None, a.groups, lw.dtype, layout)
         return k_conv.conv2d(x(env), weight, stride=a.stride, padding=a.padding, dilation=a.dilation,
                              residual=rv(env) if rv else None, activation=act, alpha=alpha, beta=beta, out=out,
-                             tf32=lw.tf32)
+                             tf32=lw.tf32, config=config)
 
-    o, cg, kh, kw = lw.graph.types[w].shape
-    head = _head(lw, w)
+    head = weight_reader(lw.original, w)
     text = (f"{output}: conv2d {kh}×{kw}/s{_pair(a.stride)}/p{_pair(a.padding)}"
             + (f"/d{_pair(a.dilation)}" if a.dilation != (1, 1) else "")
             + (("/depthwise" if cg == 1 else f"/g{a.groups}") if a.groups > 1 else "")
             + f" {cg * a.groups}→{o}" + (" +bias" if b else "") + (f" +residual({residual})" if residual else "")
             + (f" {act}" if act else "") + f"  [{', '.join(lw.covers(output, head))}]")
-    return lw.step(output, "conv2d", run, text, lw.covers(output, head))
-
-
-def _pack_conv(lw: Lowering, w: str, b: str | None, groups: int) -> k_conv.PackedConv:
-    return k_conv.pack_weight(lw.tensor(w, torch.float32), lw.tensor(b, torch.float32) if b else None, groups,
-                              lw.dtype)
+    depthwise = cg == 1 and a.groups > 1  # the direct kernel: no GEMM, no split
+    return lw.step(output, "conv2d", run, text, lw.covers(output, head), 1 if depthwise else config.split_k)
 
 
 def _linear(lw: Lowering, node: Node) -> Step:
-    a = node.attrs
-    bias_on = getattr(a, "bias", True) and len(node.inputs) > 2
-    residual = node.inputs[-1] if getattr(a, "residual", False) else None
-    x, w = lw.value(node.inputs[0]), node.inputs[1]
-    b = node.inputs[2] if bias_on else None
-    static = w in lw.graph.params and (b is None or b in lw.graph.params)
-    packed = k_linear.pack_weight(lw.tensor(w, torch.float32), lw.tensor(b, torch.float32) if b else None,
-                                  lw.dtype) if static else None
-    wv, bv = (None, None) if static else (lw.value(w), lw.value(b) if b else None)
-    rv = lw.value(residual) if residual else None
+    w, b, residual, static, (wv, bv) = _operands(lw, node, True)
+    x = lw.logical(node.inputs[0])
+    wt = lw.tensor(w, torch.float32) if static else None
+    if static and node.inputs[0] in lw.flatten_views:  # the input is the NHWC map flattened in (h, w, c) order
+        _, c, h, wd = lw.graph.types[lw.graph.node_by_name[node.inputs[0]].inputs[0]].shape
+        wt = wt.reshape(-1, c, h, wd).permute(0, 2, 3, 1).reshape(wt.shape[0], -1)
+    packed = k_linear.pack_weight(wt, lw.tensor(b, torch.float32) if b else None, lw.dtype) if static else None
+    rv = lw.logical(residual) if residual else None
     output, act, (alpha, beta) = lw.epilogue(node)
+    n_out, n_in = lw.graph.types[w].shape
+    out_shape = lw.graph.types[node.name].shape
+    config = lw.gemm_config(int(np.prod(out_shape[:-1])), n_out, n_in, (1, 1), (1, 1), (0, 0), (1, 1), 1)
 
     def run(env: Env, out: torch.Tensor | None) -> torch.Tensor:
         weight = packed or k_linear.pack_weight(wv(env), bv(env) if bv else None, lw.dtype)
         return k_linear.linear(x(env), weight, residual=rv(env) if rv else None, activation=act, alpha=alpha,
-                               beta=beta, out=out, tf32=lw.tf32)
+                               beta=beta, out=out, tf32=lw.tf32, config=config)
 
-    n_out, n_in = lw.graph.types[w].shape
-    head = _head(lw, w)
+    head = weight_reader(lw.original, w)
     text = (f"{output}: linear {n_in}→{n_out}" + (" +bias" if b else "")
             + (f" +residual({residual})" if residual else "") + (f" {act}" if act else "")
             + f"  [{', '.join(lw.covers(output, head))}]"
             + (f"  ({lw.notes[node.name]})" if node.name in lw.notes else ""))
-    return lw.step(output, "linear", run, text, lw.covers(output, head))
+    return lw.step(output, "linear", run, text, lw.covers(output, head), config.split_k)
 
 
 def _batch_norm(lw: Lowering, node: Node) -> Step:
@@ -209,19 +250,19 @@ def _batch_norm(lw: Lowering, node: Node) -> Step:
     scale, shift = scale_shift(node.attrs.eps, *(lw.params[s].astype(np.float64) for s in stats))
     scale_t = torch.from_numpy(scale.astype(np.float32)).to(runtime.DEVICE)
     shift_t = torch.from_numpy(shift.astype(np.float32)).to(runtime.DEVICE)
-    x = lw.value(node.inputs[0])
+    x = lw.value(node.inputs[0], dense=True)
     output, act, (alpha, beta) = lw.epilogue(node)
     text = f"{output}: batch_norm as per-channel affine" + (f" {act}" if act else "")
     return lw.step(output, "channel_affine",
-                   lambda env, out: k_elem.channel_affine(x(env), scale_t, shift_t, act, alpha, beta), text,
+                   lambda env, out: k_elem.channel_affine(x(env), scale_t, shift_t, act, alpha, beta, out=out), text,
                    lw.covers(output, node.name))
 
 
 def _add(lw: Lowering, node: Node) -> Step:
-    xs = [lw.value(i) for i in node.inputs]
+    xs = [lw.value(i, dense=True) for i in node.inputs]
     output, act, (alpha, beta) = lw.epilogue(node)
     return lw.step(output, "add", lambda env, out: k_elem.add(*(x(env) for x in xs), activation=act, alpha=alpha,
-                                                              beta=beta),
+                                                              beta=beta, out=out),
                    f"{output}: add ×{len(xs)}" + (f" {act}" if act else ""), lw.covers(output, node.name))
 
 
@@ -234,22 +275,22 @@ def scalars(attrs: Any) -> tuple[float, float]:
 
 
 def _activation(lw: Lowering, node: Node) -> Step:
-    x = lw.value(node.inputs[0])
+    x = lw.value(node.inputs[0], dense=True)
     alpha, beta = scalars(node.attrs)
-    return lw.step(node.name, node.op, lambda env, out: k_elem.activation(x(env), node.op, alpha, beta),
+    return lw.step(node.name, node.op, lambda env, out: k_elem.activation(x(env), node.op, alpha, beta, out=out),
                    f"{node.name}: {node.op}", (node.name,))
 
 
 def _mul(lw: Lowering, node: Node) -> Step:
-    x, y = (lw.value(i) for i in node.inputs)
     gate = lw.graph.types[node.inputs[1]].shape != lw.graph.types[node.name].shape
-    return lw.step(node.name, "mul", lambda env, out: k_elem.mul(x(env), y(env)),
+    x, y = lw.value(node.inputs[0], dense=True), (lw.logical if gate else partial(lw.value, dense=True))(node.inputs[1])
+    return lw.step(node.name, "mul", lambda env, out: k_elem.mul(x(env), y(env), out=out),
                    f"{node.name}: mul" + (" by a per-channel gate" if gate else ""), (node.name,))
 
 
 def _pad(lw: Lowering, node: Node) -> Step:
     x, a = lw.value(node.inputs[0]), node.attrs
-    return lw.step(node.name, "pad", lambda env, out: k_pad.pad(x(env), a.pads, a.value),
+    return lw.step(node.name, "pad", lambda env, out: k_pad.pad(x(env), a.pads, a.value, out=out),
                    f"{node.name}: pad {'/'.join(map(str, a.pads))}" + (f" with {a.value}" if a.value else ""),
                    (node.name,))
 
@@ -282,14 +323,23 @@ def _lrn(lw: Lowering, node: Node) -> Step:
 
 
 def _softmax(lw: Lowering, node: Node) -> Step:
-    x, axis = lw.value(node.inputs[0]), node.attrs.axis
-    return lw.step(node.name, "softmax", lambda env, out: k_softmax.softmax(x(env), axis),
+    x, axis = lw.value(node.inputs[0], dense=True), node.attrs.axis
+    return lw.step(node.name, "softmax", lambda env, out: k_softmax.softmax(x(env), axis, out=out),
                    f"{node.name}: softmax axis {axis}", (node.name,))
 
 
 def _view(lw: Lowering, node: Node) -> Step:
-    """flatten, reshape and dropout: no launch, a view of the input (contiguous: every step's output is)."""
-    x, shape = lw.value(node.inputs[0]), lw.graph.types[node.name].shape
+    """flatten, reshape and dropout: no launch, a view of the input. Dropout keeps the layout; a reshape reads
+    the logical (NCHW) order, so an NHWC map is copied to NCHW first, except a flatten into a linear whose
+    weight was permuted to the map's (h, w, c) order (`Lowering.flatten_views`)."""
+    shape = lw.graph.types[node.name].shape
+    if node.name in lw.flatten_views:
+        x = lw.value(node.inputs[0])
+        return lw.step(node.name, "view", lambda env, out: x(env).permute(0, 2, 3, 1).reshape(shape),
+                       f"{node.name}: {node.op} (an NHWC view, no launch; the linear's weight is permuted)",
+                       (node.name,))
+    same = node.op == "dropout" or shape == lw.graph.types[node.inputs[0]].shape
+    x = lw.value(node.inputs[0]) if same else lw.logical(node.inputs[0])
     return lw.step(node.name, "view", lambda env, out: x(env).reshape(shape),
                    f"{node.name}: {node.op} (a view, no launch)", (node.name,))
 
@@ -309,7 +359,9 @@ def _concat(lw: Lowering, node: Node) -> Step:
     in_place = lw.layout.in_place(node.name, node.inputs)
 
     def run(env: Env, out: torch.Tensor | None) -> torch.Tensor:
-        buffer = env[node.name] if node.name in env else torch.empty(shape, dtype=lw.dtype, device=runtime.DEVICE)
+        buffer = env[node.name] if node.name in env else torch.empty(
+            shape, dtype=lw.dtype, device=runtime.DEVICE,
+            memory_format=torch.channels_last if lw.nhwc and len(shape) == 4 else torch.contiguous_format)
         for x, view, done in zip(xs, k_concat.slices(buffer, sizes, axis), in_place, strict=True):
             if not done:
                 k_concat.copy(x(env), view)
@@ -331,12 +383,6 @@ def _reference(lw: Lowering, node: Node) -> Step:
 
     return lw.step(node.name, "numpy", run, f"{node.name}: {node.op} on the NumPy reference (fallback)",
                    (node.name,))
-
-
-def _head(lw: Lowering, weight: str) -> str:
-    """The original node that reads ``weight`` as its weight (a fused node's conv/linear)."""
-    readers = lw.original.users.get(weight, ())
-    return next((r for r in readers if lw.original.node_by_name[r].inputs[1:2] == (weight,)), weight)
 
 
 def _pair(p: tuple[int, int]) -> str:
@@ -361,7 +407,10 @@ def supported(node: Node) -> bool:
 
 def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: torch.dtype, tf32: bool,
           original: Graph | None = None, fallback: tuple[str, ...] = (),
-          notes: Mapping[str, str] | None = None) -> Plan:
+          notes: Mapping[str, str] | None = None, layout: str = "nhwc",
+          table: k_configs.ConfigTable | None = None, sm_count: int | None = None) -> Plan:
     """The launch plan of ``graph``; ``original`` (the graph before passes) names what each launch covers,
-    ``fallback`` the nodes to run on the NumPy reference, ``notes`` what earlier rewrites did (for the plan)."""
-    return Lowering(graph, params, dtype, tf32, original, fallback, notes).run()
+    ``fallback`` the nodes to run on the NumPy reference, ``notes`` what earlier rewrites did (for the plan),
+    ``layout`` the activations' ("nhwc" or "nchw"), ``table`` tuned GEMM configurations, ``sm_count`` the SMs
+    split-K plans for (default: the device's)."""
+    return Lowering(graph, params, dtype, tf32, original, fallback, notes, layout, table, sm_count).run()

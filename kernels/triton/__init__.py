@@ -1,5 +1,7 @@
-"""Hand-written Triton kernels, one module per kernel family (conv2d, linear, pool, softmax, lrn, elementwise,
-concat), each a ``@triton.jit`` kernel plus a host wrapper that checks, allocates and launches.
+"""Hand-written Triton kernels, one module per kernel family (conv2d, gemm — the channels-last implicit GEMM
+behind conv2d's NHWC path and linear —, pool, softmax, lrn, elementwise, concat, pad), each a ``@triton.jit``
+kernel plus a host wrapper that checks, allocates and launches; `configs` holds the GEMM's tuned launch
+configurations (JSON per GPU and Triton version).
 
 Where they run is decided once, when this package is imported: natively on CUDA when
 ``torch.cuda.is_available()``, otherwise under Triton's interpreter (``TRITON_INTERPRET=1``, CPU tensors).

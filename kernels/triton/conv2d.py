@@ -1,4 +1,11 @@
-"""conv2d as an implicit GEMM on NCHW, with a fused epilogue: out = activation(conv(x, W) + bias + residual).
+"""conv2d with a fused epilogue: out = activation(conv(x, W) + bias + residual), in two layouts.
+
+`pack_weight(..., layout="nhwc")` packs for the channels-last implicit GEMM in `gemm` (the Triton backend's
+default: activations NHWC between layers, K ordered (kh, kw, c)); `layout="nchw"` (the default here, and the
+oracle) for the kernel below, an implicit GEMM that gathers NCHW taps along K and takes any strides, so it also
+serves a stem that reads the NCHW network input and writes NHWC. `conv2d` picks the kernel from the packing.
+
+The NCHW kernel:
 
 Per group g the convolution is a matrix product  out[m, o] = Σ_k A[m, k] · B[k, o]  where
     m = (n, oh, ow)       M = N·OH·OW output pixels,
@@ -22,8 +29,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import depthwise, runtime
-from .elementwise import ACTIVATIONS, activate
+from . import depthwise, gemm, runtime
+from .elementwise import ACTIVATIONS, finish
 from .runtime import check
 
 
@@ -113,20 +120,19 @@ def conv2d_kernel(
     # Epilogue on the float32 accumulator: bias, residual, activation; one store.
     o = g * O_PER_G + offs_n
     mask = mask_m[:, None] & mask_n[None, :]
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + o, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    if HAS_RESIDUAL:
-        r_rows = res_ptr + (n * stride_rn + oh * stride_rh + ow * stride_rw)
-        acc += tl.load(r_rows[:, None] + (o * stride_rc)[None, :], mask=mask, other=0.0).to(tl.float32)
-    acc = activate(acc, ACTIVATION, alpha, beta)
+    r_rows = res_ptr + (n * stride_rn + oh * stride_rh + ow * stride_rw)
+    acc = finish(acc, bias_ptr, o, mask_n, r_rows[:, None] + (o * stride_rc)[None, :], mask, alpha, beta,
+                 HAS_BIAS, HAS_RESIDUAL, ACTIVATION)
     o_rows = out_ptr + (n * stride_on + oh * stride_oh + ow * stride_ow)
     tl.store(o_rows[:, None] + (o * stride_oc)[None, :], acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @dataclass(frozen=True)
 class PackedConv:
-    """A conv2d's weight packed for the kernel: (groups, C/groups·KH·KW, O/groups), contiguous, plus the
-    bias (O,) in float32 (the epilogue adds it to the float32 accumulator) and the shapes that were packed."""
+    """A conv2d's weight packed for one kernel, contiguous: ``layout`` "nchw": (groups, C/groups·KH·KW,
+    O/groups) for the NCHW kernel (and depthwise); "nhwc": (O, KH·KW·C/groups), K = (kh, kw, c) with c fastest,
+    for the channels-last GEMM. Plus the bias (O,) in float32 (the epilogue adds it to the float32
+    accumulator) and the shapes that were packed."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None
@@ -134,19 +140,26 @@ class PackedConv:
     in_per_group: int
     kernel: tuple[int, int]
     groups: int
+    layout: str = "nchw"
 
 
 def pack_weight(weight: torch.Tensor, bias: torch.Tensor | None = None, groups: int = 1,
-                dtype: torch.dtype | None = None) -> PackedConv:
-    """Pack an OIHW weight (and bias) for `conv2d`; done once at compile time."""
+                dtype: torch.dtype | None = None, layout: str = "nchw") -> PackedConv:
+    """Pack an OIHW weight (and bias) for `conv2d` in ``layout`` (the input layout it will read: "nchw" or
+    "nhwc"; a depthwise weight is packed for its direct kernel either way); done once at compile time."""
+    check(layout in ("nchw", "nhwc"), f"conv2d: layout must be 'nchw' or 'nhwc', got {layout!r}")
     check(weight.dim() == 4, f"conv2d weight must be OIHW (rank 4), got shape {tuple(weight.shape)}")
     o, cg, kh, kw = weight.shape
     check(groups >= 1 and o % groups == 0, f"conv2d: groups={groups} must divide the {o} output channels")
     check(bias is None or tuple(bias.shape) == (o,), f"conv2d bias must have shape ({o},), "
                                                      f"got {None if bias is None else tuple(bias.shape)}")
-    packed = weight.to(dtype or weight.dtype).reshape(groups, o // groups, cg * kh * kw).transpose(1, 2)
-    return PackedConv(packed.contiguous(), None if bias is None else bias.to(torch.float32).contiguous(),
-                      o, cg, (kh, kw), groups)
+    bias = None if bias is None else bias.to(torch.float32).contiguous()
+    weight = weight.to(dtype or weight.dtype)
+    if layout == "nhwc" and not (cg == 1 and groups > 1):
+        return PackedConv(weight.permute(0, 2, 3, 1).reshape(o, kh * kw * cg).contiguous(), bias, o, cg, (kh, kw),
+                          groups, "nhwc")
+    packed = weight.reshape(groups, o // groups, cg * kh * kw).transpose(1, 2)
+    return PackedConv(packed.contiguous(), bias, o, cg, (kh, kw), groups)
 
 
 def output_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
@@ -156,12 +169,15 @@ def output_size(size: int, kernel: int, stride: int, pad: int, dilation: int) ->
 def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1, 1),
            padding: tuple[int, int] = (0, 0), dilation: tuple[int, int] = (1, 1),
            residual: torch.Tensor | None = None, activation: str | None = None, alpha: float = 0.0,
-           beta: float = math.inf, out: torch.Tensor | None = None, tf32: bool = False) -> torch.Tensor:
-    """activation(conv2d(x, W, b) + residual) for NCHW ``x`` (any strides) and a `pack_weight` weight.
+           beta: float = math.inf, out: torch.Tensor | None = None, tf32: bool = False,
+           config: gemm.GemmConfig | None = None, sm_count: int | None = None) -> torch.Tensor:
+    """activation(conv2d(x, W, b) + residual) for ``x`` of logical shape (N, C, H, W) and a `pack_weight` weight.
 
-    ``out`` may be given (any strides, e.g. a channel slice of a concat's output); otherwise it is allocated
-    contiguous. ``tf32`` lets float32 products use TF32 tensor cores on GPU (then compare with the tf32
-    tolerance); by default they are exact IEEE float32.
+    An "nchw" weight: ``x`` any strides, ``out`` any strides (e.g. a channel slice of a concat's output),
+    allocated contiguous if not given. An "nhwc" weight: ``x``, ``out`` and ``residual`` in channels-last memory
+    (channel stride 1; slices of larger tensors allowed), ``out`` allocated channels-last; ``config`` (blocks,
+    split-K) defaults to `gemm.default_config` for ``sm_count`` SMs (the device's). ``tf32`` lets float32
+    products use TF32 tensor cores on GPU (then compare with the tf32 tolerance); by default exact IEEE.
     """
     check(x.dim() == 4, f"conv2d input must be NCHW (rank 4), got shape {tuple(x.shape)}")
     nb, c, h, w = x.shape
@@ -177,7 +193,8 @@ def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1,
                                f"padded by {padding}")
     shape = (nb, weight.out_channels, oh, ow)
     if out is None:
-        out = torch.empty(shape, dtype=x.dtype, device=x.device)
+        fmt = torch.channels_last if weight.layout == "nhwc" or _channels_last(x) else torch.contiguous_format
+        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
     check(tuple(out.shape) == shape and out.dtype == x.dtype, f"conv2d: out must be {x.dtype} {shape}, "
                                                               f"got {out.dtype} {tuple(out.shape)}")
     if residual is not None:
@@ -186,9 +203,15 @@ def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1,
     if weight.in_per_group == 1 and g > 1:  # depthwise: a direct convolution beats a per-channel GEMM
         depthwise.launch(x, weight, out, residual, stride, padding, dilation, activation, alpha, beta)
         return out
-    res = residual if residual is not None else out  # never read when HAS_RESIDUAL is False
     m = nb * oh * ow
     o_per_g = weight.out_channels // g
+    if weight.layout == "nhwc":
+        config = config or gemm.default_config(m, o_per_g, weight.in_per_group, kh * kw, g,
+                                               sm_count or runtime.sm_count())
+        gemm.launch(x, weight, out, residual, stride, padding, dilation, activation or "", alpha, beta,
+                    precision(x.dtype, tf32), config)
+        return out
+    res = residual if residual is not None else out  # never read when HAS_RESIDUAL is False
     k_per_g = weight.in_per_group * kh * kw
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(o_per_g, meta["BLOCK_N"]), g)  # noqa: E731
     conv2d_kernel[grid](
@@ -202,6 +225,11 @@ def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1,
         UPCAST=runtime.INTERPRET and x.dtype == torch.bfloat16,
     )
     return out
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` is in channels-last memory and not also plain contiguous (so an output should follow it)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def precision(dtype: torch.dtype, tf32: bool) -> str:

@@ -21,17 +21,13 @@ from .elementwise import activate
 
 
 def _gpu_configs() -> list[triton.Config]:
-    return [triton.Config({"BLOCK_R": r, "BLOCK_P": p}, num_warps=w)
-            for r, p, w in ((1, 256, 4), (4, 64, 4), (16, 16, 4), (8, 128, 8), (32, 32, 4))]
+    return runtime.warp_configs(("BLOCK_R", "BLOCK_P"), ((1, 256, 4), (4, 64, 4), (16, 16, 4), (8, 128, 8),
+                                                        (32, 32, 4)))
 
 
 # Under the interpreter a program takes up to TILE elements (rows × columns), whole rows when they fit.
 INTERPRETER_CAPS = {"BLOCK_P": 1 << 12, "TILE": 1 << 16}
-
-
-def _interpreter_blocks(args: dict) -> dict[str, int]:
-    cols = runtime.pow2(args["OH"] * args["OW"], cap=INTERPRETER_CAPS["BLOCK_P"])
-    return {"BLOCK_R": runtime.pow2(args["R"], cap=INTERPRETER_CAPS["TILE"] // cols), "BLOCK_P": cols}
+_interpreter_blocks = runtime.rows_by_cols(INTERPRETER_CAPS, lambda a: a["OH"] * a["OW"])
 
 
 @runtime.tuned(_gpu_configs, key=["R", "OH", "OW", "KH", "KW"], interpreter=_interpreter_blocks)

@@ -55,6 +55,19 @@ def activate(x, ACTIVATION: tl.constexpr, alpha, beta):
     return x
 
 
+@triton.jit
+def finish(acc, bias_ptr, cols, mask_n, res_ptrs, mask, alpha, beta, HAS_BIAS: tl.constexpr,
+           HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr):
+    """The GEMM kernels' epilogue on a float32 (rows × cols) accumulator: + bias[cols] (float32), + the residual
+    tile at ``res_ptrs``, then the activation. One definition for conv2d, linear and the split-K reduction, so a
+    fused epilogue means the same thing in each."""
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + cols, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    if HAS_RESIDUAL:
+        acc += tl.load(res_ptrs, mask=mask, other=0.0).to(tl.float32)
+    return activate(acc, ACTIVATION, alpha, beta)
+
+
 def _gpu_configs() -> list[triton.Config]:
     return [triton.Config({"BLOCK": b}, num_warps=w) for b, w in ((1024, 4), (2048, 8), (4096, 8))]
 
@@ -86,12 +99,16 @@ def add_kernel(a_ptr, b_ptr, out_ptr, n_elements, alpha, beta, ACTIVATION: tl.co
 
 @runtime.tuned(_gpu_configs, key=["n_elements"], interpreter=_interpreter_block)
 @triton.jit
-def mul_kernel(x_ptr, y_ptr, out_ptr, n_elements, inner, GATE: tl.constexpr, BLOCK: tl.constexpr):
-    """out = x · y, contiguous; with GATE, y is (N, C, 1, 1) and element i of x reads y[i // inner], inner =
-    H·W (the gate of its (n, c) plane)."""
+def mul_kernel(x_ptr, y_ptr, out_ptr, n_elements, inner, C, GATE: tl.constexpr, CHANNELS_LAST: tl.constexpr,
+               BLOCK: tl.constexpr):
+    """out = x · y, dense; with GATE, y is (N, C, 1, 1): element i of an NCHW x reads y[i // inner], inner = H·W
+    (the gate of its (n, c) plane); of a channels-last x, y[(i // inner)·C + i % C], inner = H·W·C."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n_elements
-    y_offs = offs // inner if GATE else offs
+    if CHANNELS_LAST:
+        y_offs = (offs // inner) * C + offs % C if GATE else offs
+    else:
+        y_offs = offs // inner if GATE else offs
     y = tl.load(x_ptr + offs, mask=mask).to(tl.float32) * tl.load(y_ptr + y_offs, mask=mask).to(tl.float32)
     tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -109,19 +126,27 @@ def _interpreter_affine(args: dict) -> dict[str, int]:
 @runtime.tuned(_affine_configs, key=["rows", "inner"], interpreter=_interpreter_affine)
 @triton.jit
 def channel_affine_kernel(x_ptr, scale_ptr, shift_ptr, out_ptr, rows, inner, C, stride_xn, stride_xc, alpha, beta,
-                          ACTIVATION: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_I: tl.constexpr):
-    """out = activate(x·scale[c] + shift[c]) with x seen as (rows, inner) = (N·C, H·W) (inner = 1 for (N, C)):
-    row r is (n, c) = (r // C, r % C), so each program reads BLOCK_R scales, not one per element. ``x`` may be a
-    channel slice of a larger tensor (its rows strided, each row contiguous); ``out`` is contiguous."""
+                          ACTIVATION: tl.constexpr, CHANNELS_LAST: tl.constexpr, BLOCK_R: tl.constexpr,
+                          BLOCK_I: tl.constexpr):
+    """out = activate(x·scale[c] + shift[c]) with x seen as (rows, inner): NCHW (N·C, H·W) (inner = 1 for (N, C)),
+    row r is (n, c) = (r // C, r % C), so each program reads BLOCK_R scales, not one per element; channels-last
+    (N·H·W, C), the channel is the column, row r at r·stride_xn. ``x`` may be a channel slice of a larger tensor
+    (its rows strided, each row contiguous); ``out`` is dense in x's layout."""
     offs_r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     offs_i = tl.program_id(1).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
     mask_r = offs_r < rows
-    c = offs_r % C
-    scale = tl.load(scale_ptr + c, mask=mask_r)
-    shift = tl.load(shift_ptr + c, mask=mask_r)
     mask = mask_r[:, None] & (offs_i < inner)[None, :]
-    x_rows = x_ptr + ((offs_r // C) * stride_xn + c * stride_xc)
-    y = tl.load(x_rows[:, None] + offs_i[None, :], mask=mask).to(tl.float32) * scale[:, None] + shift[:, None]
+    if CHANNELS_LAST:
+        mask_i = offs_i < inner
+        scale = tl.load(scale_ptr + offs_i, mask=mask_i)[None, :]
+        shift = tl.load(shift_ptr + offs_i, mask=mask_i)[None, :]
+        x_rows = x_ptr + offs_r * stride_xn
+    else:
+        c = offs_r % C
+        scale = tl.load(scale_ptr + c, mask=mask_r)[:, None]
+        shift = tl.load(shift_ptr + c, mask=mask_r)[:, None]
+        x_rows = x_ptr + ((offs_r // C) * stride_xn + c * stride_xc)
+    y = tl.load(x_rows[:, None] + offs_i[None, :], mask=mask).to(tl.float32) * scale + shift
     o_rows = out_ptr + offs_r * inner
     tl.store(o_rows[:, None] + offs_i[None, :],
              activate(y, ACTIVATION, alpha, beta).to(out_ptr.dtype.element_ty), mask=mask)
@@ -136,19 +161,37 @@ def _check_activation(name: str | None) -> str:
     return name or ""
 
 
+def dense(x: torch.Tensor) -> bool:
+    """Whether ``x`` fills its memory in one of the two layouts the kernels use (contiguous or channels-last 4-D),
+    so an elementwise kernel may walk it flat."""
+    return x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def channels_last(x: torch.Tensor) -> bool:
+    """A dense channels-last 4-D tensor that is not also contiguous (where the two layouts differ)."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def _output(like: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """``out``, or a new tensor in ``like``'s dense layout; flat kernels need both laid out alike."""
     if out is None:
-        return torch.empty_like(like, memory_format=torch.contiguous_format)
-    check(out.shape == like.shape and out.dtype == like.dtype and out.is_contiguous(),
-          f"out must be a contiguous {like.dtype} tensor of shape {tuple(like.shape)}, "
-          f"got {out.dtype} {tuple(out.shape)}")
+        return torch.empty_like(like, memory_format=torch.preserve_format)
+    check(out.shape == like.shape and out.dtype == like.dtype and dense(out) and out.stride() == like.stride(),
+          f"out must be a dense {like.dtype} tensor of shape {tuple(like.shape)} laid out as the input (strides "
+          f"{like.stride()}), got {out.dtype} {tuple(out.shape)} strides {out.stride()}")
     return out
+
+
+def _dense_alike(what: str, *xs: torch.Tensor) -> None:
+    check(all(dense(x) for x in xs) and all(x.stride() == xs[0].stride() for x in xs),
+          f"{what}: tensors must be dense and laid out alike (contiguous or channels-last), got strides "
+          f"{[x.stride() for x in xs]}")
 
 
 def activation(x: torch.Tensor, name: str, alpha: float = 0.0, beta: float = math.inf,
                out: torch.Tensor | None = None) -> torch.Tensor:
-    """``name`` (one of ACTIVATIONS) applied elementwise to a contiguous tensor."""
-    check(x.is_contiguous(), f"activation {name}: input must be contiguous, got strides {x.stride()}")
+    """``name`` (one of ACTIVATIONS) applied elementwise to a dense tensor (contiguous or channels-last)."""
+    _dense_alike(f"activation {name}", x)
     act = _check_activation(name)
     out = _output(x, out)
     n = x.numel()
@@ -158,11 +201,11 @@ def activation(x: torch.Tensor, name: str, alpha: float = 0.0, beta: float = mat
 
 def add(*xs: torch.Tensor, activation: str | None = None, alpha: float = 0.0, beta: float = math.inf,
         out: torch.Tensor | None = None) -> torch.Tensor:
-    """activation(x0 + x1 + …) of two or more contiguous tensors of one shape and dtype (no broadcasting)."""
+    """activation(x0 + x1 + …) of two or more dense tensors of one shape, dtype and layout (no broadcasting)."""
     check(len(xs) >= 2, f"add takes at least two tensors, got {len(xs)}")
     check(all(x.shape == xs[0].shape and x.dtype == xs[0].dtype for x in xs),
           f"add: tensors must share shape and dtype, got {[(tuple(x.shape), x.dtype) for x in xs]}")
-    check(all(x.is_contiguous() for x in xs), "add: tensors must be contiguous")
+    _dense_alike("add", *xs)
     act = _check_activation(activation)
     out = _output(xs[0], out)
     n = out.numel()
@@ -177,37 +220,57 @@ def add(*xs: torch.Tensor, activation: str | None = None, alpha: float = 0.0, be
 
 
 def mul(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """x · y of contiguous tensors, ``y`` of x's shape or (N, C, 1, 1) for an NCHW ``x`` (the mul op's two forms)."""
+    """x · y of dense tensors, ``y`` of x's shape (and layout) or (N, C, 1, 1) for a 4-D ``x`` (the mul op's two
+    forms); ``x`` contiguous or channels-last."""
     gate = x.dim() == 4 and tuple(y.shape) == (*x.shape[:2], 1, 1) and y.shape != x.shape
     check(gate or y.shape == x.shape, f"mul: y must have x's shape {tuple(x.shape)} or (N, C, 1, 1), "
                                       f"got {tuple(y.shape)}")
-    check(x.dtype == y.dtype and x.is_contiguous() and y.is_contiguous(),
-          f"mul: tensors must be contiguous and share a dtype, got {x.dtype}, {y.dtype}")
+    check(x.dtype == y.dtype, f"mul: tensors must share a dtype, got {x.dtype}, {y.dtype}")
+    _dense_alike("mul", x) if gate else _dense_alike("mul", x, y)
+    check(not gate or y.is_contiguous(), f"mul: the gate must be contiguous, got strides {y.stride()}")
     out = _output(x, out)
-    n = x.numel()
-    inner = x.shape[2] * x.shape[3] if gate else 1
-    mul_kernel[_grid(n)](x, y, out, n, inner, GATE=gate)
+    n, last = x.numel(), channels_last(x)
+    inner = (x.shape[2] * x.shape[3] * (x.shape[1] if last else 1)) if gate else 1
+    mul_kernel[_grid(n)](x, y, out, n, inner, x.shape[1] if x.dim() > 1 else 1, GATE=gate, CHANNELS_LAST=last)
     return out
 
 
 def channel_affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, activation: str | None = None,
                    alpha: float = 0.0, beta: float = math.inf, out: torch.Tensor | None = None) -> torch.Tensor:
     """activation(x·scale + shift) per channel (axis 1) of a tensor of rank ≥ 2 whose dimensions after the
-    channel axis are contiguous (a channel slice of a concat qualifies); scale/shift are (C,). ``out`` is
-    contiguous."""
-    check(x.dim() >= 2 and _rows_contiguous(x), f"channel_affine: need rank ≥ 2 with contiguous trailing "
-                                                f"dimensions, got shape {tuple(x.shape)} strides {x.stride()}")
+    channel axis are contiguous, or of a channels-last 4-D tensor whose pixels are evenly spaced (a channel slice
+    of a concat qualifies either way); scale/shift are (C,). ``out`` is dense in x's layout."""
     c = x.shape[1]
+    last = x.dim() == 4 and x.stride(1) == 1 and c > 1 and not _rows_contiguous(x)
+    pixel_stride_ = pixel_stride(x) if last else None
+    check(x.dim() >= 2 and (_rows_contiguous(x) or pixel_stride_ is not None),
+          f"channel_affine: need rank ≥ 2 with contiguous trailing dimensions or channels-last 4-D, got shape "
+          f"{tuple(x.shape)} strides {x.stride()}")
     check(scale.shape == (c,) and shift.shape == (c,), f"channel_affine: scale and shift must have shape ({c},), "
                                                        f"got {tuple(scale.shape)} and {tuple(shift.shape)}")
     act = _check_activation(activation)
-    out = _output(x, out)
-    rows = x.shape[0] * c
-    inner = x.numel() // rows
+    fmt = torch.channels_last if last else torch.contiguous_format
+    if out is None:
+        out = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+    check(out.shape == x.shape and out.dtype == x.dtype and out.is_contiguous(memory_format=fmt),
+          f"channel_affine: out must be a dense {x.dtype} tensor of shape {tuple(x.shape)} in the input's layout")
+    rows, inner = (x.numel() // c, c) if last else (x.shape[0] * c, x.numel() // (x.shape[0] * c))
     grid = lambda meta: (triton.cdiv(rows, meta["BLOCK_R"]), triton.cdiv(inner, meta["BLOCK_I"]))  # noqa: E731
     channel_affine_kernel[grid](x, scale.float().contiguous(), shift.float().contiguous(), out, rows, inner, c,
-                                x.stride(0), x.stride(1), float(alpha), float(beta), ACTIVATION=act)
+                                pixel_stride_ if last else x.stride(0), x.stride(1), float(alpha), float(beta),
+                                ACTIVATION=act, CHANNELS_LAST=last)
     return out
+
+
+def pixel_stride(t: torch.Tensor) -> int | None:
+    """The stride between consecutive (n, h, w) pixels of a 4-D channels-last view when they are evenly spaced
+    (a dense NHWC tensor or a channel slice of one), else None."""
+    try:
+        return t.permute(0, 2, 3, 1).view(-1, t.shape[1]).stride(0)
+    except RuntimeError:
+        return None
+
+
 
 
 def _rows_contiguous(x: torch.Tensor) -> bool:

@@ -18,16 +18,12 @@ from .runtime import check
 
 
 def _gpu_configs() -> list[triton.Config]:
-    return [triton.Config({"BLOCK_R": r, "BLOCK_P": p}, num_warps=4) for r, p in ((1, 256), (4, 64), (16, 32))]
+    return runtime.warp_configs(("BLOCK_R", "BLOCK_P"), ((1, 256, 4), (4, 64, 4), (16, 32, 4)))
 
 
 # Under the interpreter a program takes up to TILE elements (rows × columns), whole rows when they fit.
 INTERPRETER_CAPS = {"BLOCK_P": 1 << 12, "TILE": 1 << 16}
-
-
-def _interpreter_blocks(args: dict) -> dict[str, int]:
-    cols = runtime.pow2(args["P"], cap=INTERPRETER_CAPS["BLOCK_P"])
-    return {"BLOCK_R": runtime.pow2(args["R"], cap=INTERPRETER_CAPS["TILE"] // cols), "BLOCK_P": cols}
+_interpreter_blocks = runtime.rows_by_cols(INTERPRETER_CAPS, lambda a: a["P"])
 
 
 @runtime.tuned(_gpu_configs, key=["R", "P", "SIZE"], interpreter=_interpreter_blocks)

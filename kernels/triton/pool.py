@@ -18,17 +18,13 @@ from .runtime import check
 
 
 def _gpu_configs() -> list[triton.Config]:
-    return [triton.Config({"BLOCK_R": r, "BLOCK_P": p}, num_warps=w)
-            for r, p, w in ((1, 256, 4), (4, 64, 4), (16, 16, 4), (64, 4, 4), (8, 128, 8))]
+    return runtime.warp_configs(("BLOCK_R", "BLOCK_P"), ((1, 256, 4), (4, 64, 4), (16, 16, 4), (64, 4, 4),
+                                                        (8, 128, 8)))
 
 
 # Under the interpreter a program takes up to TILE elements (rows × columns), whole rows when they fit.
 INTERPRETER_CAPS = {"BLOCK_P": 1 << 12, "TILE": 1 << 16}
-
-
-def _interpreter_blocks(args: dict) -> dict[str, int]:
-    cols = runtime.pow2(args["OH"] * args["OW"], cap=INTERPRETER_CAPS["BLOCK_P"])
-    return {"BLOCK_R": runtime.pow2(args["R"], cap=INTERPRETER_CAPS["TILE"] // cols), "BLOCK_P": cols}
+_interpreter_blocks = runtime.rows_by_cols(INTERPRETER_CAPS, lambda a: a["OH"] * a["OW"])
 
 
 @runtime.tuned(_gpu_configs, key=["R", "OH", "OW", "KH", "KW"], interpreter=_interpreter_blocks)
@@ -89,16 +85,12 @@ def pool2d_kernel(
 
 
 def _adaptive_gpu_configs() -> list[triton.Config]:
-    return [triton.Config({"BLOCK_R": r, "BLOCK_T": t}, num_warps=4) for r, t in ((4, 64), (16, 16), (64, 4),
-                                                                                   (1, 256), (32, 64))]
+    return runtime.warp_configs(("BLOCK_R", "BLOCK_T"), ((4, 64, 4), (16, 16, 4), (64, 4, 4), (1, 256, 4),
+                                                        (32, 64, 4)))
 
 
 ADAPTIVE_INTERPRETER_CAPS = {"BLOCK_T": 1 << 10, "TILE": 1 << 16}
-
-
-def _adaptive_interpreter_blocks(args: dict) -> dict[str, int]:
-    cols = runtime.pow2(args["MAX_WINDOW"], cap=ADAPTIVE_INTERPRETER_CAPS["BLOCK_T"])
-    return {"BLOCK_R": runtime.pow2(args["R"], cap=ADAPTIVE_INTERPRETER_CAPS["TILE"] // cols), "BLOCK_T": cols}
+_adaptive_interpreter_blocks = runtime.rows_by_cols(ADAPTIVE_INTERPRETER_CAPS, lambda a: a["MAX_WINDOW"], "BLOCK_T")
 
 
 @runtime.tuned(_adaptive_gpu_configs, key=["R", "MAX_WINDOW"], interpreter=_adaptive_interpreter_blocks)

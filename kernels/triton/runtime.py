@@ -52,9 +52,38 @@ def mode() -> str:
     return "interpreter" if INTERPRET else "cuda"
 
 
+# The SM count the split-K heuristic plans for under the interpreter: a fixed small machine, so that small test
+# layers split (and the split-K path runs in CI) the way late layers split on a GPU.
+INTERPRETER_SM_COUNT = 4
+
+
+def sm_count() -> int:
+    """Streaming multiprocessors of the current device (the fixed INTERPRETER_SM_COUNT under the interpreter)."""
+    if INTERPRET:
+        return INTERPRETER_SM_COUNT
+    return torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+
+
 def pow2(n: int, cap: int, floor: int = 1) -> int:
     """The smallest power of two ≥ n, clipped to [floor, cap] (block sizes must be powers of two)."""
     return max(floor, min(cap, triton.next_power_of_2(max(1, int(n)))))
+
+
+def rows_by_cols(caps: dict[str, int], cols: Callable[[dict[str, Any]], int], col: str = "BLOCK_P",
+                 rows: str = "R", row: str = "BLOCK_R") -> Callable[[dict[str, Any]], dict[str, int]]:
+    """The interpreter's blocks for a (rows × columns) tile kernel: whole columns up to ``caps[col]``, then as
+    many rows as fit in ``caps["TILE"]`` elements (one rule for pooling, depthwise, LRN, pad, copy, softmax)."""
+
+    def blocks(args: dict[str, Any]) -> dict[str, int]:
+        c = pow2(cols(args), cap=caps[col])
+        return {row: pow2(args[rows], cap=caps["TILE"] // c), col: c}
+
+    return blocks
+
+
+def warp_configs(names: Sequence[str], rows: Sequence[Sequence[int]]) -> list[triton.Config]:
+    """GPU configs from rows of (block sizes named by ``names``…, num_warps)."""
+    return [triton.Config(dict(zip(names, r[:-1], strict=True)), num_warps=r[-1]) for r in rows]
 
 
 def tuned(configs: Callable[[], Sequence[triton.Config]], key: list[str],

@@ -17,17 +17,13 @@ from .runtime import check
 
 
 def _gpu_configs() -> list[triton.Config]:
-    return [triton.Config({"BLOCK_R": r, "BLOCK_L": n}, num_warps=w)
-            for r, n, w in ((1, 1024, 4), (4, 256, 4), (16, 64, 4), (1, 4096, 8), (64, 16, 4))]
+    return runtime.warp_configs(("BLOCK_R", "BLOCK_L"), ((1, 1024, 4), (4, 256, 4), (16, 64, 4), (1, 4096, 8),
+                                                        (64, 16, 4)))
 
 
 # Under the interpreter a program takes up to TILE elements (rows × columns), whole rows when they fit.
 INTERPRETER_CAPS = {"BLOCK_L": 1 << 13, "TILE": 1 << 16}
-
-
-def _interpreter_blocks(args: dict) -> dict[str, int]:
-    cols = runtime.pow2(args["L"], cap=INTERPRETER_CAPS["BLOCK_L"])
-    return {"BLOCK_R": runtime.pow2(args["R"], cap=INTERPRETER_CAPS["TILE"] // cols), "BLOCK_L": cols}
+_interpreter_blocks = runtime.rows_by_cols(INTERPRETER_CAPS, lambda a: a["L"], "BLOCK_L")
 
 
 @runtime.tuned(_gpu_configs, key=["R", "L", "INNER"], interpreter=_interpreter_blocks)
@@ -58,9 +54,16 @@ def softmax_kernel(x_ptr, out_ptr, R, L, INNER, BLOCK_R: tl.constexpr, BLOCK_L: 
 
 
 def softmax(x: torch.Tensor, axis: int = 1, out: torch.Tensor | None = None) -> torch.Tensor:
-    """softmax of a contiguous tensor along ``axis``."""
+    """softmax of a contiguous tensor along ``axis``; a channels-last 4-D tensor is its contiguous NHWC
+    permutation (the axis mapped onto it), and so is the output."""
     check(x.dim() >= 1 and -x.dim() <= axis < x.dim(), f"softmax: axis {axis} out of range for shape "
                                                        f"{tuple(x.shape)}")
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        if out is None:
+            out = torch.empty_like(x, memory_format=torch.channels_last)
+        nhwc = (0, 2, 3, 1)
+        softmax(x.permute(*nhwc), nhwc.index(axis % 4), out.permute(*nhwc))
+        return out
     check(x.is_contiguous(), f"softmax: input must be contiguous, got strides {x.stride()}")
     axis %= x.dim()
     length = x.shape[axis]
