@@ -48,7 +48,7 @@ def test_backends_lists_availability_version_device(capsys):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["numpy"]["available"] and rows["numpy"]["version"] == np.__version__
     assert rows["torch"]["available"] and rows["torch"]["device"].startswith("cpu")
-    assert rows["torch"]["dtypes"] == ["float32", "bfloat16"]
+    assert rows["torch"]["dtypes"] == ["float32", "bfloat16", "float16", "int8"]
     assert main(["backends"]) == 0
     out = capsys.readouterr().out
     assert "numpy" in out and "torch" in out and "available" in out
