@@ -238,8 +238,9 @@ TIMING_METHOD = {
 
 
 def write_report(table: pd.DataFrame, passes: pd.DataFrame, out: Path, title: str, notes: Sequence[str] = (),
-                 results: Sequence[str] = (), timing: str | None = None) -> Path:
-    """report.md, speedup.png and memory.png in ``out``; ``timing`` is "paired", "sweep" or None (static)."""
+                 results: Sequence[str] = (), timing: str | None = None, train: pd.DataFrame | None = None) -> Path:
+    """report.md, speedup.png and memory.png in ``out``; ``timing`` is "paired", "sweep" or None (static);
+    ``train``: which passes still apply to the train step (`ablation_train.train_table`), its own section."""
     out.mkdir(parents=True, exist_ok=True)
     figures = plot(table, out)
     parts = [f"# {title}\n", STATIC_METHOD + (" " + TIMING_METHOD[timing] if timing else "") + "\n"]
@@ -250,6 +251,10 @@ def write_report(table: pd.DataFrame, passes: pd.DataFrame, out: Path, title: st
     parts += ["", "## Ablation\n", markdown_table(display(table)) + "\n"]
     if not passes.empty:
         parts += ["## What each pass of 'all' did (nodes, compile-time cost)\n", markdown_table(passes) + "\n"]
+    if train is not None:
+        from .ablation_train import TRAIN_METHOD
+
+        parts += ["## Passes in train mode\n", TRAIN_METHOD + "\n", markdown_table(train) + "\n"]
     parts += [f"## {caption}\n\n![{caption}]({file})\n" for file, caption in figures.items()]
     for name in ("speedup.png", "memory.png"):  # an older study's plot that this one does not draw
         if name not in figures and (out / name).is_file():

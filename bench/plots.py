@@ -15,7 +15,7 @@ import pandas as pd
 
 MARKERS = "osD^v<>pP*hX"
 FILES = ("throughput.png", "speedup.png", "latency.png", "memory.png", "roofline.png",
-         "accuracy.png")  # every plot make_all draws
+         "accuracy.png", "train_step.png")  # every plot make_all draws
 KL_FLOOR = 1e-16  # a log axis has no zero: an exact match is drawn here
 
 
@@ -202,16 +202,37 @@ def accuracy(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
     plt.close(fig)
 
 
+def train_steps(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
+    """Train-mode cases: the median step time per backend, p90 as the error bar's top."""
+    ok = df[df.status == "ok"].assign(step_ms=lambda d: d.median_s * 1e3)
+    fig, panels = _panels(ok, 4.5)
+    for ax, sub, _ in panels:
+        _grouped_bars(ax, sub, "step_ms", colors, [b for b in colors if b in set(sub.backend)])
+        ax.set_yscale("log")
+        ax.set_ylabel("ms per train step (log)")
+        _title(ax, sub, "Train step (forward, loss, backward, SGD update)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def make_all(df: pd.DataFrame, out: Path, reference: str = "numpy") -> dict[str, str]:
-    """Draw every plot the data supports into ``out``; returns {file: caption}."""
+    """Draw every plot the data supports into ``out``; returns {file: caption}. Train-mode cases get their own
+    plot and stay out of the inference plots (a step is not a forward call)."""
     colors = _colors(sorted(dict.fromkeys(df.backend), key=lambda b: (b != reference, b)))
-    ok = df[df.status == "ok"]
     figures: dict[str, str] = {}
+    if "mode" in df:
+        train, df = df[df["mode"] == "train"], df[df["mode"] != "train"]
+        if (train.status == "ok").any():
+            train_steps(train, out / "train_step.png", colors)
+            figures["train_step.png"] = "Train step time by model and backend (ms)"
+    ok = df[df.status == "ok"]
     if ok.empty:
         return figures
     throughput(df, out / "throughput.png", colors)
     figures["throughput.png"] = "Throughput by model and backend (images/s)"
-    if ok.speedup.notna().any():
+    if (ok.speedup.notna() & (ok.backend != reference)).any():  # the reference alone has no speed-up to draw
         speedup(df, out / "speedup.png", colors, reference)
         figures["speedup.png"] = f"Speed-up against the {reference} reference"
     if (ok.samples.map(len) > 0).any():  # a record may come without its raw samples

@@ -13,7 +13,9 @@ A file that is anything else is refused whole, and `repair` never touches it.
 What a line holds is the typed `record.Record` (its fields and the nested parts, with what each means):
 schema, run_id, case_id, case (`Case` below), status (ok | unsupported | error | timeout | oom), message,
 started, duration_s, device, skipped, detail, model_info, compile, timing, throughput_ips, gflops,
-peak_fraction, memory, correctness, calibration, machine, worker. Schema 2 stores the typed compile report
+peak_fraction, memory, correctness, accuracy, train (a train-mode case: `record.TrainInfo`), calibration, machine,
+worker. A case's ``mode`` (inference | train) and ``input`` are written only when not the default, so every
+inference record reads and is keyed as before they existed. Schema 2 stores the typed compile report
 (``compile.report``) where schema 1 stored the backend's untyped ``compile.info``; both are read.
 """
 
@@ -35,6 +37,7 @@ from .specs import parse_backend_spec
 SCHEMA_VERSION = 2
 STATUSES = ("ok", "unsupported", "error", "timeout", "oom")
 INPUTS = ("random", "real")  # what a case runs on (`Case.input`); the id carries it unless random
+MODES = ("inference", "train")  # what a case times (`Case.mode`); the id carries it only for train
 
 
 class SchemaError(BenchError):
@@ -54,10 +57,13 @@ class Case:
     backend_name: str = field(default="", compare=False)
     options: dict[str, Any] = field(default_factory=dict, compare=False)
     input: str = "random"  # one of INPUTS: seeded random weights and input, or pretrained weights on photographs
+    mode: str = "inference"  # one of MODES: a forward call, or a whole train step (bench/train_case.py)
 
     def __post_init__(self) -> None:
         if self.input not in INPUTS:
             raise BenchError(f"input must be one of {', '.join(INPUTS)}, got {self.input!r}")
+        if self.mode not in MODES:
+            raise BenchError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not self.backend_name:
             name, options = parse_backend_spec(self.backend)
             object.__setattr__(self, "backend_name", name)
@@ -71,13 +77,16 @@ class Case:
         d = asdict(self)
         if d["input"] == "random":  # random-input records stay as every earlier convbench wrote them
             del d["input"]
+        if d["mode"] == "inference":  # and so do inference records
+            del d["mode"]
         return d
 
 
 def case_id(case: dict[str, Any]) -> str:
     """The key a case is matched by (resume, compare): every field that changes what is measured."""
     return (f"{case['model']}@{case['image_size']}/{case['backend']}/b{case['batch']}/{case['dtype']}"
-            f"/t{case['threads']}" + ("" if case.get("input", "random") == "random" else f"/{case['input']}"))
+            f"/t{case['threads']}" + ("" if case.get("input", "random") == "random" else f"/{case['input']}")
+            + ("" if case.get("mode", "inference") == "inference" else f"/{case['mode']}"))
 
 
 def _finite(o: Any) -> Any:

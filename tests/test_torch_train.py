@@ -63,3 +63,41 @@ def test_overfit_one_batch_on_torch():
         updated, state = step.optimizer.update({p: params[p] for p in values.grads}, values.grads, state)
         params = {**params, **updated, **values.buffers}
     assert losses[-1] < losses[0] / 10, losses
+
+
+@pytest.mark.parametrize("model, batch", [("lenet5", 2), pytest.param("resnet18", 4, marks=pytest.mark.slow)])
+def test_torch_step_under_the_default_pipeline_matches_the_float64_reference(model, batch):
+    """``fuse`` absorbs LeNet-5's conv/linear→tanh pairs, ``remove_identity`` ResNet-18's 1×1 adaptive pool at
+    32 px: the vjp nodes of the nodes they removed lower from their own inputs (train_rules._standalone). Batch 4:
+    ResNet-18's last BN at 32 px has 4 values per channel (docs/training.md on BN at batch 2)."""
+    graph = models.build(model, batch=batch, image_size=32)
+    params = models.init_params(graph)
+    step = train_step(graph, SGD(lr=0.05))
+    x, labels = batch_of(graph)
+    torch_be = registry.get("torch")
+    exe = torch_be.compile(step.graph, params, passes="default")
+    removed = {n.name for n in step.graph.nodes} - {n.name for n in exe.graph.nodes}
+    assert removed, "the pipeline rewrote nothing: the test would not exercise the rewritten step"
+    want = NumpyTrainer(step, params, "float64").step(x, labels=labels)
+    got = backend_step(torch_be, step, params, x, labels, "float32", passes="default")
+    a = compare_step(got, (want.loss, want.grads, want.params), "float32")
+    assert a.ok, a.reason
+
+
+def test_a_vjp_whose_forward_node_is_gone_needs_its_output_rule():
+    """An op whose gradient reads only its output cannot be recomputed: it must have a from-output rule."""
+    from convbench.backends.torch.train_rules import FROM_OUTPUT
+    from convbench.ir import ops
+    from convbench.ir.ops._base import saves_output
+
+    assert {n for n in ops.names() if ops.get(n).saves is saves_output} == set(FROM_OUTPUT)
+
+
+@pytest.mark.slow
+def test_pass_ablation_on_torch_says_fuse_and_remove_identity_apply():
+    from convbench.bench.ablation_train import train_pass_rows
+
+    lenet = {r["pass"]: r for r in train_pass_rows("lenet5", 32, 2, "torch", "default")}
+    assert lenet["fuse"]["train nodes"] == "35 → 31" and lenet["fuse"]["in train mode"].startswith("applies (step")
+    resnet = {r["pass"]: r for r in train_pass_rows("resnet18", 32, 2, "torch", "remove_identity")}
+    assert resnet["remove_identity"]["in train mode"].startswith("applies (step agrees")

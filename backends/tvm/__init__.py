@@ -39,10 +39,11 @@ import numpy as np
 
 from ...ir import ops
 from ...ir.graph import Node
-from ...ir.train import training_gaps
+from ...ir.ops.quantize_linear import qdq_gaps
 from ..base import BackendUnavailableError, Options, option
 from ..template import Built, Prepared, TemplateBackend
-from . import database, lower
+from . import database, lower, precision, train
+from .precision import UNSUPPORTED
 from .target import available as _available
 
 
@@ -116,9 +117,9 @@ class _Runner:
 class TvmBackend(TemplateBackend):
     name = "tvm"
     Options = TvmOptions
-    dtypes = ("float32", "float64")
+    dtypes = ("float32", "float64", "float16")  # float16: mixed precision (precision.py), which also says why not bf16
     table = "backends/tvm/lower.py: RULES"
-    gaps = training_gaps()  # the train-step ops (loss, gradients, train-mode forms): not lowered yet
+    gaps = qdq_gaps(UNSUPPORTED["int8"])  # int8 QDQ: not lowered yet (the train-step ops: train.py)
 
     def available(self) -> tuple[bool, str]:
         return _available()
@@ -129,11 +130,13 @@ class TvmBackend(TemplateBackend):
         return versions()[0] or "not installed"
 
     def lowered_ops(self) -> frozenset[str]:
-        return frozenset(lower.RULES)
+        return frozenset(lower.RULES) | train.train_ops()  # train steps: train.py (vjp through relax Gradient)
 
     def supports(self, node: Node) -> bool:
         if node.op not in self.lowered_ops():
             return False
+        if node.op == "vjp":  # its forward op's Relax form must have a gradient (train.vjp_gap says why not)
+            return train.vjp_gap(node) is None
         # a fused node's epilogue lowers its activation through that op's rule: it needs one
         activation = getattr(node.attrs, "activation", None) if ops.get(node.op).has("fused") else None
         return activation is None or activation in lower.activations()
@@ -158,25 +161,29 @@ class TvmBackend(TemplateBackend):
                                           "build has no CUDA runtime")
         threads = set_threads(opts.threads)
         target = target_dict(device)
-        lowered = lower.lower(graph, prepared.params, opts.dtype, opts.bind_weights, prepared.fallback_nodes)
+        compute = precision.compute_dtype(opts.dtype)  # float16 lowers at float32, then ToMixedPrecision
+        if train.is_train_step(graph):  # differentiated by relax.transform.Gradient, untuned (train.py)
+            return train.build(prepared, target, device, threads)
+        lowered = lower.lower(graph, prepared.params, compute, opts.bind_weights, prepared.fallback_nodes)
+        mod = precision.convert(lowered.mod, opts.dtype)
         chosen = database.choose(graph, target, opts.dtype, tune=opts.tune, path=opts.tuning_db,
                                  use_shipped=opts.use_shipped_db)
         opened, tuning = chosen.opened, {}
         if opts.tune:  # choose() has raised if the database cannot be tuned into
-            stats = tvm_tune.tune(lowered.mod, target, opened.database, opened.path, trials=opts.trials,
+            stats = tvm_tune.tune(mod, target, opened.database, opened.path, trials=opts.trials,
                                   trials_per_task=opts.trials_per_task, seed=opts.seed,
                                   hand_database=opened.hand if opts.hand_schedules else None)
             tuning = {"tuning_s": stats["tuning_s"], "trials": stats["trials"], "seeded": stats.get("seeded", 0)}
             database.record_tuning(opened, graph, target, stats)
         build_start = time.perf_counter()
         try:
-            built = tvm_compile.build(lowered.mod, target, opened.for_compile, opts.hand_schedules, opened.hand)
+            built = tvm_compile.build(mod, target, opened.for_compile, opts.hand_schedules, opened.hand)
         except Exception as e:  # a record whose schedule no longer applies: TVM raises while applying it
             if opened.database is None:
                 raise
             chosen.drop(f"compiling with tuning database {opened.path} failed ({type(e).__name__}: "
                         f"{_first_line(e)}); {tvm_tune.UNTUNED}")
-            built = tvm_compile.build(lowered.mod, target, None, opts.hand_schedules)
+            built = tvm_compile.build(mod, target, None, opts.hand_schedules)
         build_s = time.perf_counter() - build_start
         if chosen.db is not None and built.hits < built.tasks:
             chosen.warnings.append(f"tuning database {opened.path} has schedules for {built.hits} of the graph's "
@@ -192,8 +199,8 @@ class TvmBackend(TemplateBackend):
             db_tasks=built.tasks, db_hand_hits=built.hand_hits, hand_scheduled=built.hand_scheduled,
             db_tuning=database.tuning_cost(chosen.db, graph) if chosen.db is not None else None, build_s=build_s,
             **tuning)
-        return Built(_Runner(vm, dev, weights, opts.dtype, threads), artifact=vm, details=details, device=device,
-                     threads=threads, warnings=chosen.warnings)
+        return Built(_Runner(vm, dev, weights, compute, threads), artifact=vm, details=details, device=device,
+                     threads=threads, warnings=chosen.warnings + precision.warnings(opts.dtype, device))
 
 
 def _first_line(e: BaseException) -> str:

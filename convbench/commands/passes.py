@@ -65,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gemm-size", type=int, default=2048, help="N of the GEMM that calibrates the peak (2048)")
     p.add_argument("--title", default="convbench: what each pass buys", help="report title")
     p.add_argument("--json", action="store_true", help="print the table as JSON instead of text")
+    p.add_argument("--train", action="store_true",
+                   help="also each pass of the last --pipelines entry on every model's train step, per backend: "
+                        "whether it still applies in train mode (section 'Passes in train mode')")
 
 
 def _pipelines(value: str) -> list[str]:
@@ -152,15 +155,33 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(e)) from None
         timed, results = ablation.measured(paths), [p.name for p in paths]
     table = ablation.ablation_table(pd.DataFrame(static), timed)
+    train = _train_rows(model_names, sizes, args.batch, backends, pipelines[-1]) if args.train else None
     report = ablation.write_report(table, pd.DataFrame(per_pass), out, args.title,
                                    notes=args.note, results=results,
-                                   timing=None if args.timing == "none" else args.timing)
+                                   timing=None if args.timing == "none" else args.timing, train=train)
     if args.json:
         print_json(table.to_dict(orient="records"))
     else:
         print_table(ablation.display(table).to_dict(orient="records"))
+        if train is not None:
+            print("\npasses in train mode:")
+            print_table(train.to_dict(orient="records"))
         print(f"\nreport: {report}")
     return 0
+
+
+def _train_rows(model_names: list[str], sizes: dict[str, list[int]], batch: int, backends: list[str],
+                pipeline: str) -> pd.DataFrame:
+    """``--train``: each pass of ``pipeline`` on each model's train step, per backend (bench/ablation_train.py)."""
+    from ..bench.ablation_train import train_pass_rows, train_table
+
+    rows = []
+    for model in model_names:
+        for size in sizes[model]:
+            for backend in backends:
+                print(f"convbench passes: {pipeline} on the train step of {model}@{size}, {backend}", file=sys.stderr)
+                rows += train_pass_rows(model, size, batch, backend, pipeline)
+    return train_table(rows)
 
 
 def _resumed(out: Path, args: argparse.Namespace) -> dict[tuple, dict]:
