@@ -12,6 +12,8 @@ in cache and the allocator warm, so on the NumPy reference the sum is well below
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -162,6 +164,173 @@ def layer_roofline(prof: Profile, path, peak_gflops: float | None, bandwidth_gbs
     ax.set_title(f"Per-layer roofline: {prof.model}@{prof.image_size} b{prof.batch} on {prof.backend} "
                  f"(marker area = share of time)", fontsize=10)
     ax.grid(which="both", alpha=0.2)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- OpenVINO's own per-layer counters on the same network, mapped to the IR's nodes ------------------------------
+
+@dataclass(frozen=True)
+class OvLayer:
+    """One layer of OpenVINO's executed graph (``InferRequest.get_profiling_info()``), the median over calls."""
+
+    name: str  # the IR node's name where OpenVINO kept it (the backend names every node after its IR node)
+    type: str  # OpenVINO's node type: Convolution, Reorder …
+    exec_type: str  # the kernel: brgconv_avx512_f32, jit_uni_f32 …
+    status: str  # EXECUTED, NOT_RUN (fused into another layer), OPTIMIZED_OUT
+    median_s: float
+
+
+@dataclass(frozen=True)
+class OpenVinoLayers:
+    layers: tuple[OvLayer, ...]
+    graph_median_s: float  # the whole infer call, counters on
+    calls: int
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """The IR nodes one OpenVINO layer executes (a conv with its folded BN, fused ReLU and residual add), or an
+    OpenVINO layer with no IR node (a Reorder: ``nodes`` empty), or IR nodes OpenVINO has no layer for."""
+
+    layer: str
+    kind: str  # the first node's op ("conv2d 1×1 s1", "relu" …) or OpenVINO's type for an OpenVINO-only layer
+    ov_type: str
+    exec_type: str
+    nodes: tuple[str, ...]
+    backend_s: float | None  # the nodes' medians on the profiled backend, summed (None: one of them failed)
+    ov_s: float | None  # None: OpenVINO runs no layer of that name
+
+
+def _counting_openvino() -> Any:
+    """The OpenVINO backend, compiling a second model with PERF_COUNT on: the same lowering (IR node names),
+    the same pipeline and properties as ``convbench run -b openvino``."""
+    from ..backends.openvino import _config
+
+    base = type(get("openvino"))
+
+    class Counting(base):  # type: ignore[misc, valid-type]
+        compiled: Any = None
+
+        def build(self, prepared):  # type: ignore[no-untyped-def]
+            import openvino as ov
+
+            model = self.lowering(prepared.graph, prepared.params).run()
+            self.compiled = ov.Core().compile_model(model, prepared.options.device,
+                                                    {**_config(prepared.options), "PERF_COUNT": True})
+            return super().build(prepared)
+
+    return Counting()
+
+
+def openvino_layers(model: str, batch: int = 1, image_size: int | None = None, threads: int | None = None,
+                    calls: int = 20, warmup: int = 3) -> OpenVinoLayers:
+    """OpenVINO's per-layer real time (f32 forced), the median of ``calls`` calls after ``warmup``."""
+    backend = get("openvino")
+    why = unavailable_reason(backend, "float32")
+    if why:
+        raise UnsupportedCase(why)
+    w = make_workload(model, batch, image_size)
+    counting = _counting_openvino()
+    counting.compile(w.graph, w.params, **compile_options(backend, "float32", threads, {"precision": "f32"}))
+    request = counting.compiled.create_infer_request()
+    x = np.ascontiguousarray(w.input)
+    per_layer: dict[str, list[float]] = {}
+    meta: dict[str, tuple[str, str, str]] = {}
+    whole = []
+    for i in range(warmup + calls):
+        t = time.perf_counter()
+        request.infer({0: x})
+        if i < warmup:
+            continue
+        whole.append(time.perf_counter() - t)
+        for p in request.get_profiling_info():
+            per_layer.setdefault(p.node_name, []).append(p.real_time.total_seconds())
+            meta[p.node_name] = (p.node_type, p.exec_type, p.status.name)
+    layers = tuple(OvLayer(name, *meta[name], float(np.median(v))) for name, v in per_layer.items())
+    return OpenVinoLayers(layers, float(np.median(whole)), calls)
+
+
+def _kind(graph: Graph, node: Node) -> str:
+    if node.op in ("conv2d", "fused_conv2d"):
+        k = graph.types[node.inputs[1]].shape[2:]
+        stride, groups = getattr(node.attrs, "stride", (1, 1)), getattr(node.attrs, "groups", 1)
+        return f"conv2d {k[0]}×{k[1]}{' dw' if groups > 1 else ''} s{stride[0]}"
+    return node.op
+
+
+def map_layers(graph: Graph, prof: Profile, ov: OpenVinoLayers) -> list[LayerGroup]:
+    """Each IR node to the OpenVINO layer of its name where that layer ran; a node OpenVINO lists as fused
+    (NOT_RUN: a ReLU post-op, a residual add), a batch_norm folded at lowering or a view, to the layer of its first
+    activation input; a node OpenVINO does not list (run inside a layer of another name, a snippets Subgraph) is
+    a group of its own without an OpenVINO time, joined by the nodes after it that are absent too."""
+    nodes = {n.name: n for n in graph.nodes}
+    by_name = {la.name: la for la in ov.layers}
+    for la in ov.layers:  # OpenVINO may name a layer NODE/suffix (fc/add_bias: the linear with its bias fused)
+        base = la.name.split("/")[0]
+        if base in nodes and base not in by_name and la.status == "EXECUTED":
+            by_name[base] = la
+    mapped = {id(la) for la in by_name.values()}
+    times = {n.name: n.median_s for n in prof.nodes}
+    group_of: dict[str, str] = {}
+    members: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        layer = by_name.get(node.name)
+        acts = [group_of[a] for a in graph.activation_inputs(node) if a in group_of]
+        op = ops.get(node.op)
+        if layer is not None and layer.status == "EXECUTED":
+            home = node.name
+        elif acts and (layer is not None or node.op == "batch_norm" or op.has("identity") or op.has("view")
+                       or by_name.get(acts[0]) is None):
+            home = acts[0]  # fused into its input's layer (listed NOT_RUN, or a BN folded at lowering)
+        else:  # not in OpenVINO's list at all: inside a layer of another name (a Subgraph), shown on its own
+            home = node.name
+        group_of[node.name] = home
+        members.setdefault(home, []).append(node.name)
+    groups = []
+    for home, names in members.items():
+        layer = by_name.get(home)
+        spent = [times.get(n) for n in names]
+        groups.append(LayerGroup(home, _kind(graph, nodes[names[0]]), layer.type if layer else "—",
+                                 layer.exec_type if layer else "—", tuple(names),
+                                 None if any(t is None for t in spent) else sum(spent),  # type: ignore[misc]
+                                 layer.median_s if layer and layer.status == "EXECUTED" else None))
+    for la in ov.layers:  # what OpenVINO runs that the IR has no node for: layout reorders, mostly
+        if id(la) not in mapped and la.status == "EXECUTED":
+            groups.append(LayerGroup(la.name, la.type, la.type, la.exec_type, (), None, la.median_s))
+    return groups
+
+
+def by_kind(groups: Sequence[LayerGroup]) -> list[dict[str, Any]]:
+    """Time per kind of layer on both sides, largest gap first: which layers account for the difference."""
+    rows: dict[str, dict[str, Any]] = {}
+    for g in groups:
+        r = rows.setdefault(g.kind, {"kind": g.kind, "layers": 0, "backend_s": 0.0, "ov_s": 0.0})
+        r["layers"] += 1
+        r["backend_s"] += g.backend_s or 0.0
+        r["ov_s"] += g.ov_s or 0.0
+    for r in rows.values():
+        r["gap_s"] = r["backend_s"] - r["ov_s"]
+    return sorted(rows.values(), key=lambda r: -r["gap_s"])
+
+
+def layers_vs_openvino_plot(groups: Sequence[LayerGroup], backend: str, path: Any, top: int = 30) -> None:
+    """The ``top`` layers by the larger of the two times, the backend's node(s) beside OpenVINO's layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(groups, key=lambda g: -max(g.backend_s or 0.0, g.ov_s or 0.0))[:top][::-1]
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(rows) + 1.5))
+    y = np.arange(len(rows))
+    ax.barh(y + 0.2, [(g.backend_s or 0) * 1e3 for g in rows], 0.4, label=f"{backend} (node alone)")
+    ax.barh(y - 0.2, [(g.ov_s or 0) * 1e3 for g in rows], 0.4, label="OpenVINO (in the graph)")
+    ax.set_yticks(y, [f"{g.layer} [{g.kind}]" for g in rows], fontsize=6)
+    ax.set_xlabel("ms per call")
+    ax.set_title(f"Per layer: {backend} against OpenVINO's counters", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -9,7 +9,7 @@ import pytest
 
 from convbench import models
 from convbench.backends import get
-from convbench.bench.profile import layer_roofline, node_graph, profile
+from convbench.bench.profile import NodeTiming, Profile, layer_roofline, node_graph, profile
 from convbench.bench.stats import Policy
 from convbench.cli import main
 from convbench.ir import interpreter
@@ -75,3 +75,35 @@ def test_profile_of_what_the_backend_cannot_run_is_unsupported_not_bad_input(cap
 def test_profile_takes_the_image_sizes_every_command_takes(capsys):
     assert main(["profile", "-m", "resnet18", "--image-size", "small", "--top", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["image_size"] == 32
+
+
+@pytest.mark.slow  # OpenVINO compiles resnet18: 4 s
+def test_openvino_counters_map_onto_the_nodes_by_name(tmp_path):
+    """OpenVINO's per-layer counters on the same network: every IR node lands in exactly one layer group, a
+    conv's group is the OpenVINO layer of its name, a node OpenVINO fused away joins its input's layer."""
+    pytest.importorskip("openvino")
+    from convbench.bench.profile import by_kind, layers_vs_openvino_plot, map_layers, openvino_layers
+
+    g = models.build("resnet18", batch=2, image_size=32)
+    ov = openvino_layers("resnet18", batch=2, image_size=32, threads=1, calls=3, warmup=1)
+    assert ov.calls == 3 and ov.graph_median_s > 0
+    executed = {la.name for la in ov.layers if la.status == "EXECUTED"}
+    assert {"conv1", "layer1.0.conv1", "maxpool"} <= executed
+    times = {n.name: 1e-3 for n in g.nodes}  # a stand-in profile: each node 1 ms
+    prof_nodes = tuple(NodeTiming(n.name, n.op, (), 0, 0, times[n.name], None, 1) for n in g.nodes)
+    prof = Profile("resnet18", "numpy", 2, 32, "float32", 0.1, prof_nodes)
+    groups = map_layers(g, prof, ov)
+    members = [name for grp in groups for name in grp.nodes]
+    assert sorted(members) == sorted(n.name for n in g.nodes)  # each node once
+    home = {name: grp for grp in groups for name in grp.nodes}
+    conv1 = home["conv1"]
+    assert conv1.layer == "conv1" and conv1.ov_type == "Convolution" and conv1.kind == "conv2d 7×7 s2"
+    assert home["bn1"] is conv1 and conv1.ov_s and conv1.backend_s == pytest.approx(1e-3 * len(conv1.nodes))
+    assert home["layer1.0.add"].layer == "layer1.0.conv2"  # the residual add fused into the conv before it
+    assert home["fc"].ov_s is not None  # fc/…: OpenVINO's FullyConnected named after the node, with a suffix
+    kinds = by_kind(groups)
+    assert sum(r["layers"] for r in kinds) == len(groups)
+    assert sum(r["backend_s"] for r in kinds) == pytest.approx(1e-3 * len(g.nodes))
+    assert sum(r["ov_s"] for r in kinds) == pytest.approx(sum(grp.ov_s or 0 for grp in groups))
+    layers_vs_openvino_plot(groups, "numpy", tmp_path / "vs.png", top=5)
+    assert (tmp_path / "vs.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,5 +1,7 @@
 """``convbench profile -m MODEL -b BACKEND``: time per node (each compiled alone on the backend), beside the
 whole graph's time; ``-o DIR`` also writes profile.json and the per-layer roofline (layers_roofline.png).
+``--openvino`` puts OpenVINO's own per-layer counters on the same network beside it, mapped to the nodes by name
+(bench/profile.py: map_layers), by layer and by kind of layer (vs_openvino.{json,md,png} in ``-o``).
 
 Runs in this process: BLAS thread pools follow OMP_NUM_THREADS/OPENBLAS_NUM_THREADS of the environment.
 Exit 1 when the backend cannot run the model here (not available, a dtype or op it lacks: the reason ``check``
@@ -12,6 +14,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .. import models
 from ..backends.correctness import TOLERANCES
@@ -35,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_backend_module(p)
     p.add_argument("-o", "--output", default=None, help="directory for profile.json and layers_roofline.png")
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
+    p.add_argument("--openvino", action="store_true",
+                   help="beside OpenVINO's own per-layer counters on the same network (f32), mapped to the nodes by "
+                        "name; -o also writes vs_openvino.{json,md,png}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,6 +70,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"convbench profile: {spec.label} cannot run {args.model} in {args.dtype} here: {e}", file=sys.stderr)
         return 1
     doc = prof.to_dict()
+    if args.openvino:
+        try:
+            compared = _vs_openvino(args, size, prof, out)
+        except UnsupportedCase as e:
+            print(f"convbench profile: OpenVINO cannot run {args.model} here: {e}", file=sys.stderr)
+            return 1
+        doc["openvino"] = compared
     if out is not None:
         from ..bench.calibrate import calibrate
 
@@ -74,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(doc)
         return 0
+    if args.openvino:
+        _print_vs_openvino(doc["openvino"], prof.backend, args.top)
     rows = sorted(prof.nodes, key=lambda n: -(n.median_s or 0))
     rows = rows[: args.top] if args.top else rows
     print_table([{
@@ -88,3 +103,61 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         print(f"wrote {out / 'profile.json'} and {out / 'layers_roofline.png'}", file=sys.stderr)
     return 0
+
+
+def _vs_openvino(args: argparse.Namespace, size: int, prof: Any, out: Path | None) -> dict[str, Any]:
+    """OpenVINO's counters on the same workload, mapped to the profile's nodes; written to ``out`` if given."""
+    from dataclasses import asdict
+
+    from ..bench.profile import by_kind, layers_vs_openvino_plot, map_layers, openvino_layers
+
+    ov = openvino_layers(args.model, args.batch, size, args.threads)
+    groups = map_layers(models.build(args.model, batch=args.batch, image_size=size), prof, ov)
+    doc = {"graph_median_s": ov.graph_median_s, "layers_total_s": sum(g.ov_s or 0.0 for g in groups),
+           "calls": ov.calls, "groups": [asdict(g) for g in groups], "by_kind": by_kind(groups)}
+    if out is not None:
+        write_atomic(out / "vs_openvino.json", json.dumps(doc, indent=1))
+        write_atomic(out / "vs_openvino.md", _vs_openvino_md(doc, prof))
+        layers_vs_openvino_plot(groups, prof.backend, out / "vs_openvino.png")
+    return doc
+
+
+def _ms(v: float | None) -> str:
+    return "—" if v is None else f"{v * 1e3:.3f}"
+
+
+def _group_rows(doc: dict[str, Any], top: int) -> list[dict[str, str]]:
+    rows = sorted(doc["groups"], key=lambda g: -max(g["backend_s"] or 0.0, g["ov_s"] or 0.0))
+    return [{"OpenVINO layer": g["layer"], "kind": g["kind"], "kernel": g["exec_type"],
+             "IR nodes": ", ".join(g["nodes"]) or "(OpenVINO only)", "backend ms": _ms(g["backend_s"]),
+             "OpenVINO ms": _ms(g["ov_s"]),
+             "×": f"{g['backend_s'] / g['ov_s']:.2f}" if g["backend_s"] and g["ov_s"] else "—"}
+            for g in (rows[:top] if top else rows)]
+
+
+def _kind_rows(doc: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"kind": r["kind"], "layers": str(r["layers"]), "backend ms": _ms(r["backend_s"]),
+             "OpenVINO ms": _ms(r["ov_s"]), "gap ms": _ms(r["gap_s"])} for r in doc["by_kind"]]
+
+
+def _print_vs_openvino(doc: dict[str, Any], backend: str, top: int) -> None:
+    print_table(_group_rows(doc, top), title=f"{backend} nodes (each alone) against OpenVINO's layers")
+    print_table(_kind_rows(doc), title="by kind of layer, largest gap first")
+    print(f"OpenVINO whole graph median {doc['graph_median_s'] * 1e3:.3f} ms; sum of its layers "
+          f"{doc['layers_total_s'] * 1e3:.3f} ms")
+
+
+def _vs_openvino_md(doc: dict[str, Any], prof: Any) -> str:
+    import pandas as pd
+
+    from ..bench.report import markdown_table
+
+    head = (f"# {prof.model}@{prof.image_size} b{prof.batch} {prof.dtype}: {prof.backend} against OpenVINO, "
+            f"layer by layer\n\n{prof.backend}: each node compiled alone, whole graph "
+            f"{prof.graph_median_s * 1e3:.3f} ms, sum of nodes {prof.nodes_total_s * 1e3:.3f} ms. OpenVINO (its "
+            f"backend's lowering, f32, PERF_COUNT): whole graph {doc['graph_median_s'] * 1e3:.3f} ms, sum of layers "
+            f"{doc['layers_total_s'] * 1e3:.3f} ms. A row is one OpenVINO layer and the IR nodes it executes "
+            "(a node OpenVINO lists as fused, or a folded BN, counts with the layer of its input; OpenVINO ms — : "
+            "OpenVINO ran the nodes inside a layer of another name, a Subgraph).\n\n")
+    return (head + "## By kind of layer, largest gap first\n\n" + markdown_table(pd.DataFrame(_kind_rows(doc)))
+            + "\n\n## Layers, slowest first\n\n" + markdown_table(pd.DataFrame(_group_rows(doc, 0))) + "\n")
