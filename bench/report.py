@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import lecture, plots
+from . import lecture, plots, report_train
 from .errors import BenchError
 from .machine import label
 from .record import Memory, Record, load_records
@@ -33,7 +33,7 @@ _ITEMSIZE_VS_F32 = {"float64": 2.0, "float32": 1.0, "tf32": 1.0, "float16": 0.5,
 def load(paths: Sequence[str | os.PathLike]) -> tuple[pd.DataFrame, dict[str, dict]]:
     """One row per case (the last record of a case per machine wins), and the machines by id."""
     rows, machines = [], {}
-    for path in paths:
+    for path in results_files(paths):
         for r in load_records(path):  # schema 1 and 2
             machines[r.machine.get("machine_id", "?")] = r.machine
             rows.append(_flatten(r, str(path)))
@@ -48,9 +48,25 @@ def load(paths: Sequence[str | os.PathLike]) -> tuple[pd.DataFrame, dict[str, di
     return _derive(df.reset_index(drop=True)), machines
 
 
+def results_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The files to read: a directory (a cluster sweep's, one file per machine) stands for its ``*.jsonl``."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(path.glob("*.jsonl"))
+            if not found:
+                raise BenchError(f"{path} is a directory without results files (*.jsonl)")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
 def _flatten(r: Record, source: str) -> dict:
     c, t, mem = r.case, r.timing or {}, r.memory or Memory()
-    info, corr, calib, m = r.model_info or {}, r.correctness or {}, r.calibration, r.machine
+    # a train case's correctness is its first step against the float64 reference trainer (record.TrainInfo)
+    train = r.train.to_dict() if r.train else {}
+    info, corr, calib, m = r.model_info or {}, r.correctness or train.get("gradients") or {}, r.calibration, r.machine
     acc = r.accuracy or {}
     return {
         "source": source, "machine_id": m.get("machine_id", "?"), "machine": label(m) if m else "?",
@@ -70,7 +86,10 @@ def _flatten(r: Record, source: str) -> dict:
         "activation_sum_bytes": info.get("activation_sum_bytes"), "gemm_gflops": calib.get("gemm_gflops"),
         "gemm_source": calib.get("gemm_source"), "bandwidth_gbs": calib.get("bandwidth_gbs"),
         "loadavg": r.worker.loadavg_1min if r.worker else None, "input": c.input,
+        "cores": m.get("cores_logical"), "interpreted": bool(r.compile and r.compile.interpreted),
+        "loaded": r.interleave.loaded if r.interleave else None,  # an interleaved case: a round ran loaded
         "top1_labels": acc.get("top1"), "top1_agree": acc.get("top1_agreement"), "kl": acc.get("kl"),
+        "mode": c.mode, **report_train.flatten(train),
     }
 
 
@@ -83,18 +102,43 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
     scale = df.dtype.map(_ITEMSIZE_VS_F32).fillna(1.0)
     traffic = (df.param_bytes.astype(float) + 2 * df.activation_sum_bytes.astype(float)) * scale
     df["intensity"] = df.flops.astype(float) / traffic
-    keys = ["machine_id", "model", "image_size", "batch", "threads", "input"]
+    # An interpreter's run (Triton without a GPU) is checked, not timed: no time, rate or rank of it is reported
+    if df.interpreted.any():
+        df.loc[df.interpreted, _TIMED] = None
+        df.loc[df.interpreted, "samples"] = pd.Series([[] for _ in range(int(df.interpreted.sum()))],
+                                                      index=df.index[df.interpreted], dtype=object)
+    keys = ["machine_id", "model", "image_size", "batch", "threads", "input", "mode"]  # a train step vs numpy's
     ref = df[(df.backend == REFERENCE) & (df.status == "ok")]
     same = ref.set_index([*keys, "dtype"]).median_s
     f32 = ref[ref.dtype == "float32"].set_index(keys).median_s
     speedups = []
     for row in df.itertuples():
-        base = same.get((row.machine_id, row.model, row.image_size, row.batch, row.threads, row.input, row.dtype))
+        key = (row.machine_id, row.model, row.image_size, row.batch, row.threads, row.input, row.mode)
+        base = same.get((*key, row.dtype))
         if base is None:
-            base = f32.get((row.machine_id, row.model, row.image_size, row.batch, row.threads, row.input))
+            base = f32.get(key)
         speedups.append(base / row.median_s if base is not None and row.status == "ok" else None)
     df["speedup"] = pd.array(speedups, dtype="Float64")
     return df
+
+
+_TIMED = ["median_s", "min_s", "mean_s", "p90_s", "p99_s", "iqr_rel", "throughput_ips", "gflops", "peak_fraction"]
+
+
+def _status_cell(r) -> str:
+    if r.status != "ok":
+        return f"{r.status}: {r.message[:80]}"
+    if r.interpreted:
+        return "ok: checked under an interpreter, not timed"
+    if pd.notna(r.loadavg) and pd.notna(r.cores) and r.loadavg > r.cores:
+        return f"ok (load {r.loadavg:.1f} on {int(r.cores)} cores at start)"
+    return "ok"
+
+
+def _peak_cell(r) -> str:
+    if pd.notna(r.peak_fraction) and r.peak_fraction > 1:  # the calibration, not the case, is what is off
+        return "above peak: calibration low"
+    return _fmt(r.peak_fraction, ".1%")
 
 
 def _fmt(v: object, spec: str, scale: float = 1.0) -> str:
@@ -129,10 +173,11 @@ def results_table(df: pd.DataFrame) -> pd.DataFrame:
                     "KL": _fmt(r.kl, ".1e")} if with_accuracy else {}
         rows.append({
             "model": r.workload, "backend": r.backend, "kind": r.kind, "batch": r.batch, "dtype": r.dtype,
-            "status": r.status if ok else f"{r.status}: {r.message[:80]}",
+            "status": _status_cell(r),
             "median ms": _fmt(r.median_s, ".3f", 1e3), "p90 ms": _fmt(r.p90_s, ".3f", 1e3),
-            "IQR/med": _fmt(r.iqr_rel, ".1%"), "n": r.n if ok else "—", "img/s": _fmt(r.throughput_ips, ".1f"),
-            "GFLOP/s": _fmt(r.gflops, ".1f"), "% peak": _fmt(r.peak_fraction, ".1%"),
+            "IQR/med": _fmt(r.iqr_rel, ".1%"), "n": r.n if ok and not r.interpreted else "—",
+            "img/s": _fmt(r.throughput_ips, ".1f"),
+            "GFLOP/s": _fmt(r.gflops, ".1f"), "% peak": _peak_cell(r),
             f"× {REFERENCE}": _fmt(r.speedup, ".2f"), "compile s": _fmt(r.compile_s, ".2f"),
             "RSS Δ MiB": _fmt(r.rss_run_delta, ".1f", 2**-20),
             "correct": _correct_cell(r) if ok else "—", **accuracy,
@@ -215,12 +260,18 @@ def write_report(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
         ("Machines", machine_table(machines, df)),
         ("How to read this", _method_text(df)),
     ]
+    if df["loaded"].eq(True).any():  # interleave.py: a round began with more runnable work than cores
+        sections.append(("Loaded run", f"{int(df['loaded'].eq(True).sum())} interleaved case(s) had a round that "
+                         "began with a load average above the machine's cores: other work shared the CPU; ratios "
+                         "within a round still compare, absolute times do not."))
+    df, train = df[df["mode"] == "inference"], df[df["mode"] == "train"]  # train steps: their own sections
     for mid, sub in df.groupby("machine_id", sort=False):
         name = label(machines.get(mid, {})) if len(machines) > 1 else "Results"
         sections.append((name if len(machines) > 1 else "Results", results_table(sub)))
         for scen, table in scenario_tables(sub).items():
             sections.append((f"Scenario — {scen}" + (f" ({mid})" if len(machines) > 1 else ""), table))
-    bad = df[df.status != "ok"]
+    sections.extend(report_train.sections(train, {mid: label(m) for mid, m in machines.items()}))
+    bad = pd.concat([df[df.status != "ok"], train[train.status != "ok"]])
     if not bad.empty:
         sections.append(("Cases that did not run", bad[["machine_id", "case_id", "status", "message"]]))
     sections.append(("Comparison of CNN architectures (lecture table, regenerated)", lecture.comparison_table(df)))
@@ -245,7 +296,8 @@ def _method_text(df: pd.DataFrame) -> str:
             "measured peak resident memory of the case's process while running, above its level before compile. "
             "correct: max |y − ref| / max |ref| against the float64 reference, within the dtype's tolerance (✓). "
             "kind: convbench's own lowering, or a peer engine (another project's compiler). "
-            + (_ACCURACY_TEXT if df.top1_agree.notna().any() else "") +
+            + (_ACCURACY_TEXT if df.top1_agree.notna().any() else "")
+            + (report_train.METHOD if (df["mode"] == "train").any() else "") +
             f"{len(df)} cases, {int((df.status == 'ok').sum())} ok.")
 
 

@@ -1,5 +1,6 @@
-"""``convbench report RESULTS.jsonl [MORE.jsonl …] -o reports/NAME``: report.md, index.html (self-contained)
-and PNG plots from one or more results files (several machines merge, grouped by machine)."""
+"""``convbench report RESULTS.jsonl [MORE.jsonl | DIR …] -o reports/NAME``: report.md, index.html (self-contained)
+and PNG plots from one or more results files (several machines merge, grouped by machine); a directory, such as a
+``--cluster`` sweep's output, stands for the results files in it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ..cli import UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results", nargs="+", help="results JSONL files (from convbench run)")
+    p.add_argument("results", nargs="+", help="results JSONL files (from convbench run), or directories of them")
     p.add_argument("-o", "--output", required=True, help="directory to write (created if missing)")
     p.add_argument("--title", default=None, help="report title (default: from the directory name)")
 
