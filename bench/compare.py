@@ -137,7 +137,7 @@ def compare_records(base: Sequence[Record | dict[str, Any]], new: Sequence[Recor
             raise BenchError(f"the {side} file holds no results: nothing to compare")
         for r in records:
             m = r.median_s
-            if r.status == "ok" and not (type(m) in (int, float) and 0 < m < math.inf):
+            if r.status == "ok" and not r.untimed and not (type(m) in (int, float) and 0 < m < math.inf):
                 raise BenchError(f"{side}: case {r.case_id} is ok but its median is {m!r}, not a positive "
                                  f"finite number of seconds")
     b_cases, n_cases = by_case(base, "base"), by_case(new, "new")
@@ -152,6 +152,12 @@ def compare_records(base: Sequence[Record | dict[str, Any]], new: Sequence[Recor
             verdict = ("both failed" if b.status != "ok" and n.status != "ok"
                        else "broken" if b.status == "ok" else "fixed")
             note = f"base {b.status}, new {n.status}: {n.message or b.message}"[:200]
+            rows.append(Row(cid, verdict, _median(b), _median(n), None, None, _n(b), _n(n), note))
+            continue
+        if b.untimed or n.untimed:  # an interpreter's case: its results are compared, not its time
+            wrong = b.correct is not False and n.correct is False
+            verdict = "wrong result" if wrong else "not timed"
+            note = (n.correctness or {}).get("reason", "") if wrong else "checked under an interpreter"
             rows.append(Row(cid, verdict, _median(b), _median(n), None, None, _n(b), _n(n), note))
             continue
         bs, ns = b.samples, n.samples

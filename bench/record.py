@@ -13,7 +13,8 @@ Keys a reader does not know (older writers' ``compile.wall_s``, benchmarks/trito
 in ``extra`` and written back unchanged. The nested dicts that are not typed here are each the ``to_dict()`` of
 their producer's own type: ``timing`` (`stats.Measurement`), ``correctness`` (`correctness.Agreement`, or
 ``{ok: null, dtype, reason}`` without a reference), ``accuracy`` (`correctness.Accuracy`, real input only),
-``model_info`` (`ir.analysis` summary), ``calibration``
+``model_info`` (`ir.analysis` summary), ``train`` (`TrainInfo`, a train-mode case; its ``gradients`` are a
+`correctness.Agreement`), ``calibration``
 (`calibrate.calibrate`), ``machine`` (`machine.fingerprint`).
 """
 
@@ -28,7 +29,7 @@ from typing import Any, ClassVar, TypeVar
 
 from ..ir.serialize import show_value, typed
 from .errors import BenchError
-from .schema import INPUTS, SCHEMA_VERSION, STATUSES, Case, SchemaError, scan
+from .schema import INPUTS, MODES, SCHEMA_VERSION, STATUSES, Case, SchemaError, scan
 
 T = TypeVar("T", bound="_Part")
 
@@ -110,6 +111,8 @@ def case_from_dict(value: Any, path: str = "case") -> Case:
     known = {k: _typed(v, hints[k], f"{path}.{k}") for k, v in value.items() if k in _CASE_FIELDS}
     if known.get("input", "random") not in INPUTS:
         raise SchemaError(f"field '{path}.input' must be one of {', '.join(INPUTS)}, got {show_value(known['input'])}")
+    if known.get("mode", "inference") not in MODES:
+        raise SchemaError(f"field '{path}.mode' must be one of {', '.join(MODES)}, got {show_value(known['mode'])}")
     for k in ("image_size", "batch", "threads"):
         if known[k] < 1:
             raise SchemaError(f"field '{path}.{k}' must be ≥ 1, got {known[k]}")
@@ -135,6 +138,14 @@ class CompileInfo(_Part):
         info = self.report or self.info or {}
         return info.get("accuracy_dtype") or info.get("dtype")
 
+    @property
+    def interpreted(self) -> bool:
+        """The backend ran its kernels under an interpreter (Triton without a CUDA GPU), in either schema: its
+        correctness counts, its timing does not represent the backend (reports neither time nor rank it)."""
+        if self.report is not None:
+            return (self.report.get("details") or {}).get("mode") == "interpreter"
+        return (self.info or {}).get("mode") == "interpreter"
+
 
 @dataclass(frozen=True)
 class Memory(_Part):
@@ -156,6 +167,51 @@ class WorkerInfo(_Part):
     thread_env: dict[str, str | None] = field(default_factory=dict)  # the child's thread variables
     torch_threads: int | None = None  # torch's intra-op threads, where torch was imported
     loadavg_1min: float | None = None  # the machine's load at the case's start
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_AGREEMENT = {"ok": bool | None, "dtype": str | None, "reason": str,
+              **dict.fromkeys(("max_abs", "max_rel", "bound", "top1", "top5"), float | None)}
+
+
+@dataclass(frozen=True)
+class TrainInfo(_Part):
+    """A train-mode case (bench/train_case.py): what one step is, by `ir.train_counts`, and how its first step
+    agrees with the float64 reference trainer. The step's time is the record's ``timing``; its GFLOP/s and
+    ``peak_fraction`` count ``total_flops``."""
+
+    optimizer: str  # the update, with its hyper-parameters: "sgd(lr=0.1, momentum=0.9, weight_decay=0.0001)"
+    total_flops: int  # one step: forward + loss + backward + optimizer
+    forward_flops: int  # the train-mode forward (BN batch statistics and running updates)
+    backward_flops: int  # data and weight gradients, with the sums over uses
+    optimizer_flops: int
+    ratio_to_inference: float  # total_flops over the inference forward's FLOPs ("≈ 3×")
+    step_peak_bytes: int  # static memory of a step: parameters, buffers, optimizer state, live activations+grads
+    saved_activation_bytes: int  # forward values alive when the backward starts
+    loss: float | None = None  # the backend's loss at the first step
+    update_median_s: float | None = None  # the optimizer update's share of a timed step (median)
+    gradients: dict[str, Any] | None = None  # `correctness.Agreement`: loss, gradients, parameters after one step
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    SHAPES: ClassVar[dict[str, dict[str, Any]]] = {"gradients": _AGREEMENT}
+
+
+@dataclass(frozen=True)
+class Interleaved(_Part):
+    """How an interleaved case (``convbench run --interleave``, interleave.py) was timed: its live worker answered
+    rounds of ``calls_per_round`` calls in an order rotated each round over its workload group, with ``gap_s``
+    idle before each request. ``timing`` holds every call; A/B ratios are taken round by round."""
+
+    group: str = ""  # the workload group: model@size/bBATCH/dtype/tTHREADS
+    rounds: int = 0  # rounds this case completed
+    calls_per_round: int = 0
+    gap_s: float = 0.0
+    order: list[list[str]] = field(default_factory=list)  # each round's order of the group (backend labels)
+    positions: list[int] = field(default_factory=list)  # this case's place in each round it ran
+    round_medians: list[float] = field(default_factory=list)  # seconds per call, the median of each round
+    round_loadavg: list[float | None] = field(default_factory=list)  # 1-minute load average before each round
+    round_spread: float | None = None  # (max − min) / median of the round medians
+    loaded: bool = False  # some round started with more runnable work than the machine has cores
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -183,21 +239,23 @@ class Record(_Part):
     memory: Memory | None = None
     correctness: dict[str, Any] | None = None
     accuracy: dict[str, Any] | None = None  # `correctness.Accuracy` of a real-input case; absent for random input
+    train: TrainInfo | None = None  # a train-mode case only
     calibration: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     worker: WorkerInfo | None = None
+    interleave: Interleaved | None = None  # an interleaved case's rounds (absent from a sweep's record)
     extra: dict[str, Any] = field(default_factory=dict)
 
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset(
         {"started", "duration_s", "device", "skipped", "detail", "model_info", "compile", "timing",
-         "throughput_ips", "gflops", "memory", "correctness", "accuracy", "worker"})
-    NESTED: ClassVar[dict[str, type]] = {"compile": CompileInfo, "memory": Memory, "worker": WorkerInfo}
+         "throughput_ips", "gflops", "memory", "correctness", "accuracy", "train", "worker", "interleave"})
+    NESTED: ClassVar[dict[str, type]] = {"compile": CompileInfo, "memory": Memory, "worker": WorkerInfo,
+                                         "train": TrainInfo, "interleave": Interleaved}
     SHAPES: ClassVar[dict[str, dict[str, Any]]] = {
         "timing": {"n": int, "samples": list[float], "converged": bool | None, "stop_reason": str,
                    **dict.fromkeys(("min", "median", "mean", "stdev", "iqr", "iqr_rel", "p90", "p99", "max"),
                                    float | None)},
-        "correctness": {"ok": bool | None, "dtype": str | None, "reason": str,
-                        **dict.fromkeys(("max_abs", "max_rel", "bound", "top1", "top5"), float | None)},
+        "correctness": _AGREEMENT,
         "accuracy": {"n": int, **dict.fromkeys(("top1", "top5"), float | None),
                      **dict.fromkeys(("top1_agreement", "top5_overlap", "kl", "cosine"), float)},
         "model_info": dict.fromkeys(("flops", "macs", "params", "param_bytes", "activation_sum_bytes"), int | None),
@@ -224,8 +282,16 @@ class Record(_Part):
         return list((self.timing or {}).get("samples") or []) if self.status == "ok" else []
 
     @property
+    def untimed(self) -> bool:
+        """Checked but not timed: a backend under an interpreter (worker.py; ``--time-interpreters`` times it)."""
+        return self.timing is None and self.compile is not None and self.compile.interpreted
+
+    @property
     def correct(self) -> bool | None:
-        """True or False against the reference; None when there was no reference to compare with."""
+        """True or False against the reference (a train case: its first step's loss, gradients and parameters);
+        None when there was no reference to compare with."""
+        if self.train is not None:
+            return (self.train.gradients or {}).get("ok")
         return (self.correctness or {}).get("ok")
 
 
@@ -239,7 +305,7 @@ def check_record(d: dict[str, Any], where: str) -> Record:
         record = Record.from_dict(d)
     except SchemaError as e:
         raise SchemaError(f"{where}: {e}") from None
-    if record.status == "ok":  # a measurement: compare and report divide by its median
+    if record.status == "ok" and not record.untimed:  # a measurement: compare and report divide by its median
         median = (record.timing or {}).get("median")
         if not (type(median) in (int, float) and 0 < median < math.inf):
             raise SchemaError(f"{where}: status ok needs 'timing.median', a positive number of seconds, got "
@@ -259,5 +325,5 @@ def as_record(r: Record | dict[str, Any]) -> Record:
     return r if isinstance(r, Record) else Record.from_dict(r)
 
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "CompileInfo", "Memory", "Record", "WorkerInfo", "as_record",
-           "load_records"]
+__all__ = ["SCHEMA_VERSION", "STATUSES", "CompileInfo", "Interleaved", "Memory", "Record", "TrainInfo", "WorkerInfo",
+           "as_record", "load_records"]

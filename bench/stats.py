@@ -31,6 +31,9 @@ class Policy:
     max_samples: int = 20_000
     target_iqr_rel: float = 0.05
     check_every_s: float = 0.05
+    # a backend that ran under an interpreter (Triton on a CPU) is checked with one call and not timed: its time is
+    # the interpreter's, not the backend's (``convbench run --time-interpreters`` times it anyway)
+    time_interpreted: bool = False
 
     def __post_init__(self) -> None:
         for name in ("warmup_s", "min_time_s", "max_time_s", "target_iqr_rel", "check_every_s"):
