@@ -21,6 +21,27 @@ MAX_THREADS = 4096  # beyond it --threads is a typo, not a machine
 IMAGE_SIZE_HELP = "comma-separated input sizes: integers, 'full' (each model's own) or 'small' (reduced, quick)"
 
 
+def add_workload_arguments(p: argparse.ArgumentParser, backends: str | None, *, batches: bool = True,
+                           dtypes: bool = True) -> None:
+    """The case axes check, run and passes share, worded once: -m, -b (``backends`` is the default, None:
+    required), --batch (a list; ``batches=False``: the command adds its own), --dtype, --image-size, --input."""
+    from ..backends.correctness import TOLERANCES
+
+    p.add_argument("-m", "--models", required=True, help="comma-separated zoo names, or 'all'")
+    if backends is None:
+        p.add_argument("-b", "--backends", required=True, help=BACKENDS_HELP)
+    else:
+        p.add_argument("-b", "--backends", default=backends, help=f"{BACKENDS_HELP} (default {backends})")
+    if batches:
+        p.add_argument("--batch", default=None,
+                       help="comma-separated batch sizes (default 1; with --input real, every labelled photograph)")
+    if dtypes:
+        p.add_argument("--dtype", default="float32", help=f"comma-separated dtypes ({', '.join(TOLERANCES)})")
+    p.add_argument("--image-size", default="full", help=IMAGE_SIZE_HELP + " (default full)")
+    if dtypes:
+        add_input_argument(p)
+
+
 def add_input_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", choices=("random", "real"), default="random",
                    help="random: seeded random weights and input (default); real: the model's pretrained weights on "

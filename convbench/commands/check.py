@@ -26,10 +26,8 @@ from ..ir.autodiff import NoVjpError
 from ..testing import CaseResult, model_case, run_case
 from ..testing.train_check import run_train_case
 from ._common import (
-    BACKENDS_HELP,
-    IMAGE_SIZE_HELP,
     add_backend_module,
-    add_input_argument,
+    add_workload_arguments,
     backends_arg,
     image_sizes_arg,
     int_list,
@@ -42,13 +40,7 @@ from .backends import load_backend_modules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--models", required=True, help="comma-separated zoo names, or 'all'")
-    p.add_argument("-b", "--backends", required=True, help=BACKENDS_HELP)
-    p.add_argument("--dtype", default="float32", help=f"comma-separated dtypes ({', '.join(TOLERANCES)})")
-    p.add_argument("--batch", default=None,
-                   help="comma-separated batch sizes (default 1; with --input real, every labelled photograph)")
-    p.add_argument("--image-size", default="full", help=IMAGE_SIZE_HELP + " (default full)")
-    add_input_argument(p)
+    add_workload_arguments(p, backends=None)
     p.add_argument("--mode", choices=("inference", "train"), default="inference",
                    help="train: one SGD step (loss, every gradient, every parameter after it) against the float64 "
                         "reference trainer (convbench/testing/train_check.py)")

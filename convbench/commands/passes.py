@@ -24,9 +24,8 @@ from ..bench.stats import Policy
 from ..cli import UsageError
 from ..ir.passes import PIPELINES, resolve
 from ._common import (
-    BACKENDS_HELP,
-    IMAGE_SIZE_HELP,
     MAX_THREADS,
+    add_workload_arguments,
     backends_arg,
     image_sizes_arg,
     in_range,
@@ -37,14 +36,12 @@ from ._common import (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--models", required=True, help="comma-separated zoo names, or 'all'")
-    p.add_argument("-b", "--backends", default="numpy", help=BACKENDS_HELP + " (default numpy)")
+    add_workload_arguments(p, backends="numpy", batches=False, dtypes=False)
     p.add_argument("-p", "--pipelines", default="none,default,all",
                    help=f"comma-separated pipelines ({', '.join(PIPELINES)}) or pass lists joined by '+', "
                         "e.g. fold_batch_norm+fuse (default none,default,all; 'none' is the baseline and is "
                         "always included)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--image-size", default="full", help=IMAGE_SIZE_HELP + " (default full)")
     p.add_argument("-o", "--output", default="reports/passes", help="report directory (default reports/passes)")
     p.add_argument("--timing", choices=("paired", "sweep", "none"), default="paired",
                    help="paired (default): all pipelines of a model × backend in one process, called in rotation; "

@@ -19,11 +19,9 @@ from ..bench.specs import parse_image_sizes
 from ..bench.stats import Policy
 from ..cli import UsageError
 from ._common import (
-    BACKENDS_HELP,
-    IMAGE_SIZE_HELP,
     MAX_THREADS,
     add_backend_module,
-    add_input_argument,
+    add_workload_arguments,
     backends_arg,
     in_range,
     int_list,
@@ -33,14 +31,8 @@ from ._common import (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--models", required=True, help="comma-separated zoo names, or 'all'")
-    p.add_argument("-b", "--backends", default="all", help=BACKENDS_HELP + " (default all)")
-    p.add_argument("--batch", default=None,
-                   help="comma-separated batch sizes (default 1; with --input real, every labelled photograph)")
-    p.add_argument("--dtype", default="float32", help=f"comma-separated dtypes ({', '.join(TOLERANCES)})")
+    add_workload_arguments(p, backends="all")
     p.add_argument("--threads", type=int, default=None, help="threads per case (default: physical cores)")
-    p.add_argument("--image-size", default="full", help=IMAGE_SIZE_HELP + " (default full)")
-    add_input_argument(p)
     p.add_argument("--mode", choices=("inference", "train"), default="inference",
                    help="train: time whole train steps (forward, loss, backward, SGD momentum 0.9, weight decay "
                         "1e-4) and check the first against the float64 reference trainer (bench/train_case.py)")
