@@ -242,8 +242,15 @@ def test_bad_options_are_one_error_naming_the_option(resnet18):
     for options, pattern in bad.items():
         with pytest.raises(BackendError, match=pattern):
             OV.compile(g, p, **dict(options))
-    with pytest.raises(UnsupportedDtypeError, match=r"^openvino backend: dtype 'bfloat16' is not supported"):
-        OV.compile(g, p, dtype="bfloat16")  # dtype is the I/O dtype; bf16 arithmetic is precision="bf16"
+    with pytest.raises(UnsupportedDtypeError, match=r"^openvino backend: dtype 'float64' is not supported"):
+        OV.compile(g, p, dtype="float64")
+    # the harness's --dtype bfloat16 is the bf16 precision hint; with another precision asked, it is refused
+    with pytest.raises(UnsupportedDtypeError, match=r"dtype bfloat16 runs precision 'bf16', not option "
+                                                    r"precision='f16'"):
+        OV.compile(g, p, dtype="bfloat16", precision="f16")
+    if "bf16" in OV.precisions():
+        exe = OV.compile(g, p, dtype="bfloat16")
+        assert exe.report.details.precision_ran == "bf16" and exe.report.accuracy_dtype == "bfloat16"
 
 
 def _bad_conv(lw, node):  # filters that do not match the input: refused while the model is built

@@ -49,6 +49,8 @@ from .lowering import Lowering, message
 
 ACCURACY = {"f32": "float32", "bf16": "bfloat16", "f16": "float16", "int8": "int8"}  # what ran -> its tolerance
 CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16", "int8": "INT8"}  # OPTIMIZATION_CAPABILITIES names
+# the case dtype (`--dtype`) each precision hint answers; float32 keeps the `precision` option (f32 by default)
+DTYPE_PRECISION = {"bfloat16": "bf16", "float16": "f16", "int8": "int8"}
 # int8 is a QDQ graph's quantized layers; what is left unquantized (pooling, the SE gates …) runs in f32
 HINT = {"int8": "f32"}
 INT8_LAYERS = ("Convolution", "FullyConnected", "MatMul", "Eltwise")  # runtime-model layer types counted as int8
@@ -132,7 +134,7 @@ class OpenVinoBackend(TemplateBackend):
     peer: ClassVar[bool] = True  # a peer engine (OpenVINO's own compiler), not a convbench lowering
     Options = OpenVinoOptions
     # the I/O dtype (the arithmetic's precision is the precision option); int8 is precision int8 (a QDQ graph)
-    dtypes = ("float32", "int8")
+    dtypes = ("float32", "bfloat16", "float16", "int8")  # each the precision hint DTYPE_PRECISION names
     table = "backends/openvino/lowering.py: LOWERINGS"
     gaps: ClassVar[dict[str, str]] = training_gaps()  # every inference op lowers; the train-step ops do not yet
     lowering: type[Lowering] = Lowering  # a subclass may swap rules (the planted-rule test)
@@ -172,17 +174,18 @@ class OpenVinoBackend(TemplateBackend):
                                f"{', '.join(prepared.fallback_nodes)} have no lowering in {self.table}")
         core = _core()
         device = _check_device(core, opts.device)
+        if opts.dtype in DTYPE_PRECISION:  # the harness's --dtype bfloat16/float16/int8: that precision hint
+            wanted = DTYPE_PRECISION[opts.dtype]
+            if opts.precision not in ("f32", wanted):
+                raise UnsupportedDtypeError(f"openvino backend: dtype {opts.dtype} runs precision {wanted!r}, not "
+                                            f"option precision={opts.precision!r}")
+            opts = dataclasses.replace(opts, precision=wanted)
         if opts.precision not in self.precisions(device):  # unsupported here, as a dtype a backend lacks is
             raise UnsupportedDtypeError(
                 f"openvino backend: option precision={opts.precision!r} is not supported on {device} "
                 f"({core.get_property(device, 'FULL_DEVICE_NAME')}); it offers {', '.join(self.precisions(device))}")
         _check_cache_dir(opts.cache_dir)
         quantized = is_quantized(graph)
-        if opts.dtype == "int8":  # what the harness's --dtype int8 asks: the same as precision int8
-            if opts.precision not in ("f32", "int8"):
-                raise BackendError(f"openvino backend: dtype int8 runs precision int8, not option "
-                                   f"precision={opts.precision!r}")
-            opts = dataclasses.replace(opts, precision="int8")
         if opts.precision == "int8" and not quantized:
             raise BackendError(f"openvino backend: option precision='int8' needs a quantized graph (QDQ nodes: "
                                f"ir/passes/quantize.py); {graph.name} has none")
