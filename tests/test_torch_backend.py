@@ -82,7 +82,9 @@ def _case(case_id: str):
 
 def test_one_fx_node_per_ir_node_with_bn_folded_and_readable_code():
     g = models.build("resnet18", batch=2, image_size=32)
-    exe = get("torch").compile(g, models.init_params(g))
+    fused = get("torch").compile(g, models.init_params(g))  # by default each residual add is its conv's post-op
+    assert fused.report.details.residual_post_ops == 7  # of its 8 residual adds (layers.fuse_residual_adds)
+    exe = get("torch").compile(g, models.init_params(g), residual_post_ops=False)
     gm, details = exe.artifact, exe.report.details
     compute = [n for n in gm.graph.nodes if n.op in ("call_module", "call_function", "call_method")]
     bns = sum(n.op == "batch_norm" for n in g.nodes)

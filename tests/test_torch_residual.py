@@ -44,7 +44,7 @@ def test_residual_post_ops_match_the_float64_reference(dtype):
         for y, want in zip(exe(x), ref, strict=True):
             agreement = compare(np.asarray(y), want, dtype)
             assert agreement.ok, agreement
-    plain = torch_backend.compile(g, params, dtype=dtype, threads=1)  # the default: off
+    plain = torch_backend.compile(g, params, dtype=dtype, threads=1, residual_post_ops=False)
     assert plain.report.details.residual_post_ops == 0
     assert all(compare(np.asarray(y), want, dtype).ok for y, want in zip(plain(x), ref, strict=True))
 
