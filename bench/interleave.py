@@ -26,19 +26,29 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import machine, plugins
+from . import machine
 from .errors import BenchError
 from .launch import THREAD_VARS, ChildResult, Worker, child_env
-from .output import check_target, locked, prepare_output, replace_with_empty
+from .output import check_target, locked, prepare_output
 from .record import Interleaved, WorkerInfo
-from .runner import WORKER, Event, References, Sweep, Verdicts, calibrations, make_record
-from .schema import Case, append_record
+from .runner import (
+    WORKER,
+    Event,
+    References,
+    Sweep,
+    Verdicts,
+    calibrations,
+    make_record,
+    new_run_id,
+    todo_cases,
+    write_result,
+)
+from .schema import Case
 from .stats import Measurement, summarize
 
 LOADED_MARGIN = 0.5  # a round is loaded when the 1-minute load average exceeds the cores by more than this
@@ -93,16 +103,11 @@ def run_interleaved(sweep: Sweep, rounds: Rounds, on_event: Event = lambda *_: N
     output is checked and locked as `runner.run_sweep` does."""
     check_target(sweep.output)
     with locked(sweep.output):
-        done = prepare_output(sweep.output, sweep.resume, sweep.overwrite)
-        plugins.load_all(list(sweep.backend_modules))
-        todo = [c for c in sweep.cases if c.id not in done]
-        on_event("plan", None, {"total": len(sweep.cases), "todo": len(todo), "done": len(sweep.cases) - len(todo)})
-        if sweep.overwrite and sweep.output.exists() and todo:
-            replace_with_empty(sweep.output)
+        todo = todo_cases(sweep, prepare_output(sweep.output, sweep.resume, sweep.overwrite), on_event)
         if not todo:
             return {}
         fingerprint = machine.fingerprint(sweep.machine_name)
-        run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}-interleaved"
+        run_id = f"{new_run_id()}-interleaved"
         counts: dict[str, int] = {}
         with tempfile.TemporaryDirectory(prefix="convbench-interleave-") as tmp:
             workdir = Path(tmp)
@@ -114,10 +119,7 @@ def run_interleaved(sweep: Sweep, rounds: Rounds, on_event: Event = lambda *_: N
                 for case, child, started in group.run(references, on_event):
                     record = make_record(case, child, calib[(case.dtype, case.threads)], fingerprint, run_id,
                                          started)
-                    line = record.to_dict()
-                    append_record(sweep.output, line)
-                    counts[record.status] = counts.get(record.status, 0) + 1
-                    on_event("done", case, line)
+                    write_result(sweep.output, case, record.to_dict(), counts, on_event)
         return counts
 
 

@@ -205,12 +205,26 @@ def run_sweep(sweep: Sweep, on_event: Event = lambda *_: None) -> dict[str, int]
         return _run(sweep, prepare_output(sweep.output, sweep.resume, sweep.overwrite), on_event)
 
 
-def _run(sweep: Sweep, done: set[str], on_event: Event) -> dict[str, int]:
+def todo_cases(sweep: Sweep, done: set[str], on_event: Event) -> list[Case]:
+    """The cases a sweep still has to run (every sweep starts here: local, interleaved): plugins loaded, the plan
+    announced, an overwritten output emptied only now that there is something to write."""
     plugins.load_all(list(sweep.backend_modules))
     todo = [c for c in sweep.cases if c.id not in done]
     on_event("plan", None, {"total": len(sweep.cases), "todo": len(todo), "done": len(sweep.cases) - len(todo)})
     if sweep.overwrite and sweep.output.exists() and todo:
         replace_with_empty(sweep.output)
+    return todo
+
+
+def write_result(output: Path, case: Case, line: dict[str, Any], counts: dict[str, int], on_event: Event) -> None:
+    """Append one finished case's record (one write: a killed sweep leaves valid JSONL) and count its status."""
+    append_record(output, line)
+    counts[line["status"]] = counts.get(line["status"], 0) + 1
+    on_event("done", case, line)
+
+
+def _run(sweep: Sweep, done: set[str], on_event: Event) -> dict[str, int]:
+    todo = todo_cases(sweep, done, on_event)
     if not todo:
         return {}
     counts: dict[str, int] = {}
@@ -220,10 +234,7 @@ def _run(sweep: Sweep, done: set[str], on_event: Event) -> dict[str, int]:
             here.remember(read_records(sweep.output))
         here.calibrate(dict.fromkeys((c.dtype, c.threads) for c in todo), on_event)
         for case in todo:
-            line = here.run(case, on_event).to_dict()
-            append_record(sweep.output, line)
-            counts[line["status"]] = counts.get(line["status"], 0) + 1
-            on_event("done", case, line)
+            write_result(sweep.output, case, here.run(case, on_event).to_dict(), counts, on_event)
     return counts
 
 

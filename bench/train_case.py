@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..backends.base import Backend
-from .workload import SEED, compile_options, make_workload
+from .workload import SEED, make_workload
 
 LR = 0.1  # the torchvision ResNet recipe's SGD learning rate (momentum 0.9, weight decay 1e-4: `ir.optim.SGD`)
 
@@ -75,16 +75,17 @@ class Stepper:
 
 def run_train_case(job: dict[str, Any], backend: Backend, case: Any) -> dict[str, Any]:
     """The child's part of a train-mode record (bench/worker.py calls it for a case whose mode is train)."""
-    from ..backends.base import BackendUnavailableError, CompileReport, UnsupportedDtypeError, UnsupportedNodeError
     from ..backends.numpy_train import NumpyTrainer
     from ..ir.analysis import summarize
     from ..ir.optim import SGD
     from ..ir.train import train_step
     from ..ir.train_counts import train_counts
     from ..testing.train_check import batch_of, compare_step
-    from .memory import DevicePeak, PhasePeak, rss_bytes
-    from .record import CompileInfo, Memory, TrainInfo
+    from .errors import UnsupportedCase
+    from .memory import DevicePeak, PhasePeak
+    from .record import Memory, TrainInfo
     from .stats import Policy, measure
+    from .worker import measured_compile
 
     why = train_unsupported(backend, case.dtype)
     if why:
@@ -102,19 +103,12 @@ def run_train_case(job: dict[str, Any], backend: Backend, case: Any) -> dict[str
     out["model_info"] = {k: v for k, v in s.to_dict(layers=False).items() if k not in ("model", "input_shape")}
     out["model_info"]["nodes"] = len(step.graph.nodes)
     device = backend.device() if hasattr(backend, "device") else "cpu"
-    options = compile_options(backend, case.dtype, case.threads, case.options)
-
-    baseline = rss_bytes()
-    with PhasePeak() as compile_peak, DevicePeak(device) as compile_dev:
-        t0 = time.perf_counter()
-        try:
-            exe = backend.compile(step.graph, w.params, **options)
-        except (UnsupportedNodeError, UnsupportedDtypeError, BackendUnavailableError) as e:
-            return {**out, "status": "unsupported", "message": " ".join(str(e).split())}
-        compile_wall = time.perf_counter() - t0
-    report = exe.report if isinstance(exe.report, CompileReport) else None
-    out["compile"] = CompileInfo(compile_wall, report.to_dict() if report else None,
-                                 tuple(exe.fallback_nodes)).to_dict()
+    try:
+        c = measured_compile(backend, step.graph, w.params, case, device)
+    except UnsupportedCase as e:
+        return {**out, "status": "unsupported", "message": str(e)}
+    exe, report, baseline, compile_peak, compile_dev = c.exe, c.report, c.baseline, c.peak, c.device_peak
+    out["compile"] = c.info.to_dict()
 
     stepper = Stepper(exe, step, w.params, x, labels, case.dtype)
     with PhasePeak() as run_peak, DevicePeak(device) as run_dev:

@@ -25,12 +25,14 @@ import functools
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..backends.base import unavailable_reason
+from .errors import UnsupportedCase
 from .launch import THREAD_VARS, child_main, failure
 from .workload import SEED, compile_options, make_workload, reference
 
@@ -55,13 +57,45 @@ def run_reference(job: dict[str, Any]) -> dict[str, Any]:
     return {"status": "ok"}
 
 
+@dataclass
+class Compiled:
+    exe: Any
+    report: Any  # the CompileReport, or None for a third-party backend without one
+    info: Any  # record.CompileInfo
+    baseline: int  # RSS before compiling
+    peak: Any  # memory.PhasePeak of the compile
+    device_peak: Any  # memory.DevicePeak of the compile
+
+
+def measured_compile(backend: Any, graph: Any, params: Any, case: Any, device: str) -> Compiled:
+    """``backend.compile`` as every case measures it: its wall time, its peak RSS and device memory; a backend that
+    cannot run the case raises `UnsupportedCase` with its words. compile_s is that wall time, the same yardstick
+    for every backend (the template's report.compile_s measures the same span from inside; a third-party backend
+    may have none)."""
+    from ..backends.base import BackendUnavailableError, CompileReport, UnsupportedDtypeError, UnsupportedNodeError
+    from .memory import DevicePeak, PhasePeak, rss_bytes
+    from .record import CompileInfo
+
+    options = compile_options(backend, case.dtype, case.threads, case.options)
+    baseline = rss_bytes()
+    with PhasePeak() as compile_peak, DevicePeak(device) as compile_dev:
+        t0 = time.perf_counter()
+        try:
+            exe = backend.compile(graph, params, **options)
+        except (UnsupportedNodeError, UnsupportedDtypeError, BackendUnavailableError) as e:
+            raise UnsupportedCase(" ".join(str(e).split())) from None
+        wall = time.perf_counter() - t0
+    report = exe.report if isinstance(exe.report, CompileReport) else None
+    info = CompileInfo(wall, report.to_dict() if report else None, tuple(exe.fallback_nodes))
+    return Compiled(exe, report, info, baseline, compile_peak, compile_dev)
+
+
 def run_case(job: dict[str, Any]) -> dict[str, Any]:
     from ..backends import get
-    from ..backends.base import BackendUnavailableError, CompileReport, UnsupportedDtypeError, UnsupportedNodeError
     from ..backends.correctness import accuracy, compare
     from ..ir.analysis import summarize
-    from .memory import DevicePeak, PhasePeak, rss_bytes
-    from .record import CompileInfo, Memory
+    from .memory import DevicePeak, PhasePeak
+    from .record import Memory
     from .schema import Case
     from .stats import Policy, measure
 
@@ -83,20 +117,11 @@ def run_case(job: dict[str, Any]) -> dict[str, Any]:
     if w.quantization is not None:
         out["model_info"]["quantization"] = w.quantization
     device = backend.device() if hasattr(backend, "device") else "cpu"
-    options = compile_options(backend, case.dtype, case.threads, case.options)
-
-    baseline = rss_bytes()
-    with PhasePeak() as compile_peak, DevicePeak(device) as compile_dev:
-        t0 = time.perf_counter()
-        try:
-            exe = backend.compile(w.graph, w.params, **options)
-        except (UnsupportedNodeError, UnsupportedDtypeError, BackendUnavailableError) as e:
-            return {**out, "status": "unsupported", "message": " ".join(str(e).split())}
-        compile_wall = time.perf_counter() - t0
-    # compile_s is the wall time of backend.compile() as the harness saw it, the same yardstick for every backend
-    # (the template's report.compile_s measures the same span from inside; a third-party backend may have none).
-    report = exe.report if isinstance(exe.report, CompileReport) else None
-    info = CompileInfo(compile_wall, report.to_dict() if report else None, tuple(exe.fallback_nodes))
+    try:
+        c = measured_compile(backend, w.graph, w.params, case, device)
+    except UnsupportedCase as e:
+        return {**out, "status": "unsupported", "message": str(e)}
+    exe, report, info, baseline, compile_peak, compile_dev = c.exe, c.report, c.info, c.baseline, c.peak, c.device_peak
     out["compile"] = info.to_dict()
 
     policy = Policy(**job["policy"])
