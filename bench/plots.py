@@ -58,18 +58,22 @@ def _grouped_bars(ax, sub: pd.DataFrame, value: str, colors: dict[str, tuple], b
     return cats
 
 
-def throughput(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
-    ok = df[df.status == "ok"]
+def _log_bars(ok: pd.DataFrame, path: Path, colors: dict[str, tuple], column: str, ylabel: str, title: str) -> None:
+    """One panel per workload group: ``column`` per backend as grouped bars on a log axis."""
     fig, panels = _panels(ok, 4.5)
     for ax, sub, _ in panels:
-        _grouped_bars(ax, sub, "throughput_ips", colors, [b for b in colors if b in set(sub.backend)])
+        _grouped_bars(ax, sub, column, colors, [b for b in colors if b in set(sub.backend)])
         ax.set_yscale("log")
-        ax.set_ylabel("images / s (log)")
-        _title(ax, sub, "Throughput")
+        ax.set_ylabel(ylabel)
+        _title(ax, sub, title)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def throughput(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
+    _log_bars(df[df.status == "ok"], path, colors, "throughput_ips", "images / s (log)", "Throughput")
 
 
 def speedup(df: pd.DataFrame, path: Path, colors: dict[str, tuple], reference: str) -> None:
@@ -205,16 +209,8 @@ def accuracy(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
 def train_steps(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
     """Train-mode cases: the median step time per backend, p90 as the error bar's top."""
     ok = df[df.status == "ok"].assign(step_ms=lambda d: d.median_s * 1e3)
-    fig, panels = _panels(ok, 4.5)
-    for ax, sub, _ in panels:
-        _grouped_bars(ax, sub, "step_ms", colors, [b for b in colors if b in set(sub.backend)])
-        ax.set_yscale("log")
-        ax.set_ylabel("ms per train step (log)")
-        _title(ax, sub, "Train step (forward, loss, backward, SGD update)")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _log_bars(ok, path, colors, "step_ms", "ms per train step (log)",
+              "Train step (forward, loss, backward, SGD update)")
 
 
 def make_all(df: pd.DataFrame, out: Path, reference: str = "numpy") -> dict[str, str]:
