@@ -167,11 +167,17 @@ def mutated_results(draw) -> bytes:
     return ("\n".join(lines) + draw(st.sampled_from(["\n", ""]))).encode()
 
 
+def _results_file(tmp_path, data: bytes):
+    """The fuzzed bytes as a results file (the readers under test open it by path)."""
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(data)
+    return path
+
+
 @settings(FUZZ, max_examples=150)
 @given(data=mutated_results())
 def test_fuzz_results_reading_and_resume(tmp_path, data):
-    path = tmp_path / "r.jsonl"
-    path.write_bytes(data)
+    path = _results_file(tmp_path, data)
     try:
         records = load_records(path)
     except BenchError:  # SchemaError
@@ -207,8 +213,7 @@ def test_fuzz_report_tables(tmp_path, data):
     """What ``report`` computes and prints, without drawing (drawing is the CLI fuzzer's, below, fewer cases)."""
     from convbench.bench import lecture, report
 
-    path = tmp_path / "r.jsonl"
-    path.write_bytes(data)
+    path = _results_file(tmp_path, data)
     try:
         df, machines = report.load([path])
     except BenchError:
@@ -221,8 +226,7 @@ def test_fuzz_report_tables(tmp_path, data):
 @settings(FUZZ, max_examples=12)
 @given(data=mutated_results())
 def test_fuzz_report_command(tmp_path, data):
-    path = tmp_path / "r.jsonl"
-    path.write_bytes(data)
+    path = _results_file(tmp_path, data)
     code, err = cli("report", str(path), "-o", str(tmp_path / "rep"))
     assert code in (0, 2)
     one_clear_error(code, err)

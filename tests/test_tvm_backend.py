@@ -309,16 +309,21 @@ def test_manifest_accumulates_tuning_per_input_shape(tmp_path):
     assert tvm_tune.target_mismatch(manifest, target) is None
 
 
+def _conv_relu_task(name: str, shape: tuple[int, ...], cout: int, seed: int):
+    """A one-task graph for the tuning tests (3×3 conv, padding 1, then ReLU): graph, params, input, reference."""
+    b = GraphBuilder(name, shape)
+    g = b.build(b.relu(b.conv2d(b.input, cout, 3, padding=1, name="conv"), name="relu"))
+    params = cb.models.init_params(g, seed=0)
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return g, params, x, cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
+
+
 @pytest.mark.slow  # MetaSchedule tuning: minutes
 def test_tune_measures_candidates_keeps_them_and_a_later_compile_reuses_them(tmp_path):
     """The real MetaSchedule path on a one-task graph: workers start (with the fast tensor_intrin import),
     candidates are built and measured, the database and manifest are written, and a compile that names the
     database afterwards applies it without tuning."""
-    b = GraphBuilder("tvm_tune_one", (1, 4, 6, 5))
-    g = b.build(b.relu(b.conv2d(b.input, 6, 3, padding=1, name="conv"), name="relu"))
-    params = cb.models.init_params(g, seed=0)
-    x = np.random.default_rng(2).standard_normal((1, 4, 6, 5)).astype(np.float32)
-    ref = cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
+    g, params, x, ref = _conv_relu_task("tvm_tune_one", (1, 4, 6, 5), 6, seed=2)
     exe = TVM.compile(g, params, tune=True, trials=2, tuning_db=tmp_path / "db", threads=1)
     details = exe.report.details
     assert details.db_source == "tuned" and details.db_hits == details.db_tasks == 1
@@ -339,11 +344,7 @@ def test_tuning_starts_from_the_hand_written_schedules(tmp_path):
     untuned compile would (as measured)."""
     from tvm.s_tir import meta_schedule as ms
 
-    b = GraphBuilder("tvm_tune_seed", (1, 5, 7, 6))
-    g = b.build(b.relu(b.conv2d(b.input, 16, 3, padding=1, name="conv"), name="relu"))
-    params = cb.models.init_params(g, seed=0)
-    x = np.random.default_rng(3).standard_normal((1, 5, 7, 6)).astype(np.float32)
-    ref = cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
+    g, params, x, ref = _conv_relu_task("tvm_tune_seed", (1, 5, 7, 6), 16, seed=3)
     exe = TVM.compile(g, params, tune=True, trials=1, tuning_db=tmp_path / "db", threads=1)
     assert exe.report.details.seeded == 1 and exe.report.details.trials == 1
     assert compare(exe(x), ref, "float32").ok

@@ -66,7 +66,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cases import OpCase, make_case, node_case
-from .conformance import Conformance, Expectations, conformance_params, slow_models
+from .conformance import Conformance, Expectations, backend_or_skip, conformance_params, slow_models
 from .corpus import op_cases
 from .runner import CaseResult, judge, run_case, skip_reason
 from .zoo_cases import ModelCase, model_case, model_cases
@@ -83,6 +83,7 @@ def __getattr__(name: str) -> Any:  # fuzzing needs hypothesis, a test dependenc
     raise AttributeError(f"module 'convbench.testing' has no attribute {name!r}")
 
 
-__all__ = ["CaseResult", "Conformance", "Expectations", "ModelCase", "OpCase", "conformance_params", "judge",
+__all__ = ["CaseResult", "Conformance", "Expectations", "ModelCase", "OpCase", "backend_or_skip", "conformance_params",
+           "judge",
            "make_case", "model_case", "model_cases", "node_case", "op_cases", "run_case", "skip_reason", "slow_models",
            *_FUZZ]

@@ -43,6 +43,19 @@ class Expectations:
                              f"fix or remove them (case ids look like {ids[0]!r})")
 
 
+def backend_or_skip(name: str) -> Any:
+    """The registered backend ``name``, or the test skipped with the backend's own reason it cannot run here."""
+    import pytest
+
+    from ..backends import get
+
+    backend = get(name)
+    ok, why = backend.available()
+    if not ok:
+        pytest.skip(f"{name} backend not available: {why}")
+    return backend
+
+
 def slow_models(keep: Iterable[str], reason: str) -> dict[str, str]:
     """``Expectations.slow`` patterns for every zoo model but ``keep`` (the fast subset's one per family)."""
     from .. import models
