@@ -153,6 +153,8 @@ def plot(table: pd.DataFrame, out: Path) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .plots import save_figure
+
     figures = {}
     workloads = list(dict.fromkeys(f"{m}@{s}" for m, s in zip(table.model, table.image_size, strict=True)))
     table = table.assign(workload=[f"{m}@{s}" for m, s in zip(table.model, table.image_size, strict=True)])
@@ -176,9 +178,7 @@ def plot(table: pd.DataFrame, out: Path) -> dict[str, str]:
         ax.legend(fontsize=7, ncol=len(dict.fromkeys(b for b, _ in series)), loc="upper center",
                   bbox_to_anchor=(0.5, -0.08))
         ax.set_title("What the pass pipelines buy in latency")
-        fig.tight_layout()
-        fig.savefig(out / "speedup.png", dpi=110)
-        plt.close(fig)
+        save_figure(fig, out / "speedup.png")
         figures["speedup.png"] = "Speed-up of each pipeline over 'none', per backend (same run)"
     first = table.drop_duplicates(["workload", "pipeline"])
     pipelines = list(dict.fromkeys(first.pipeline))
@@ -197,9 +197,7 @@ def plot(table: pd.DataFrame, out: Path) -> dict[str, str]:
     ax.set_ylabel("activation memory, MiB (log)")
     ax.legend(fontsize=7, ncol=len(pipelines), loc="upper center", bbox_to_anchor=(0.5, -0.08))
     ax.set_title("Activation memory per pipeline (static)")
-    fig.tight_layout()
-    fig.savefig(out / "memory.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "memory.png")
     figures["memory.png"] = "Activation memory: naive sum, liveness peak and planned arena, per pipeline"
     return figures
 

@@ -19,6 +19,13 @@ FILES = ("throughput.png", "speedup.png", "latency.png", "memory.png", "roofline
 KL_FLOOR = 1e-16  # a log axis has no zero: an exact match is drawn here
 
 
+
+def save_figure(fig, path: Path) -> None:
+    """Every report figure is written the same way: laid out, 110 dpi, then closed (pyplot keeps figures alive)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
 def _colors(backends: list[str]) -> dict[str, tuple]:
     cmap = plt.get_cmap("tab10")
     return {b: cmap(i % 10) for i, b in enumerate(backends)}
@@ -67,9 +74,7 @@ def _log_bars(ok: pd.DataFrame, path: Path, colors: dict[str, tuple], column: st
         ax.set_ylabel(ylabel)
         _title(ax, sub, title)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def throughput(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
@@ -89,9 +94,7 @@ def speedup(df: pd.DataFrame, path: Path, colors: dict[str, tuple], reference: s
         ax.set_ylabel(f"speed-up over {reference} (log)")
         _title(ax, sub, f"Speed-up against the {reference} reference, same machine and case")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def latency(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
@@ -112,9 +115,7 @@ def latency(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
         ax.set_xlabel("latency per call, ms (log); box = quartiles, whiskers = p1–p99")
         ax.grid(axis="x", alpha=0.3)
         _title(ax, sub, "Latency distributions (raw samples)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def memory(df: pd.DataFrame, path: Path) -> None:
@@ -137,9 +138,7 @@ def memory(df: pd.DataFrame, path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
         _title(ax, sub, "Memory: static (IR) and measured (peak RSS above baseline; no bar = no growth)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def roofline(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
@@ -167,9 +166,7 @@ def roofline(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
         ax.grid(which="both", alpha=0.2)
         ax.legend(fontsize=7, loc="lower right")
         _title(ax, sub, "Roofline (marker size grows with batch)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def accuracy(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
@@ -201,13 +198,11 @@ def accuracy(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
             ax.grid(which="both", alpha=0.2)
             ax.legend(fontsize=7)
             _title(ax, sub, "Accuracy against speed (real photographs)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def train_steps(df: pd.DataFrame, path: Path, colors: dict[str, tuple]) -> None:
-    """Train-mode cases: the median step time per backend, p90 as the error bar's top."""
+    """Train-mode cases: the median step time per backend."""
     ok = df[df.status == "ok"].assign(step_ms=lambda d: d.median_s * 1e3)
     _log_bars(ok, path, colors, "step_ms", "ms per train step (log)",
               "Train step (forward, loss, backward, SGD update)")

@@ -144,6 +144,8 @@ def layer_roofline(prof: Profile, path, peak_gflops: float | None, bandwidth_gbs
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .plots import save_figure
+
     timed = [n for n in prof.nodes if n.gflops and n.flops]
     fig, ax = plt.subplots(figsize=(9, 5.5))
     cmap = plt.get_cmap("tab10")
@@ -165,9 +167,7 @@ def layer_roofline(prof: Profile, path, peak_gflops: float | None, bandwidth_gbs
                  f"(marker area = share of time)", fontsize=10)
     ax.grid(which="both", alpha=0.2)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # -- OpenVINO's own per-layer counters on the same network, mapped to the IR's nodes ------------------------------
@@ -323,6 +323,8 @@ def layers_vs_openvino_plot(groups: Sequence[LayerGroup], backend: str, path: An
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .plots import save_figure
+
     rows = sorted(groups, key=lambda g: -max(g.backend_s or 0.0, g.ov_s or 0.0))[:top][::-1]
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(rows) + 1.5))
     y = np.arange(len(rows))
@@ -332,6 +334,4 @@ def layers_vs_openvino_plot(groups: Sequence[LayerGroup], backend: str, path: An
     ax.set_xlabel("ms per call")
     ax.set_title(f"Per layer: {backend} against OpenVINO's counters", fontsize=10)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
