@@ -136,14 +136,17 @@ class TorchBackend(TemplateBackend):
                                f"with {dtype} support")
         prepack = packable if opts.prepack is None else opts.prepack
         start = time.perf_counter()
-        gm = lower_verified(graph, prepared.params, dtype, channels_last, device, prepared.fallback_nodes,
-                            self.lowering, prepack)
-        lower_s = time.perf_counter() - start
         prepare = _input_converter(graph, getattr(torch, dtype), torch.device(device), channels_last)
-        start = time.perf_counter()
-        residual = (fuse_residual_adds(gm, prepare([np.zeros(t.shape, np.float32) for t in graph.inputs.values()]))
-                    if prepack and opts.residual_post_ops and not quantized else [])
-        lower_s += time.perf_counter() - start
+        # under the run's thread count: oneDNN picks a pre-packed weight's blocking for the threads it packs with,
+        # and a run with other threads reorders every weight on every call (ResNet-50 packed at 2, run at 1: 126
+        # weight reorders a call, 100 ms at 32 px against 7)
+        with intra_op_threads(opts.threads):
+            gm = lower_verified(graph, prepared.params, dtype, channels_last, device, prepared.fallback_nodes,
+                                self.lowering, prepack)
+            residual = (fuse_residual_adds(gm, prepare([np.zeros(t.shape, np.float32)
+                                                        for t in graph.inputs.values()]))
+                        if prepack and opts.residual_post_ops and not quantized else [])
+        lower_s = time.perf_counter() - start
         fn: Callable = gm
         torch_compile_s = 0.0
         matched = {"qconv": 0, "qlinear": 0}
