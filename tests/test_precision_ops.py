@@ -12,9 +12,10 @@ from convbench.backends import get
 from convbench.backends.base import BackendError, UnsupportedDtypeError
 from convbench.backends.correctness import compare
 from convbench.ir.builder import GraphBuilder
+from convbench.ir.ops.quantize_linear import QuantAttrs
 from convbench.ir.passes.quantize import quantize_graph
 from convbench.models import init_params
-from convbench.testing import conformance_params
+from convbench.testing import backend_or_skip, conformance_params
 
 torch = pytest.importorskip("torch")
 
@@ -115,16 +116,37 @@ def test_openvino_int8_needs_a_quantized_graph_and_a_quantized_graph_runs_f32_ar
         _openvino().compile(qg, qp, precision="bf16")
 
 
-@pytest.mark.parametrize("backend", ["torch", "openvino"])
+@pytest.mark.parametrize("backend", ["torch", "openvino", pytest.param("tvm", marks=pytest.mark.slow)])
 def test_dtype_int8_is_the_quantized_graph_and_refuses_a_float_one(qnet, backend):
     """``--dtype int8`` (what check/run ask after quantizing): the QDQ graph's arithmetic, never a float32 run."""
     qg, qp, x, ref = qnet
-    b = _openvino() if backend == "openvino" else get(backend)
+    b = _openvino() if backend == "openvino" else backend_or_skip(backend)
     exe = b.compile(qg, qp, dtype="int8", threads=1)
     agreement = compare(np.asarray(exe(x)), ref, exe.report.accuracy_dtype)
     assert exe.report.dtype == exe.report.accuracy_dtype == "int8" and agreement.ok, agreement
     with pytest.raises(BackendError, match=r"int8.*needs a quantized graph|int8 runs a quantized"):
         b.compile(_float_net(), init_params(_float_net()), dtype="int8")
+
+
+@pytest.mark.slow  # two TVM builds: ~3 s
+def test_tvm_int8_rounds_half_to_even_warns_and_refuses_float16(qnet):
+    """quantize_linear's ties go to the even code, as ONNX and the reference do (TVM's round is LLVM nearbyint);
+    the report says the convs ran in float32; a QDQ graph is never relabelled float16."""
+    b = backend_or_skip("tvm")
+    g = GraphBuilder("ties", (2, 5))
+    q = g.node("quantize_linear", [g.input], QuantAttrs((0.5,), (3,)), name="q")
+    graph = g.build(g.node("dequantize_linear", [q], QuantAttrs((0.5,), (3,)), name="dq"))
+    x = np.array([[0.25, 0.75, 1.25, -0.25, -1.25], [63.0, 64.0, -65.25, -66.0, 0.0]], np.float32)
+    got = np.asarray(b.compile(graph, {}, dtype="int8", threads=1)(x))
+    want = np.asarray(get("numpy").compile(graph, {}, dtype="float64")(x))
+    # x / 0.5 = 0.5, 1.5, 2.5, -0.5, -2.5 round to 0, 2, 2, -0, -2 (then + 3, saturated to [-128, 127])
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got[0], [0.0, 1.0, 1.0, 0.0, -1.0])
+    qg, qp, x, _ = qnet
+    exe = b.compile(qg, qp, dtype="int8", threads=1)
+    assert any("no int8 kernels" in w for w in exe.report.warnings), exe.report.warnings
+    with pytest.raises(UnsupportedDtypeError, match="int8 QDQ graph: it runs with dtype int8"):
+        b.compile(qg, qp, dtype="float16")
 
 
 def _relu_net():

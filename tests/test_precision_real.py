@@ -101,7 +101,8 @@ def test_torch_float16_agrees_on_every_view(data):
     assert photos.top1 >= data.reference_top1(), photos
 
 
-@pytest.mark.parametrize("backend, options", [("torch", {}), ("openvino", {"precision": "int8"})])
+@pytest.mark.parametrize("backend, options",
+                         [("torch", {}), ("openvino", {"precision": "int8"}), ("tvm", {"dtype": "int8"})])
 def test_int8_keeps_the_top1(data, quantized, backend, options):
     qg, qp = quantized
     y = np.asarray(_backend(backend).compile(qg, qp, threads=1, **options)(data.x))

@@ -33,17 +33,16 @@ import os
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from ...ir import ops
 from ...ir.graph import Node
-from ...ir.ops.quantize_linear import qdq_gaps
-from ..base import BackendUnavailableError, Options, option
+from ..base import BackendError, BackendUnavailableError, Options, UnsupportedDtypeError, option
 from ..template import Built, Prepared, TemplateBackend
 from . import database, lower, precision, train
-from .precision import UNSUPPORTED
+from .quant import QUANTIZED
 from .target import available as _available
 
 
@@ -117,9 +116,10 @@ class _Runner:
 class TvmBackend(TemplateBackend):
     name = "tvm"
     Options = TvmOptions
-    dtypes = ("float32", "float64", "float16")  # float16: mixed precision (precision.py), which also says why not bf16
+    # float16: mixed precision, int8: a QDQ graph's arithmetic (precision.py, which also says why not bfloat16)
+    dtypes = ("float32", "float64", "float16", "int8")
     table = "backends/tvm/lower.py: RULES"
-    gaps = qdq_gaps(UNSUPPORTED["int8"])  # int8 QDQ: not lowered yet (the train-step ops: train.py)
+    gaps: ClassVar[dict[str, str]] = {}  # every registered op lowers: QDQ in quant.py, the train-step ops in train.py
 
     def available(self) -> tuple[bool, str]:
         return _available()
@@ -142,7 +142,8 @@ class TvmBackend(TemplateBackend):
         return activation is None or activation in lower.activations()
 
     def param_dtype(self, options: TvmOptions) -> str:
-        return options.dtype  # BN folds in the compute dtype: a float64 compile folds in float64
+        # BN folds in the compute dtype (a float64 compile folds in float64); int8 codes are exact in float32
+        return "float32" if options.dtype == "int8" else options.dtype
 
     def build(self, prepared: Prepared) -> Built:
         import tvm
@@ -162,6 +163,14 @@ class TvmBackend(TemplateBackend):
         threads = set_threads(opts.threads)
         target = target_dict(device)
         compute = precision.compute_dtype(opts.dtype)  # float16 lowers at float32, then ToMixedPrecision
+        quantized = any(n.op in QUANTIZED for n in graph.nodes)
+        if opts.dtype == "int8" and not quantized:  # never a float32 run under an int8 label
+            raise BackendError(f"tvm backend: dtype int8 runs a quantized (QDQ) graph and {graph.name} has no "
+                               f"quantize/dequantize nodes: quantize it first with convbench.ir.passes.quantize."
+                               f"quantize_graph (convbench check/run --dtype int8 do)")
+        if quantized and opts.dtype not in ("int8", "float32"):  # codes and float ops in float32 (quant.py)
+            raise UnsupportedDtypeError(f"tvm backend: {graph.name} is an int8 QDQ graph: it runs with dtype int8 "
+                                        f"or float32 (its I/O and unquantized ops in float32), not {opts.dtype}")
         if train.is_train_step(graph):  # differentiated by relax.transform.Gradient, untuned (train.py)
             return train.build(prepared, target, device, threads)
         lowered = lower.lower(graph, prepared.params, compute, opts.bind_weights, prepared.fallback_nodes)
@@ -200,7 +209,8 @@ class TvmBackend(TemplateBackend):
             db_tuning=database.tuning_cost(chosen.db, graph) if chosen.db is not None else None, build_s=build_s,
             **tuning)
         return Built(_Runner(vm, dev, weights, compute, threads), artifact=vm, details=details, device=device,
-                     threads=threads, warnings=chosen.warnings + precision.warnings(opts.dtype, device))
+                     threads=threads, accuracy_dtype="int8" if quantized else None,
+                     warnings=chosen.warnings + precision.warnings(opts.dtype, device))
 
 
 def _first_line(e: BaseException) -> str:

@@ -35,6 +35,7 @@ from ...ir.ops import NoAttrs, _fused
 from ...ir.ops.avg_pool2d import divisor as avg_divisor
 from ...ir.ops.batch_norm import scale_shift
 from ...ir.passes.fold_batch_norm import fold_conv_bn_weights, foldable
+from .quant import QUANT_RULES
 
 if TYPE_CHECKING:
     from tvm.relax import Expr
@@ -384,6 +385,7 @@ RULES: dict[str, Callable[[_Lowering, Node], Expr]] = {
     "dropout": Unary(lambda lo, x, attrs: x),
     "pad": _pad,
     "mul": lambda lo, node: relax.op.multiply(lo.arg(node.inputs[0]), lo.arg(node.inputs[1])),  # broadcasts
+    **QUANT_RULES,  # int8 QDQ (quant.py)
 }
 
 

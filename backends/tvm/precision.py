@@ -1,4 +1,5 @@
-"""Low precision on the TVM backend: float16 through Relax's automatic mixed precision, and why the others are not.
+"""Low precision on the TVM backend: float16 through Relax's automatic mixed precision, int8 as a QDQ graph's exact
+arithmetic (quant.py), and why bfloat16 is not.
 
 ``relax.transform.ToMixedPrecision(out_dtype="float32")`` (TVM 0.27: ``out_dtype`` is the accumulator's dtype)
 rewrites a float32 module so that conv2d/matmul read float16 operands (inputs and weights cast with ``astype``) and
@@ -20,14 +21,13 @@ MIXED = {"float16": "float32"}
 UNSUPPORTED = {
     "bfloat16": "Relax's ToMixedPrecision casts to float16 only (TVM 0.27), and the hand-written x86 schedules "
                 "have no bfloat16 dot-product (avx512_bf16) intrinsic",
-    "int8": "the QDQ ops have no Relax lowering in this backend yet (relax.op.quantize/dequantize exist, an int8 "
-            "conv schedule for VNNI does not here)",
 }
 
 
 def compute_dtype(dtype: str) -> str:
-    """The dtype the graph is lowered at: float32 for a mixed-precision dtype, else the dtype itself."""
-    return "float32" if dtype in MIXED else dtype
+    """The dtype the graph is lowered at: float32 for a mixed-precision dtype and for int8 (a QDQ graph's codes
+    and float ops: quant.py), else the dtype itself."""
+    return "float32" if dtype in MIXED or dtype == "int8" else dtype
 
 
 def convert(mod: Any, dtype: str) -> Any:
@@ -49,6 +49,10 @@ def convert(mod: Any, dtype: str) -> Any:
 
 
 def warnings(dtype: str, device: str) -> list[str]:
+    if dtype == "int8":
+        from .quant import WARNING
+
+        return [WARNING]
     if dtype == "float16" and device == "cpu":
         return ["tvm backend: float16 is mixed precision (ToMixedPrecision: fp16 conv/matmul operands, fp32 "
                 "accumulation); on a CPU without AVX512-FP16 the arithmetic is float32 on widened loads"]
