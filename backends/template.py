@@ -9,6 +9,10 @@
 4. check support per node against the backend's lowering table (or route to the reference with ``fallback``);
 5. call the backend's ``build(Prepared) -> Built`` and wrap the result in an `Executable` with a `CompileReport`
    whose ``compile_s`` is the wall time of all of the above.
+
+A backend with a compile cache of its own answers `TemplateBackend.cached` after step 3's cast, keyed on what the
+caller gave (graph, parameters, options): a hit skips the pipeline and ``build``; a miss carries its key to
+``build`` (``Prepared.cache``), which fills the cache.
 """
 
 from __future__ import annotations
@@ -170,6 +174,7 @@ class Prepared:
     options: Options
     fallback_nodes: tuple[str, ...]
     pipeline: PipelineResult
+    cache: Cached | None = None  # the backend's cache lookup that missed: its key, for build to store under
 
 
 @dataclass
@@ -184,6 +189,17 @@ class Built:
     threads: int | None = None  # the threads it actually runs with, where the engine picks them
     accuracy_dtype: str | None = None  # where it differs from the dtype (Triton's tf32)
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Cached:
+    """What a backend's own compile cache answered for one compile's inputs (`TemplateBackend.cached`)."""
+
+    key: Any  # the backend's key of the inputs: a miss's build stores under it
+    built: Built | None = None  # a hit: what build returned for these inputs, its graph the pipeline's
+    pipeline: dict[str, Any] | None = None  # a hit: PipelineResult.describe() of the compile that filled it
+    fallback_nodes: tuple[str, ...] = ()  # a hit: the nodes that compile routed to the reference
+    warnings: tuple[str, ...] = ()  # into the report, hit or miss (an unreadable entry that was compiled anew)
 
 
 class TemplateBackend:
@@ -220,6 +236,11 @@ class TemplateBackend:
     def build(self, prepared: Prepared) -> Built:
         raise NotImplementedError
 
+    def cached(self, graph: Graph, params: dict[str, np.ndarray], options: Options) -> Cached | None:
+        """The backend's own compile cache for the caller's graph, its parameters (cast to ``param_dtype``) and
+        the options: a `Cached` (a hit carries ``built``), or None where the backend keeps no cache (default)."""
+        return None
+
     def compile(self, graph: Graph, params: Mapping[str, np.ndarray], **options: Any) -> Executable:
         start = time.perf_counter()
         opts = parse_options(self.name, self.Options, options)
@@ -231,14 +252,22 @@ class TemplateBackend:
             raise BackendUnavailableError(f"{self.name} backend: {why}")
         verify(graph)
         pdtype = self.param_dtype(opts)
-        pipeline = run_pipeline(graph, cast_params(graph, params, pdtype), opts.passes, self.supports,
-                                TensorType((1,), opts.dtype).itemsize)
-        fallback = check_supported(self, pipeline.graph, opts.fallback)
-        weights = cast_params(pipeline.graph, pipeline.params, pdtype)
-        built = self.build(Prepared(graph, pipeline.graph, weights, opts, fallback, pipeline))
+        source_params = cast_params(graph, params, pdtype)
+        cache = self.cached(graph, source_params, opts)
+        if cache is not None and cache.built is not None:  # a hit: the pipeline and build ran when it was stored
+            built, described, fallback = cache.built, cache.pipeline or {}, cache.fallback_nodes
+            graph_out = built.graph or graph
+        else:
+            pipeline = run_pipeline(graph, source_params, opts.passes, self.supports,
+                                    TensorType((1,), opts.dtype).itemsize)
+            fallback = check_supported(self, pipeline.graph, opts.fallback)
+            weights = cast_params(pipeline.graph, pipeline.params, pdtype)
+            built = self.build(Prepared(graph, pipeline.graph, weights, opts, fallback, pipeline, cache))
+            described, graph_out = pipeline.describe(), built.graph or pipeline.graph
+        warnings = (*(cache.warnings if cache is not None else ()), *built.warnings)
         report = CompileReport(
             backend=self.name, dtype=opts.dtype, accuracy_dtype=built.accuracy_dtype or opts.dtype,
             device=built.device, threads=built.threads if built.threads is not None else opts.threads,
-            pipeline=pipeline.describe(), compile_s=time.perf_counter() - start, options=opts,
-            fallback_nodes=fallback, warnings=tuple(built.warnings), details=built.details)
-        return Executable(built.graph or pipeline.graph, self.name, built.run, report, built.artifact)
+            pipeline=described, compile_s=time.perf_counter() - start, options=opts,
+            fallback_nodes=fallback, warnings=warnings, details=built.details)
+        return Executable(graph_out, self.name, built.run, report, built.artifact)

@@ -25,6 +25,11 @@ Options: `OpenVinoOptions`. ``threads`` is ``INFERENCE_NUM_THREADS`` (None: Open
 call, so a throughput hint only pays off for a caller that runs several requests. What the compiled model reports
 (threads, streams, pinning, hyper-threading, core type, requests) is in `OpenVinoDetails`; ``exe.artifact`` is the
 ``CompiledModel``. Any OpenVINO failure is one `BackendError` naming the node or option it concerns.
+
+``cache_dir``: convbench's compile cache (`cache.py`) in front of OpenVINO's. Keyed on the compile's inputs before
+the pipeline; a hit (`OpenVinoBackend.cached`, ``details.cache_hit``) skips the pipeline and the lowering and
+compiles the stored xml by path, which OpenVINO answers from its own blob (``details.loaded_from_cache``). A hit
+and a miss end in the same `_finish`: the same run, the same report read back from the compiled model.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ from ...ir.graph import Graph
 from ...ir.passes.quantize import is_quantized
 from ...ir.train import training_gaps
 from ..base import BackendError, Options, UnsupportedDtypeError, option
-from ..template import Built, Prepared, TemplateBackend
+from ..template import Built, Cached, Prepared, TemplateBackend
+from . import cache
 from .lowering import Lowering, message
 
 ACCURACY = {"f32": "float32", "bf16": "bfloat16", "f16": "float16", "int8": "int8"}  # what ran -> its tolerance
@@ -68,7 +74,8 @@ class OpenVinoOptions(Options):
                "int8 runs a quantized (QDQ) graph's int8 layers, the rest f32; dtype stays float32, the I/O dtype")
     streams: int | None = option(None, "NUM_STREAMS (None: what the hint picks)")
     hint: Literal["latency", "throughput"] = option("latency", "PERFORMANCE_HINT")
-    cache_dir: str | None = option(None, "OpenVINO model cache directory: a second compile loads the blob")
+    cache_dir: str | None = option(None, "compile cache directory (convbench's entry + OpenVINO's blob): a second "
+                                         "compile skips the pipeline, the lowering and OpenVINO's compile")
     device: str = option("CPU", "OpenVINO device: CPU, or GPU where OpenVINO sees one")
 
     def __post_init__(self) -> None:
@@ -97,6 +104,9 @@ class OpenVinoDetails:
     properties: dict[str, str] = field(default_factory=dict)  # RECORDED, as strings
     # conv/matmul/eltwise layers of the compiled (runtime) model whose runtimePrecision is i8/u8: int8 kernels ran
     int8_layers: int = 0
+    cache_hit: bool | None = None  # convbench's cache entry was used: pipeline and lowering skipped (None: no cache)
+    cache_key: str | None = None  # the entry's key (cache.py): convbench-KEY.json, -KEY.GEN.{xml,bin} in cache_dir
+    cache_s: float = 0.0  # in convbench's cache: the key, and the entry's read (a hit) or write (a miss)
 
 
 @functools.cache
@@ -167,11 +177,9 @@ class OpenVinoBackend(TemplateBackend):
         caps = set(_core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
         return tuple(p for p in ACCURACY if CAPABILITY[p] in caps)
 
-    def build(self, prepared: Prepared) -> Built:
-        graph, opts = prepared.graph, prepared.options
-        if prepared.fallback_nodes:  # only an op registered after this table was written gets here
-            raise BackendError(f"openvino backend: no reference fallback inside an OpenVINO model; "
-                               f"{', '.join(prepared.fallback_nodes)} have no lowering in {self.table}")
+    def _settle(self, graph: Graph, opts: OpenVinoOptions) -> tuple[OpenVinoOptions, str, bool]:
+        """(the options as compiled: the dtype's precision, the device, whether ``graph`` is quantized); every
+        refusal of the options, before anything is lowered or loaded."""
         core = _core()
         device = _check_device(core, opts.device)
         if opts.dtype in DTYPE_PRECISION:  # the harness's --dtype bfloat16/float16/int8: that precision hint
@@ -192,39 +200,108 @@ class OpenVinoBackend(TemplateBackend):
         if quantized and opts.precision not in ("int8", "f32"):  # judged by the QDQ arithmetic, the rest in f32
             raise UnsupportedDtypeError(f"openvino backend: {graph.name} is quantized (QDQ nodes): its unquantized "
                                         f"parts run f32 (precision 'int8' or 'f32'), not {opts.precision!r}")
+        return opts, device, quantized
+
+    def cached(self, graph: Graph, params: dict[str, np.ndarray], options: OpenVinoOptions) -> Cached | None:
+        """With ``cache_dir``: the entry of these inputs compiled from its xml (a hit), else its key for `build`
+        to store under; an entry that does not read back or load is a warning and a cold compile."""
+        if options.cache_dir is None:
+            return None
+        _check_cache_dir(options.cache_dir)
+        start = time.perf_counter()
+        key = cache.key(self, graph, params, options, _openvino_build())
+        entry = cache.Entry(options.cache_dir, key, key_s=time.perf_counter() - start)
+        try:
+            record = entry.read()
+        except cache.CacheEntryError as e:
+            return Cached(entry, warnings=(f"openvino backend: option cache_dir={options.cache_dir!r}: {e}; "
+                                           f"compiled anew and rewritten",))
+        if record is None:
+            return Cached(entry)
+        ran_graph = record["graph"] or graph  # None: the pipeline left the caller's graph as it was
+        opts, device, quantized = self._settle(ran_graph, options)
+        read_s = time.perf_counter() - start
+        start = time.perf_counter()
+        try:
+            compiled = _core().compile_model(str(entry.model(record)), device, _config(opts))
+        except Exception as e:  # OpenVINO refused the stored model: compile it anew from the graph
+            return Cached(entry, warnings=(f"openvino backend: option cache_dir={options.cache_dir!r}: OpenVINO "
+                                           f"could not load the cache entry {entry.model(record).name}: {message(e)}; "
+                                           f"compiled anew and rewritten",))
+        if not _read(compiled, "LOADED_FROM_CACHE"):  # OpenVINO compiled the stored xml + bin: were they ours?
+            try:
+                entry.check_weights(record)
+            except cache.CacheEntryError as e:
+                return Cached(entry, warnings=(f"openvino backend: option cache_dir={options.cache_dir!r}: {e}; "
+                                               f"compiled anew and rewritten",))
+        built = _finish(compiled, ran_graph, opts, device, quantized, lower_s=0.0,
+                        ov_compile_s=time.perf_counter() - start, folded=record["folded_batch_norms"],
+                        ov_ops=record["ov_ops"], entry=entry, cache_s=read_s, hit=True)
+        return Cached(entry, built=built, pipeline=record["pipeline"])
+
+    def build(self, prepared: Prepared) -> Built:
+        graph = prepared.graph
+        if prepared.fallback_nodes:  # only an op registered after this table was written gets here
+            raise BackendError(f"openvino backend: no reference fallback inside an OpenVINO model; "
+                               f"{', '.join(prepared.fallback_nodes)} have no lowering in {self.table}")
+        opts, device, quantized = self._settle(graph, prepared.options)
         start = time.perf_counter()
         lowering = self.lowering(graph, prepared.params)
         model = lowering.run()
         lower_s = time.perf_counter() - start
+        entry: cache.Entry | None = prepared.cache.key if prepared.cache is not None else None
+        cache_s, source = 0.0, model
+        if entry is not None:  # stored, then compiled by path: the key OpenVINO's blob has on a hit too
+            start = time.perf_counter()
+            kept = graph is prepared.source or graph == prepared.source  # no passes: nothing to store or parse
+            source = str(entry.write(model, None if kept else graph, {"pipeline": prepared.pipeline.describe(),
+                                                    "ov_ops": len(model.get_ops()),
+                                                    "folded_batch_norms": len(lowering.folded)}))
+            cache_s = entry.key_s + time.perf_counter() - start
         start = time.perf_counter()
         try:
-            compiled = core.compile_model(model, device, _config(opts))
+            try:
+                compiled = _core().compile_model(source, device, _config(opts))
+            except Exception:
+                if source is model or os.path.exists(source):
+                    raise
+                # another process's rewrite of this entry removed the files just written: compile the model itself
+                compiled = _core().compile_model(model, device, _config(opts))
         except Exception as e:
             raise BackendError(_compile_error(e, graph, opts, device)) from None
-        ov_compile_s = time.perf_counter() - start
-        props = {k: _read(compiled, k) for k in RECORDED}
-        ran = _text(_read(compiled, "INFERENCE_PRECISION_HINT"))
-        int8_layers = _int8_layers(compiled)
-        warnings = []
-        if quantized and not int8_layers:
-            warnings.append(f"openvino backend: {graph.name} is quantized but no layer of the compiled model runs "
-                            "in int8 (its low-precision transformations matched no QDQ pattern)")
-        if quantized:  # the QDQ arithmetic is what the result is judged by
-            ran = "int8" if ran == HINT["int8"] else ran
-        if ran != ("int8" if quantized else opts.precision):
-            warnings.append(f"openvino backend: INFERENCE_PRECISION_HINT={opts.precision} was asked, the compiled "
-                            f"model on {device} reports {ran}; judged as {ACCURACY.get(ran, ran)}")
-        threads = props["INFERENCE_NUM_THREADS"]
-        details = OpenVinoDetails(
-            openvino=_openvino_build(), device=device, precision_asked=opts.precision, precision_ran=ran,
-            threads=threads, streams=props["NUM_STREAMS"], hint=_text(props["PERFORMANCE_HINT"]).lower(),
-            num_requests=props["OPTIMAL_NUMBER_OF_INFER_REQUESTS"], cache_dir=opts.cache_dir,
-            loaded_from_cache=_read(compiled, "LOADED_FROM_CACHE") if opts.cache_dir else None,
-            folded_batch_norms=len(lowering.folded), ov_ops=len(model.get_ops()), lower_s=lower_s,
-            ov_compile_s=ov_compile_s, properties={k: _text(v) for k, v in props.items() if v is not None},
-            int8_layers=int8_layers)
-        return Built(_runner(compiled, graph), artifact=compiled, details=details, device=device.lower(),
-                     threads=threads, accuracy_dtype=ACCURACY.get(ran, ACCURACY[opts.precision]), warnings=warnings)
+        return _finish(compiled, graph, opts, device, quantized, lower_s=lower_s,
+                       ov_compile_s=time.perf_counter() - start, folded=len(lowering.folded),
+                       ov_ops=len(model.get_ops()), entry=entry, cache_s=cache_s, hit=False)
+
+
+def _finish(compiled: Any, graph: Graph, opts: OpenVinoOptions, device: str, quantized: bool, *, lower_s: float,
+            ov_compile_s: float, folded: int, ov_ops: int, entry: cache.Entry | None, cache_s: float,
+            hit: bool) -> Built:
+    """The executable of a compiled model, hit or miss alike: its report read back from the compiled model."""
+    props = {k: _read(compiled, k) for k in RECORDED}
+    ran = _text(_read(compiled, "INFERENCE_PRECISION_HINT"))
+    int8_layers = _int8_layers(compiled)
+    warnings = []
+    if quantized and not int8_layers:
+        warnings.append(f"openvino backend: {graph.name} is quantized but no layer of the compiled model runs "
+                        "in int8 (its low-precision transformations matched no QDQ pattern)")
+    if quantized:  # the QDQ arithmetic is what the result is judged by
+        ran = "int8" if ran == HINT["int8"] else ran
+    if ran != ("int8" if quantized else opts.precision):
+        warnings.append(f"openvino backend: INFERENCE_PRECISION_HINT={opts.precision} was asked, the compiled "
+                        f"model on {device} reports {ran}; judged as {ACCURACY.get(ran, ran)}")
+    threads = props["INFERENCE_NUM_THREADS"]
+    details = OpenVinoDetails(
+        openvino=_openvino_build(), device=device, precision_asked=opts.precision, precision_ran=ran,
+        threads=threads, streams=props["NUM_STREAMS"], hint=_text(props["PERFORMANCE_HINT"]).lower(),
+        num_requests=props["OPTIMAL_NUMBER_OF_INFER_REQUESTS"], cache_dir=opts.cache_dir,
+        loaded_from_cache=_read(compiled, "LOADED_FROM_CACHE") if opts.cache_dir else None,
+        folded_batch_norms=folded, ov_ops=ov_ops, lower_s=lower_s, ov_compile_s=ov_compile_s,
+        properties={k: _text(v) for k, v in props.items() if v is not None}, int8_layers=int8_layers,
+        cache_hit=hit if entry is not None else None, cache_key=entry.key if entry is not None else None,
+        cache_s=cache_s)
+    return Built(_runner(compiled, graph), artifact=compiled, details=details, graph=graph, device=device.lower(),
+                 threads=threads, accuracy_dtype=ACCURACY.get(ran, ACCURACY[opts.precision]), warnings=warnings)
 
 
 def _check_device(core: Any, device: str) -> str:
