@@ -35,8 +35,8 @@ OWN = ("torch", "tvm", "numpy")
 BACKEND_PEERS = ("openvino", "onnxruntime")
 FACTORY_PEERS = ("ov-onnx", "torch-eager-cl", "torch-compile-freeze")
 # convbench's own, not run unless named in --engines: inductor with freezing on the fx graph, and the torch
-# backend with its residual post-ops (layers.fuse_residual_adds, off by default), for the A/B of that rewrite
-OPTIONAL = ("torch:compile=true", "torch:residual_post_ops=true")
+# backend without its residual post-ops (layers.fuse_residual_adds, on by default), for the A/B of that rewrite
+OPTIONAL = ("torch:compile=true", "torch:residual_post_ops=false")
 KNOWN = OWN + BACKEND_PEERS + FACTORY_PEERS + OPTIONAL
 HERE = Path(__file__).resolve()
 
