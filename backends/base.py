@@ -11,7 +11,8 @@ A backend is an object with:
 Optional, used by ``convbench backends``/``check``/``run`` and the conformance suite when present:
 ``dtypes`` (the dtypes ``compile`` accepts; others are reported as skipped, not failed), ``Options`` (a frozen
 dataclass of its options: the one list of names, types, defaults and docs), ``version() -> str`` and
-``device() -> str``.
+``device() -> str``; for train steps, ``updater(optimizer, params, exe) -> ir.optim.Updater`` (the optimizer
+update between steps in the backend's own arithmetic; without it the harness applies `ir.optim.NumpyUpdater`).
 
 The built-in backends compile through one template (`convbench.backends.template`): options parsed against the
 backend's `Options`, verify, pass pipeline, support check, parameter cast, then the backend's own ``build``;
@@ -179,3 +180,14 @@ def check_supported(backend: Backend, graph: Graph, fallback: str | None) -> tup
     if bad and fallback != "numpy":
         raise BackendError(f"unknown fallback {fallback!r}; the only fallback is 'numpy'")
     return tuple(n.name for n in bad)
+
+
+def updater_for(backend: Backend | None, optimizer: Any, params: Mapping[str, np.ndarray], exe: Any) -> Any:
+    """``backend``'s own optimizer update for ``exe``'s train step (the optional ``updater`` hook above), else the
+    NumPy one (`ir.optim.NumpyUpdater`); either owns ``params`` (the trained ones) and the optimizer's state from
+    here on. The harness's timed steps and ``check --mode train`` both take their update from here."""
+    from ..ir.optim import NumpyUpdater
+
+    own = getattr(backend, "updater", None)
+    made = own(optimizer, params, exe) if own is not None else None
+    return made if made is not None else NumpyUpdater(optimizer, params)

@@ -3,9 +3,10 @@
 One step = the backend's run of the step's gradient graph (`ir.train.train_step`: train-mode forward, the
 softmax cross-entropy loss, the backward for every parameter) on one fixed seeded batch with labels, then the
 step's optimizer update (SGD, momentum 0.9, weight decay 1e-4: `ir.optim`). The optimizer is outside the graph
-(docs/training.md), so the harness applies its NumPy update to the gradients the backend returned, in the
-backend's arithmetic dtype, carrying the parameters and momentum from step to step; its share of a step is
-recorded (``train.update_median_s``). The executable's own weights are the ones it was compiled with, so every
+(docs/training.md): the backend's own `ir.optim.Updater` applies it where the backend has one (``updater``: the
+torch backend's is torch.optim's fused kernel), else `ir.optim.NumpyUpdater`, in the backend's arithmetic dtype,
+carrying the parameters and momentum from step to step; its share of a step is recorded
+(``train.update_median_s``). The executable's own weights are the ones it was compiled with, so every
 timed step differentiates at the same point — which changes no step's amount of work.
 
 Recorded: the step latency distribution (``timing``), img/s, train GFLOP/s over ``ir.train_counts``'
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import Backend
+from ..backends.base import Backend, updater_for
 from .workload import SEED, make_workload
 
 LR = 0.1  # the torchvision ResNet recipe's SGD learning rate (momentum 0.9, weight decay 1e-4: `ir.optim.SGD`)
@@ -51,26 +52,31 @@ def describe(optimizer: Any) -> str:
 
 
 class Stepper:
-    """The timed step: the backend's gradient graph, then the optimizer on the harness's parameters and state."""
+    """The timed step: the backend's gradient graph, then the optimizer (`backends.base.updater_for`) on the
+    trained parameters and state it keeps. ``parameters()`` converts them back to NumPy: once, for the check, not
+    per step."""
 
     def __init__(self, exe: Any, step: Any, params: dict[str, np.ndarray], x: np.ndarray, labels: np.ndarray,
-                 dtype: str):
+                 dtype: str, backend: Backend | None = None):
         from ..backends.template import cast_params
 
         self.exe, self.step, self.inputs = exe, step, [x, labels]
-        self.dtype = np.float64 if dtype == "float64" else np.float32  # the update's arithmetic, as check's
+        # the update's arithmetic, as check's: float64 for a float64 step, else float32
         self.params = cast_params(step.forward, params, "float64" if dtype == "float64" else "float32")
-        self.trained = {p: self.params[p] for p in step.trained}
-        self.state = step.optimizer.init_state(self.trained)
+        self.updater = updater_for(backend, step.optimizer, {p: self.params[p] for p in step.trained}, exe)
         self.update_s: list[float] = []
 
-    def __call__(self) -> tuple[Any, dict[str, np.ndarray]]:
+    def __call__(self) -> Any:
+        """One step; its `ir.train.StepValues` (loss, gradients, next buffers)."""
         values = self.step.split(self.exe.run(self.inputs))
         t0 = time.perf_counter()
-        grads = {k: np.asarray(v, self.dtype) for k, v in values.grads.items()}
-        self.trained, self.state = self.step.optimizer.update(self.trained, grads, self.state)
+        self.updater.step(values.grads)
         self.update_s.append(time.perf_counter() - t0)
-        return values, self.trained
+        return values
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Every parameter after the steps so far: the trained ones as the updater has them, the rest as given."""
+        return {**self.params, **self.updater.params()}
 
 
 def run_train_case(job: dict[str, Any], backend: Backend, case: Any) -> dict[str, Any]:
@@ -110,11 +116,10 @@ def run_train_case(job: dict[str, Any], backend: Backend, case: Any) -> dict[str
     exe, report, baseline, compile_peak, compile_dev = c.exe, c.report, c.baseline, c.peak, c.device_peak
     out["compile"] = c.info.to_dict()
 
-    stepper = Stepper(exe, step, w.params, x, labels, case.dtype)
+    stepper = Stepper(exe, step, w.params, x, labels, case.dtype, backend)
     with PhasePeak() as run_peak, DevicePeak(device) as run_dev:
-        first, after = stepper()  # the first step, from the initial parameters: what is compared
-        current = stepper.params
-        got = (first.loss, first.grads, {**current, **after, **first.buffers})
+        first = stepper()  # the first step, from the initial parameters: what is compared
+        got = (first.loss, first.grads, {**stepper.parameters(), **first.buffers})
         m = measure(stepper, Policy(**job["policy"]))
     median = m.stats.median
     out.update(device=device, timing=m.to_dict(), throughput_ips=case.batch / median,

@@ -5,10 +5,13 @@ parameter, SGD (lr 0.1, momentum 0.9, weight decay 1e-4: the torchvision/MLPerf 
 batch with labels, the same weights (the IR's parameters are torchvision state_dict keys).
 
 - ``backend``: ``convbench run --mode train -b torch``'s step (bench/train_case.py `Stepper`): the torch backend's
-  compile of the IR train step (`ir.train.train_step`), then the IR's optimizer update on the gradients it returns;
+  compile of the IR train step (`ir.train.train_step`), then the backend's optimizer update (its ``updater``:
+  torch.optim's fused SGD, backends/torch/optim.py) on the gradients it returns;
 - ``handwritten``: an ``nn.Module`` of the network (torchvision's layout), ``model.train()``,
-  ``F.cross_entropy``, ``loss.backward()``, ``torch.optim.SGD(...).step()`` with ``zero_grad(set_to_none=True)``;
-- ``numpy``: the same `Stepper` on the numpy backend (the reference, float32).
+  ``F.cross_entropy``, ``loss.backward()``, ``torch.optim.SGD(...).step()`` with ``zero_grad(set_to_none=True)``
+  (torch.optim's default implementation: on CPU the per-tensor loop; ``--fused-handwritten``: ``fused=True``,
+  the backend's kernel, so the comparison is of the forward+backward alone);
+- ``numpy``: the same `Stepper` on the numpy backend (the reference, float32; its update is ir/optim's NumPy one).
 
 Each variant runs in its own child process (bench/launch.py), one child per variant per round, rounds in rotated
 order (round r starts with variant r mod n) so drift from other load hits every variant alike. A child compiles or
@@ -153,7 +156,8 @@ def run_variant(job: dict[str, Any]) -> dict[str, Any]:
         if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
             raise RuntimeError(f"hand-written {job['model']}: keys differ from the IR's: {missing} {unexpected}")
         net.train()
-        sgd = torch.optim.SGD(net.parameters(), lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+        sgd = torch.optim.SGD(net.parameters(), lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay,
+                              fused=job.get("fused") or None)
         tx, ty = torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
 
         def step() -> float:
@@ -166,10 +170,10 @@ def run_variant(job: dict[str, Any]) -> dict[str, Any]:
         st = train_step(w.graph, opt)
         backend = get("torch" if job["variant"] == "backend" else "numpy")
         exe = backend.compile(st.graph, w.params, dtype="float32", threads=job["threads"])
-        stepper = Stepper(exe, st, w.params, x, labels, "float32")
+        stepper = Stepper(exe, st, w.params, x, labels, "float32", backend)
 
         def step() -> float:
-            return float(stepper()[0].loss)
+            return float(stepper().loss)
     setup_s = time.perf_counter() - start
     samples, loss = _time(step, job["steps"], job["warmup"])
     return {"status": "ok", "samples": samples, "loss": loss, "setup_s": setup_s,
@@ -188,6 +192,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=5, help="timed steps per child (after --warmup)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
     p.add_argument("--numpy-steps", type=int, default=1, help="timed steps of the numpy variant (0: not run)")
+    p.add_argument("--fused-handwritten", action="store_true",
+                   help="the hand-written step's torch.optim.SGD with fused=True (the backend's update kernel)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per child")
     p.add_argument("-o", "--output", default=None, help="JSONL file: one line per child")
     args = p.parse_args()
@@ -204,7 +210,8 @@ def main() -> int:
                 for variant in order:
                     steps = args.numpy_steps if variant == "numpy" else args.steps
                     job = {"variant": variant, "model": model, "batch": args.batch, "image_size": args.image_size,
-                           "threads": args.threads, "steps": steps, "warmup": 0 if variant == "numpy" else args.warmup}
+                           "threads": args.threads, "steps": steps, "warmup": 0 if variant == "numpy" else args.warmup,
+                           "fused": args.fused_handwritten}
                     child = run_child(MODULE, job, env, args.timeout, Path(tmp))
                     row = {**job, "round": r, "status": child.status, "wall_s": child.wall_s,
                            **{k: v for k, v in child.result.items() if k != "status"}}
@@ -221,7 +228,8 @@ def main() -> int:
 
 
 def _summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    print(f"\nbatch {args.batch} at {args.image_size}, {args.threads} thread(s), {args.rounds} rounds")
+    fused = ", hand-written SGD fused" if args.fused_handwritten else ""
+    print(f"\nbatch {args.batch} at {args.image_size}, {args.threads} thread(s), {args.rounds} rounds{fused}")
     print(f"{'model':<10} {'variant':<12} {'ms/step':>9} {'img/s':>8} {'peak RSS MiB':>13} {'× handwritten':>14}")
     for model in dict.fromkeys(r["model"] for r in rows):
         ok = [r for r in rows if r["model"] == model and r["status"] == "ok"]

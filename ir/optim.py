@@ -8,6 +8,10 @@ value graph would have to thread through as twice as many inputs and outputs, an
 correctness is in doubt. A train step is therefore (gradient graph, optimizer): a backend runs the graph and
 applies ``update`` (or its own equivalent of it); `ir.train.train_counts` counts both.
 
+Who applies it: an `Updater` holds the trained parameters and the optimizer's state between steps. A backend may
+provide its own (``backend.updater(optimizer, params, exe)``, docs/training.md: the torch backend's is
+torch.optim's fused kernel); `NumpyUpdater` (this module's ``update``) is the fallback every other backend gets.
+
 Weight decay is L2 added to the gradient (torch's ``weight_decay``, not AdamW's decoupled form) and applies to
 every trained parameter, BN's γ and β and the biases included, as torch.optim does by default and the
 torchvision reference recipe (SGD, momentum 0.9, weight decay 1e-4) uses it.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -144,3 +149,31 @@ def optimizer_flops(optimizer: Optimizer, params: Mapping[str, TensorType]) -> i
 def optimizer_state_bytes(optimizer: Optimizer, params: Mapping[str, TensorType]) -> int:
     """Bytes of the optimizer's state for ``params``: state tensors per parameter × its bytes."""
     return optimizer.state_tensors() * sum(t.nbytes for t in params.values())
+
+
+class Updater(Protocol):
+    """An optimizer applied step after step: it owns the trained parameters and the optimizer's state, in its own
+    arithmetic (NumPy arrays, torch tensors …), so that between steps nothing is converted back."""
+
+    def step(self, grads: Mapping[str, np.ndarray]) -> None:
+        """One update from the step's gradients (parameters without one are left as they are, as torch does)."""
+
+    def params(self) -> dict[str, np.ndarray]:
+        """The trained parameters now, as NumPy arrays of the updater's dtype: a copy, for a check (not per step)."""
+
+
+class NumpyUpdater:
+    """The fallback `Updater`: ``optimizer.update`` in NumPy, in each parameter's dtype (the gradients are cast to
+    it: a float32 backend's gradients update float32 parameters, the float64 reference's float64 ones)."""
+
+    def __init__(self, optimizer: Optimizer, params: Mapping[str, np.ndarray]):
+        self.optimizer = optimizer
+        self.trained = dict(params)
+        self.state = optimizer.init_state(self.trained)
+
+    def step(self, grads: Mapping[str, np.ndarray]) -> None:
+        grads = {k: np.asarray(g, self.trained[k].dtype) for k, g in grads.items()}
+        self.trained, self.state = self.optimizer.update(self.trained, grads, self.state)
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.trained.items()}

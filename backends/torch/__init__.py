@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -39,7 +39,8 @@ import numpy as np
 
 from ...ir import ops as ir_ops
 from ...ir.graph import Graph
-from ..base import BackendError, Options, UnsupportedDtypeError, option
+from ...ir.optim import Optimizer, Updater
+from ..base import BackendError, Executable, Options, UnsupportedDtypeError, option
 from ..template import Built, Prepared, TemplateBackend
 from .lowering import _IMPORT_ERROR, DTYPES, LOWERINGS, Lowering, lower, lower_verified, torch
 from .quant_rules import QUANTIZED
@@ -108,6 +109,13 @@ class TorchBackend(TemplateBackend):
 
     def lowered_ops(self) -> frozenset[str]:
         return frozenset(self.lowering.rules)
+
+    def updater(self, optimizer: Optimizer, params: Mapping[str, np.ndarray], exe: Executable) -> Updater:
+        """A train step's optimizer update as torch.optim's fused kernel (backends/torch/optim.py; the optional
+        hook of backends/base.py)."""
+        from .optim import updater
+
+        return updater(optimizer, params, exe)
 
     def build(self, prepared: Prepared) -> Built:
         graph, opts = prepared.graph, prepared.options
