@@ -12,7 +12,8 @@ The compile takes ``step.graph`` as every backend does. Its forward part (the no
 no gradient) is lowered with `lower.RULES` plus `TRAIN_RULES`: the train-step ops, and train-mode forms of the ops
 whose Relax op has no gradient in TVM 0.27 — ``batch_norm_train`` as mean/variance/normalise (``relax.nn.batch_norm``
 has none), ``adaptive_avg_pool2d`` as ``mean`` (1×1) or ``avg_pool2d`` (an exact tiling), ``relu6``/``clip``/
-``hardsigmoid``/``hardswish`` through maximum/minimum (``relax.clip`` has none), ``leaky_relu`` as ``where``. The
+``hardsigmoid``/``hardswish`` through maximum/minimum (``relax.clip`` has none), ``leaky_relu`` as ``where``, and
+``max_pool2d`` padded so that TOPI's gradient of it reads no window past the output (`_max_pool2d`). The
 trained parameters are the function's arguments ``Gradient`` differentiates by; its other parameters (BN buffers,
 frozen weights) are constants. The backward nodes of ``step.graph`` are not lowered: the outputs they name are
 ``Gradient``'s, matched by `ir.autodiff.grad_name` (the names the step returns gradients under, which no pass
@@ -53,6 +54,9 @@ def vjp_gap(node: Node, types: Mapping[str, Any] | None = None) -> str | None:
     op, attrs = node.attrs.op, node.attrs.attrs
     if op in NO_GRADIENT:
         return NO_GRADIENT[op]
+    if op == "max_pool2d" and tuple(attrs.dilation) != (1, 1):
+        return ("max_pool2d with dilation: TOPI's pool_grad (relax.grad.max_pool2d_backward's legalization) has no "
+                "dilation in TVM 0.27")
     if op == "adaptive_avg_pool2d":
         (h, w), out = node.attrs.shapes[0][2:], tuple(attrs.output_size)
         if h % out[0] or w % out[1]:
@@ -139,6 +143,42 @@ def _adaptive_avg_pool2d(lo: _Lowering, node: Node) -> Expr:
     return relax.op.nn.avg_pool2d(x, (h // oh, w // ow), (h // oh, w // ow))
 
 
+def _covering_padding(size: int, out: int, k: int, s: int, before: int, after: int) -> tuple[int, int]:
+    """(windows, bottom/right padding) so that every input row lies before the last window's start + s: TOPI's
+    max-pool gradient reads window ``(i + pad_before) // s`` for input row i without checking it is < the output
+    size (`_max_pool2d`)."""
+    need = max(out, (size - 1 + before) // s + 1)
+    return need, max(after, (need - 1) * s + k - size - before)
+
+
+def _max_pool2d(lo: _Lowering, node: Node) -> Expr:
+    """max_pool2d with enough extra bottom/right padding that Relax's gradient stays in bounds, cut back to the
+    IR's output size by ``split`` (``strided_slice`` has no gradient in TVM 0.27; the cut windows get gradient 0).
+
+    Why: TOPI's ``pool_grad_impl`` (include/tvm/topi/nn/pooling.h, the max branch, which
+    ``relax.grad.max_pool2d_backward`` legalizes to) sums, for input position i, over the windows
+    ``(i + pad_top) // stride − w`` bounded below only; its avg branch also checks ``< out_height``/``< out_width``.
+    An input row or column past the last window's stride therefore reads the argmax and dY of a window beyond the
+    output: flattened, the next output row's first window (or the next channel's, or past the buffer), so an input
+    that is also that window's argmax gets its dY twice. It happens when the output is narrow: a 3×3/1 pad-1 pool
+    on a map of width ≤ 2 (GoogLeNet's inception4a–5b branch pools at 32 px), a 3×3/2 pool to width 1. Padding the
+    forward so that every such row has its window keeps every read in bounds; each extra window starts inside the
+    input (`_covering_padding`), and they are cut off, so the forward values are the IR's."""
+    a = node.attrs
+    x = lo.arg(node.inputs[0])
+    top, left, bottom, right = lower._pool_padding(lo, node)
+    (h, w), (oh, ow) = lo.g.types[node.inputs[0]].shape[2:], lo.g.types[node.name].shape[2:]
+    if tuple(a.dilation) != (1, 1):  # forward only: a dilated pool's vjp is refused (`vjp_gap`)
+        return lower._max_pool2d(lo, node)
+    nh, bottom = _covering_padding(h, oh, a.kernel_size[0], a.stride[0], top, bottom)
+    nw, right = _covering_padding(w, ow, a.kernel_size[1], a.stride[1], left, right)
+    y = relax.op.nn.max_pool2d(x, a.kernel_size, a.stride, (top, left, bottom, right), a.dilation, ceil_mode=False)
+    for axis, (keep, windows) in ((2, (oh, nh)), (3, (ow, nw))):
+        if windows > keep:
+            y = relax.TupleGetItem(lo.bb.emit(relax.op.split(lo.bb.emit(y), [keep], axis)), 0)
+    return y
+
+
 def _clamp(lo: _Lowering, x: Expr, low: float | None, high: float | None) -> Expr:
     if low is not None:
         x = lo.bb.emit(relax.op.maximum(x, relax.const(low, lo.dtype)))
@@ -153,7 +193,7 @@ def _hard(lo: _Lowering, x: Expr, times_x: bool) -> Expr:
 
 TRAIN_RULES: dict[str, Callable[[_Lowering, Node], Expr]] = {
     "batch_norm_train": _batch_norm_train, "running_stat": _running_stat, "dropout_train": _dropout_train,
-    "softmax_cross_entropy": _cross_entropy, "adaptive_avg_pool2d": _adaptive_avg_pool2d,
+    "softmax_cross_entropy": _cross_entropy, "adaptive_avg_pool2d": _adaptive_avg_pool2d, "max_pool2d": _max_pool2d,
     "relu6": Unary(lambda lo, x, attrs: _clamp(lo, x, 0.0, 6.0)),
     "clip": Unary(lambda lo, x, attrs: _clamp(lo, x, attrs.min, attrs.max)),
     "hardsigmoid": Unary(lambda lo, x, attrs: _hard(lo, x, False)),
