@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 # One BLAS thread per test process and two processes (pytest-xdist): most tests are single-threaded NumPy and
 # Triton-interpreter work, and two workers keep both cores busy without oversubscribing them.
-TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+# XDG_CACHE_HOME: the tests' caches (TVM tuning, `convbench tune`'s databases) in the checkout, never the user's,
+# so a database tuned on this machine cannot change what a test compiles
+TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 XDG_CACHE_HOME=$(CURDIR)/.test-cache
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(TEST_ENV) $(PY) -m pytest -q -n 2 --timeout 1200 --durations 15

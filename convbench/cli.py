@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "report": "Report from results files: report.md, a self-contained index.html and PNG plots.",
     "compare": "Regressions between two results files (ratio of medians + Mann-Whitney U); exit 1 if any.",
     "profile": "Time per node of one model on one backend (feeds the per-layer roofline).",
+    "tune": "A TVM tuning database for this CPU within a time budget; later TVM compiles pick it up.",
     "passes": "Pass ablation: nodes, FLOPs, arena memory and speed-up per model × backend × pipeline.",
     "classify": "Top-k ImageNet classes of photographs (bundled by name, or image files) with pretrained weights.",
 }

@@ -81,7 +81,7 @@ class TvmDetails:
     tvm: str | None  # the apache-tvm version
     folded_batch_norms: int  # batch_norm nodes folded into the conv/linear before them while lowering
     db: str | None  # the tuning database applied (None: untuned)
-    db_source: str | None  # "tuned", "given" or "shipped"
+    db_source: str | None  # "tuned", "given", "user" (convbench tune) or "shipped"
     db_hits: int  # fused TIR functions the database had a record for …
     db_tasks: int  # … out of all of them (what tuning works on)
     db_hand_hits: int  # of the hits, how many were the hand-written schedule's record (measured faster)

@@ -1,10 +1,12 @@
 """Which MetaSchedule database a TVM compile uses, and what the compile records about it.
 
 In order: ``tune=True`` tunes into ``tuning_db`` (default: a per-target, per-graph folder under
-``~/.cache/convbench/tvm``), created when missing; ``tuning_db`` alone is used as given; otherwise the database
-shipped for the graph's model and the target's key (``backends/tvm/data/<target key>/<model>/``), unless
-``use_shipped_db=False``. A database that cannot be used (corrupt, tuned for another target) is a warning and an
-untuned compile, never an error; only a database that cannot be tuned into fails the compile.
+``~/.cache/convbench/tvm``), created when missing; ``tuning_db`` alone is used as given; otherwise, unless
+``use_shipped_db=False``, the database ``convbench tune`` made for the graph's model on this target
+(`budget.user_path`: ``~/.cache/convbench/tvm/<target key>/<model>/``), else the one shipped for them
+(``backends/tvm/data/<target key>/<model>/``). A database that cannot be used (corrupt, tuned for another
+target) is a warning and an untuned compile, never an error; only a database that cannot be tuned into fails
+the compile.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from ...ir.graph import Graph
 from ..base import BackendError
+from . import budget
 from . import tune as tvm_tune
 from .target import target_key
 
@@ -40,14 +43,15 @@ def choose(graph: Graph, target: dict[str, Any], dtype: str, *, tune: bool, path
     """Open the database this compile should use (``tune``: create it)."""
     if tune:
         if path is None:
-            cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "convbench" / "tvm"
-            path = cache / target_key(target) / workload_name(graph, dtype)
+            path = budget.cache_root() / target_key(target) / workload_name(graph, dtype)
         opened = tvm_tune.open_database(path, target, create=True)
         if opened.database is None:
             raise BackendError(f"tvm backend: cannot tune into {path}: {'; '.join(opened.warnings)}")
         return Chosen(opened, str(path), "tuned")
     if path is not None:
         opened, source = tvm_tune.open_database(path, target), "given"
+    elif use_shipped and (user := budget.user_path(target, graph.name)).is_dir():  # `convbench tune` made it here
+        opened, source = tvm_tune.open_database(user, target), "user"
     else:
         shipped = tvm_tune.shipped_path(target, graph.name)
         if not use_shipped or not shipped.is_dir():

@@ -1,0 +1,72 @@
+"""``convbench tune``: the budget, the rounds it spends it in, and a later compile picking the database up
+(backends/tvm/budget.py, database.choose). MetaSchedule itself is replaced by a stand-in whose rounds take a
+known time: what is tested is the budget arithmetic and where the database goes, not the search."""
+
+from __future__ import annotations
+
+import pytest
+
+from convbench import models
+from convbench.cli import main
+from convbench.testing import backend_or_skip
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("1.5h", 5400), ("45", 45), (" 2m ", 120)])
+def test_budget_parses_seconds_minutes_hours(text, seconds):
+    from convbench.backends.tvm.budget import parse_budget
+
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["abc", "0m", "-3m", "30 minutes", ""])
+def test_a_bad_budget_is_one_error_naming_it(text, capsys):
+    backend_or_skip("tvm")
+    assert main(["tune", "-m", "lenet5", f"--budget={text}"]) == 2
+    err = capsys.readouterr().err
+    assert f"--budget {text!r}" in err and "30m" in err and len(err.strip().splitlines()) == 1
+
+
+def test_rounds_stop_before_the_budget_would_be_overrun(monkeypatch, tmp_path):
+    backend_or_skip("tvm")
+    from convbench.backends.tvm import budget, tune
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    clock = [0.0]
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: clock[0])
+    calls, pruned = [], []
+
+    def fake_tune(mod, target, database, work_dir, *, trials, trials_per_task, seed, hand_database):
+        calls.append((trials, trials_per_task, hand_database is not None))
+        clock[0] += 10.0  # every round takes 10 s
+        return {"tasks": trials // trials_per_task, "trials": trials, "seeded": 3 if hand_database is not None else 0}
+
+    monkeypatch.setattr(tune, "tune", fake_tune)
+    monkeypatch.setattr(tune, "prune", lambda src, dst, hand, target: (pruned.append(dst), dst.mkdir(parents=True)))
+    lines: list[str] = []
+    graph = models.build("lenet5", batch=2)
+    done = budget.tune_within(graph, models.init_params(graph), 35.0, threads=1, trials_per_round=4,
+                              progress=lines.append)
+    # rounds end at 10, 20, 30 s; a fourth would end at 40 > 35: three rounds, the first one seeding hand schedules
+    assert [c[2] for c in calls] == [True, False, False] and done.rounds == 3 and done.seeded == 3
+    assert done.trials == 3 * calls[0][0] and calls[0][1] == 4 and done.tasks == calls[0][0] // 4
+    assert pruned == [done.path] and done.path.is_relative_to(tmp_path) and done.path.name == "lenet5"
+    assert "budget 0.6 min" in lines[0] and "round 3:" in lines[3] and "measuring" in lines[-1]
+    manifest = tune.read_manifest(done.path)
+    assert manifest["workloads"][0]["trials"] == done.trials and manifest["workloads"][0]["command"] == "convbench tune"
+
+
+def test_a_compile_picks_up_the_database_convbench_tune_made(monkeypatch, tmp_path):
+    backend_or_skip("tvm")
+    from convbench.backends.tvm import budget, database, tune
+    from convbench.backends.tvm.target import target_dict
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    target = target_dict("cpu")
+    graph = models.build("lenet5", batch=2)
+    user = budget.user_path(target, "lenet5")
+    assert database.choose(graph, target, "float32", tune=False, path=None, use_shipped=True).source != "user"
+    assert tune.open_database(user, target, create=True).database is not None  # what tune_within prunes into
+    chosen = database.choose(graph, target, "float32", tune=False, path=None, use_shipped=True)
+    assert (chosen.source, chosen.db) == ("user", str(user))
+    # use_shipped_db=False: neither the user's nor the shipped database
+    assert database.choose(graph, target, "float32", tune=False, path=None, use_shipped=False).source is None
