@@ -37,7 +37,7 @@ def test_rounds_stop_before_the_budget_would_be_overrun(monkeypatch, tmp_path):
 
     def fake_tune(mod, target, database, work_dir, *, trials, trials_per_task, seed, hand_database):
         calls.append((trials, trials_per_task, hand_database is not None))
-        clock[0] += 10.0  # every round takes 10 s
+        clock[0] += 2.5 * trials_per_task  # 2.5 s per trial of every task
         return {"tasks": trials // trials_per_task, "trials": trials, "seeded": 3 if hand_database is not None else 0}
 
     monkeypatch.setattr(tune, "tune", fake_tune)
@@ -46,11 +46,12 @@ def test_rounds_stop_before_the_budget_would_be_overrun(monkeypatch, tmp_path):
     graph = models.build("lenet5", batch=2)
     done = budget.tune_within(graph, models.init_params(graph), 35.0, threads=1, trials_per_round=4,
                               progress=lines.append)
-    # rounds end at 10, 20, 30 s; a fourth would end at 40 > 35: three rounds, the first one seeding hand schedules
-    assert [c[2] for c in calls] == [True, False, False] and done.rounds == 3 and done.seeded == 3
-    assert done.trials == 3 * calls[0][0] and calls[0][1] == 4 and done.tasks == calls[0][0] // 4
+    # rounds of 4 trials a task end at 10, 20, 30 s; the 5 s left fit 2 trials a task (the minimum), then none:
+    # four rounds, the first one seeding the hand-written schedules
+    assert [(c[1], c[2]) for c in calls] == [(4, True), (4, False), (4, False), (2, False)] and done.seeded == 3
+    assert done.rounds == 4 and done.tasks == calls[0][0] // 4 and done.trials == done.tasks * 14
     assert pruned == [done.path] and done.path.is_relative_to(tmp_path) and done.path.name == "lenet5"
-    assert "budget 0.6 min" in lines[0] and "round 3:" in lines[3] and "measuring" in lines[-1]
+    assert "budget 0.6 min" in lines[0] and "round 4:" in lines[4] and "measuring" in lines[-1]
     manifest = tune.read_manifest(done.path)
     assert manifest["workloads"][0]["trials"] == done.trials and manifest["workloads"][0]["command"] == "convbench tune"
 

@@ -2,12 +2,13 @@
 
 MetaSchedule's budget is trials, not time, and a trial's cost varies with the task and the machine, so the budget
 is spent in rounds: each round tunes every task a few more trials (``tune.tune`` into the same work database,
-whose records the next round's evolutionary search starts from), and a round is started only while the last one's
-duration still fits in what is left. The first round also measures the hand-written schedules (`tune.HAND`), so a
-tuned record is only ever kept where it beats them. At the end the best record of every task, tuned and
-hand-written, is measured again back to back and pruned into the user database for this target and model
-(`user_path`: ``$XDG_CACHE_HOME/convbench/tvm/<target key>/<model>/``), which `database.choose` prefers to the
-shipped one; the full work database stays beside it, so a second ``convbench tune`` continues the search.
+whose records the next round's evolutionary search starts from), each round after the first sized by the last
+one's time per trial to what is left of the budget, until fewer than `MIN_TRIALS` per task would fit. The first
+round also measures the hand-written schedules (`tune.HAND`), so a tuned record is only ever kept where it beats
+them. At the end the best record of every task, tuned and hand-written, is measured again back to back and pruned
+into the user database for this target and model (`user_path`: ``$XDG_CACHE_HOME/convbench/tvm/<target
+key>/<model>/``), which `database.choose` prefers to the shipped one; the full work database stays beside it, so
+a second ``convbench tune`` continues the search.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from ...ir.graph import Graph
 
 UNITS = {"s": 1, "m": 60, "h": 3600}
+MIN_TRIALS = 2  # per task: a round smaller than this is mostly MetaSchedule's fixed cost of a round
 
 
 def parse_budget(text: str) -> float:
@@ -80,16 +82,19 @@ def tune_within(graph: Graph, params: dict[str, Any], budget_s: float, *, thread
              f"budget {budget_s / 60:.1f} min in rounds of {trials_per_round} trials per task (the hand-written "
              f"schedules measured first), done by {done_by} plus a re-measure of the best records; into {dest}")
     rounds = trials = seeded = 0
-    last = 0.0
+    per_task, per_trial_s = trials_per_round, 0.0
     while True:
         left = budget_s - (time.perf_counter() - start)
-        if rounds and last > left:  # the next round would overrun the budget
-            break
+        if rounds:  # the last round's time per trial sizes this one to what is left; too few trials: done
+            per_task = min(trials_per_round, int(left / per_trial_s)) if per_trial_s > 0 else trials_per_round
+            if per_task < MIN_TRIALS:
+                break
         t0 = time.perf_counter()
-        stats = tune.tune(mod, target, opened.database, work, trials=trials_per_round * n_tasks,
-                          trials_per_task=trials_per_round, seed=len(opened.database),
+        stats = tune.tune(mod, target, opened.database, work, trials=per_task * n_tasks,
+                          trials_per_task=per_task, seed=len(opened.database),
                           hand_database=opened.hand if rounds == 0 else None)
         last = time.perf_counter() - t0
+        per_trial_s = last / per_task  # per trial of every task: the hand-written seeding counts, which is safe
         rounds, trials, seeded = rounds + 1, trials + stats["trials"], seeded + stats.get("seeded", 0)
         elapsed = time.perf_counter() - start
         progress(f"round {rounds}: {stats['trials']} trials in {last:.0f} s; {trials} in all, "
