@@ -60,6 +60,13 @@ def test_the_harness_takes_the_backends_updater_and_falls_back_to_numpy():
         exe = backend.compile(step.graph, w.params, dtype="float32")
         steppers[name] = Stepper(exe, step, w.params, x, labels, "float32", backend)
     assert isinstance(steppers["torch"].updater, TorchUpdater)
+    # a train step keeps freed activation buffers in the process (layers.keep_freed_memory); inference does not
+    import platform
+
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert steppers["torch"].exe.report.details.malloc == ("mmap_threshold=32MiB trim_threshold=16GiB" if glibc
+                                                           else None)
+    assert get("torch").compile(w.graph, w.params).report.details.malloc is None
     assert isinstance(steppers["numpy"].updater, NumpyUpdater)
     assert isinstance(updater_for(None, step.optimizer, {}, None), NumpyUpdater)  # a backend without the hook
     for _ in range(2):

@@ -46,7 +46,7 @@ from .lowering import _IMPORT_ERROR, DTYPES, LOWERINGS, Lowering, lower, lower_v
 from .quant_rules import QUANTIZED
 
 if torch is not None:
-    from .layers import can_prepack, fuse_residual_adds, intra_op_threads
+    from .layers import can_prepack, fuse_residual_adds, intra_op_threads, keep_freed_memory
 
 # channels_last is the default where the graph convolves: the ops that are both a contraction and a window
 CONVOLUTIONS = ir_ops.with_trait("contraction") & ir_ops.with_trait("window")
@@ -87,6 +87,7 @@ class TorchDetails:
     int8_convs: int = 0
     int8_linears: int = 0
     residual_post_ops: int = 0  # residual adds (+ ReLU) pre-packed convolutions apply (layers.fuse_residual_adds)
+    malloc: str | None = None  # a train step: the glibc malloc thresholds it set (layers.keep_freed_memory)
 
 
 class TorchBackend(TemplateBackend):
@@ -175,7 +176,7 @@ class TorchBackend(TemplateBackend):
                                len(gm.meta["folded_batch_norms"]), len(gm.meta["post_ops"]), torch.__version__,
                                cpu_isa=torch.backends.cpu.get_cpu_capability() if device == "cpu" else "",
                                int8_convs=matched["qconv"], int8_linears=matched["qlinear"],
-                               residual_post_ops=len(residual))
+                               residual_post_ops=len(residual), malloc=keep_freed_memory() if train else None)
         return Built(run, artifact=fn, details=details, device=device, accuracy_dtype="int8" if quantized else None,
                      warnings=_precision_warnings(dtype, device, quantized, opts.compile, sum(matched.values())))
 

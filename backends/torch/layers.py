@@ -232,6 +232,34 @@ def intra_op_threads(n: int | None) -> Iterator[None]:
 
 # -- train-step helpers (backends/torch/train.py) -------------------------------------------------------------
 
+MMAP_THRESHOLD = 32 * 2**20  # glibc's largest (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
+TRIM_THRESHOLD = 2**34  # never give the heap's top back between steps
+
+
+def keep_freed_memory() -> str | None:
+    """glibc's malloc told to reuse freed activation buffers instead of handing them back to the OS, for a train
+    step's executable (process-wide; returns what was set, None where the C library is not glibc).
+
+    Why: a step allocates and frees the same activation and gradient buffers every step (ResNet-50 b8@224: 25 MB
+    each). With glibc's defaults many of them are mmap'ed and unmapped, or trimmed off the heap's top, so the next
+    step takes them back as fresh zeroed pages: 53–60 thousand minor page faults a step, which made the forward
+    convs and BN 25–30 % slower than the same step written by hand (which glibc's dynamic threshold happened to
+    spare). Measured: 1.80 s a step against 1.67, both at parity (1.49–1.66 s) once set. Freed memory then stays
+    in the process (the peak RSS is unchanged, it is just not returned)."""
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+        ok = libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD) and libc.mallopt(m_trim_threshold, TRIM_THRESHOLD)
+    except (OSError, AttributeError):
+        return None
+    return f"mmap_threshold={MMAP_THRESHOLD >> 20}MiB trim_threshold={TRIM_THRESHOLD >> 30}GiB" if ok else None
+
+
 def leaf(x: torch.Tensor) -> torch.Tensor:
     """A forward node's input cut from the values before it: the node's own autograd graph starts here, so a vjp
     node's ``torch.autograd.grad`` differentiates that one node and nothing upstream (the IR sums the paths)."""
