@@ -37,7 +37,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "benchmarks.train_step_vs_torch"
-VARIANTS = ("backend", "handwritten", "numpy")
+VARIANTS = ("backend", "handwritten", "numpy", "tvm")
+REFERENCE_LIKE = ("numpy", "tvm")  # slow variants: their own step count (--numpy-steps, --tvm-steps), no warm-up
 
 
 # -- the networks by hand (torchvision/models/resnet.py's layout; LeNet-5 as the zoo builds it) --------------
@@ -168,7 +169,7 @@ def run_variant(job: dict[str, Any]) -> dict[str, Any]:
             return float(loss.detach())
     else:
         st = train_step(w.graph, opt)
-        backend = get("torch" if job["variant"] == "backend" else "numpy")
+        backend = get("torch" if job["variant"] == "backend" else job["variant"])
         exe = backend.compile(st.graph, w.params, dtype="float32", threads=job["threads"])
         stepper = Stepper(exe, st, w.params, x, labels, "float32", backend)
 
@@ -192,6 +193,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=5, help="timed steps per child (after --warmup)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
     p.add_argument("--numpy-steps", type=int, default=1, help="timed steps of the numpy variant (0: not run)")
+    p.add_argument("--tvm-steps", type=int, default=0,
+                   help="timed steps of the TVM backend's train step (relax Gradient, untuned; 0: not run)")
     p.add_argument("--fused-handwritten", action="store_true",
                    help="the hand-written step's torch.optim.SGD with fused=True (the backend's update kernel)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per child")
@@ -201,16 +204,18 @@ def main() -> int:
 
     env = {**child_env(args.threads), "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                                                    os.environ.get("PYTHONPATH")]))}
-    variants = [v for v in VARIANTS if v != "numpy" or args.numpy_steps > 0]
+    slow_steps = {"numpy": args.numpy_steps, "tvm": args.tvm_steps}
+    variants = [v for v in VARIANTS if slow_steps.get(v, 1) > 0]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="train-step-") as tmp:
         for model in args.models.split(","):
             for r in range(args.rounds):
                 order = variants[r % len(variants):] + variants[:r % len(variants)]
                 for variant in order:
-                    steps = args.numpy_steps if variant == "numpy" else args.steps
+                    steps = slow_steps.get(variant, args.steps)
                     job = {"variant": variant, "model": model, "batch": args.batch, "image_size": args.image_size,
-                           "threads": args.threads, "steps": steps, "warmup": 0 if variant == "numpy" else args.warmup,
+                           "threads": args.threads, "steps": steps,
+                           "warmup": 0 if variant in REFERENCE_LIKE else args.warmup,
                            "fused": args.fused_handwritten}
                     child = run_child(MODULE, job, env, args.timeout, Path(tmp))
                     row = {**job, "round": r, "status": child.status, "wall_s": child.wall_s,
