@@ -34,7 +34,7 @@ from ..ir import ops as ir_ops
 from ..ir.graph import Graph, Node
 from ..ir.train import training_gaps
 from .base import BackendError, Options, option, physical_cores
-from .template import Built, Prepared, TemplateBackend
+from .template import Built, Prepared, TemplateBackend, int8_graph
 
 
 def _import_error() -> str:
@@ -97,14 +97,8 @@ class OnnxRuntimeBackend(TemplateBackend):
     def build(self, prepared: Prepared) -> Built:
         import onnxruntime
 
-        from ..ir.passes.quantize import is_quantized
-
         opts = prepared.options
-        quantized = is_quantized(prepared.graph)
-        if opts.dtype == "int8" and not quantized:
-            raise BackendError(f"onnxruntime backend: dtype int8 runs a quantized (QDQ) graph and "
-                               f"{prepared.graph.name} has no quantize/dequantize nodes: quantize it first with "
-                               f"convbench.ir.passes.quantize.quantize_graph (convbench check/run --dtype int8 do)")
+        quantized = int8_graph(self.name, prepared.graph, opts.dtype)
         threads = physical_cores() if opts.threads is None else opts.threads
         settings = {"threads": threads, "spinning": opts.spinning, "optimization": opts.optimization}
         run, sessions = _build(prepared.graph, prepared.params, set(prepared.fallback_nodes), settings)

@@ -55,6 +55,23 @@ def cast_params(graph: Graph, params: Mapping[str, np.ndarray], dtype: str) -> d
     return out
 
 
+def int8_graph(backend: str, graph: Graph, dtype: str) -> bool:
+    """Whether ``graph`` is an int8 QDQ graph (`ir.passes.quantize.is_quantized`), checked against the compile's
+    dtype for a backend that runs one as its exact quantize/dequantize arithmetic with float32 around it: dtype
+    int8 needs such a graph (never a float32 run under an int8 label), and such a graph runs at int8 or float32."""
+    from ..ir.passes.quantize import is_quantized
+
+    quantized = is_quantized(graph)
+    if dtype == "int8" and not quantized:
+        raise BackendError(f"{backend} backend: dtype int8 runs a quantized (QDQ) graph and {graph.name} has no "
+                           f"quantize/dequantize nodes: quantize it first with convbench.ir.passes.quantize."
+                           f"quantize_graph (convbench check/run --dtype int8 do)")
+    if quantized and dtype not in ("int8", "float32"):
+        raise UnsupportedDtypeError(f"{backend} backend: {graph.name} is an int8 QDQ graph: it runs with dtype int8 "
+                                    f"or float32 (its I/O and unquantized ops in float32), not {dtype}")
+    return quantized
+
+
 # -- options ---------------------------------------------------------------------------------------------------
 
 def type_name(hint: Any) -> str:

@@ -40,10 +40,10 @@ import numpy as np
 from ...ir import ops as ir_ops
 from ...ir.graph import Graph
 from ...ir.optim import Optimizer, Updater
-from ..base import BackendError, Executable, Options, UnsupportedDtypeError, option
-from ..template import Built, Prepared, TemplateBackend
+from ...ir.passes.quantize import is_quantized
+from ..base import BackendError, Executable, Options, option
+from ..template import Built, Prepared, TemplateBackend, int8_graph
 from .lowering import _IMPORT_ERROR, DTYPES, LOWERINGS, Lowering, lower, lower_verified, torch
-from .quant_rules import QUANTIZED
 
 if torch is not None:
     from .layers import can_prepack, fuse_residual_adds, intra_op_threads, keep_freed_memory
@@ -121,16 +121,9 @@ class TorchBackend(TemplateBackend):
     def build(self, prepared: Prepared) -> Built:
         graph, opts = prepared.graph, prepared.options
         device = opts.device
-        quantized = any(n.op in QUANTIZED for n in graph.nodes)
-        if opts.dtype == "int8" and not quantized:  # never a float32 run under an int8 label
-            raise BackendError(f"torch backend: dtype int8 runs a quantized (QDQ) graph and {graph.name} has no "
-                               f"quantize/dequantize nodes: quantize it first with convbench.ir.passes.quantize."
-                               f"quantize_graph (convbench check/run --dtype int8 do)")
+        quantized = int8_graph(self.name, graph, opts.dtype)
         # quantized_decomposed computes in float32 and dequantizes to it: a QDQ graph's I/O and unquantized ops
         dtype = "float32" if opts.dtype == "int8" else opts.dtype
-        if quantized and dtype != "float32":
-            raise UnsupportedDtypeError(f"torch backend: {graph.name} is an int8 QDQ graph: it runs with dtype "
-                                        f"int8 or float32 (its I/O and unquantized ops in float32), not {dtype}")
         train = any(n.op == "vjp" for n in graph.nodes)  # a train step (ir/train.py): runs under autograd
         if train and opts.compile:
             raise BackendError("torch backend: compile is not supported for a train step yet (its vjp nodes call "
@@ -228,7 +221,7 @@ def _torch_compile(gm: torch.fx.GraphModule, graph: Graph, prepare: Callable, th
 
     # freezing: inductor treats the weights as constants, folds them and pre-packs them for oneDNN on CPU
     fn = torch.compile(gm, backend="inductor", dynamic=False, options={"freezing": device == "cpu"})
-    quantized = any(n.op in QUANTIZED for n in graph.nodes)
+    quantized = is_quantized(graph)
     before = {k: counters["inductor"][f"{k}_weight_prepack_matcher_count"] for k in ("qconv", "qlinear")}
     # int8: inductor constant-folds its oneDNN weight packing (onednn.qconv_prepack) only under the global
     # freezing flag (the per-call option is not enough: "UnsupportedOperatorException") and outside inference_mode

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...ir.graph import Graph, Node
-from ...ir.ops.quantize_linear import QDQ_OPS, QDTYPES
+from ...ir.ops.quantize_linear import QDTYPES
 
 try:  # loads without torch: the rules only run when a graph lowers
     import torch
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
     from .lowering import Lowering
 
-QUANTIZED = QDQ_OPS  # an int8 QDQ graph's ops
 
 
 def as_uint8(graph: Graph, value: str) -> bool:

@@ -39,10 +39,9 @@ import numpy as np
 
 from ...ir import ops
 from ...ir.graph import Node
-from ..base import BackendError, BackendUnavailableError, Options, UnsupportedDtypeError, option
-from ..template import Built, Prepared, TemplateBackend
+from ..base import BackendUnavailableError, Options, option
+from ..template import Built, Prepared, TemplateBackend, int8_graph
 from . import database, lower, precision, train
-from .quant import QUANTIZED
 from .target import available as _available
 
 
@@ -163,14 +162,7 @@ class TvmBackend(TemplateBackend):
         threads = set_threads(opts.threads)
         target = target_dict(device)
         compute = precision.compute_dtype(opts.dtype)  # float16 lowers at float32, then ToMixedPrecision
-        quantized = any(n.op in QUANTIZED for n in graph.nodes)
-        if opts.dtype == "int8" and not quantized:  # never a float32 run under an int8 label
-            raise BackendError(f"tvm backend: dtype int8 runs a quantized (QDQ) graph and {graph.name} has no "
-                               f"quantize/dequantize nodes: quantize it first with convbench.ir.passes.quantize."
-                               f"quantize_graph (convbench check/run --dtype int8 do)")
-        if quantized and opts.dtype not in ("int8", "float32"):  # codes and float ops in float32 (quant.py)
-            raise UnsupportedDtypeError(f"tvm backend: {graph.name} is an int8 QDQ graph: it runs with dtype int8 "
-                                        f"or float32 (its I/O and unquantized ops in float32), not {opts.dtype}")
+        quantized = int8_graph(self.name, graph, opts.dtype)  # codes and float ops in float32 (quant.py)
         if train.is_train_step(graph):  # differentiated by relax.transform.Gradient, untuned (train.py)
             return train.build(prepared, target, device, threads)
         lowered = lower.lower(graph, prepared.params, compute, opts.bind_weights, prepared.fallback_nodes)

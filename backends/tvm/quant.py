@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...ir.graph import Node
-from ...ir.ops.quantize_linear import QDQ_OPS, QDTYPES
+from ...ir.ops.quantize_linear import QDTYPES
 
 if TYPE_CHECKING:
     from .lower import _Lowering
 
-QUANTIZED = QDQ_OPS  # an int8 QDQ graph's ops
 WARNING = ("tvm backend: int8 runs the QDQ graph's exact quantize/dequantize arithmetic with float32 convolutions "
            "on the dequantized weights: TVM 0.27 has no int8 (VNNI) conv schedule here, so no int8 kernels run")
 

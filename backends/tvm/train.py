@@ -165,11 +165,11 @@ def _max_pool2d(lo: _Lowering, node: Node) -> Expr:
     forward so that every such row has its window keeps every read in bounds; each extra window starts inside the
     input (`_covering_padding`), and they are cut off, so the forward values are the IR's."""
     a = node.attrs
+    if tuple(a.dilation) != (1, 1):  # forward only: a dilated pool's vjp is refused (`vjp_gap`)
+        return lower._max_pool2d(lo, node)
     x = lo.arg(node.inputs[0])
     top, left, bottom, right = lower._pool_padding(lo, node)
     (h, w), (oh, ow) = lo.g.types[node.inputs[0]].shape[2:], lo.g.types[node.name].shape[2:]
-    if tuple(a.dilation) != (1, 1):  # forward only: a dilated pool's vjp is refused (`vjp_gap`)
-        return lower._max_pool2d(lo, node)
     nh, bottom = _covering_padding(h, oh, a.kernel_size[0], a.stride[0], top, bottom)
     nw, right = _covering_padding(w, ow, a.kernel_size[1], a.stride[1], left, right)
     y = relax.op.nn.max_pool2d(x, a.kernel_size, a.stride, (top, left, bottom, right), a.dilation, ceil_mode=False)

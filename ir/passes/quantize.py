@@ -43,7 +43,7 @@ from .. import interpreter, ops
 from ..errors import IRError
 from ..graph import Graph, Node, TensorType
 from ..ops._fused import split
-from ..ops.quantize_linear import QDTYPES, QuantAttrs
+from ..ops.quantize_linear import QDQ_OPS, QDTYPES, QuantAttrs
 from ._rewrite import rebuild
 from .dead_code import eliminate_dead_code
 from .fold_batch_norm import fold_batch_norm
@@ -263,4 +263,4 @@ def _qdq(nodes: list[Node], fresh, value: str, attrs: QuantAttrs, tag: str = "")
 
 def is_quantized(graph: Graph) -> bool:
     """Does ``graph`` hold QDQ nodes (what an int8 backend runs)?"""
-    return any(n.op in ("quantize_linear", "dequantize_linear") for n in graph.nodes)
+    return any(n.op in QDQ_OPS for n in graph.nodes)
