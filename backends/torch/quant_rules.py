@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from .lowering import Lowering
 
 
-
 def as_uint8(graph: Graph, value: str) -> bool:
     """Whether the per-tensor int8 activation ``value`` (a quantize_linear's output that the graph does not return)
     is held as uint8 with the zero point + 128: the same real values (q_u8 = q_i8 + 128 exactly), in the u8
