@@ -58,8 +58,9 @@ def compiled(case):
     return TVM.compile(g, params, threads=1)
 
 
-def fake_database(path, graph, params, target=None, skip=0):
-    """A database with a trivial record for every fused function of ``graph`` but the first ``skip``."""
+def fake_database(path, graph, params, target=None, skip=0, mark=1, secs=1e-3):
+    """A database with a trivial record (its trace marked ``mark``, measured ``secs``) for every fused function of
+    ``graph`` but the first ``skip``."""
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.tune_context import _normalize_mod
 
@@ -69,9 +70,9 @@ def fake_database(path, graph, params, target=None, skip=0):
     for _, func in tvm_compile.tir_functions(fused)[skip:]:
         mod = _normalize_mod(func)
         sch = tvm.s_tir.Schedule(mod)
-        sch.annotate(sch.get_child_blocks(sch.get_sblock("root", "main"))[0], "convbench_test", 1)
+        sch.annotate(sch.get_child_blocks(sch.get_sblock("root", "main"))[0], "convbench_test", mark)
         db.commit_tuning_record(ms.database.TuningRecord(
-            sch.trace, db.commit_workload(mod), [1e-3], tvm.target.Target(target),
+            sch.trace, db.commit_workload(mod), [secs], tvm.target.Target(target),
             ms.arg_info.ArgInfo.from_prim_func(mod["main"])))
     return path
 
@@ -242,6 +243,20 @@ def test_a_given_database_is_applied_and_its_hits_counted(case, tmp_path):
     assert details.db_source == "given" and details.db == str(tmp_path / "db")
     assert details.db_hits == details.db_tasks > 0
     assert exe.report.warnings == ()
+    assert compare(exe(x), ref, "float32").ok
+
+
+@pytest.mark.slow  # a TVM compile around a database: 3-9 s each
+def test_a_hand_written_record_runs_the_rule_as_it_is_now(case, tmp_path):
+    # Where the hand-written schedule's measured record beats the tuned one, the compile does not replay that
+    # record's trace (the rule as it was at tuning time) but schedules the function with the rule as it is now.
+    g, params, x, ref = case
+    fake_database(tmp_path / "db", g, params)
+    fake_database(tmp_path / "db" / "hand", g, params, mark=2, secs=1e-4)
+    exe = TVM.compile(g, params, tuning_db=tmp_path / "db", threads=1)
+    details = exe.report.details
+    assert details.db_hits == details.db_tasks == details.db_hand_hits > 0
+    assert sum(details.hand_scheduled.values()) == details.db_tasks, details.hand_scheduled
     assert compare(exe(x), ref, "float32").ok
 
 

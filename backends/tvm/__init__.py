@@ -18,8 +18,9 @@ schedules per function; it takes minutes per task, so the result is kept in a da
 A database that is corrupt or tuned for another target never fails the compile: it gives a warning and an
 untuned build. ``exe.report.details`` (`TvmDetails`) records the target, tuning time and trials, the database
 hits (fused functions that got a database record, out of all of them: ``db_hits``/``db_tasks``, of which
-``db_hand_hits`` were the hand-written schedule's record, measured faster than any tuned one) and
-``hand_scheduled`` (functions without a record, per hand-written rule). The options are `TvmOptions`;
+``db_hand_hits`` were the hand-written schedule's record, measured faster than any tuned one: those run the
+hand-written rule as it is now, not the record's trace of it) and ``hand_scheduled`` (functions without a tuned
+record, per hand-written rule). The options are `TvmOptions`;
 ``fallback="numpy"`` makes unsupported nodes call back their NumPy reference from inside the compiled module.
 ``exe.artifact`` is the Relax VirtualMachine.
 
@@ -84,7 +85,7 @@ class TvmDetails:
     db_hits: int  # fused TIR functions the database had a record for …
     db_tasks: int  # … out of all of them (what tuning works on)
     db_hand_hits: int  # of the hits, how many were the hand-written schedule's record (measured faster)
-    hand_scheduled: dict[str, int]  # functions without a record, per hand-written rule (tvm.schedule)
+    hand_scheduled: dict[str, int]  # functions without a tuned record, per hand-written rule (tvm.schedule)
     db_tuning: dict[str, Any] | None  # what the database's tuning of this input shape cost (its manifest)
     build_s: float  # TVM's build alone: fusion, schedules, code generation
     tuning_s: float = 0.0  # this compile's tuning (tune=True)

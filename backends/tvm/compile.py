@@ -7,7 +7,8 @@ database hits can be counted on the very functions that get compiled:
    AttachAttrLayoutFreeBuffers: the weights (Relax constants) are marked layout-free, so a tuned schedule may
    also choose the weights' memory layout (MetaSchedule's RewriteLayout; TVM's "CPU weight prepack"). These
    are the functions tuning works on (`fuse`), so the tuned workloads' structural hashes match;
-2. MetaScheduleApplyDatabase replaces each fused TIR function found in the database by its tuned schedule;
+2. MetaScheduleApplyDatabase replaces each fused TIR function found in the database by its tuned schedule
+   (`select_records`: where the best record is the hand-written schedule's own, the rule runs as it is now);
    the others get a hand-written schedule on CPU (``tvm.schedule``: register-tiled direct conv and matmul,
    parallel loops for the rest; TVM alone would run them as plain single-threaded loops) and DLight's generic
    rules on CUDA (which needs every loop bound to threads). SplitLayoutRewritePreproc then moves each weight
@@ -57,13 +58,19 @@ def tir_functions(mod: tvm.IRModule) -> list[tuple[str, Any]]:
     return [(gv.name_hint, f) for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
 
 
-def count_hits(fused: tvm.IRModule, target: tvm.target.Target, database: Any,
-               hand_database: Any = None) -> tuple[int, int, int]:
-    """(hits, tasks, hand): fused TIR functions the database has a tuning record for, out of all of them, and of
-    the hits, how many get the hand-written schedule's record (``hand_database``'s) rather than a tuned one."""
+def select_records(fused: tvm.IRModule, target: tvm.target.Target, database: Any,
+                   hand_database: Any = None) -> tuple[Any, int, int, int]:
+    """(records, hits, tasks, hand): the records the compile replays, and of the fused TIR functions, how many
+    the database has a record for, out of all of them, and of those hits, how many are the hand-written
+    schedule's own measured record (``hand_database``'s: it was faster than every tuned one).
+
+    A hand-written record is not replayed: its function is left to the hand-written rule (``tvm.schedule``) as
+    it is now. The record is the trace of the rule as it was when the database was tuned, so replaying it would
+    keep a database's users on the old rule after the rule improves (e.g. a conv's padding copy, since inlined)."""
     funcs = tir_functions(fused)
     if database is None:
-        return 0, len(funcs), 0
+        return None, 0, len(funcs), 0
+    replay = ms.database.MemoryDatabase()
     hits = hand = 0
     for name, func in funcs:
         mod = _normalize_mod(func)
@@ -72,8 +79,12 @@ def count_hits(fused: tvm.IRModule, target: tvm.target.Target, database: Any,
             continue
         hits += 1
         mine = hand_database.query_tuning_record(mod, target, name) if hand_database is not None else None
-        hand += mine is not None and str(mine.trace) == str(record.trace)
-    return hits, len(funcs), hand
+        if mine is not None and str(mine.trace) == str(record.trace):
+            hand += 1
+            continue
+        replay.commit_tuning_record(ms.database.TuningRecord(
+            record.trace, replay.commit_workload(mod), record.run_secs, record.target, record.args_info))
+    return replay, hits, len(funcs), hand
 
 
 def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None, hand_schedules: bool = True,
@@ -91,9 +102,10 @@ def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None, hand_
     def pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         with tgt:
             mod = tvm.transform.Sequential(_fuse_passes(tgt))(mod)
-            stats["hits"], stats["tasks"], stats["hand_hits"] = count_hits(mod, tgt, database, hand_database)
-            if database is not None:
-                with database:
+            replay, stats["hits"], stats["tasks"], stats["hand_hits"] = select_records(mod, tgt, database,
+                                                                                       hand_database)
+            if replay is not None:
+                with replay:
                     mod = relax.transform.MetaScheduleApplyDatabase()(mod)
             if not is_gpu and hand_schedules:  # the functions the database left unscheduled
                 mod = dlight.ApplyDefaultSchedule(hand)(mod)
