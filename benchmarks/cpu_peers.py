@@ -34,9 +34,10 @@ import numpy as np
 OWN = ("torch", "tvm", "numpy")
 BACKEND_PEERS = ("openvino", "onnxruntime")
 FACTORY_PEERS = ("ov-onnx", "torch-eager-cl", "torch-compile-freeze")
-# convbench's own, not run unless named in --engines: inductor with freezing on the fx graph, and the torch
-# backend without its residual post-ops (layers.fuse_residual_adds, on by default), for the A/B of that rewrite
-OPTIONAL = ("torch:compile=true", "torch:residual_post_ops=false")
+# convbench's own, not run unless named in --engines: inductor with freezing on the fx graph, the torch backend
+# without its residual post-ops (layers.fuse_residual_adds, on by default), for the A/B of that rewrite, and TVM
+# with no database at all (plain ``tvm`` takes the one `convbench tune` made for this CPU, or a shipped one)
+OPTIONAL = ("torch:compile=true", "torch:residual_post_ops=false", "tvm:use_shipped_db=false")
 KNOWN = OWN + BACKEND_PEERS + FACTORY_PEERS + OPTIONAL
 HERE = Path(__file__).resolve()
 

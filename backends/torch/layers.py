@@ -233,7 +233,9 @@ def intra_op_threads(n: int | None) -> Iterator[None]:
 # -- train-step helpers (backends/torch/train.py) -------------------------------------------------------------
 
 MMAP_THRESHOLD = 32 * 2**20  # glibc's largest (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
-TRIM_THRESHOLD = 2**34  # never give the heap's top back between steps
+# never give the heap's top back between steps: the largest value mallopt takes (its argument is a C int; 2**34,
+# as it was, reached glibc as 0, "trim at every free", so each step took its buffers back as fresh pages)
+TRIM_THRESHOLD = 2**31 - 1
 
 
 def keep_freed_memory() -> str | None:
@@ -255,11 +257,12 @@ def keep_freed_memory() -> str | None:
         return None
     try:
         libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int  # overflow: an error
         m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
         ok = libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD) and libc.mallopt(m_trim_threshold, TRIM_THRESHOLD)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, ctypes.ArgumentError):
         return None
-    return f"mmap_threshold={MMAP_THRESHOLD >> 20}MiB trim_threshold={TRIM_THRESHOLD >> 30}GiB" if ok else None
+    return f"mmap_threshold={MMAP_THRESHOLD >> 20}MiB trim_threshold={TRIM_THRESHOLD >> 20}MiB" if ok else None
 
 
 def leaf(x: torch.Tensor) -> torch.Tensor:
