@@ -258,6 +258,33 @@ def test_a_hand_written_record_runs_the_rule_as_it_is_now(case, tmp_path):
     assert details.db_hits == details.db_tasks == details.db_hand_hits > 0
     assert sum(details.hand_scheduled.values()) == details.db_tasks, details.hand_scheduled
     assert compare(exe(x), ref, "float32").ok
+    # those records are not the rule's trace: measured with an older rule, so the database wants re-measuring
+    assert any(f"{details.db_tasks} of its hand-written schedules' records were measured with an older" in w
+               for w in exe.report.warnings), exe.report.warnings
+
+
+@pytest.mark.slow  # MetaSchedule's tuning contexts: ~5 s
+def test_a_hand_record_of_an_older_rule_is_measured_again(case, tmp_path, monkeypatch):
+    # Tuning again refreshes the hand-written schedules' records that an older rule made (the measurement is
+    # faked: what is tested is which schedules get measured), and leaves the rule's current ones alone.
+    from tvm.s_tir import meta_schedule as ms
+
+    g, params, _, _ = case
+    target = target_dict("cpu")
+    tvm_tune.import_tensor_intrin()  # what tuning does first: MetaSchedule's contexts import it, slowly, otherwise
+    db = tvm_tune.open_database(fake_database(tmp_path / "hand", g, params), target).database
+    tasks = tvm_compile.extract_tasks(tvm_lower.lower(g, params).mod, target)
+    contexts, _ = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(tmp_path / "work"))
+    measured = []
+
+    def fake_measure(schedules, *_):
+        measured.extend(schedules)
+        return [([1e-4], ms.arg_info.ArgInfo.from_entry_func(s.mod, remove_preproc=True)) for s in schedules]
+
+    monkeypatch.setattr(tvm_tune, "_measure", fake_measure)
+    assert tvm_tune.seed_hand_schedules(contexts, target, db, None, None) == len(measured) > 0
+    measured.clear()
+    assert tvm_tune.seed_hand_schedules(contexts, target, db, None, None) == 0 and not measured
 
 
 @pytest.mark.slow  # a TVM compile around a database: 3-9 s each
@@ -371,6 +398,7 @@ def test_tuning_starts_from_the_hand_written_schedules(tmp_path):
     # Tuning again into the same folder searches from the tuned records only, and measures no hand schedule twice.
     again = TVM.compile(g, params, tune=True, trials=1, tuning_db=tmp_path / "db", threads=1)
     assert again.report.details.seeded == 0 and again.report.details.db_hits == again.report.details.db_tasks == 1
+    assert not any("older version" in w for w in again.report.warnings)  # the rule's own trace: current
     # Shipping re-measures the best tuned and the hand-written record back to back and keeps one of each.
     opened = tvm_tune.open_database(tmp_path / "db", target_dict("cpu"))
     tvm_tune.prune(opened.database, tmp_path / "ship", opened.hand, target_dict("cpu"))

@@ -190,6 +190,11 @@ class TvmBackend(TemplateBackend):
         if chosen.db is not None and built.hits < built.tasks:
             chosen.warnings.append(f"tuning database {opened.path} has schedules for {built.hits} of the graph's "
                                    f"{built.tasks} fused functions; the rest run untuned")
+        if built.stale_hand:
+            chosen.warnings.append(f"tuning database {opened.path}: {built.stale_hand} of its hand-written schedules' "
+                                   "records were measured with an older version of them (backends/tvm/schedule.py), "
+                                   "so its tuned records were chosen against those times; tuning again (`convbench "
+                                   "tune`) measures them again")
         dev = tvm.cuda(0) if device == "cuda" else tvm.cpu(0)
         vm = relax.VirtualMachine(built.executable, dev)
         if lowered.fallback_keys:  # the reference callbacks live as long as the VM that calls them

@@ -40,6 +40,7 @@ class Built:
     hits: int  # of those, how many the database had a schedule for
     hand_scheduled: dict[str, int]  # of the rest, how many each hand-written rule scheduled (schedule.RULES)
     hand_hits: int = 0  # of the hits, how many were the hand-written schedule's measured record (it was faster)
+    stale_hand: int = 0  # the database's hand-written records measured with an older rule (`is_current`)
 
 
 def _passes(target: tvm.target.Target) -> Any:
@@ -58,20 +59,39 @@ def tir_functions(mod: tvm.IRModule) -> list[tuple[str, Any]]:
     return [(gv.name_hint, f) for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
 
 
+@dataclass
+class Selection:
+    """What a compile takes from a database (`select_records`)."""
+
+    replay: Any  # the records MetaScheduleApplyDatabase replays (a MemoryDatabase), None without a database
+    hits: int  # fused TIR functions the database has a record for …
+    tasks: int  # … out of all of them
+    hand: int  # of the hits, how many are the hand-written schedule's own measured record (faster than tuned ones)
+    stale: int = 0  # hand-written records that are not the trace of the rule as it is now (`is_current`)
+
+
+def is_current(record: Any, mod: tvm.IRModule, target: tvm.target.Target) -> bool:
+    """``record`` (a hand-written schedule's measured record) is the trace of the rule as it is now: the rule is
+    deterministic, so a trace that differs was measured with an older rule, and the tuned records chosen against
+    its time were chosen against the old rule."""
+    sch = HandWritten().apply(mod["main"], target, False)
+    return sch is not None and str(sch.trace) == str(record.trace)
+
+
 def select_records(fused: tvm.IRModule, target: tvm.target.Target, database: Any,
-                   hand_database: Any = None) -> tuple[Any, int, int, int]:
-    """(records, hits, tasks, hand): the records the compile replays, and of the fused TIR functions, how many
-    the database has a record for, out of all of them, and of those hits, how many are the hand-written
-    schedule's own measured record (``hand_database``'s: it was faster than every tuned one).
+                   hand_database: Any = None) -> Selection:
+    """The records the compile replays, and how many functions the database covers.
 
     A hand-written record is not replayed: its function is left to the hand-written rule (``tvm.schedule``) as
     it is now. The record is the trace of the rule as it was when the database was tuned, so replaying it would
-    keep a database's users on the old rule after the rule improves (e.g. a conv's padding copy, since inlined)."""
+    keep a database's users on the old rule after the rule improves (e.g. a conv's padding copy, since inlined).
+    Hand-written records of an older rule are counted (``stale``): the compile warns that the database wants
+    re-measuring."""
     funcs = tir_functions(fused)
     if database is None:
-        return None, 0, len(funcs), 0
+        return Selection(None, 0, len(funcs), 0)
     replay = ms.database.MemoryDatabase()
-    hits = hand = 0
+    hits = hand = stale = 0
     for name, func in funcs:
         mod = _normalize_mod(func)
         record = database.query_tuning_record(mod, target, name)
@@ -79,12 +99,13 @@ def select_records(fused: tvm.IRModule, target: tvm.target.Target, database: Any
             continue
         hits += 1
         mine = hand_database.query_tuning_record(mod, target, name) if hand_database is not None else None
+        stale += mine is not None and not is_current(mine, mod, target)
         if mine is not None and str(mine.trace) == str(record.trace):
             hand += 1
             continue
         replay.commit_tuning_record(ms.database.TuningRecord(
             record.trace, replay.commit_workload(mod), record.run_secs, record.target, record.args_info))
-    return replay, hits, len(funcs), hand
+    return Selection(replay, hits, len(funcs), hand, stale)
 
 
 def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None, hand_schedules: bool = True,
@@ -102,10 +123,10 @@ def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None, hand_
     def pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         with tgt:
             mod = tvm.transform.Sequential(_fuse_passes(tgt))(mod)
-            replay, stats["hits"], stats["tasks"], stats["hand_hits"] = select_records(mod, tgt, database,
-                                                                                       hand_database)
-            if replay is not None:
-                with replay:
+            chosen = select_records(mod, tgt, database, hand_database)
+            stats.update(hits=chosen.hits, tasks=chosen.tasks, hand_hits=chosen.hand, stale_hand=chosen.stale)
+            if chosen.replay is not None:
+                with chosen.replay:
                     mod = relax.transform.MetaScheduleApplyDatabase()(mod)
             if not is_gpu and hand_schedules:  # the functions the database left unscheduled
                 mod = dlight.ApplyDefaultSchedule(hand)(mod)
@@ -119,7 +140,8 @@ def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None, hand_
 
     with tvm.transform.PassContext(opt_level=3):
         executable = tvm.compile(mod, target=tgt, relax_pipeline=pipeline)
-    return Built(executable, stats["tasks"], stats["hits"], dict(hand.applied), stats["hand_hits"])
+    return Built(executable, stats["tasks"], stats["hits"], dict(hand.applied), stats["hand_hits"],
+                 stats["stale_hand"])
 
 
 def fuse(mod: tvm.IRModule, target: dict[str, Any]) -> tvm.IRModule:

@@ -226,7 +226,9 @@ def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, b
     builder and runner, and commit it as a tuning record into ``database``: a database of its own, queried with
     the tuned one through a UnionDatabase (the faster record wins), because MetaSchedule's search replays the
     records of the database it tunes into, and its layout-rewrite postprocessor fails on a trace that has
-    already rewritten the weights. A workload that already has a record is left alone.
+    already rewritten the weights. A workload whose best record is the rule as it is now is left alone; one
+    measured with an older rule is measured again (the database keeps both; the faster answers, which is the
+    new one unless the rule got slower on that workload).
     Returns the records committed."""
     import tvm
     from tvm.s_tir import meta_schedule as ms
@@ -237,10 +239,9 @@ def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, b
     rule, candidates = HandWritten(), []
     for ctx in contexts:
         workload = database.commit_workload(ctx.mod)
-        if database.get_top_k(workload, 1):
-            continue
         sch = rule.apply(ctx.mod["main"], tgt, False)
-        if sch is not None:
+        best = database.get_top_k(workload, 1)
+        if sch is not None and not (best and str(best[0].trace) == str(sch.trace)):  # none, or an older rule's
             candidates.append((workload, sch))
     committed = 0
     measured = _measure([sch for _, sch in candidates], tgt, builder, runner) if candidates else []
