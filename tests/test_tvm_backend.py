@@ -258,6 +258,9 @@ def test_a_hand_written_record_runs_the_rule_as_it_is_now(case, tmp_path):
     assert details.db_hits == details.db_tasks == details.db_hand_hits > 0
     assert sum(details.hand_scheduled.values()) == details.db_tasks, details.hand_scheduled
     assert compare(exe(x), ref, "float32").ok
+    # with the hand-written schedules off, the hand-written records are replayed: nothing else would schedule
+    off = TVM.compile(g, params, tuning_db=tmp_path / "db", threads=1, hand_schedules=False)
+    assert off.report.details.hand_scheduled == {} and compare(off(x), ref, "float32").ok
     # those records are not the rule's trace: measured with an older rule, so the database wants re-measuring
     assert any(f"{details.db_tasks} of its hand-written schedules' records were measured with an older" in w
                for w in exe.report.warnings), exe.report.warnings

@@ -117,3 +117,29 @@ def test_only_a_real_padding_is_made_as_a_buffer(kernel, padding, copies):
     assert sch is not None
     blocks = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
     assert sum(name.startswith("pad_temp") for name in blocks) == copies, blocks
+
+
+@pytest.mark.slow  # four TVM builds: ~6 s
+@pytest.mark.parametrize(("out_channels", "options"), [
+    (16, {"padding": 1, "residual": True}),              # 3×3: V = 8 on AVX2, 2 vectors, the residual epilogue
+    (24, {"kernel": 1, "residual": True}),               # 1×1 reading its input in place
+    (16, {"kernel": 1, "stride": 2, "bias": False}),     # 1×1/2 downsample
+    (12, {"kernel": 7, "stride": 2, "padding": 3, "input_shape": (2, 3, 23, 17)}),  # the stem, V = 4
+])
+def test_the_rules_build_and_agree_on_an_avx2_only_target(out_channels, options):
+    # The hand-written schedules stay portable: compiled for haswell (AVX2, 8-float vectors, no AVX-512), which
+    # this CPU also runs, they schedule the convs and match the float64 reference.
+    from tvm import relax
+
+    from convbench.backends.tvm import compile as tvm_compile
+    from convbench.backends.tvm import lower as tvm_lower
+
+    graph = conv_graph(out_channels, **options)
+    params = cb.models.init_params(graph, seed=0, calibrate=False)
+    x = np.random.default_rng(1).standard_normal(graph.inputs["input"].shape).astype(np.float32)
+    ref = cb.backends.get("numpy").compile(graph, params, dtype="float64")(x.astype(np.float64))
+    built = tvm_compile.build(tvm_lower.lower(graph, params).mod, {"kind": "llvm", "mcpu": "haswell", "num-cores": 2})
+    assert built.hand_scheduled.get("conv2d") == (2 if options.get("residual") else 1), built.hand_scheduled
+    out = relax.VirtualMachine(built.executable, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+    agreement = compare(out, ref, "float32")
+    assert agreement.ok, agreement

@@ -79,14 +79,15 @@ def is_current(record: Any, mod: tvm.IRModule, target: tvm.target.Target) -> boo
 
 
 def select_records(fused: tvm.IRModule, target: tvm.target.Target, database: Any,
-                   hand_database: Any = None) -> Selection:
+                   hand_database: Any = None, rule_runs: bool = True) -> Selection:
     """The records the compile replays, and how many functions the database covers.
 
     A hand-written record is not replayed: its function is left to the hand-written rule (``tvm.schedule``) as
     it is now. The record is the trace of the rule as it was when the database was tuned, so replaying it would
     keep a database's users on the old rule after the rule improves (e.g. a conv's padding copy, since inlined).
     Hand-written records of an older rule are counted (``stale``): the compile warns that the database wants
-    re-measuring."""
+    re-measuring. ``rule_runs=False`` (the hand-written schedules turned off): every record is replayed, the
+    hand-written one too, since nothing else would schedule its function."""
     funcs = tir_functions(fused)
     if database is None:
         return Selection(None, 0, len(funcs), 0)
@@ -102,7 +103,8 @@ def select_records(fused: tvm.IRModule, target: tvm.target.Target, database: Any
         stale += mine is not None and not is_current(mine, mod, target)
         if mine is not None and str(mine.trace) == str(record.trace):
             hand += 1
-            continue
+            if rule_runs:
+                continue
         replay.commit_tuning_record(ms.database.TuningRecord(
             record.trace, replay.commit_workload(mod), record.run_secs, record.target, record.args_info))
     return Selection(replay, hits, len(funcs), hand, stale)
@@ -123,7 +125,7 @@ def build(mod: tvm.IRModule, target: dict[str, Any], database: Any = None, hand_
     def pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         with tgt:
             mod = tvm.transform.Sequential(_fuse_passes(tgt))(mod)
-            chosen = select_records(mod, tgt, database, hand_database)
+            chosen = select_records(mod, tgt, database, hand_database, rule_runs=not is_gpu and hand_schedules)
             stats.update(hits=chosen.hits, tasks=chosen.tasks, hand_hits=chosen.hand, stale_hand=chosen.stale)
             if chosen.replay is not None:
                 with chosen.replay:
