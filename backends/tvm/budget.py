@@ -2,8 +2,8 @@
 
 MetaSchedule's budget is trials, not time, and a trial's cost varies with the task and the machine, so the budget
 is spent in rounds: each round tunes every task a few more trials (``tune.tune`` into the same work database,
-whose records the next round's evolutionary search starts from), each round after the first sized by the last
-one's time per trial to what is left of the budget, until fewer than `MIN_TRIALS` per task would fit. The first
+whose records the next round's evolutionary search starts from), each round after the first sized to what is left
+of the budget by `next_round_trials`, until fewer than `MIN_TRIALS` per task would fit. The first
 round also measures the hand-written schedules (`tune.HAND`), so a tuned record is only ever kept where it beats
 them. At the end the best record of every task, tuned and hand-written, is measured again back to back and pruned
 into the user database for this target and model (`user_path`: ``$XDG_CACHE_HOME/convbench/tvm/<target
@@ -25,6 +25,12 @@ from ...ir.graph import Graph
 
 UNITS = {"s": 1, "m": 60, "h": 3600}
 MIN_TRIALS = 2  # per task: a round smaller than this is mostly MetaSchedule's fixed cost of a round
+# The share of a round's time that does not shrink with its trials: per task, the evolutionary search over the cost
+# model and the builder's start, whatever the number of candidates measured. ResNet-50 b1 on 2 cores (MetaSchedule's
+# log, 2026-12-02): 16 trials a task took 1003 s (search 467, build 395, run 115), 7 a task 843 s (440, 332, 49),
+# so a round costs about 700 s + 18 s per trial a task: 70 % of the 16-trial round is fixed. Sizing the second
+# round by time per trial alone (as if that share were 0) overran a 25-minute budget by 5.8 minutes.
+FIXED_SHARE = 0.7
 
 
 def parse_budget(text: str) -> float:
@@ -58,6 +64,17 @@ class Tuned:
     seeded: int  # hand-written schedules measured in
 
 
+def next_round_trials(last_s: float, last_per_task: int, left_s: float, cap: int) -> int:
+    """Trials per task for the next round: as many as fit in ``left_s`` if a round costs a fixed part
+    (`FIXED_SHARE` of the last one) plus the rest of the last one per trial, at most ``cap``; 0 where not even the
+    fixed part fits."""
+    fixed = FIXED_SHARE * last_s
+    per_trial = (last_s - fixed) / max(last_per_task, 1)
+    if left_s <= fixed or per_trial <= 0:
+        return 0
+    return min(cap, int((left_s - fixed) / per_trial))
+
+
 def tune_within(graph: Graph, params: dict[str, Any], budget_s: float, *, threads: int | None = None,
                 trials_per_round: int = 16, progress: Callable[[str], None] = print) -> Tuned:
     """Tune ``graph``'s TVM functions for this CPU for at most ``budget_s`` of wall time (the final re-measure and
@@ -82,19 +99,18 @@ def tune_within(graph: Graph, params: dict[str, Any], budget_s: float, *, thread
              f"budget {budget_s / 60:.1f} min in rounds of {trials_per_round} trials per task (the hand-written "
              f"schedules measured first), done by {done_by} plus a re-measure of the best records; into {dest}")
     rounds = trials = seeded = 0
-    per_task, per_trial_s = trials_per_round, 0.0
+    per_task, last = trials_per_round, 0.0
     while True:
         left = budget_s - (time.perf_counter() - start)
-        if rounds:  # the last round's time per trial sizes this one to what is left; too few trials: done
-            per_task = min(trials_per_round, int(left / per_trial_s)) if per_trial_s > 0 else trials_per_round
+        if rounds:  # the last round sizes this one to what is left; too few trials: done
+            per_task = next_round_trials(last, per_task, left, trials_per_round)
             if per_task < MIN_TRIALS:
                 break
         t0 = time.perf_counter()
         stats = tune.tune(mod, target, opened.database, work, trials=per_task * n_tasks,
                           trials_per_task=per_task, seed=len(opened.database),
                           hand_database=opened.hand if rounds == 0 else None)
-        last = time.perf_counter() - t0
-        per_trial_s = last / per_task  # per trial of every task: the hand-written seeding counts, which is safe
+        last = time.perf_counter() - t0  # the first round's hand-written seeding counts, which is safe
         rounds, trials, seeded = rounds + 1, trials + stats["trials"], seeded + stats.get("seeded", 0)
         elapsed = time.perf_counter() - start
         progress(f"round {rounds}: {stats['trials']} trials in {last:.0f} s; {trials} in all, "
