@@ -124,3 +124,27 @@ def test_zoo_cleanup_keeps_outputs(name):
     assert not any(n.op == "dropout" for n in cleaned.nodes) and len(cleaned) < len(graph)
     params = cb.models.init_params(graph, seed=0, calibrate=False)
     same_outputs(graph, params, cleaned, {k: params[k] for k in cleaned.params})
+
+
+def test_a_dequantized_weight_stays_unless_asked_and_then_folds_to_float32():
+    """An int8 engine must see a weight's dequantize_linear (ORT fuses the QDQ pair into an int8 conv), so it stays
+    by default; ``dequantize=True`` (Triton's QDQ path: float32 convs on the dequantized weights) folds it into a
+    float32 parameter, and the activations' QDQ pairs, which are not constants, stay."""
+    from convbench.ir.passes.quantize import quantize_graph
+
+    b = GraphBuilder("qconv", X)
+    graph = b.build(b.relu(b.conv2d(b.input, 4, 3, name="c", padding=1)))
+    rng = np.random.default_rng(1)
+    qg, qp = quantize_graph(graph, params_for(graph), [rng.standard_normal(X).astype(np.float32)])
+    weight_dqs = [n.name for n in qg.nodes if n.op == "dequantize_linear" and n.inputs[0] in qg.params]
+    assert len(weight_dqs) == 2  # the weight and the bias
+    kept, _ = fold_constants(qg, qp)
+    assert all(name in kept.node_by_name for name in weight_dqs)
+    folded, fp = fold_constants(qg, qp, dequantize=True)
+    verify(folded)
+    assert not any(name in folded.node_by_name for name in weight_dqs)
+    assert all(fp[name].dtype == np.float32 for name in weight_dqs)
+    assert [n.op for n in folded.nodes] == ["quantize_linear", "dequantize_linear", "conv2d", "relu"]
+    x = rng.standard_normal(X).astype(np.float32)
+    ref = np.asarray(NUMPY.compile(qg, qp, dtype="float64")(x))
+    assert compare(np.asarray(NUMPY.compile(folded, fp)(x)), ref, "float32").ok

@@ -1,7 +1,8 @@
 """Low precision on small graphs, the arithmetic check: torch float16 op conformance, and an int8 QDQ graph
 (ir/passes/quantize.py) on torch (eager: exact quantize/dequantize arithmetic; compiled: oneDNN's u8×s8 kernels)
 and on OpenVINO (its low-precision transformations), each against the float64 reference of that same quantized
-graph under the int8 tolerance. Which kernels ran is asserted from what each engine reports, not assumed."""
+graph under the int8 tolerance; TVM and Triton run a QDQ graph's exact arithmetic with float32 convs. Which
+kernels ran is asserted from what each engine reports, not assumed."""
 
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ def test_openvino_int8_needs_a_quantized_graph_and_a_quantized_graph_runs_f32_ar
         _openvino().compile(qg, qp, precision="bf16")
 
 
-@pytest.mark.parametrize("backend", ["torch", "openvino", pytest.param("tvm", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backend", ["torch", "openvino", "triton", pytest.param("tvm", marks=pytest.mark.slow)])
 def test_dtype_int8_is_the_quantized_graph_and_refuses_a_float_one(qnet, backend):
     """``--dtype int8`` (what check/run ask after quantizing): the QDQ graph's arithmetic, never a float32 run."""
     qg, qp, x, ref = qnet
@@ -128,11 +129,12 @@ def test_dtype_int8_is_the_quantized_graph_and_refuses_a_float_one(qnet, backend
         b.compile(_float_net(), init_params(_float_net()), dtype="int8")
 
 
-@pytest.mark.slow  # two TVM builds: ~3 s
-def test_tvm_int8_rounds_half_to_even_warns_and_refuses_float16(qnet):
-    """quantize_linear's ties go to the even code, as ONNX and the reference do (TVM's round is LLVM nearbyint);
-    the report says the convs ran in float32; a QDQ graph is never relabelled float16."""
-    b = backend_or_skip("tvm")
+@pytest.mark.parametrize("backend", [pytest.param("tvm", marks=pytest.mark.slow), "triton"])  # TVM: two builds, ~3 s
+def test_int8_rounds_half_to_even_warns_and_refuses_float16(qnet, backend):
+    """quantize_linear's ties go to the even code, as ONNX and the reference do (TVM's round is LLVM nearbyint,
+    Triton's kernel rounds by hand: kernels/triton/quant.py); the report says the convs ran in float32; a QDQ
+    graph is never relabelled float16."""
+    b = backend_or_skip(backend)
     g = GraphBuilder("ties", (2, 5))
     q = g.node("quantize_linear", [g.input], QuantAttrs((0.5,), (3,)), name="q")
     graph = g.build(g.node("dequantize_linear", [q], QuantAttrs((0.5,), (3,)), name="dq"))
@@ -144,7 +146,7 @@ def test_tvm_int8_rounds_half_to_even_warns_and_refuses_float16(qnet):
     np.testing.assert_array_equal(got[0], [0.0, 1.0, 1.0, 0.0, -1.0])
     qg, qp, x, _ = qnet
     exe = b.compile(qg, qp, dtype="int8", threads=1)
-    assert any("no int8 kernels" in w for w in exe.report.warnings), exe.report.warnings
+    assert any("no int8" in w and "float32 convolutions" in w for w in exe.report.warnings), exe.report.warnings
     with pytest.raises(UnsupportedDtypeError, match="int8 QDQ graph: it runs with dtype int8"):
         b.compile(qg, qp, dtype="float16")
 

@@ -35,6 +35,7 @@ from convbench.kernels.triton import (  # noqa: E402
     lrn,
     pad,
     pool,
+    quant,
     runtime,
     softmax,
 )
@@ -397,3 +398,36 @@ def test_copy_multi_tile_from_a_strided_view():
     src = t(rand(2, c + 2, side, side + 1))[:, 1:c + 1]
     dst = torch.empty(2, c, side, side + 1, device=DEV)
     assert torch.equal(concat.copy(src, dst), src)
+
+
+def test_quantize_rounds_half_to_even_exactly_and_saturates():
+    """Code for code the reference's: ties to the even code, 0.49999997 to 0 (floor(v + 0.5) would give 1), far
+    out of range saturated."""
+    from convbench.ir.ops.quantize_linear import QuantAttrs
+    from convbench.ir.ops.quantize_linear import reference as quantize_ref
+
+    x = np.array([0.25, 0.75, 1.25, -0.25, -1.25, 0.24999999, 63.0, 64.0, -65.25, -66.0, 1e30, -1e30], np.float32)
+    got = quant.qdq(t(x), t(np.array([0.5])), t(np.array([3.0])), dequantize=False, code_range=(-128, 127))
+    want = quantize_ref(QuantAttrs((0.5,), (3,)), x)
+    np.testing.assert_array_equal(got.cpu().numpy(), want)
+    assert want[5] == 3.0 and list(want[:5]) == [3.0, 5.0, 5.0, 3.0, 1.0]
+
+
+@pytest.mark.parametrize("axis, channels_last", [(1, True), (1, False), (3, False), (2, True)])
+def test_quantize_and_dequantize_per_channel_in_either_layout(axis, channels_last):
+    from convbench.ir.ops.dequantize_linear import reference as dequantize_ref
+    from convbench.ir.ops.quantize_linear import QuantAttrs
+    from convbench.ir.ops.quantize_linear import reference as quantize_ref
+
+    x = rand(2, 3, 7, 5).astype(np.float32) * 3
+    c = x.shape[axis]
+    attrs = QuantAttrs(tuple(0.01 + 0.02 * k for k in range(c)), tuple(k - c // 2 for k in range(c)), axis, "int8")
+    xt = t(x)
+    if channels_last:
+        xt = xt.to(memory_format=torch.channels_last)
+    scale, zero = t(np.array(attrs.scale)), t(np.array(attrs.zero_point, np.float32))
+    q = quant.qdq(xt, scale, zero, dequantize=False, code_range=(-128, 127), axis=axis)
+    assert q.stride() == xt.stride()
+    np.testing.assert_array_equal(q.cpu().numpy(), quantize_ref(attrs, x))
+    d = quant.qdq(q, scale, zero, dequantize=True, axis=axis)
+    np.testing.assert_allclose(d.cpu().numpy(), dequantize_ref(attrs, quantize_ref(attrs, x)), rtol=1e-6)

@@ -13,7 +13,8 @@ concat inputs written in place and concats of concats as views, weights packed i
 ``exe.artifact`` is the `plan.Plan`; ``exe.report.details`` (`TritonDetails`) lists its launches, each with
 the IR nodes it covers (``print("\\n".join(exe.report.details.plan))``).
 
-Options (`TritonOptions`): ``dtype`` ("float32", "float16"; "bfloat16" on GPU only), ``tf32`` (float32 matmuls
+Options (`TritonOptions`): ``dtype`` ("float32", "float16"; "bfloat16" on GPU only; "int8": a QDQ graph's exact
+arithmetic with float32 convs, `quant_rules`), ``tf32`` (float32 matmuls
 on TF32 tensor cores; then judged with the "tf32" tolerance, ``report.accuracy_dtype``), ``layout`` ("nhwc", the
 default: activations channels-last between layers, convs as the channels-last GEMM; "nchw": the plain layout
 and NCHW kernels, kept as the simpler oracle the NHWC plan is tested against), ``configs`` (a tuned GEMM config
@@ -38,11 +39,11 @@ from typing import Literal
 import numpy as np
 
 from ...ir.graph import Node
-from ...ir.ops.quantize_linear import qdq_gaps
 from ...ir.passes import fold_replicating_pools
+from ...ir.passes.constant_fold import fold_constants
 from ...ir.train import training_gaps
 from ..base import BackendError, Options, option
-from ..template import Built, Prepared, TemplateBackend
+from ..template import Built, Prepared, TemplateBackend, int8_graph
 
 
 def _missing() -> str:
@@ -91,15 +92,15 @@ class TritonBackend(TemplateBackend):
     name = "triton"
     Options = TritonOptions
     table = "backends/triton/lower.py: LOWERINGS"
-    gaps = training_gaps() | qdq_gaps()  # train-step ops and int8 QDQ: not lowered yet
+    gaps = training_gaps()  # the train-step ops: not lowered
 
     @property
     def dtypes(self) -> tuple[str, ...]:  # bfloat16 only natively: it depends on the machine
         if _missing():
-            return ("float32", "float16")
+            return ("float32", "float16", "int8")
         from ...kernels.triton import runtime
 
-        return runtime.supported_dtypes()
+        return (*runtime.supported_dtypes(), "int8")  # int8: a QDQ graph's arithmetic (quant_rules.py)
 
     def available(self) -> tuple[bool, str]:
         missing = _missing()
@@ -165,13 +166,16 @@ class TritonBackend(TemplateBackend):
 
         from ...kernels.triton import runtime
         from ..torch.layers import intra_op_threads
-        from . import lower
+        from . import lower, quant_rules
         from .graphs import graphed
 
         opts: TritonOptions = prepared.options  # type: ignore[assignment]
+        quantized = int8_graph(self.name, prepared.graph, opts.dtype)
         # float32 weights in (BN folding computed in float64); the compute dtype is applied when packing
         graph, weights, notes = fold_replicating_pools(prepared.graph, prepared.params)
-        tdtype = runtime.DTYPES[opts.dtype]
+        if quantized:  # the dequantized weights and biases once, as float32 parameters (quant_rules.py)
+            graph, weights = fold_constants(graph, weights, dequantize=True)
+        tdtype = runtime.DTYPES["float32" if quantized else opts.dtype]
         table = config_table(opts.configs, self.device_name())
         plan = lower.lower(graph, weights, tdtype, opts.tf32, original=prepared.source,
                            fallback=prepared.fallback_nodes, notes=notes, layout=opts.layout, table=table)
@@ -193,8 +197,9 @@ class TritonBackend(TemplateBackend):
                                 nodes=len(prepared.source.nodes), layout=opts.layout,
                                 split_k_launches=sum(s.split_k > 1 for s in launches),
                                 configs=str(table.path) if table and table.path else "", cuda_graph=graph_state)
-        accuracy = "tf32" if opts.tf32 and opts.dtype == "float32" else None
-        return Built(run, artifact=plan, details=details, graph=graph, device=self.device(), accuracy_dtype=accuracy)
+        accuracy = "int8" if quantized else "tf32" if opts.tf32 and opts.dtype == "float32" else None
+        return Built(run, artifact=plan, details=details, graph=graph, device=self.device(), accuracy_dtype=accuracy,
+                     warnings=[quant_rules.WARNING] if quantized else [])
 
 
 DATA_DIR = Path(__file__).parent / "data"  # shipped tuned-config tables, one file per GPU and triton version

@@ -36,6 +36,7 @@ from ...ir.ops.batch_norm import scale_shift
 from ...ir.ops.clip import ClipAttrs
 from ...kernels.triton.activations import ACTIVATIONS as KERNEL_ACTIVATIONS
 from ..base import BackendError
+from .quant_rules import QUANT_RULES
 
 try:  # optional: without them the backend is unavailable (it says why), yet its table still loads
     import torch
@@ -396,6 +397,7 @@ LOWERINGS: dict[str, Callable[[Lowering, Node], Step]] = {
     "adaptive_avg_pool2d": _adaptive, "lrn": _lrn, "softmax": _softmax, "concat": _concat,
     "flatten": _view, "reshape": _view, "dropout": _view, "mul": _mul, "pad": _pad,
     **{op: _activation for op in KERNEL_ACTIVATIONS},  # what the kernels compute: an IR activation needs a branch
+    **QUANT_RULES,  # quantize_linear, dequantize_linear (quant_rules.py)
 }
 
 

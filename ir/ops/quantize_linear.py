@@ -115,11 +115,3 @@ OP = OpDef(name="quantize_linear", attrs_type=QuantAttrs, inputs=("x",), traits=
            flop_rule="4 per element: divide by the scale, round half to even, add the zero point, saturate")
 
 QDQ_OPS = ("quantize_linear", "dequantize_linear")
-
-
-QDQ_NOT_LOWERED = "int8 QDQ (quantize/dequantize_linear) not lowered yet: issue 15"
-
-
-def qdq_gaps(reason: str = QDQ_NOT_LOWERED) -> dict[str, str]:
-    """``gaps`` entries for a backend that does not lower QDQ yet: both ops, with ``reason``."""
-    return dict.fromkeys(QDQ_OPS, reason)

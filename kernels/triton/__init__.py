@@ -1,5 +1,5 @@
 """Hand-written Triton kernels, one module per kernel family (conv2d, gemm — the channels-last implicit GEMM
-behind conv2d's NHWC path and linear —, pool, softmax, lrn, elementwise, concat, pad), each a ``@triton.jit``
+behind conv2d's NHWC path and linear —, pool, softmax, lrn, elementwise, quant, concat, pad), each a ``@triton.jit``
 kernel plus a host wrapper that checks, allocates and launches; `configs` holds the GEMM's tuned launch
 configurations (JSON per GPU and Triton version).
 
