@@ -431,3 +431,38 @@ def test_quantize_and_dequantize_per_channel_in_either_layout(axis, channels_las
     np.testing.assert_array_equal(q.cpu().numpy(), quantize_ref(attrs, x))
     d = quant.qdq(q, scale, zero, dequantize=True, axis=axis)
     np.testing.assert_allclose(d.cpu().numpy(), dequantize_ref(attrs, quantize_ref(attrs, x)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["3x3-s2-p1", "rect", "dilated", "grouped", "1x1-s2", "pad-gt-kernel"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv2d_int8_is_the_dequantized_conv(case, channels_last):
+    """int8 codes × int8 weights in an int32 tl.dot: the float64 conv of the dequantized values, to float32
+    rounding (the sums are exact; only the final scaling rounds). Padding reads the zero point, so a padded tap is
+    the real 0 the reference pads with; the zero point is not 0, so that matters."""
+    xs, ws, stride, padding, dilation, groups = CONVS[case]
+    attrs = Conv2dAttrs(stride, padding, dilation, groups)
+    rng = np.random.default_rng(3)
+    xq = rng.integers(-128, 128, xs).astype(np.float32)
+    wq = rng.integers(-127, 128, ws).astype(np.int8)
+    sx, zx, sw, b = 0.037, 11, 0.01 + 0.005 * np.arange(ws[0]), rand(ws[0])
+    x_real = (xq.astype(np.float64) - zx) * sx
+    w_real = wq.astype(np.float64) * sw.reshape(-1, 1, 1, 1)
+    ref = ir_ops.get("conv2d").reference(attrs, x_real, w_real, b)
+    r = rand(*ref.shape, seed=2)
+    ref = ref_epilogue(ref, r, "relu")
+    packed = conv2d.pack_int8(torch.from_numpy(wq), t(sw), sx, zx, t(b), groups)
+    x = t(xq)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    y = conv2d.conv2d_int8(x, packed, stride=attrs.stride, padding=attrs.padding, dilation=attrs.dilation,
+                           residual=t(r), activation="relu")
+    assert y.is_contiguous(memory_format=torch.channels_last) == channels_last
+    check(y, ref)
+
+
+def test_conv2d_int8_refuses_float_weights_and_depthwise():
+    with pytest.raises(ValueError, match="weight codes must be int8"):
+        conv2d.pack_int8(t(rand(4, 3, 3, 3)), t(np.ones(4)), 0.1, 0)
+    dw = conv2d.pack_int8(torch.zeros(5, 1, 3, 3, dtype=torch.int8), t(np.ones(5)), 0.1, 0, groups=5)
+    with pytest.raises(ValueError, match="depthwise"):
+        conv2d.conv2d_int8(t(np.zeros((2, 5, 7, 6))), dw)

@@ -62,10 +62,10 @@ def conv2d_kernel(
     stride_wg, stride_wk, stride_wo,
     stride_rn, stride_rc, stride_rh, stride_rw,
     stride_on, stride_oc, stride_oh, stride_ow,
-    alpha, beta,
+    alpha, beta, scale_ptr, colsum_ptr, x_zero, x_zero_int,
     KH: tl.constexpr, KW: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, QUANT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # Index vectors are 64-bit: no overflow on large tensors, and under the interpreter no per-operation
@@ -95,7 +95,10 @@ def conv2d_kernel(
     mask_n = offs_n < O_PER_G
     w_cols = w_ptr + (g * stride_wg + offs_n * stride_wo)
 
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if QUANT:  # int8 codes (held in float32) × int8 weights, accumulated exactly in int32
+        acc_q = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K_PER_G, BLOCK_K):
         # Columns: taps k -> (c, kh, kw) -> input offset and (dh, dw). A tap past K never passes lo_h.
         offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
@@ -109,16 +112,26 @@ def conv2d_kernel(
         dw = dw.to(tl.int32)
         mask_a = ((dh[None, :] >= lo_h[:, None]) & (dh[None, :] < hi_h[:, None])
                   & (dw[None, :] >= lo_w[:, None]) & (dw[None, :] < hi_w[:, None]))
-        a = tl.load(x_rows[:, None] + x_cols[None, :], mask=mask_a, other=0.0)
-        b = tl.load(w_cols[None, :] + (offs_k * stride_wk)[:, None], mask=mask_k[:, None] & mask_n[None, :],
-                    other=0.0)
-        if UPCAST:  # the interpreter's tl.dot is wrong for bf16
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+        if QUANT:  # padding reads the zero point: the code of the real value 0
+            a = tl.load(x_rows[:, None] + x_cols[None, :], mask=mask_a, other=x_zero).to(tl.int8)
+            b = tl.load(w_cols[None, :] + (offs_k * stride_wk)[:, None], mask=mask_k[:, None] & mask_n[None, :],
+                        other=0)
+            acc_q = tl.dot(a, b, acc_q, out_dtype=tl.int32)
+        else:
+            a = tl.load(x_rows[:, None] + x_cols[None, :], mask=mask_a, other=0.0)
+            b = tl.load(w_cols[None, :] + (offs_k * stride_wk)[:, None], mask=mask_k[:, None] & mask_n[None, :],
+                        other=0.0)
+            if UPCAST:  # the interpreter's tl.dot is wrong for bf16
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
 
-    # Epilogue on the float32 accumulator: bias, residual, activation; one store.
     o = g * O_PER_G + offs_n
+    if QUANT:  # Σ (q - z)·w = Σ q·w - z·Σ w, still exact in int32; then one scale s_x·s_w[o] per channel
+        colsum = tl.load(colsum_ptr + o, mask=mask_n, other=0)
+        scale = tl.load(scale_ptr + o, mask=mask_n, other=0.0)
+        acc = (acc_q - x_zero_int * colsum[None, :]).to(tl.float32) * scale[None, :]
+    # Epilogue on the float32 accumulator: bias, residual, activation; one store.
     mask = mask_m[:, None] & mask_n[None, :]
     r_rows = res_ptr + (n * stride_rn + oh * stride_rh + ow * stride_rw)
     acc = finish(acc, bias_ptr, o, mask_n, r_rows[:, None] + (o * stride_rc)[None, :], mask, alpha, beta,
@@ -211,6 +224,19 @@ def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1,
         gemm.launch(x, weight, out, residual, stride, padding, dilation, activation or "", alpha, beta,
                     precision(x.dtype, tf32), config)
         return out
+    _launch_nchw(x, weight, out, residual, stride, padding, dilation, activation, alpha, beta, precision(x.dtype, tf32))
+    return out
+
+
+def _launch_nchw(x: torch.Tensor, weight: PackedConv, out: torch.Tensor, residual: torch.Tensor | None, stride,
+                 padding, dilation, activation: str | None, alpha: float, beta: float, input_precision: str,
+                 quant: Int8Conv | None = None, x_zero: int = 0) -> None:
+    """The NCHW kernel's launch (any strides), float or, with ``quant``, int8 codes × int8 weights."""
+    nb, _, h, w = x.shape
+    _, _, oh, ow = out.shape
+    kh, kw = weight.kernel
+    g = weight.groups
+    m, o_per_g = nb * oh * ow, weight.out_channels // g
     res = residual if residual is not None else out  # never read when HAS_RESIDUAL is False
     k_per_g = weight.in_per_group * kh * kw
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(o_per_g, meta["BLOCK_N"]), g)  # noqa: E731
@@ -219,11 +245,65 @@ def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1,
         m, h, w, oh, ow, weight.in_per_group, o_per_g, k_per_g,
         stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
         *x.stride(), *weight.weight.stride(), *res.stride(), *out.stride(),
-        float(alpha), float(beta),
+        float(alpha), float(beta), quant.scale if quant else out, quant.colsum if quant else out,
+        float(x_zero), int(x_zero),
         KH=kh, KW=kw, HAS_BIAS=weight.bias is not None, HAS_RESIDUAL=residual is not None,
-        ACTIVATION=activation or "", INPUT_PRECISION=precision(x.dtype, tf32),
-        UPCAST=runtime.INTERPRET and x.dtype == torch.bfloat16,
+        ACTIVATION=activation or "", INPUT_PRECISION=input_precision,
+        UPCAST=runtime.INTERPRET and x.dtype == torch.bfloat16, QUANT=quant is not None,
     )
+
+
+@dataclass(frozen=True)
+class Int8Conv:
+    """A conv2d's int8 weight codes packed for the NCHW kernel (`PackedConv`, int8; its bias the float32 real
+    bias), with what turns the int32 sum into the real output: ``scale[o] = s_x · s_w[o]`` (float32) and
+    ``colsum[o] = Σ_k w[k, o]`` (int32), so that ``y[o] = scale[o] · (Σ_k q_x·w - z_x · colsum[o]) + bias[o]``."""
+
+    packed: PackedConv
+    scale: torch.Tensor
+    colsum: torch.Tensor
+    x_zero: int
+
+
+def pack_int8(codes: torch.Tensor, weight_scale: torch.Tensor, x_scale: float, x_zero: int,
+              bias: torch.Tensor | None = None, groups: int = 1) -> Int8Conv:
+    """Pack an OIHW int8 weight (symmetric codes, per output channel ``weight_scale`` or one scale) for
+    `conv2d_int8` reading activation codes of scale ``x_scale`` and zero point ``x_zero``."""
+    check(codes.dtype == torch.int8, f"conv2d_int8: weight codes must be int8, got {codes.dtype}")
+    o = codes.shape[0]
+    check(weight_scale.numel() in (1, o), f"conv2d_int8: 1 or {o} weight scales, got {weight_scale.numel()}")
+    packed = pack_weight(codes, bias, groups, torch.int8, "nchw")
+    # per (group, k, o/g) -> per output channel o = g·O/g + j: the sum over k of that group's column
+    colsum = packed.weight.to(torch.int32).sum(dim=1).reshape(o)
+    scale = (weight_scale.to(torch.float64).expand(o) * x_scale).to(torch.float32).contiguous()
+    return Int8Conv(packed, scale, colsum.contiguous(), int(x_zero))
+
+
+def conv2d_int8(x: torch.Tensor, weight: Int8Conv, *, stride: tuple[int, int] = (1, 1),
+                padding: tuple[int, int] = (0, 0), dilation: tuple[int, int] = (1, 1),
+                residual: torch.Tensor | None = None, activation: str | None = None, alpha: float = 0.0,
+                beta: float = math.inf, out: torch.Tensor | None = None) -> torch.Tensor:
+    """activation(conv2d(dequantize(x), dequantize(W)) + bias + residual) for activation codes ``x`` (integers
+    held in float32, any strides) and a `pack_int8` weight: an int8 ``tl.dot`` with int32 accumulation, exact
+    up to the final float32 scaling; the output is float32 real values."""
+    p = weight.packed
+    check(x.dim() == 4 and x.shape[1] == p.in_per_group * p.groups and x.dtype == torch.float32,
+          f"conv2d_int8: input must be float32 codes (N, {p.in_per_group * p.groups}, H, W), got {x.dtype} "
+          f"{tuple(x.shape)}")
+    check(not (p.in_per_group == 1 and p.groups > 1), "conv2d_int8: depthwise convs have no int8 kernel")
+    check(activation is None or activation in ACTIVATIONS, f"conv2d_int8: unknown activation {activation!r}")
+    nb, _, h, w = x.shape
+    (kh, kw) = p.kernel
+    shape = (nb, p.out_channels, output_size(h, kh, stride[0], padding[0], dilation[0]),
+             output_size(w, kw, stride[1], padding[1], dilation[1]))
+    check(shape[2] >= 1 and shape[3] >= 1, f"conv2d_int8: kernel {kh}×{kw} does not fit input {h}×{w}")
+    if out is None:
+        out = torch.empty(shape, dtype=torch.float32, device=x.device,
+                          memory_format=torch.channels_last if _channels_last(x) else torch.contiguous_format)
+    check(tuple(out.shape) == shape and out.dtype == torch.float32, f"conv2d_int8: out must be float32 {shape}")
+    check(residual is None or tuple(residual.shape) == shape, f"conv2d_int8: residual must have shape {shape}")
+    _launch_nchw(x, p, out, residual, stride, padding, dilation, activation, alpha, beta, "ieee", weight,
+                 weight.x_zero)
     return out
 
 
