@@ -146,9 +146,26 @@ def test_int8_rounds_half_to_even_warns_and_refuses_float16(qnet, backend):
     np.testing.assert_array_equal(got[0], [0.0, 1.0, 1.0, 0.0, -1.0])
     qg, qp, x, _ = qnet
     exe = b.compile(qg, qp, dtype="int8", threads=1)
-    assert any("no int8" in w and "float32 convolutions" in w for w in exe.report.warnings), exe.report.warnings
+    assert any("int8" in w and "float32" in w for w in exe.report.warnings), exe.report.warnings  # what ran how
     with pytest.raises(UnsupportedDtypeError, match="int8 QDQ graph: it runs with dtype int8"):
         b.compile(qg, qp, dtype="float16")
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+def test_triton_int8_convs_read_the_codes(qnet, layout):
+    """The conv and the 1×1 conv run as int8 tl.dot kernels on their input's codes (its dequantize absorbed, no
+    launch); the depthwise conv and the linear stay float32 on dequantized values; all against the float64
+    reference of the quantized graph, to float32 rounding."""
+    qg, qp, x, ref = qnet
+    exe = backend_or_skip("triton").compile(qg, qp, dtype="int8", layout=layout)
+    agreement = compare(np.asarray(exe(x)), ref, exe.report.accuracy_dtype)
+    assert agreement.ok and agreement.max_rel < 1e-5, agreement
+    plan = exe.report.details.plan
+    int8 = [line for line in plan if "conv2d int8" in line]
+    assert len(int8) == 2 and "on the codes of input_quantized" in int8[0], plan
+    assert not any(line.startswith(("input_dequantized:", "relu6_1_dequantized:")) for line in plan)
+    assert any("depthwise" in line and "int8" not in line for line in plan)
+    assert any("2 of 3 convolutions run as int8 tl.dot" in w for w in exe.report.warnings), exe.report.warnings
 
 
 def _relu_net():

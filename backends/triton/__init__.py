@@ -13,8 +13,8 @@ concat inputs written in place and concats of concats as views, weights packed i
 ``exe.artifact`` is the `plan.Plan`; ``exe.report.details`` (`TritonDetails`) lists its launches, each with
 the IR nodes it covers (``print("\\n".join(exe.report.details.plan))``).
 
-Options (`TritonOptions`): ``dtype`` ("float32", "float16"; "bfloat16" on GPU only; "int8": a QDQ graph's exact
-arithmetic with float32 convs, `quant_rules`), ``tf32`` (float32 matmuls
+Options (`TritonOptions`): ``dtype`` ("float32", "float16"; "bfloat16" on GPU only; "int8": a QDQ graph, its convs
+as int8 tl.dot kernels on the codes, the rest its exact float32 arithmetic: `quant_rules`), ``tf32`` (float32 matmuls
 on TF32 tensor cores; then judged with the "tf32" tolerance, ``report.accuracy_dtype``), ``layout`` ("nhwc", the
 default: activations channels-last between layers, convs as the channels-last GEMM; "nchw": the plain layout
 and NCHW kernels, kept as the simpler oracle the NHWC plan is tested against), ``configs`` (a tuned GEMM config
@@ -173,12 +173,13 @@ class TritonBackend(TemplateBackend):
         quantized = int8_graph(self.name, prepared.graph, opts.dtype)
         # float32 weights in (BN folding computed in float64); the compute dtype is applied when packing
         graph, weights, notes = fold_replicating_pools(prepared.graph, prepared.params)
+        int8 = quant_rules.int8_convs(graph, weights, prepared.fallback_nodes) if quantized else {}
         if quantized:  # the dequantized weights and biases once, as float32 parameters (quant_rules.py)
             graph, weights = fold_constants(graph, weights, dequantize=True)
         tdtype = runtime.DTYPES["float32" if quantized else opts.dtype]
         table = config_table(opts.configs, self.device_name())
         plan = lower.lower(graph, weights, tdtype, opts.tf32, original=prepared.source,
-                           fallback=prepared.fallback_nodes, notes=notes, layout=opts.layout, table=table)
+                           fallback=prepared.fallback_nodes, notes=notes, layout=opts.layout, table=table, int8=int8)
         input_names, threads = list(graph.inputs), opts.threads
         with torch.inference_mode():
             example = {n: torch.zeros(t.shape, dtype=tdtype, device=runtime.DEVICE) for n, t in graph.inputs.items()}
@@ -199,7 +200,8 @@ class TritonBackend(TemplateBackend):
                                 configs=str(table.path) if table and table.path else "", cuda_graph=graph_state)
         accuracy = "int8" if quantized else "tf32" if opts.tf32 and opts.dtype == "float32" else None
         return Built(run, artifact=plan, details=details, graph=graph, device=self.device(), accuracy_dtype=accuracy,
-                     warnings=[quant_rules.WARNING] if quantized else [])
+                     warnings=[quant_rules.warning(len(int8), sum(n.op in quant_rules.CONVS for n in graph.nodes))]
+                     if quantized else [])
 
 
 DATA_DIR = Path(__file__).parent / "data"  # shipped tuned-config tables, one file per GPU and triton version

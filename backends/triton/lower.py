@@ -36,7 +36,7 @@ from ...ir.ops.batch_norm import scale_shift
 from ...ir.ops.clip import ClipAttrs
 from ...kernels.triton.activations import ACTIVATIONS as KERNEL_ACTIVATIONS
 from ..base import BackendError
-from .quant_rules import QUANT_RULES
+from .quant_rules import QUANT_RULES, Int8Conv, int8_conv
 
 try:  # optional: without them the backend is unavailable (it says why), yet its table still loads
     import torch
@@ -67,8 +67,11 @@ class Lowering:
     def __init__(self, graph: Graph, params: Mapping[str, np.ndarray], dtype: torch.dtype, tf32: bool,
                  original: Graph | None = None, fallback: tuple[str, ...] = (),
                  notes: Mapping[str, str] | None = None, layout: str = "nhwc",
-                 table: k_configs.ConfigTable | None = None, sm_count: int | None = None):
+                 table: k_configs.ConfigTable | None = None, sm_count: int | None = None,
+                 int8: Mapping[str, Int8Conv] | None = None):
         self.graph, self.params, self.dtype, self.tf32 = graph, params, dtype, tf32
+        self.int8 = dict(int8 or {})  # conv -> its int8 kernel's operands (quant_rules.int8_convs)
+        self.int8_inputs = {q.dequantize: conv for conv, q in self.int8.items()}  # absorbed: the conv reads the codes
         self.nhwc = layout == "nhwc"
         self.table, self.sm_count = table, sm_count or runtime.sm_count()
         self.dtype_name = str(dtype).removeprefix("torch.")
@@ -100,7 +103,7 @@ class Lowering:
         """value -> the op of the launch that writes it: an absorbed activation's value is written by its
         producer's launch; values of fallback nodes are absent (the reference returns fresh arrays)."""
         return {self.epilogue(n)[0]: n.op for n in self.graph.nodes
-                if n.name not in self.absorbed and n.name not in self.fallback}
+                if n.name not in self.absorbed and n.name not in self.fallback and n.name not in self.int8_inputs}
 
     # -- helpers --------------------------------------------------------------------------------------------
     def tensor(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -162,7 +165,8 @@ class Lowering:
 
     # -- the walk -------------------------------------------------------------------------------------------
     def run(self) -> Plan:
-        launched = [k for k, n in enumerate(self.graph.nodes) if n.name not in self.absorbed]
+        launched = [k for k, n in enumerate(self.graph.nodes)
+                    if n.name not in self.absorbed and n.name not in self.int8_inputs]
         nodes = [self.graph.nodes[k] for k in launched]
         steps = tuple((_reference if n.name in self.fallback else LOWERINGS[n.op])(self, n) for n in nodes)
         # The graph's liveness holds for the plan. An absorbed activation has no step: what the graph frees after
@@ -170,7 +174,11 @@ class Lowering:
         # Views share storage with what they view (a value written into a concat, a concat that is a view of
         # another), so releasing one name frees memory only with its last alias; and a view's owner is the
         # concat its inputs were placed into, the latest holding them: later in the schedule, so alive then.
-        frees = tuple(self.graph.frees[k] for k in launched)
+        # An int8 conv's absorbed dequantize never makes its output, and the codes it read live until the conv.
+        step_of = {n.name: k for k, n in enumerate(self.graph.nodes)}
+        moved = {step_of[conv]: self.graph.frees[step_of[dq]] for dq, conv in self.int8_inputs.items()}
+        frees = tuple(tuple(v for v in self.graph.frees[k] if v not in self.int8_inputs) + moved.get(k, ())
+                      for k in launched)
         fmt = torch.channels_last if self.nhwc else torch.contiguous_format
         return Plan(steps, self.constants, self.dtype, self.graph.outputs, self.layout, frees, fmt)
 
@@ -187,6 +195,8 @@ def _operands(lw: Lowering, node: Node, bias_default: bool):
 
 
 def _conv2d(lw: Lowering, node: Node) -> Step:
+    if node.name in lw.int8:
+        return int8_conv(lw, node, lw.int8[node.name])
     a = node.attrs
     w, b, residual, static, (wv, bv) = _operands(lw, node, len(node.inputs) > 2)
     x = lw.value(node.inputs[0])
@@ -410,9 +420,10 @@ def supported(node: Node) -> bool:
 def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: torch.dtype, tf32: bool,
           original: Graph | None = None, fallback: tuple[str, ...] = (),
           notes: Mapping[str, str] | None = None, layout: str = "nhwc",
-          table: k_configs.ConfigTable | None = None, sm_count: int | None = None) -> Plan:
+          table: k_configs.ConfigTable | None = None, sm_count: int | None = None,
+          int8: Mapping[str, Int8Conv] | None = None) -> Plan:
     """The launch plan of ``graph``; ``original`` (the graph before passes) names what each launch covers,
     ``fallback`` the nodes to run on the NumPy reference, ``notes`` what earlier rewrites did (for the plan),
     ``layout`` the activations' ("nhwc" or "nchw"), ``table`` tuned GEMM configurations, ``sm_count`` the SMs
-    split-K plans for (default: the device's)."""
-    return Lowering(graph, params, dtype, tf32, original, fallback, notes, layout, table, sm_count).run()
+    split-K plans for (default: the device's), ``int8`` the convs to run as int8 kernels."""
+    return Lowering(graph, params, dtype, tf32, original, fallback, notes, layout, table, sm_count, int8).run()

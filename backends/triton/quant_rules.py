@@ -1,25 +1,105 @@
-"""The Triton lowering rules of the int8 QDQ ops (ir/ops/quantize_linear.py, dequantize_linear.py), merged into
-`lower.LOWERINGS`: a QDQ graph runs its exact quantize/dequantize arithmetic (`kernels.triton.quant`), the codes
-integers held in float32 as the reference holds them, and its convolutions and matmuls in float32 on the
-dequantized weights, which `build` folds into float32 parameters once (``fold_constants(dequantize=True)``), so no
-dequantize of a weight runs per call and the convs keep their packed weights. No int8 ``tl.dot`` runs yet
-(`WARNING`): that kernel is worth writing where a GPU can time it.
+"""The Triton lowering of int8 QDQ graphs (ir/passes/quantize.py), merged into `lower.LOWERINGS`.
+
+- A conv2d whose input is a per-tensor int8 dequantize_linear read by nothing else and whose weight is a symmetric
+  int8 dequantize_linear of a parameter (what the quantization pass makes of every conv but the depthwise ones)
+  runs as an int8 conv (`kernels.triton.conv2d.conv2d_int8`: the activation codes × the weight codes in an int32
+  ``tl.dot``): `int8_convs` finds them before the weights are folded, the lowering absorbs their input's
+  dequantize_linear (no launch: the conv reads the codes) and gives the codes' release to the conv.
+- Every other quantize_linear and dequantize_linear is an elementwise launch of their exact arithmetic
+  (`kernels.triton.quant`), the codes integers held in float32 as the reference holds them; depthwise convs,
+  linears and adds run in float32 on the dequantized values, the dequantized weights folded into float32
+  parameters once by `build` (``fold_constants(dequantize=True)``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ...ir.graph import Node
+import numpy as np
+
+from ...ir.graph import Graph, Node
 from ...ir.ops.quantize_linear import QDTYPES
 
 if TYPE_CHECKING:
     from .lower import Lowering
     from .plan import Step
 
-WARNING = ("triton backend: int8 runs the QDQ graph's exact quantize/dequantize arithmetic with float32 convolutions "
-           "on the dequantized weights: no int8 tl.dot kernel runs yet")
+CONVS = ("conv2d", "fused_conv2d")
+
+
+def warning(int8: int, convs: int) -> str:
+    return (f"triton backend: int8: {int8} of {convs} convolutions run as int8 tl.dot kernels; the rest (depthwise, "
+            f"linear) and the adds run in float32 on the dequantized values (the QDQ graph's exact arithmetic)")
+
+
+@dataclass(frozen=True)
+class Int8Conv:
+    """An int8 conv of the plan: its input's dequantize_linear (absorbed), the codes that one reads, their
+    quantization, and the weight's int8 codes and scales."""
+
+    dequantize: str
+    codes: str
+    x_scale: float
+    x_zero: int
+    weight_codes: np.ndarray  # int8, OIHW
+    weight_scale: np.ndarray  # (O,) or (1,)
+
+
+def int8_convs(graph: Graph, params: Mapping[str, np.ndarray], fallback: tuple[str, ...] = ()) -> dict[str, Int8Conv]:
+    """conv name -> `Int8Conv` for each conv the int8 kernel can run (see the module's docstring)."""
+    found = {}
+    for node in graph.nodes:
+        if node.op not in CONVS or node.name in fallback:
+            continue
+        dx, dw = graph.node_by_name.get(node.inputs[0]), graph.node_by_name.get(node.inputs[1])
+        if not (dx is not None and dx.op == "dequantize_linear" and dx.attrs.dtype == "int8"
+                and not dx.attrs.per_channel and dx.inputs[0] not in graph.params and dx.name not in fallback
+                and graph.sole_reader(dx.name) is node):
+            continue
+        if not (dw is not None and dw.op == "dequantize_linear" and dw.inputs[0] in graph.params
+                and dw.attrs.dtype == "int8" and not any(dw.attrs.zero_point)
+                and (not dw.attrs.per_channel or dw.attrs.axis % 4 == 0)):
+            continue
+        cg = graph.types[dw.name].shape[1]
+        if cg == 1 and node.attrs.groups > 1:  # depthwise: its direct kernel, in float32
+            continue
+        found[node.name] = Int8Conv(dx.name, dx.inputs[0], float(dx.attrs.scale[0]), int(dx.attrs.zero_point[0]),
+                                    np.asarray(params[dw.inputs[0]], np.int8),
+                                    np.asarray(dw.attrs.scale, np.float64))
+    return found
+
+
+def int8_conv(lw: Lowering, node: Node, q: Int8Conv) -> Step:
+    """The int8 conv's launch: the codes in, the conv's float32 output (+ bias, residual, activation) out."""
+    import torch
+
+    from ...kernels.triton import conv2d as k_conv
+    from ...kernels.triton import runtime
+    from .plan import weight_reader
+
+    a = node.attrs
+    b = node.inputs[2] if len(node.inputs) > 2 and getattr(a, "bias", True) else None
+    residual = node.inputs[-1] if getattr(a, "residual", False) else None
+    bias = lw.tensor(b, torch.float32) if b else None  # the real bias, dequantized once (`build`)
+    codes = torch.from_numpy(q.weight_codes).to(runtime.DEVICE)
+    packed = k_conv.pack_int8(codes, torch.from_numpy(q.weight_scale).to(runtime.DEVICE), q.x_scale, q.x_zero,
+                              bias, a.groups)
+    x = lw.value(q.codes)
+    rv = lw.value(residual) if residual else None
+    output, act, (alpha, beta) = lw.epilogue(node)
+
+    def run(env, out):
+        return k_conv.conv2d_int8(x(env), packed, stride=a.stride, padding=a.padding, dilation=a.dilation,
+                                  residual=rv(env) if rv else None, activation=act, alpha=alpha, beta=beta, out=out)
+
+    o, cg, kh, kw = q.weight_codes.shape
+    covers = (q.dequantize, *lw.covers(output, weight_reader(lw.original, node.inputs[1])))
+    text = (f"{output}: conv2d int8 {kh}×{kw}/s{a.stride[0]}/p{a.padding[0]} {cg * a.groups}→{o} on the codes of "
+            f"{q.codes}" + (" +bias" if b else "") + (f" +residual({residual})" if residual else "")
+            + (f" {act}" if act else "") + f"  [{', '.join(covers)}]")
+    return lw.step(output, "conv2d_int8", run, text, covers)
 
 
 def _qdq(lw: Lowering, node: Node) -> Step:
