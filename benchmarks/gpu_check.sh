@@ -30,7 +30,8 @@ $PY -m pip install -q --no-deps --no-build-isolation -e . || exit 1
   'triton', triton.__version__, 'cuda', torch.version.cuda)"; } | tee "$OUT/machine.txt"
 
 stage tests "${TEST_S:-150}" $PY -m pytest -q -n 8 -p no:cacheprovider --timeout 120 \
-    tests/test_triton_kernels.py tests/test_triton_nhwc.py tests/test_triton_backend.py tests/test_triton_models.py
+    tests/test_triton_kernels.py tests/test_triton_nhwc.py tests/test_triton_backend.py tests/test_triton_models.py \
+    tests/test_precision_ops.py::test_triton_int8_convs_read_the_codes
 stage resnet50_fp16 "${FP16_S:-270}" $PY benchmarks/triton_gpu.py -m resnet50 --dtype float16 --batch 32 --tune \
     --tune-budget-s "${TUNE_S:-100}" -o "$OUT/triton_gpu.jsonl"
 stage resnet50_fp16_b1 "${B1_S:-80}" $PY benchmarks/triton_gpu.py -m resnet50 --dtype float16 --batch 1 \
