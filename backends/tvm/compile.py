@@ -70,12 +70,18 @@ class Selection:
     stale: int = 0  # hand-written records that are not the trace of the rule as it is now (`is_current`)
 
 
+def same_trace(a: Any, b: Any) -> bool:
+    """Two schedules or tuning records are the same schedule: TVM's traces have no equality, their printed forms
+    (the instructions with their decisions) do."""
+    return str(a.trace) == str(b.trace)
+
+
 def is_current(record: Any, mod: tvm.IRModule, target: tvm.target.Target) -> bool:
     """``record`` (a hand-written schedule's measured record) is the trace of the rule as it is now: the rule is
     deterministic, so a trace that differs was measured with an older rule, and the tuned records chosen against
     its time were chosen against the old rule."""
     sch = HandWritten().apply(mod["main"], target, False)
-    return sch is not None and str(sch.trace) == str(record.trace)
+    return sch is not None and same_trace(sch, record)
 
 
 def select_records(fused: tvm.IRModule, target: tvm.target.Target, database: Any,
@@ -101,7 +107,7 @@ def select_records(fused: tvm.IRModule, target: tvm.target.Target, database: Any
         hits += 1
         mine = hand_database.query_tuning_record(mod, target, name) if hand_database is not None else None
         stale += mine is not None and not is_current(mine, mod, target)
-        if mine is not None and str(mine.trace) == str(record.trace):
+        if mine is not None and same_trace(mine, record):
             hand += 1
             if rule_runs:
                 continue

@@ -233,6 +233,7 @@ def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, b
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
+    from .compile import same_trace
     from .schedule import HandWritten
 
     tgt = tvm.target.Target(target)
@@ -241,7 +242,7 @@ def seed_hand_schedules(contexts: list, target: dict[str, Any], database: Any, b
         workload = database.commit_workload(ctx.mod)
         sch = rule.apply(ctx.mod["main"], tgt, False)
         best = database.get_top_k(workload, 1)
-        if sch is not None and not (best and str(best[0].trace) == str(sch.trace)):  # none, or an older rule's
+        if sch is not None and not (best and same_trace(best[0], sch)):  # none, or an older rule's
             candidates.append((workload, sch))
     committed = 0
     measured = _measure([sch for _, sch in candidates], tgt, builder, runner) if candidates else []
