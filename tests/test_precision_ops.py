@@ -151,12 +151,17 @@ def test_int8_rounds_half_to_even_warns_and_refuses_float16(qnet, backend):
         b.compile(qg, qp, dtype="float16")
 
 
-@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
-def test_triton_int8_convs_read_the_codes(qnet, layout):
+@pytest.mark.parametrize("layout, activations", [("nhwc", "int8"), ("nchw", "int8"), ("nhwc", "uint8")])
+def test_triton_int8_convs_read_the_codes(qnet, layout, activations):
     """The conv and the 1×1 conv run as int8 tl.dot kernels on their input's codes (its dequantize absorbed, no
-    launch); the depthwise conv and the linear stay float32 on dequantized values; all against the float64
-    reference of the quantized graph, to float32 rounding."""
+    launch; uint8 codes shifted into int8); the depthwise conv and the linear stay float32 on dequantized values;
+    all against the float64 reference of the quantized graph, to float32 rounding."""
     qg, qp, x, ref = qnet
+    if activations == "uint8":
+        rng = np.random.default_rng(0)
+        calibration = [rng.standard_normal(SHAPE).astype(np.float32) for _ in range(3)]
+        qg, qp = quantize_graph(_float_net(), init_params(_float_net(), seed=0), calibration, activations="uint8")
+        ref = np.asarray(get("numpy").compile(qg, qp, dtype="float64")(x))
     exe = backend_or_skip("triton").compile(qg, qp, dtype="int8", layout=layout)
     agreement = compare(np.asarray(exe(x)), ref, exe.report.accuracy_dtype)
     assert agreement.ok and agreement.max_rel < 1e-5, agreement

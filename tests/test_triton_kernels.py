@@ -434,23 +434,24 @@ def test_quantize_and_dequantize_per_channel_in_either_layout(axis, channels_las
 
 
 @pytest.mark.parametrize("case", ["3x3-s2-p1", "rect", "dilated", "grouped", "1x1-s2", "pad-gt-kernel"])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_conv2d_int8_is_the_dequantized_conv(case, channels_last):
+@pytest.mark.parametrize("channels_last, codes", [(False, "int8"), (True, "int8"), (True, "uint8")])
+def test_conv2d_int8_is_the_dequantized_conv(case, channels_last, codes):
     """int8 codes × int8 weights in an int32 tl.dot: the float64 conv of the dequantized values, to float32
     rounding (the sums are exact; only the final scaling rounds). Padding reads the zero point, so a padded tap is
     the real 0 the reference pads with; the zero point is not 0, so that matters."""
     xs, ws, stride, padding, dilation, groups = CONVS[case]
     attrs = Conv2dAttrs(stride, padding, dilation, groups)
     rng = np.random.default_rng(3)
-    xq = rng.integers(-128, 128, xs).astype(np.float32)
+    lo = 0 if codes == "uint8" else -128
+    xq = rng.integers(lo, lo + 256, xs).astype(np.float32)
     wq = rng.integers(-127, 128, ws).astype(np.int8)
-    sx, zx, sw, b = 0.037, 11, 0.01 + 0.005 * np.arange(ws[0]), rand(ws[0])
+    sx, zx, sw, b = 0.037, lo + 139, 0.01 + 0.005 * np.arange(ws[0]), rand(ws[0])
     x_real = (xq.astype(np.float64) - zx) * sx
     w_real = wq.astype(np.float64) * sw.reshape(-1, 1, 1, 1)
     ref = ir_ops.get("conv2d").reference(attrs, x_real, w_real, b)
     r = rand(*ref.shape, seed=2)
     ref = ref_epilogue(ref, r, "relu")
-    packed = conv2d.pack_int8(torch.from_numpy(wq), t(sw), sx, zx, t(b), groups)
+    packed = conv2d.pack_int8(torch.from_numpy(wq), t(sw), sx, zx, t(b), groups, codes)
     x = t(xq)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)

@@ -1,10 +1,10 @@
 """The Triton lowering of int8 QDQ graphs (ir/passes/quantize.py), merged into `lower.LOWERINGS`.
 
-- A conv2d whose input is a per-tensor int8 dequantize_linear read by nothing else and whose weight is a symmetric
-  int8 dequantize_linear of a parameter (what the quantization pass makes of every conv but the depthwise ones)
-  runs as an int8 conv (`kernels.triton.conv2d.conv2d_int8`: the activation codes × the weight codes in an int32
-  ``tl.dot``): `int8_convs` finds them before the weights are folded, the lowering absorbs their input's
-  dequantize_linear (no launch: the conv reads the codes) and gives the codes' release to the conv.
+- A conv2d whose input is a per-tensor int8 or uint8 dequantize_linear read by nothing else and whose weight is
+  a symmetric int8 dequantize_linear of a parameter (what the quantization pass makes of every conv but the
+  depthwise ones) runs as an int8 conv (`kernels.triton.conv2d.conv2d_int8`: the activation codes × the weight
+  codes in an int32 ``tl.dot``): `int8_convs` finds them before the weights are folded, the lowering absorbs
+  their input's dequantize_linear (no launch: the conv reads the codes) and gives the codes' release to the conv.
 - Every other quantize_linear and dequantize_linear is an elementwise launch of their exact arithmetic
   (`kernels.triton.quant`), the codes integers held in float32 as the reference holds them; depthwise convs,
   linears and adds run in float32 on the dequantized values, the dequantized weights folded into float32
@@ -45,6 +45,7 @@ class Int8Conv:
     x_zero: int
     weight_codes: np.ndarray  # int8, OIHW
     weight_scale: np.ndarray  # (O,) or (1,)
+    x_dtype: str = "int8"  # or "uint8" (`ir.passes.quantize`'s activations="uint8")
 
 
 def int8_convs(graph: Graph, params: Mapping[str, np.ndarray], fallback: tuple[str, ...] = ()) -> dict[str, Int8Conv]:
@@ -54,7 +55,7 @@ def int8_convs(graph: Graph, params: Mapping[str, np.ndarray], fallback: tuple[s
         if node.op not in CONVS or node.name in fallback:
             continue
         dx, dw = graph.node_by_name.get(node.inputs[0]), graph.node_by_name.get(node.inputs[1])
-        if not (dx is not None and dx.op == "dequantize_linear" and dx.attrs.dtype == "int8"
+        if not (dx is not None and dx.op == "dequantize_linear" and dx.attrs.dtype in ("int8", "uint8")
                 and not dx.attrs.per_channel and dx.inputs[0] not in graph.params and dx.name not in fallback
                 and graph.sole_reader(dx.name) is node):
             continue
@@ -67,7 +68,7 @@ def int8_convs(graph: Graph, params: Mapping[str, np.ndarray], fallback: tuple[s
             continue
         found[node.name] = Int8Conv(dx.name, dx.inputs[0], float(dx.attrs.scale[0]), int(dx.attrs.zero_point[0]),
                                     np.asarray(params[dw.inputs[0]], np.int8),
-                                    np.asarray(dw.attrs.scale, np.float64))
+                                    np.asarray(dw.attrs.scale, np.float64), dx.attrs.dtype)
     return found
 
 
@@ -85,7 +86,7 @@ def int8_conv(lw: Lowering, node: Node, q: Int8Conv) -> Step:
     bias = lw.tensor(b, torch.float32) if b else None  # the real bias, dequantized once (`build`)
     codes = torch.from_numpy(q.weight_codes).to(runtime.DEVICE)
     packed = k_conv.pack_int8(codes, torch.from_numpy(q.weight_scale).to(runtime.DEVICE), q.x_scale, q.x_zero,
-                              bias, a.groups)
+                              bias, a.groups, q.x_dtype)
     x = lw.value(q.codes)
     rv = lw.value(residual) if residual else None
     output, act, (alpha, beta) = lw.epilogue(node)

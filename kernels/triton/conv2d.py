@@ -62,7 +62,7 @@ def conv2d_kernel(
     stride_wg, stride_wk, stride_wo,
     stride_rn, stride_rc, stride_rh, stride_rw,
     stride_on, stride_oc, stride_oh, stride_ow,
-    alpha, beta, scale_ptr, colsum_ptr, x_zero, x_zero_int,
+    alpha, beta, scale_ptr, colsum_ptr, x_zero, x_zero_int, code_shift,
     KH: tl.constexpr, KW: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, QUANT: tl.constexpr,
@@ -112,8 +112,8 @@ def conv2d_kernel(
         dw = dw.to(tl.int32)
         mask_a = ((dh[None, :] >= lo_h[:, None]) & (dh[None, :] < hi_h[:, None])
                   & (dw[None, :] >= lo_w[:, None]) & (dw[None, :] < hi_w[:, None]))
-        if QUANT:  # padding reads the zero point: the code of the real value 0
-            a = tl.load(x_rows[:, None] + x_cols[None, :], mask=mask_a, other=x_zero).to(tl.int8)
+        if QUANT:  # padding reads the zero point (the code of the real value 0); uint8 codes shift into int8
+            a = (tl.load(x_rows[:, None] + x_cols[None, :], mask=mask_a, other=x_zero) - code_shift).to(tl.int8)
             b = tl.load(w_cols[None, :] + (offs_k * stride_wk)[:, None], mask=mask_k[:, None] & mask_n[None, :],
                         other=0)
             acc_q = tl.dot(a, b, acc_q, out_dtype=tl.int32)
@@ -127,7 +127,7 @@ def conv2d_kernel(
             acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
 
     o = g * O_PER_G + offs_n
-    if QUANT:  # Σ (q - z)·w = Σ q·w - z·Σ w, still exact in int32; then one scale s_x·s_w[o] per channel
+    if QUANT:  # Σ (q - z)·w = Σ q·w - z·Σ w (q, z shifted alike), still exact in int32; then s_x·s_w[o]
         colsum = tl.load(colsum_ptr + o, mask=mask_n, other=0)
         scale = tl.load(scale_ptr + o, mask=mask_n, other=0.0)
         acc = (acc_q - x_zero_int * colsum[None, :]).to(tl.float32) * scale[None, :]
@@ -230,7 +230,7 @@ def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1,
 
 def _launch_nchw(x: torch.Tensor, weight: PackedConv, out: torch.Tensor, residual: torch.Tensor | None, stride,
                  padding, dilation, activation: str | None, alpha: float, beta: float, input_precision: str,
-                 quant: Int8Conv | None = None, x_zero: int = 0) -> None:
+                 quant: Int8Conv | None = None) -> None:
     """The NCHW kernel's launch (any strides), float or, with ``quant``, int8 codes × int8 weights."""
     nb, _, h, w = x.shape
     _, _, oh, ow = out.shape
@@ -246,7 +246,8 @@ def _launch_nchw(x: torch.Tensor, weight: PackedConv, out: torch.Tensor, residua
         stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
         *x.stride(), *weight.weight.stride(), *res.stride(), *out.stride(),
         float(alpha), float(beta), quant.scale if quant else out, quant.colsum if quant else out,
-        float(x_zero), int(x_zero),
+        float(quant.x_zero if quant else 0), (quant.x_zero - quant.shift) if quant else 0,
+        float(quant.shift if quant else 0),
         KH=kh, KW=kw, HAS_BIAS=weight.bias is not None, HAS_RESIDUAL=residual is not None,
         ACTIVATION=activation or "", INPUT_PRECISION=input_precision,
         UPCAST=runtime.INTERPRET and x.dtype == torch.bfloat16, QUANT=quant is not None,
@@ -257,18 +258,22 @@ def _launch_nchw(x: torch.Tensor, weight: PackedConv, out: torch.Tensor, residua
 class Int8Conv:
     """A conv2d's int8 weight codes packed for the NCHW kernel (`PackedConv`, int8; its bias the float32 real
     bias), with what turns the int32 sum into the real output: ``scale[o] = s_x · s_w[o]`` (float32) and
-    ``colsum[o] = Σ_k w[k, o]`` (int32), so that ``y[o] = scale[o] · (Σ_k q_x·w - z_x · colsum[o]) + bias[o]``."""
+    ``colsum[o] = Σ_k w[k, o]`` (int32), so that ``y[o] = scale[o] · (Σ_k q_x·w - z_x · colsum[o]) + bias[o]``.
+    uint8 activation codes (0..255) enter the int8 dot shifted by ``shift`` = 128, their zero point alike."""
 
     packed: PackedConv
     scale: torch.Tensor
     colsum: torch.Tensor
     x_zero: int
+    shift: int = 0
 
 
 def pack_int8(codes: torch.Tensor, weight_scale: torch.Tensor, x_scale: float, x_zero: int,
-              bias: torch.Tensor | None = None, groups: int = 1) -> Int8Conv:
+              bias: torch.Tensor | None = None, groups: int = 1, x_dtype: str = "int8") -> Int8Conv:
     """Pack an OIHW int8 weight (symmetric codes, per output channel ``weight_scale`` or one scale) for
-    `conv2d_int8` reading activation codes of scale ``x_scale`` and zero point ``x_zero``."""
+    `conv2d_int8` reading activation codes (``x_dtype`` "int8" or "uint8") of scale ``x_scale`` and zero point
+    ``x_zero``."""
+    check(x_dtype in ("int8", "uint8"), f"conv2d_int8: activation codes are int8 or uint8, not {x_dtype!r}")
     check(codes.dtype == torch.int8, f"conv2d_int8: weight codes must be int8, got {codes.dtype}")
     o = codes.shape[0]
     check(weight_scale.numel() in (1, o), f"conv2d_int8: 1 or {o} weight scales, got {weight_scale.numel()}")
@@ -276,7 +281,7 @@ def pack_int8(codes: torch.Tensor, weight_scale: torch.Tensor, x_scale: float, x
     # per (group, k, o/g) -> per output channel o = g·O/g + j: the sum over k of that group's column
     colsum = packed.weight.to(torch.int32).sum(dim=1).reshape(o)
     scale = (weight_scale.to(torch.float64).expand(o) * x_scale).to(torch.float32).contiguous()
-    return Int8Conv(packed, scale, colsum.contiguous(), int(x_zero))
+    return Int8Conv(packed, scale, colsum.contiguous(), int(x_zero), 128 if x_dtype == "uint8" else 0)
 
 
 def conv2d_int8(x: torch.Tensor, weight: Int8Conv, *, stride: tuple[int, int] = (1, 1),
@@ -302,8 +307,7 @@ def conv2d_int8(x: torch.Tensor, weight: Int8Conv, *, stride: tuple[int, int] = 
                           memory_format=torch.channels_last if _channels_last(x) else torch.contiguous_format)
     check(tuple(out.shape) == shape and out.dtype == torch.float32, f"conv2d_int8: out must be float32 {shape}")
     check(residual is None or tuple(residual.shape) == shape, f"conv2d_int8: residual must have shape {shape}")
-    _launch_nchw(x, p, out, residual, stride, padding, dilation, activation, alpha, beta, "ieee", weight,
-                 weight.x_zero)
+    _launch_nchw(x, p, out, residual, stride, padding, dilation, activation, alpha, beta, "ieee", weight)
     return out
 
 
