@@ -54,6 +54,7 @@ def test_rounds_stop_before_the_budget_would_be_overrun(monkeypatch, tmp_path):
     assert done.rounds == 4 and done.tasks == calls[0][0] // 4 and done.trials == done.tasks * 14
     assert pruned == [done.path] and done.path.is_relative_to(tmp_path) and done.path.name == "lenet5"
     assert "budget 0.7 min" in lines[0] and "round 4:" in lines[4] and "measuring" in lines[-1]
+    assert lines[5].startswith("stopping: 0.0 min left") and "0.1 min before its trials" in lines[5]
     manifest = tune.read_manifest(done.path)
     assert manifest["workloads"][0]["trials"] == done.trials and manifest["workloads"][0]["command"] == "convbench tune"
 

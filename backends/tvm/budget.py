@@ -106,6 +106,9 @@ def tune_within(graph: Graph, params: dict[str, Any], budget_s: float, *, thread
         if rounds:  # the last round sizes this one to what is left; too few trials: done
             per_task = next_round_trials(last, per_task, left, trials_per_round)
             if per_task < MIN_TRIALS:
+                progress(f"stopping: {left / 60:.1f} min left, and a round costs about {FIXED_SHARE * last / 60:.1f} "
+                         f"min before its trials (MetaSchedule's search per task); a longer --budget or a larger "
+                         f"--trials-per-round spends more of it on trials")
                 break
         t0 = clock()
         stats = tune.tune(mod, target, opened.database, work, trials=per_task * n_tasks,
