@@ -153,9 +153,10 @@ def test_int8_rounds_half_to_even_warns_and_refuses_float16(qnet, backend):
 
 @pytest.mark.parametrize("layout, activations", [("nhwc", "int8"), ("nchw", "int8"), ("nhwc", "uint8")])
 def test_triton_int8_convs_read_the_codes(qnet, layout, activations):
-    """The conv and the 1×1 conv run as int8 tl.dot kernels on their input's codes (its dequantize absorbed, no
-    launch; uint8 codes shifted into int8); the depthwise conv and the linear stay float32 on dequantized values;
-    all against the float64 reference of the quantized graph, to float32 rounding."""
+    """The three convs run on their input's codes (its dequantize absorbed, no launch): the conv and the 1×1 as
+    int8 tl.dot kernels (uint8 codes shifted into int8), the depthwise one as exact integer sums; the linear stays
+    float32 on dequantized values; all against the float64 reference of the quantized graph, to float32
+    rounding."""
     qg, qp, x, ref = qnet
     if activations == "uint8":
         rng = np.random.default_rng(0)
@@ -167,10 +168,10 @@ def test_triton_int8_convs_read_the_codes(qnet, layout, activations):
     assert agreement.ok and agreement.max_rel < 1e-5, agreement
     plan = exe.report.details.plan
     int8 = [line for line in plan if "conv2d int8" in line]
-    assert len(int8) == 2 and "on the codes of input_quantized" in int8[0], plan
-    assert not any(line.startswith(("input_dequantized:", "relu6_1_dequantized:")) for line in plan)
-    assert any("depthwise" in line and "int8" not in line for line in plan)
-    assert any("2 of 3 convolutions run as int8 tl.dot" in w for w in exe.report.warnings), exe.report.warnings
+    assert len(int8) == 3 and "on the codes of input_quantized" in int8[0], plan
+    assert not any(line.startswith(("input_dequantized:", "relu6_dequantized:", "relu6_1_dequantized:"))
+                   for line in plan)
+    assert any("3 of 3 convolutions run on the int8 codes" in w for w in exe.report.warnings), exe.report.warnings
 
 
 def _relu_net():

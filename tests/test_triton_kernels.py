@@ -433,12 +433,14 @@ def test_quantize_and_dequantize_per_channel_in_either_layout(axis, channels_las
     np.testing.assert_allclose(d.cpu().numpy(), dequantize_ref(attrs, quantize_ref(attrs, x)), rtol=1e-6)
 
 
-@pytest.mark.parametrize("case", ["3x3-s2-p1", "rect", "dilated", "grouped", "1x1-s2", "pad-gt-kernel"])
+@pytest.mark.parametrize("case", ["3x3-s2-p1", "rect", "dilated", "grouped", "1x1-s2", "pad-gt-kernel", "depthwise",
+                                  "depthwise-x2-s2"])
 @pytest.mark.parametrize("channels_last, codes", [(False, "int8"), (True, "int8"), (True, "uint8")])
 def test_conv2d_int8_is_the_dequantized_conv(case, channels_last, codes):
-    """int8 codes × int8 weights in an int32 tl.dot: the float64 conv of the dequantized values, to float32
-    rounding (the sums are exact; only the final scaling rounds). Padding reads the zero point, so a padded tap is
-    the real 0 the reference pads with; the zero point is not 0, so that matters."""
+    """int8 codes × int8 weights in an int32 tl.dot (depthwise: the direct kernel's integer sums in float32): the
+    float64 conv of the dequantized values, to float32 rounding (the sums are exact; only the final scaling
+    rounds). Padding reads the zero point, so a padded tap is the real 0 the reference pads with; the zero point
+    is not 0, so that matters."""
     xs, ws, stride, padding, dilation, groups = CONVS[case]
     attrs = Conv2dAttrs(stride, padding, dilation, groups)
     rng = np.random.default_rng(3)
@@ -461,9 +463,9 @@ def test_conv2d_int8_is_the_dequantized_conv(case, channels_last, codes):
     check(y, ref)
 
 
-def test_conv2d_int8_refuses_float_weights_and_depthwise():
+def test_conv2d_int8_refuses_float_weights_and_a_depthwise_kernel_past_float32s_integers():
     with pytest.raises(ValueError, match="weight codes must be int8"):
         conv2d.pack_int8(t(rand(4, 3, 3, 3)), t(np.ones(4)), 0.1, 0)
-    dw = conv2d.pack_int8(torch.zeros(5, 1, 3, 3, dtype=torch.int8), t(np.ones(5)), 0.1, 0, groups=5)
-    with pytest.raises(ValueError, match="depthwise"):
-        conv2d.conv2d_int8(t(np.zeros((2, 5, 7, 6))), dw)
+    with pytest.raises(ValueError, match="depthwise 23×23 kernel's integer sums could exceed"):
+        conv2d.pack_int8(torch.zeros(5, 1, 23, 23, dtype=torch.int8), t(np.ones(5)), 0.1, 0, groups=5)
+    conv2d.pack_int8(torch.zeros(5, 1, 22, 22, dtype=torch.int8), t(np.ones(5)), 0.1, 0, groups=5)  # 484 taps fit

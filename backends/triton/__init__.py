@@ -14,7 +14,7 @@ concat inputs written in place and concats of concats as views, weights packed i
 the IR nodes it covers (``print("\\n".join(exe.report.details.plan))``).
 
 Options (`TritonOptions`): ``dtype`` ("float32", "float16"; "bfloat16" on GPU only; "int8": a QDQ graph, its convs
-as int8 tl.dot kernels on the codes, the rest its exact float32 arithmetic: `quant_rules`), ``tf32`` (float32 matmuls
+on the int8 codes, the rest its exact float32 arithmetic: `quant_rules`), ``tf32`` (float32 matmuls
 on TF32 tensor cores; then judged with the "tf32" tolerance, ``report.accuracy_dtype``), ``layout`` ("nhwc", the
 default: activations channels-last between layers, convs as the channels-last GEMM; "nchw": the plain layout
 and NCHW kernels, kept as the simpler oracle the NHWC plan is tested against), ``configs`` (a tuned GEMM config

@@ -1,14 +1,15 @@
 """The Triton lowering of int8 QDQ graphs (ir/passes/quantize.py), merged into `lower.LOWERINGS`.
 
 - A conv2d whose input is a per-tensor int8 or uint8 dequantize_linear read by nothing else and whose weight is
-  a symmetric int8 dequantize_linear of a parameter (what the quantization pass makes of every conv but the
-  depthwise ones) runs as an int8 conv (`kernels.triton.conv2d.conv2d_int8`: the activation codes × the weight
-  codes in an int32 ``tl.dot``): `int8_convs` finds them before the weights are folded, the lowering absorbs
-  their input's dequantize_linear (no launch: the conv reads the codes) and gives the codes' release to the conv.
+  a symmetric int8 dequantize_linear of a parameter (what the quantization pass makes of every conv) runs as an
+  int8 conv (`kernels.triton.conv2d.conv2d_int8`: the activation codes × the weight codes in an int32
+  ``tl.dot``; a depthwise one sums its integer products in float32, exact below 2^24): `int8_convs` finds them
+  before the weights are folded, the lowering absorbs their input's dequantize_linear (no launch: the conv reads
+  the codes) and gives the codes' release to the conv.
 - Every other quantize_linear and dequantize_linear is an elementwise launch of their exact arithmetic
-  (`kernels.triton.quant`), the codes integers held in float32 as the reference holds them; depthwise convs,
-  linears and adds run in float32 on the dequantized values, the dequantized weights folded into float32
-  parameters once by `build` (``fold_constants(dequantize=True)``).
+  (`kernels.triton.quant`), the codes integers held in float32 as the reference holds them; linears and adds run
+  in float32 on the dequantized values, the dequantized weights folded into float32 parameters once by `build`
+  (``fold_constants(dequantize=True)``).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ CONVS = ("conv2d", "fused_conv2d")
 
 
 def warning(int8: int, convs: int) -> str:
-    return (f"triton backend: int8: {int8} of {convs} convolutions run as int8 tl.dot kernels; the rest (depthwise, "
-            f"linear) and the adds run in float32 on the dequantized values (the QDQ graph's exact arithmetic)")
+    return (f"triton backend: int8: {int8} of {convs} convolutions run on the int8 codes (int8 tl.dot kernels; "
+            f"depthwise ones as exact integer sums carried in float32); linears and adds run in float32 on the "
+            f"dequantized values (the QDQ graph's exact arithmetic)")
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,8 @@ def int8_convs(graph: Graph, params: Mapping[str, np.ndarray], fallback: tuple[s
                 and dw.attrs.dtype == "int8" and not any(dw.attrs.zero_point)
                 and (not dw.attrs.per_channel or dw.attrs.axis % 4 == 0)):
             continue
-        cg = graph.types[dw.name].shape[1]
-        if cg == 1 and node.attrs.groups > 1:  # depthwise: its direct kernel, in float32
+        _, cg, kh, kw = graph.types[dw.name].shape
+        if cg == 1 and node.attrs.groups > 1 and kh * kw * 255 * 127 >= 2**24:  # depthwise sums past 2^24: float
             continue
         found[node.name] = Int8Conv(dx.name, dx.inputs[0], float(dx.attrs.scale[0]), int(dx.attrs.zero_point[0]),
                                     np.asarray(params[dw.inputs[0]], np.int8),
@@ -97,7 +99,8 @@ def int8_conv(lw: Lowering, node: Node, q: Int8Conv) -> Step:
 
     o, cg, kh, kw = q.weight_codes.shape
     covers = (q.dequantize, *lw.covers(output, weight_reader(lw.original, node.inputs[1])))
-    text = (f"{output}: conv2d int8 {kh}×{kw}/s{a.stride[0]}/p{a.padding[0]} {cg * a.groups}→{o} on the codes of "
+    kind = "/depthwise" if cg == 1 and a.groups > 1 else f"/g{a.groups}" if a.groups > 1 else ""
+    text = (f"{output}: conv2d int8 {kh}×{kw}/s{a.stride[0]}/p{a.padding[0]}{kind} {cg * a.groups}→{o} on the codes of "
             f"{q.codes}" + (" +bias" if b else "") + (f" +residual({residual})" if residual else "")
             + (f" {act}" if act else "") + f"  [{', '.join(covers)}]")
     return lw.step(output, "conv2d_int8", run, text, covers)

@@ -275,7 +275,10 @@ def pack_int8(codes: torch.Tensor, weight_scale: torch.Tensor, x_scale: float, x
     ``x_zero``."""
     check(x_dtype in ("int8", "uint8"), f"conv2d_int8: activation codes are int8 or uint8, not {x_dtype!r}")
     check(codes.dtype == torch.int8, f"conv2d_int8: weight codes must be int8, got {codes.dtype}")
-    o = codes.shape[0]
+    o, cg, kh, kw = codes.shape
+    # the depthwise kernel carries Σ (q - z)·w in float32: exact while KH·KW·255·127 < 2^24
+    check(not (cg == 1 and groups > 1) or kh * kw * 255 * 127 < 2**24,
+          f"conv2d_int8: a depthwise {kh}×{kw} kernel's integer sums could exceed float32's 2^24")
     check(weight_scale.numel() in (1, o), f"conv2d_int8: 1 or {o} weight scales, got {weight_scale.numel()}")
     packed = pack_weight(codes, bias, groups, torch.int8, "nchw")
     # per (group, k, o/g) -> per output channel o = g·O/g + j: the sum over k of that group's column
@@ -289,13 +292,13 @@ def conv2d_int8(x: torch.Tensor, weight: Int8Conv, *, stride: tuple[int, int] = 
                 residual: torch.Tensor | None = None, activation: str | None = None, alpha: float = 0.0,
                 beta: float = math.inf, out: torch.Tensor | None = None) -> torch.Tensor:
     """activation(conv2d(dequantize(x), dequantize(W)) + bias + residual) for activation codes ``x`` (integers
-    held in float32, any strides) and a `pack_int8` weight: an int8 ``tl.dot`` with int32 accumulation, exact
-    up to the final float32 scaling; the output is float32 real values."""
+    held in float32, any strides) and a `pack_int8` weight: an int8 ``tl.dot`` with int32 accumulation (a
+    depthwise conv: its direct kernel summing the integer products in float32, exact below 2^24), exact up to the
+    final float32 scaling; the output is float32 real values."""
     p = weight.packed
     check(x.dim() == 4 and x.shape[1] == p.in_per_group * p.groups and x.dtype == torch.float32,
           f"conv2d_int8: input must be float32 codes (N, {p.in_per_group * p.groups}, H, W), got {x.dtype} "
           f"{tuple(x.shape)}")
-    check(not (p.in_per_group == 1 and p.groups > 1), "conv2d_int8: depthwise convs have no int8 kernel")
     check(activation is None or activation in ACTIVATIONS, f"conv2d_int8: unknown activation {activation!r}")
     nb, _, h, w = x.shape
     (kh, kw) = p.kernel
@@ -307,7 +310,10 @@ def conv2d_int8(x: torch.Tensor, weight: Int8Conv, *, stride: tuple[int, int] = 
                           memory_format=torch.channels_last if _channels_last(x) else torch.contiguous_format)
     check(tuple(out.shape) == shape and out.dtype == torch.float32, f"conv2d_int8: out must be float32 {shape}")
     check(residual is None or tuple(residual.shape) == shape, f"conv2d_int8: residual must have shape {shape}")
-    _launch_nchw(x, p, out, residual, stride, padding, dilation, activation, alpha, beta, "ieee", weight)
+    if p.in_per_group == 1 and p.groups > 1:  # depthwise: the direct kernel on the codes (uint8 needs no shift)
+        depthwise.launch(x, p, out, residual, stride, padding, dilation, activation, alpha, beta, weight)
+    else:
+        _launch_nchw(x, p, out, residual, stride, padding, dilation, activation, alpha, beta, "ieee", weight)
     return out
 
 

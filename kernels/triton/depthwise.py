@@ -40,9 +40,9 @@ def depthwise_conv2d_kernel(
     stride_wg, stride_wk, stride_wm,
     stride_rn, stride_rc, stride_rh, stride_rw,
     stride_on, stride_oc, stride_oh, stride_ow,
-    alpha, beta,
+    alpha, beta, scale_ptr, x_zero,
     KH: tl.constexpr, KW: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, ACTIVATION: tl.constexpr, QUANT: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
     # 64-bit index vectors (large tensors; no interpreter overflow checks), as in conv2d.
@@ -67,12 +67,19 @@ def depthwise_conv2d_kernel(
         for kw in tl.static_range(KW):
             iw = w0 + kw * dil_w
             valid = in_h & (iw >= 0) & (iw < W)
-            x = tl.load(x_rows[:, None] + (ih * stride_xh + iw * stride_xw)[None, :],
-                        mask=mask_r[:, None] & valid[None, :], other=0.0)
-            w = tl.load(w_rows + (kh * KW + kw) * stride_wk, mask=mask_r, other=0.0)
-            acc += x.to(tl.float32) * w.to(tl.float32)[:, None]
+            w = tl.load(w_rows + (kh * KW + kw) * stride_wk, mask=mask_r, other=0)
+            if QUANT:  # codes: (q - z)·w are integers, and so is their sum while below 2^24 (`conv2d.pack_int8`)
+                x = tl.load(x_rows[:, None] + (ih * stride_xh + iw * stride_xw)[None, :],
+                            mask=mask_r[:, None] & valid[None, :], other=x_zero)
+                acc += (x - x_zero) * w.to(tl.float32)[:, None]
+            else:
+                x = tl.load(x_rows[:, None] + (ih * stride_xh + iw * stride_xw)[None, :],
+                            mask=mask_r[:, None] & valid[None, :], other=0.0)
+                acc += x.to(tl.float32) * w.to(tl.float32)[:, None]
 
     mask = mask_r[:, None] & mask_p[None, :]
+    if QUANT:  # the exact integer sum, then s_x·s_w[o]
+        acc = acc * tl.load(scale_ptr + o, mask=mask_r, other=0.0)[:, None]
     if HAS_BIAS:
         acc += tl.load(bias_ptr + o, mask=mask_r, other=0.0).to(tl.float32)[:, None]
     if HAS_RESIDUAL:
@@ -87,9 +94,10 @@ def depthwise_conv2d_kernel(
 
 def launch(x: torch.Tensor, weight, out: torch.Tensor, residual: torch.Tensor | None, stride: tuple[int, int],
            padding: tuple[int, int], dilation: tuple[int, int], activation: str | None, alpha: float,
-           beta: float) -> None:
+           beta: float, quant=None) -> None:
     """Launch for `conv2d.conv2d`, which has checked the arguments and allocated ``out``; ``weight`` is its
-    `PackedConv` with one input channel per group."""
+    `PackedConv` with one input channel per group. ``quant`` (a `conv2d.Int8Conv`, `conv2d.conv2d_int8`): ``x``
+    holds activation codes and the weight int8 codes."""
     nb, _, h, w = x.shape
     _, o, oh, ow = out.shape
     kh, kw = weight.kernel
@@ -101,7 +109,7 @@ def launch(x: torch.Tensor, weight, out: torch.Tensor, residual: torch.Tensor | 
         r, o, o // weight.groups, h, w, oh, ow,
         stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
         *x.stride(), *weight.weight.stride(), *res.stride(), *out.stride(),
-        float(alpha), float(beta),
+        float(alpha), float(beta), quant.scale if quant else out, float(quant.x_zero if quant else 0),
         KH=kh, KW=kw, HAS_BIAS=weight.bias is not None, HAS_RESIDUAL=residual is not None,
-        ACTIVATION=activation or "",
+        ACTIVATION=activation or "", QUANT=quant is not None,
     )
