@@ -80,11 +80,11 @@ def int8_conv(lw: Lowering, node: Node, q: Int8Conv) -> Step:
 
     from ...kernels.triton import conv2d as k_conv
     from ...kernels.triton import runtime
+    from .lower import _operands  # lower imports this module: resolved when a graph lowers
     from .plan import weight_reader
 
     a = node.attrs
-    b = node.inputs[2] if len(node.inputs) > 2 and getattr(a, "bias", True) else None
-    residual = node.inputs[-1] if getattr(a, "residual", False) else None
+    _, b, residual, _, _ = _operands(lw, node, len(node.inputs) > 2)  # weight and bias are parameters by now
     bias = lw.tensor(b, torch.float32) if b else None  # the real bias, dequantized once (`build`)
     codes = torch.from_numpy(q.weight_codes).to(runtime.DEVICE)
     packed = k_conv.pack_int8(codes, torch.from_numpy(q.weight_scale).to(runtime.DEVICE), q.x_scale, q.x_zero,

@@ -192,27 +192,11 @@ def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1,
     split-K) defaults to `gemm.default_config` for ``sm_count`` SMs (the device's). ``tf32`` lets float32
     products use TF32 tensor cores on GPU (then compare with the tf32 tolerance); by default exact IEEE.
     """
-    check(x.dim() == 4, f"conv2d input must be NCHW (rank 4), got shape {tuple(x.shape)}")
-    nb, c, h, w = x.shape
+    check(x.dtype == weight.weight.dtype, f"conv2d: input is {x.dtype}, the packed weight {weight.weight.dtype}")
+    out = _checked_output("conv2d", x, weight, stride, padding, dilation, residual, activation, out)
+    nb, _, oh, ow = out.shape
     kh, kw = weight.kernel
     g = weight.groups
-    check(c == weight.in_per_group * g, f"conv2d: input has {c} channels, the weight expects "
-                                        f"{weight.in_per_group}·{g} (C/groups·groups)")
-    check(x.dtype == weight.weight.dtype, f"conv2d: input is {x.dtype}, the packed weight {weight.weight.dtype}")
-    check(activation is None or activation in ACTIVATIONS, f"conv2d: unknown activation {activation!r}")
-    oh = output_size(h, kh, stride[0], padding[0], dilation[0])
-    ow = output_size(w, kw, stride[1], padding[1], dilation[1])
-    check(oh >= 1 and ow >= 1, f"conv2d: kernel {kh}×{kw} (dilation {dilation}) does not fit input {h}×{w} "
-                               f"padded by {padding}")
-    shape = (nb, weight.out_channels, oh, ow)
-    if out is None:
-        fmt = torch.channels_last if weight.layout == "nhwc" or _channels_last(x) else torch.contiguous_format
-        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
-    check(tuple(out.shape) == shape and out.dtype == x.dtype, f"conv2d: out must be {x.dtype} {shape}, "
-                                                              f"got {out.dtype} {tuple(out.shape)}")
-    if residual is not None:
-        check(tuple(residual.shape) == shape, f"conv2d: residual must have the output's shape {shape}, "
-                                              f"got {tuple(residual.shape)}")
     if weight.in_per_group == 1 and g > 1:  # depthwise: a direct convolution beats a per-channel GEMM
         depthwise.launch(x, weight, out, residual, stride, padding, dilation, activation, alpha, beta)
         return out
@@ -225,6 +209,34 @@ def conv2d(x: torch.Tensor, weight: PackedConv, *, stride: tuple[int, int] = (1,
                     precision(x.dtype, tf32), config)
         return out
     _launch_nchw(x, weight, out, residual, stride, padding, dilation, activation, alpha, beta, precision(x.dtype, tf32))
+    return out
+
+
+def _checked_output(what: str, x: torch.Tensor, weight: PackedConv, stride, padding, dilation,
+                    residual: torch.Tensor | None, activation: str | None, out: torch.Tensor | None) -> torch.Tensor:
+    """The checks `conv2d` and `conv2d_int8` share (rank, channels, activation, output size, ``out`` and
+    ``residual`` shapes), and ``out`` allocated in ``x``'s dtype if not given: channels-last for an "nhwc" weight
+    or a channels-last ``x``."""
+    check(x.dim() == 4, f"{what} input must be NCHW (rank 4), got shape {tuple(x.shape)}")
+    nb, c, h, w = x.shape
+    kh, kw = weight.kernel
+    g = weight.groups
+    check(c == weight.in_per_group * g, f"{what}: input has {c} channels, the weight expects "
+                                        f"{weight.in_per_group}·{g} (C/groups·groups)")
+    check(activation is None or activation in ACTIVATIONS, f"{what}: unknown activation {activation!r}")
+    oh = output_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = output_size(w, kw, stride[1], padding[1], dilation[1])
+    check(oh >= 1 and ow >= 1, f"{what}: kernel {kh}×{kw} (dilation {dilation}) does not fit input {h}×{w} "
+                               f"padded by {padding}")
+    shape = (nb, weight.out_channels, oh, ow)
+    if out is None:
+        fmt = torch.channels_last if weight.layout == "nhwc" or _channels_last(x) else torch.contiguous_format
+        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+    check(tuple(out.shape) == shape and out.dtype == x.dtype, f"{what}: out must be {x.dtype} {shape}, "
+                                                              f"got {out.dtype} {tuple(out.shape)}")
+    if residual is not None:
+        check(tuple(residual.shape) == shape, f"{what}: residual must have the output's shape {shape}, "
+                                              f"got {tuple(residual.shape)}")
     return out
 
 
@@ -296,20 +308,8 @@ def conv2d_int8(x: torch.Tensor, weight: Int8Conv, *, stride: tuple[int, int] = 
     depthwise conv: its direct kernel summing the integer products in float32, exact below 2^24), exact up to the
     final float32 scaling; the output is float32 real values."""
     p = weight.packed
-    check(x.dim() == 4 and x.shape[1] == p.in_per_group * p.groups and x.dtype == torch.float32,
-          f"conv2d_int8: input must be float32 codes (N, {p.in_per_group * p.groups}, H, W), got {x.dtype} "
-          f"{tuple(x.shape)}")
-    check(activation is None or activation in ACTIVATIONS, f"conv2d_int8: unknown activation {activation!r}")
-    nb, _, h, w = x.shape
-    (kh, kw) = p.kernel
-    shape = (nb, p.out_channels, output_size(h, kh, stride[0], padding[0], dilation[0]),
-             output_size(w, kw, stride[1], padding[1], dilation[1]))
-    check(shape[2] >= 1 and shape[3] >= 1, f"conv2d_int8: kernel {kh}×{kw} does not fit input {h}×{w}")
-    if out is None:
-        out = torch.empty(shape, dtype=torch.float32, device=x.device,
-                          memory_format=torch.channels_last if _channels_last(x) else torch.contiguous_format)
-    check(tuple(out.shape) == shape and out.dtype == torch.float32, f"conv2d_int8: out must be float32 {shape}")
-    check(residual is None or tuple(residual.shape) == shape, f"conv2d_int8: residual must have shape {shape}")
+    check(x.dtype == torch.float32, f"conv2d_int8: input must be float32 codes, got {x.dtype}")
+    out = _checked_output("conv2d_int8", x, p, stride, padding, dilation, residual, activation, out)
     if p.in_per_group == 1 and p.groups > 1:  # depthwise: the direct kernel on the codes (uint8 needs no shift)
         depthwise.launch(x, p, out, residual, stride, padding, dilation, activation, alpha, beta, weight)
     else:
