@@ -38,6 +38,21 @@ def test_reference_job_writes_the_file_the_case_reads(tmp_path):
     assert out["correctness"]["ok"] is False
 
 
+def test_low_precision_on_random_weights_is_reported_not_judged(tmp_path):
+    """A whole network at bfloat16 on random weights: its error is in the record, its verdict is not a fail (the
+    real network judges low precision); at float32 the same planted error stays a fail (the test above)."""
+    path = tmp_path / "ref.npy"
+    run_reference({"model": "lenet5", "image_size": 32, "batch": 2, "path": str(path)})
+    np.save(path, np.load(path) + 1.0)
+    job = _job(reference=str(path))
+    job["case"]["backend"] = job["case"]["backend_name"] = "torch"
+    job["case"]["dtype"] = "bfloat16"
+    out = run_case(job)
+    c = out["correctness"]
+    assert out["status"] == "ok" and c["ok"] is None and c["max_abs"] > 0.5 and c["dtype"] == "bfloat16"
+    assert c["reason"].startswith("bfloat16 on random weights, reported not judged") and "max abs error" in c["reason"]
+
+
 def test_a_failed_reference_is_no_verdict_not_a_pass():
     out = run_case(_job(reference_error="timeout: no result after 60 s"))
     assert out["status"] == "ok" and out["correctness"]["ok"] is None
