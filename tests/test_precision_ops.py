@@ -103,9 +103,9 @@ def test_openvino_int8_runs_int8_layers(qnet):
     exe = _openvino().compile(qg, qp, threads=1, precision="int8")
     agreement = compare(np.asarray(exe(x)), ref, exe.report.accuracy_dtype)
     assert exe.report.accuracy_dtype == "int8" and agreement.ok, agreement
-    # the runtime model's u8 layers: the three convolutions (the residual add fuses into c2 as a sum post-op) and
-    # the linear head; OpenVINO 2026.4 leaves none of them in f32
-    assert exe.report.details.int8_layers == 4, exe.report.details
+    # the runtime model's u8 layers: at least the three convolutions and the linear head, none of them left in f32
+    # (4 on Zen 4, where the residual add fuses into c2 as a sum post-op; 5 on an AMX Xeon: the count is the CPU's)
+    assert exe.report.details.int8_layers >= 4, exe.report.details
     assert not exe.report.warnings
 
 
