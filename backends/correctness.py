@@ -45,6 +45,12 @@ TOLERANCES: dict[str, Tolerance] = {
     "int8": Tolerance(rtol=3e-2, atol=1e-3),
 }
 
+# The precisions (what ran: a report's accuracy_dtype) whose whole-network runs on random weights the harness
+# reports, not judges: rounding differences compound layer after layer (ResNet-50 bf16: max rel 0.13 against the
+# 0.08 bound, on AMX and on Zen 4 alike; int8 above). Each precision's arithmetic is judged op by op, and a whole
+# network on real weights and photographs (--input real; tests/test_precision_real.py).
+NOT_JUDGED_ON_RANDOM_WEIGHTS = ("bfloat16", "float16", "int8")
+
 
 def tolerance(dtype: str, mode: str = "inference") -> Tolerance:
     """The tolerance of ``dtype`` for an inference output, or (``mode="train"``) for a train step's tensors

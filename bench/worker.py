@@ -36,9 +36,6 @@ from .errors import UnsupportedCase
 from .launch import THREAD_VARS, child_main, failure
 from .workload import SEED, compile_options, make_workload, reference
 
-# the precisions a whole network on random weights is reported at, not judged (run_case says why)
-REPORTED_NOT_JUDGED = ("bfloat16", "float16", "int8")
-
 __all__ = ["SEED", "load_factory", "main", "reference_output", "run_case", "run_job", "run_reference", "serve_case"]
 
 
@@ -93,9 +90,23 @@ def measured_compile(backend: Any, graph: Any, params: Any, case: Any, device: s
     return Compiled(exe, report, info, baseline, compile_peak, compile_dev)
 
 
+def judged(y: np.ndarray, ref: np.ndarray, accuracy_dtype: str, input: str) -> dict[str, Any]:
+    """A case's correctness record: ``y`` against the float64 reference with the tolerance of what ran, except
+    that a whole network on random weights at a precision in `NOT_JUDGED_ON_RANDOM_WEIGHTS` is reported without a
+    verdict (backends/correctness.py says why), its error and the reason kept."""
+    from ..backends.correctness import NOT_JUDGED_ON_RANDOM_WEIGHTS, compare
+
+    out = compare(y, ref, accuracy_dtype).to_dict()
+    if accuracy_dtype in NOT_JUDGED_ON_RANDOM_WEIGHTS and input == "random" and out["ok"] is False:
+        out = {**out, "ok": None, "reason": (
+            f"{accuracy_dtype} on random weights, reported not judged (rounding differences grow through the "
+            f"layers; --input real judges the real network): {out['reason']}")}
+    return out
+
+
 def run_case(job: dict[str, Any]) -> dict[str, Any]:
     from ..backends import get
-    from ..backends.correctness import accuracy, compare
+    from ..backends.correctness import accuracy
     from ..ir.analysis import summarize
     from .memory import DevicePeak, PhasePeak
     from .record import Memory
@@ -165,16 +176,7 @@ def run_case(job: dict[str, Any]) -> dict[str, Any]:
         ref = np.load(job["reference"])
     else:  # run without a sweep around it: compute it here, after the measurement
         ref = reference(w)
-    out["correctness"] = compare(np.asarray(y), ref, accuracy_dtype).to_dict()
-    if case.dtype in REPORTED_NOT_JUDGED and case.input == "random" and out["correctness"]["ok"] is False:
-        # Random weights make a low-precision network's max error meaningless: bfloat16's 8 mantissa bits and
-        # int8's one-code requantization differences (engines requantize with float32 multipliers) compound layer
-        # after layer (ResNet-50 bf16: max rel 0.13 against the 0.08 bound, on AMX and on Zen 4 alike). The op
-        # corpus judges each precision's arithmetic; a whole network is judged on real weights and photographs
-        # (--input real; tests/test_precision_real.py), so here the figure is reported only.
-        out["correctness"] = {**out["correctness"], "ok": None, "reason": (
-            f"{case.dtype} on random weights, reported not judged (rounding differences grow through the layers; "
-            f"--input real judges the real network): {out['correctness']['reason']}")}
+    out["correctness"] = judged(np.asarray(y), ref, accuracy_dtype, case.input)
     if w.labels is not None and out["correctness"]["max_abs"] < float("inf"):  # real input, finite logits
         # accuracy against the float model's float64 output (for int8, not the quantized graph's)
         oracle = ref if w.float_graph is None else reference(w, float_model=True)
@@ -265,7 +267,6 @@ def serve_case(job: dict[str, Any]) -> dict[str, Any]:
     run phase is the first call and the warm-up)."""
     import gc
 
-    from ..backends.correctness import compare
     from ..ir.analysis import summarize
     from .launch import serve_requests
     from .memory import PhasePeak, rss_bytes
@@ -310,7 +311,7 @@ def serve_case(job: dict[str, Any]) -> dict[str, Any]:
                                 "reason": f"no float64 reference: {job['reference_error']}"}
     else:
         ref = np.load(job["reference"]) if job.get("reference") else reference(w)
-        ready["correctness"] = compare(np.asarray(y), ref, accuracy_dtype).to_dict()
+        ready["correctness"] = judged(np.asarray(y), ref, accuracy_dtype, case.input)
 
     def handle(request: dict[str, Any]) -> dict[str, Any]:
         if request.get("op") != "round":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import numpy as np
+import pytest
 
 from convbench.backends import registry
 from convbench.backends.base import Executable
@@ -38,15 +39,23 @@ def test_reference_job_writes_the_file_the_case_reads(tmp_path):
     assert out["correctness"]["ok"] is False
 
 
-def test_low_precision_on_random_weights_is_reported_not_judged(tmp_path):
+@pytest.mark.parametrize(("backend", "dtype", "options"), [
+    ("torch", "bfloat16", {}),
+    ("openvino", "float32", {"precision": "bf16"}),  # the precision that ran decides, not the case's dtype
+])
+def test_low_precision_on_random_weights_is_reported_not_judged(tmp_path, backend, dtype, options):
     """A whole network at bfloat16 on random weights: its error is in the record, its verdict is not a fail (the
     real network judges low precision); at float32 the same planted error stays a fail (the test above)."""
+    ok, why = registry.get(backend).available()
+    if not ok:
+        pytest.skip(why)
+    if backend == "openvino" and "bf16" not in registry.get(backend).precisions():
+        pytest.skip("this CPU offers OpenVINO no bf16")
     path = tmp_path / "ref.npy"
     run_reference({"model": "lenet5", "image_size": 32, "batch": 2, "path": str(path)})
     np.save(path, np.load(path) + 1.0)
     job = _job(reference=str(path))
-    job["case"]["backend"] = job["case"]["backend_name"] = "torch"
-    job["case"]["dtype"] = "bfloat16"
+    job["case"].update(backend=backend, backend_name=backend, dtype=dtype, options=options)
     out = run_case(job)
     c = out["correctness"]
     assert out["status"] == "ok" and c["ok"] is None and c["max_abs"] > 0.5 and c["dtype"] == "bfloat16"
