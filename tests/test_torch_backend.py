@@ -214,8 +214,21 @@ def test_onednn_nhwc_bug_is_routed_around(monkeypatch):
     c = _case("conv2d-k3-s1x2-p2x1-d2x1-g1-regress-out1-strided")
     assert run_case("torch", c).status == "pass"
     assert isinstance(get("torch").compile(c.graph, c.params).artifact.conv2d, NchwConv2d)
-    monkeypatch.setattr(torch_lower, "nhwc_unsafe", lambda *args: False)
+    monkeypatch.setattr(torch_lower, "onednn_unsafe", lambda *args: False)
     assert run_case("torch", c, prepack=False).status == "fail"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_a_window_of_only_padding_is_padded_first(dtype, channels_last):
+    """Padding as wide as the dilated kernel segfaults oneDNN's NHWC kernels, and its float16 NCHW kernel on an
+    AVX512-FP16 CPU asks for 2^44 bytes: on every layout and dtype the input is zero-padded first, and oneDNN sees
+    a convolution without padding."""
+    c = _case("conv2d-k3x2-s2-p1x3-d3x2-g1-regress-pad-ge-span")
+    exe = get("torch").compile(c.graph, c.params, dtype=dtype, channels_last=channels_last)
+    conv = exe.artifact.conv2d
+    assert isinstance(conv, NchwConv2d) and conv.pad_first and conv.padding == (1, 3)
+    assert run_case("torch", c, dtype=dtype, channels_last=channels_last).status == "pass"
 
 
 def test_bad_options_are_one_clear_error():

@@ -64,7 +64,10 @@ def test_resnet18_with_the_shipped_database():
     case = model_case("resnet18", batch=1, image_size=224)
     exe = cb.backends.get("tvm").compile(case.graph, case.params, threads=2)
     details = exe.report.details
-    assert details.db_source == "shipped" and exe.report.warnings == ()
+    # the one warning allowed: records of the hand-written schedules that predate a change to them (the rocketlake
+    # database's 15, from before the padding-copy fix). It is true, and only tuning on that CPU again clears it.
+    others = [w for w in exe.report.warnings if "were measured with an older version" not in w]
+    assert details.db_source == "shipped" and others == [], others
     assert details.db_hits == details.db_tasks > 0 and 0 < details.db_hand_hits < details.db_hits
     assert compare(exe(*case.input_list()), case.reference[0], "float32").ok
 

@@ -10,8 +10,8 @@ every other op is one ``torch``/``F`` call. The rewrites pay for the IR (ResNet-
   (``ir.passes.fold_batch_norm.fold_conv_bn_weights``, in float64, once) and disappears, as does dropout;
 - on CPU with channels_last (``prepack``, the default there without ``compile``) each conv2d's weights are
   reordered once into oneDNN's blocked layout and a ReLU/ReLU6 that alone reads its output becomes the
-  convolution's post-op (`layers.PackedConv2d`); shapes oneDNN's NHWC kernels get wrong run NCHW
-  (`nhwc_unsafe`);
+  convolution's post-op (`layers.PackedConv2d`); shapes oneDNN gets wrong run NCHW, zero-padded first where a
+  window could see only padding (`layers.onednn_unsafe`, on every layout);
 - relu/relu6/add write in place when they are the only reader of a buffer the graph does not return;
 - with prepack and ``residual_post_ops``, a residual add (+ ReLU) after such a conv becomes its oneDNN post-op
   too (`layers.fuse_residual_adds`: ResNet-50's 16 bottleneck ends, one pass over the output instead of three;

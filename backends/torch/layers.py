@@ -41,15 +41,21 @@ def canonical_conv(a: Any, taps: tuple[int, ...]) -> Any:
     return dataclasses.replace(a, dilation=tuple(1 if k == 1 else d for k, d in zip(taps, a.dilation, strict=True)))
 
 
-def nhwc_unsafe(a: Any, taps: tuple[int, ...], out: tuple[int, ...]) -> bool:
-    """Shapes oneDNN's NHWC kernels (eager and pre-packed) get wrong, found by differential fuzzing: a stride > 1
-    along an axis with a single output (uninitialised memory: input (3, 1, 7, 2), kernel 3×3, stride (1, 2),
-    padding (2, 1), dilation (2, 1)), and padding as wide as the dilated kernel, so that a window can see only
-    padding (segfaults: input (3, 3, 11, 1), kernel 3×2, stride 2, padding (1, 3), dilation (3, 2)). No CNN in
-    the zoo has either; such a conv runs on NCHW buffers, which oneDNN handles."""
-    spans = [d * (k - 1) + 1 for k, d in zip(taps, a.dilation, strict=True)]
+def onednn_unsafe(a: Any, taps: tuple[int, ...], out: tuple[int, ...]) -> bool:
+    """Shapes oneDNN's convolution gets wrong, found by differential fuzzing, which run as `NchwConv2d`: a stride
+    > 1 along an axis with a single output (NHWC kernels, eager and pre-packed, return uninitialised memory: input
+    (3, 1, 7, 2), kernel 3×3, stride (1, 2), padding (2, 1), dilation (2, 1)), and padding as wide as the dilated
+    kernel, so that a window can see only padding (NHWC kernels segfault, and on an AVX512-FP16 CPU the float16
+    NCHW kernel asks for 2^44 bytes and is killed: input (3, 3, 11, 1), kernel 3×2, stride 2, padding (1, 3),
+    dilation (3, 2)). No CNN in the zoo has either."""
     return (any(o == 1 and s > 1 for o, s in zip(out, a.stride, strict=True))
-            or any(p >= span for p, span in zip(a.padding, spans, strict=True)))
+            or pads_past_kernel(a, taps))
+
+
+def pads_past_kernel(a: Any, taps: tuple[int, ...]) -> bool:
+    """Whether the padding along an axis is as wide as the dilated kernel: a window there can see only padding."""
+    spans = [d * (k - 1) + 1 for k, d in zip(taps, a.dilation, strict=True)]
+    return any(p >= span for p, span in zip(a.padding, spans, strict=True))
 
 
 class PackedConv2d(nn.Module):
@@ -159,25 +165,37 @@ def _plain_packed(gm: torch.fx.GraphModule, node: Any) -> PackedConv2d | None:
     return module if type(module) is PackedConv2d and module.activation is None else None
 
 
+def nchw_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation,
+                groups: int, pad_first: bool) -> torch.Tensor:
+    """conv2d on an NCHW buffer, for the shapes oneDNN gets wrong (`onednn_unsafe`); with ``pad_first`` the input
+    is zero-padded first (``F.pad``) so that oneDNN sees a convolution without padding, none of whose windows sees
+    only padding."""
+    if pad_first:  # F.pad takes the last axis first: (left, right, top, bottom)
+        x, padding = F.pad(x.contiguous(), (padding[1], padding[1], padding[0], padding[0])), (0, 0)
+    return F.conv2d(x.contiguous(), weight, bias, tuple(stride), tuple(padding), tuple(dilation), groups)
+
+
 class NchwConv2d(nn.Module):
-    """conv2d (+ ReLU/ReLU6) on NCHW buffers whatever the graph's layout, for the shapes oneDNN's NHWC kernels get
-    wrong (see ``torch.nhwc_unsafe``). Weights are plain attributes: ``.to(memory_format=...)`` leaves them NCHW."""
+    """`nchw_conv2d` (+ ReLU/ReLU6) on weights the graph fixes, whatever the graph's layout. Weights are plain
+    attributes: ``.to(memory_format=...)`` leaves them NCHW."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation, groups: int,
-                 activation: str | None = None):
+                 activation: str | None = None, pad_first: bool = False):
         super().__init__()
-        self.weight, self.bias, self.activation = weight, bias, activation
+        self.weight, self.bias, self.activation, self.pad_first = weight, bias, activation, pad_first
         self.stride, self.padding, self.dilation, self.groups = tuple(stride), tuple(padding), tuple(dilation), groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv2d(x.contiguous(), self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        y = nchw_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                        self.pad_first)
         if self.activation == "relu":
             return torch.relu_(y)
         return relu6_(y) if self.activation == "relu6" else y
 
     def extra_repr(self) -> str:
         return (f"weight={tuple(self.weight.shape)}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, groups={self.groups}, activation={self.activation}")
+                f"pad_first={self.pad_first}, dilation={self.dilation}, groups={self.groups}, "
+                f"activation={self.activation}")
 
 
 class NumpyFallback(nn.Module):

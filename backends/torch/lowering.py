@@ -32,7 +32,16 @@ try:  # the backend must load (and say why it is unavailable) without torch inst
     from torch import nn
 
     from . import layers
-    from .layers import POST_OPS, NchwConv2d, NumpyFallback, PackedConv2d, add_n, canonical_conv, nhwc_unsafe
+    from .layers import (
+        POST_OPS,
+        NchwConv2d,
+        NumpyFallback,
+        PackedConv2d,
+        add_n,
+        canonical_conv,
+        onednn_unsafe,
+        pads_past_kernel,
+    )
 except ImportError as _e:  # pragma: no cover - exercised by the registry test with torch hidden
     torch = None  # type: ignore[assignment]
     _IMPORT_ERROR = f"torch is not installed ({_e}); pip install -c constraints.txt 'convbench[torch]'"
@@ -219,14 +228,18 @@ def _function(path: str) -> Callable:
 def _conv2d(lw: Lowering, node: Node) -> torch.fx.Node:
     taps = lw.graph.types[node.inputs[1]].shape[2:]
     a = canonical_conv(node.attrs, taps)
-    if not lw.all_params(node):  # weights computed by the graph: the functional form
+    unsafe = onednn_unsafe(a, taps, lw.graph.types[node.name].shape[2:])  # on every layout: see its docstring
+    if not lw.all_params(node):  # weights computed by the graph (a train step's leaves): the functional form
         args = [lw.value(i) for i in node.inputs] + [None] * (3 - len(node.inputs))
+        if unsafe:
+            return lw.call(node, layers.nchw_conv2d, *args, a.stride, a.padding, a.dilation, a.groups,
+                           pads_past_kernel(a, taps))
         return lw.call(node, F.conv2d, *args, a.stride, a.padding, a.dilation, a.groups)
     w, b = lw.weights(node)
     act = lw.post_ops.get(node.name)
-    if lw.channels_last and nhwc_unsafe(a, taps, lw.graph.types[node.name].shape[2:]):
+    if unsafe:
         conv = NchwConv2d(lw.tensor(w), None if b is None else lw.tensor(b), a.stride, a.padding, a.dilation,
-                          a.groups, act.op if act else None)
+                          a.groups, act.op if act else None, pad_first=pads_past_kernel(a, taps))
         return lw.module(node, conv, lw.value(node.inputs[0]))
     if lw.prepack:
         conv = PackedConv2d(lw.tensor(w), None if b is None else lw.tensor(b), a.stride, a.padding, a.dilation,

@@ -52,12 +52,23 @@ def _axes(x: np.ndarray) -> tuple[int, ...]:
     return tuple(a for a in range(x.ndim) if a != 1)
 
 
+def _sum(a: np.ndarray, axes: tuple[int, ...], keepdims: bool = False) -> np.ndarray:
+    """Σ over ``axes``, accumulated in float64 and rounded once to ``a``'s dtype, as torch's CPU batch norm does
+    (its accumulation type for float32 is double). Summed in float32, the M values per channel, amplified by 1/σ_B of
+    a small batch, put the NumPy float32 train step of MobileNet-V2 (batch 4, 64 px, on a Zen 4) 0.00786 off the
+    float64 step where the bound is 0.0033; accumulated in float64 it is 0.00135 off, torch's 0.00074."""
+    return a.sum(axis=axes, keepdims=keepdims, dtype=np.float64).astype(a.dtype, copy=False)
+
+
+def _mean(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    return _sum(a, axes, keepdims=True) / a.dtype.type(np.prod([a.shape[i] for i in axes]))
+
+
 def normalized(attrs: BatchNormTrainAttrs, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(x̂, 1/σ_B) with the batch statistics, keepdims-shaped for broadcasting."""
     axes = _axes(x)
-    mean = x.mean(axis=axes, keepdims=True)
-    centred = x - mean
-    inv_std = 1 / np.sqrt((centred * centred).mean(axis=axes, keepdims=True) + x.dtype.type(attrs.eps))
+    centred = x - _mean(x, axes)
+    inv_std = 1 / np.sqrt(_mean(centred * centred, axes) + x.dtype.type(attrs.eps))
     return centred * inv_std, inv_std
 
 
@@ -70,14 +81,13 @@ def reference(attrs: BatchNormTrainAttrs, x: np.ndarray, weight: np.ndarray, bia
 def vjp(attrs: BatchNormTrainAttrs, ins, out, dy: np.ndarray, wrt: int) -> np.ndarray:
     axes = _axes(dy)
     if wrt == 2:
-        return dy.sum(axis=axes)
+        return _sum(dy, axes)
     x, weight = ins[0], ins[1]
     xhat, inv_std = normalized(attrs, x)
     if wrt == 1:
-        return (dy * xhat).sum(axis=axes)
+        return _sum(dy * xhat, axes)
     bcast = (1, -1) + (1,) * (x.ndim - 2)
-    mean_dy = dy.mean(axis=axes, keepdims=True)
-    mean_dy_xhat = (dy * xhat).mean(axis=axes, keepdims=True)
+    mean_dy, mean_dy_xhat = _mean(dy, axes), _mean(dy * xhat, axes)
     return weight.reshape(bcast) * inv_std * (dy - mean_dy - xhat * mean_dy_xhat)
 
 
