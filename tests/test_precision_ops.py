@@ -19,6 +19,7 @@ from convbench.models import init_params
 from convbench.testing import backend_or_skip, conformance_params
 
 torch = pytest.importorskip("torch")
+from convbench.backends.torch.quant_rules import QConv2d  # noqa: E402
 
 SHAPE = (2, 3, 7, 5)  # every dim distinct
 
@@ -50,14 +51,22 @@ def test_torch_ops_float16(item):
     item.check()
 
 
-def test_torch_int8_eager_is_the_quantized_arithmetic(qnet):
+@pytest.mark.parametrize("prepack", [True, False])
+def test_torch_int8_eager_is_the_quantized_arithmetic(qnet, prepack):
+    """With prepack (the CPU default) each conv is one oneDNN u8×s8 call on the codes; without, a float32 conv on
+    the dequantized weights. Either is the QDQ graph's arithmetic to float32 rounding: the integer sums are exact."""
     qg, qp, x, ref = qnet
-    exe = get("torch").compile(qg, qp, threads=1)
+    exe = get("torch").compile(qg, qp, threads=1, prepack=prepack)
     agreement = compare(np.asarray(exe(x)), ref, exe.report.accuracy_dtype)
     assert exe.report.accuracy_dtype == "int8" and agreement.ok, agreement
-    # float32 quantize/dequantize and a float32 conv on the dequantized weights: float32 rounding, no more
     assert agreement.max_rel < 1e-5, agreement
-    assert exe.report.details.int8_convs == 0 and any("eagerly" in w for w in exe.report.warnings)
+    convs = [m for m in exe.artifact.modules() if isinstance(m, QConv2d)]
+    assert exe.report.details.int8_convs == len(convs) == (3 if prepack else 0)
+    assert any(f"eagerly, {len(convs)} convolutions" in w for w in exe.report.warnings)
+    if prepack:  # the convs read the codes: their inputs' and weights' dequantize_linear are gone
+        code = exe.artifact.code
+        assert code.count("dequantize_per_channel") == 1 and "relu6_dequantized =" not in code, code  # fc's only
+        assert {m.activation for m in convs} == {"relu6", None}  # c1's ReLU6 is its post-op
 
 
 @pytest.mark.slow  # inductor compiles C++: ~10 s on 2 cores

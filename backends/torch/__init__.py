@@ -20,10 +20,11 @@ every other op is one ``torch``/``F`` call. The rewrites pay for the IR (ResNet-
 Options: `TorchOptions` (``convbench backends --options``); dtypes "float32", "bfloat16" and "float16" (on a CPU
 without AVX512-FP16 float16 runs ATen's fallback kernels, not oneDNN: a warning says so), and "int8": a QDQ graph
 (``ir/passes/quantize.py``; dtype int8 refuses any other), float32 I/O, judged with the int8 tolerance: eagerly its
-quantize/dequantize pairs are torch's ``quantized_decomposed`` ops (exact float32 arithmetic), with ``compile``
-inductor matches them around conv/linear into oneDNN u8×s8 kernels (``details.int8_convs`` counts them). ``threads`` is
-torch's intra-op thread count while this executable runs, restored afterwards. Parameters are converted once, at
-compile time; calls run under ``torch.inference_mode``. ``exe.artifact`` is the fx GraphModule (with
+convs of the int8 pattern run oneDNN's u8×s8 kernel (`quant_rules.QConv2d`), the other quantize/dequantize ops are
+torch's ``quantized_decomposed`` (exact float32 arithmetic); with ``compile`` inductor matches them around
+conv/linear into oneDNN u8×s8 kernels (``details.int8_convs`` counts both kinds). ``threads`` is torch's
+intra-op thread count while this executable runs, restored afterwards. Parameters are converted once, at compile
+time; calls run under ``torch.inference_mode``. ``exe.artifact`` is the fx GraphModule (with
 ``compile``: torch.compile's wrapper of it, which forwards ``.code`` and the modules); ``exe.report.details``
 is a `TorchDetails`.
 """
@@ -82,8 +83,8 @@ class TorchDetails:
     post_ops: int  # activations pre-packed convolutions apply
     torch: str
     cpu_isa: str = ""  # ATen's vector ISA (torch.backends.cpu.get_cpu_capability()), "" off CPU
-    # int8 QDQ graphs with compile: the QDQ → conv/linear patterns inductor replaced by oneDNN int8 kernels
-    # (its qconv/qlinear weight-prepack matcher counts); 0 in eager, where QDQ is exact float32 arithmetic
+    # int8 QDQ graphs: the convs/linears that run oneDNN int8 kernels; with compile the QDQ → conv/linear patterns
+    # inductor replaced (its qconv/qlinear weight-prepack matcher counts), eagerly quant_rules.QConv2d's convs
     int8_convs: int = 0
     int8_linears: int = 0
     residual_post_ops: int = 0  # residual adds (+ ReLU) pre-packed convolutions apply (layers.fuse_residual_adds)
@@ -151,7 +152,7 @@ class TorchBackend(TemplateBackend):
         lower_s = time.perf_counter() - start
         fn: Callable = gm
         torch_compile_s = 0.0
-        matched = {"qconv": 0, "qlinear": 0}
+        matched = {"qconv": len(gm.meta["int8_convs"]), "qlinear": 0}  # eager: quant_rules.QConv2d
         if opts.compile:
             start = time.perf_counter()
             fn, matched = _torch_compile(gm, graph, prepare, opts.threads, device)
@@ -204,8 +205,10 @@ def _precision_warnings(dtype: str, device: str, quantized: bool, compiled: bool
         out.append("torch backend: float16 on this CPU runs ATen's fallback kernels, not oneDNN (it has no "
                    "AVX512-FP16/AMX-FP16): expect it slower than float32")
     if quantized and not compiled:
-        out.append("torch backend: the int8 QDQ graph runs eagerly as exact float32 quantize/dequantize "
-                   "arithmetic (torch.ops.quantized_decomposed); compile=True lowers it to oneDNN int8 kernels")
+        out.append(f"torch backend: eagerly, {int8_layers} convolutions of the int8 QDQ graph run oneDNN's u8×s8 "
+                   "kernel (onednn.qconv2d_pointwise, float32 out); linears, adds and the other quantize/dequantize "
+                   "ops run as exact float32 arithmetic (torch.ops.quantized_decomposed); compile=True lowers the "
+                   "linears and the requantization into oneDNN's int8 kernels too")
     if quantized and compiled and not int8_layers:
         out.append("torch backend: inductor matched no QDQ conv/linear pattern: the int8 graph runs as float32 "
                    "fake-quant arithmetic, not oneDNN int8 kernels")

@@ -22,6 +22,7 @@ from ...ir.passes.fold_batch_norm import fold_conv_bn_weights
 from ...ir.verify import verify
 from ..base import BackendError
 from ..template import cast_params
+from . import quant_rules
 from .quant_rules import QUANT_RULES
 from .train_rules import TRAIN_RULES
 
@@ -66,6 +67,7 @@ class Lowering:
         self.root: dict[str, Any] = {}  # qualified name -> module or tensor, what GraphModule copies
         self.folded: dict[str, Node] = {}  # conv/linear name -> the batch_norm folded into it
         self.post_ops: dict[str, Node] = {}  # pre-packed conv name -> the relu/relu6 it applies as a post-op
+        self.int8: dict = {}  # conv name -> its oneDNN int8 call's operands (quant_rules.plan_int8), with prepack
         self.views: set[torch.fx.Node] = set()  # outputs of IR view ops: they may share their input's storage
         # a train step (the graph has vjp nodes): each forward node reads its inputs as autograd leaves
         # (`layers.leaf`), and a vjp node differentiates its forward node alone (`_vjp`)
@@ -155,16 +157,19 @@ class Lowering:
                 continue
             value = node.inputs[0]
             src = self.graph.node_by_name.get(folded_bn.get(value, value))
-            if (src is not None and src.op == "conv2d" and self.all_params(src) and src.name not in fallback
+            if (src is not None and src.op == "conv2d" and (self.all_params(src) or src.name in self.int8)
+                    and src.name not in fallback
                     and self.graph.sole_reader(value) == node):
                 self.post_ops[src.name] = node
 
     def run(self, fallback: tuple[str, ...]) -> torch.fx.GraphModule:
         self.plan_folds()
         if self.prepack:
+            self.int8 = quant_rules.plan_int8(self.graph, dict(self.params), fallback)
             self.plan_post_ops(fallback)
         absorbed = {bn.name: conv for conv, bn in self.folded.items()}  # node -> the layer that computes it
         absorbed.update({act.name: conv for conv, act in self.post_ops.items()})
+        unread = quant_rules.absorbed(self.graph, self.int8)  # the dequantize_linear nodes int8 convs skip
         for name in self.graph.inputs:
             self.env[name] = self.fx.placeholder(_ident(name))
         backward: set[str] = set()  # a train step's vjp nodes and what sums their results: no leaves
@@ -172,6 +177,8 @@ class Lowering:
             if self.train and (node.op == "vjp" or any(i in backward for i in node.inputs)):
                 backward.add(node.name)
             self.current = node if self.train and node.name not in backward else None
+            if node.name in unread:
+                continue
             if node.name in absorbed:  # the conv/linear before it already applies it
                 self.env[node.name] = self.env[absorbed[node.name]]
             elif node.name in fallback:
@@ -226,6 +233,8 @@ def _function(path: str) -> Callable:
 # -- one rule per op ----------------------------------------------------------------------------------------------
 
 def _conv2d(lw: Lowering, node: Node) -> torch.fx.Node:
+    if (q := lw.int8.get(node.name)) is not None:
+        return quant_rules.int8_conv(lw, node, q)
     taps = lw.graph.types[node.inputs[1]].shape[2:]
     a = canonical_conv(node.attrs, taps)
     unsafe = onednn_unsafe(a, taps, lw.graph.types[node.name].shape[2:])  # on every layout: see its docstring
@@ -388,6 +397,7 @@ def lower_verified(graph: Graph, params: Mapping[str, np.ndarray], dtype: str, c
     gm = lw.run(fallback)
     gm.meta["folded_batch_norms"] = [bn.name for bn in lw.folded.values()]
     gm.meta["post_ops"] = [act.name for act in lw.post_ops.values()]
+    gm.meta["int8_convs"] = list(lw.int8)
     gm.eval()
     if channels_last:
         gm = gm.to(memory_format=torch.channels_last)

@@ -1,13 +1,19 @@
 """The torch lowering rules of the int8 QDQ ops (ir/ops/quantize_linear.py, dequantize_linear.py), merged into
 `lowering.LOWERINGS`: torch's ``quantized_decomposed`` ops, the representation PT2E's ``convert_pt2e`` produces.
-Eagerly they are exact float32 quantize/dequantize arithmetic (the dequantized weights feed an ordinary float32
-conv); under ``torch.compile`` with freezing, inductor's quantization passes (torch/_inductor/fx_passes/
-quantization.py) match ``dequantize → conv/linear → quantize`` into oneDNN's u8×s8 kernels (onednn.qconv_pointwise,
-qlinear_pointwise: ``brg_conv_fwd:avx512_core_vnni`` in ONEDNN_VERBOSE on this Zen 4). EfficientNet-Lite0's QDQ
-graph: all 49 convolutions and the classifier matched (``TorchDetails.int8_convs``/``int8_linears``), ~1 min of
-inductor compile on 2 loaded cores. PT2E's own flow
-(``prepare_pt2e``/``convert_pt2e`` with ``X86InductorQuantizer``) would calibrate again with torch's observers;
-lowering the IR's QDQ graph to the same ops keeps one calibration, the IR's, for every backend.
+
+Eagerly (with ``prepack``: CPU, channels_last), each conv of the int8 pattern (`ir.passes.int8_patterns`, the one
+Triton's int8 kernel runs) is one oneDNN u8×s8 call on the activation codes (`QConv2d`: ``onednn.qconv_prepack``
+once, ``onednn.qconv2d_pointwise`` per call, float32 out, ReLU/ReLU6 as its post-op); its input's and weight's
+dequantize_linear disappear. The other quantize/dequantize ops are exact float32 arithmetic, and a conv outside
+the pattern runs in float32 on its dequantized weights.
+
+Under ``torch.compile`` with freezing, inductor's quantization passes (torch/_inductor/fx_passes/quantization.py)
+match ``dequantize → conv/linear → quantize`` into the same oneDNN u8×s8 kernels (onednn.qconv_pointwise,
+qlinear_pointwise: ``brg_conv_fwd:avx512_core_vnni`` in ONEDNN_VERBOSE on a Zen 4). EfficientNet-Lite0's QDQ graph:
+all 49 convolutions and the classifier matched (``TorchDetails.int8_convs``/``int8_linears``), ~1 min of inductor
+compile on 2 loaded cores. PT2E's own flow (``prepare_pt2e``/``convert_pt2e`` with ``X86InductorQuantizer``) would
+calibrate again with torch's observers; lowering the IR's QDQ graph to the same ops keeps one calibration, the
+IR's, for every backend.
 """
 from __future__ import annotations
 
@@ -18,12 +24,15 @@ import numpy as np
 
 from ...ir.graph import Graph, Node
 from ...ir.ops.quantize_linear import QDTYPES
+from ...ir.passes.int8_patterns import Int8Conv, int8_convs
 
 try:  # loads without torch: the rules only run when a graph lowers
     import torch
     import torch.ao.quantization.fx._decomposed
+    from torch import nn
 except ImportError:  # pragma: no cover - exercised by the registry test with torch hidden
     torch = None  # type: ignore[assignment]
+    nn = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     import torch.fx
@@ -88,6 +97,84 @@ def _dequantize_linear(lw: Lowering, node: Node) -> torch.fx.Node:
     fn = torch.ops.quantized_decomposed.dequantize_per_channel if len(args) == 6 else \
         torch.ops.quantized_decomposed.dequantize_per_tensor
     return lw.call(node, fn.default, lw.value(name), *args)
+
+
+def plan_int8(graph: Graph, params: dict[str, np.ndarray], fallback: tuple[str, ...]) -> dict[str, Int8Conv]:
+    """The convs `QConv2d` runs: the int8 pattern, whose codes torch holds as uint8 (oneDNN's x86 int8 convolution
+    takes u8 activations only: `as_uint8`) and whose bias, if any, is a parameter or its dequantize_linear."""
+    found = {}
+    for name, q in int8_convs(graph, params, fallback).items():
+        node = graph.node_by_name[name]
+        bias = node.inputs[2] if len(node.inputs) > 2 and (node.op == "conv2d" or node.attrs.bias) else None
+        source = graph.node_by_name.get(bias) if bias else None
+        if (q.x_dtype == "uint8" or as_uint8(graph, q.codes)) and (
+                bias is None or bias in params or (source is not None and source.op == "dequantize_linear"
+                                                   and source.inputs[0] in params)):
+            found[name] = q
+    return found
+
+
+def absorbed(graph: Graph, int8: dict[str, Int8Conv]) -> set[str]:
+    """The dequantize_linear nodes that only the int8 convs read: the conv reads the codes, weights and bias."""
+    out = set()
+    for name, q in int8.items():
+        node = graph.node_by_name[name]
+        for value in (q.dequantize, q.weight_dequantize, *node.inputs[2:3]):
+            source = graph.node_by_name.get(value)
+            if source is not None and source.op == "dequantize_linear" and graph.sole_reader(value) is node:
+                out.add(value)
+    return out
+
+
+def _bias(lw: Lowering, value: str) -> np.ndarray:
+    """A conv's float bias: a parameter, or the dequantized int32 codes, (q − z) · s in float64."""
+    if value in lw.params:
+        return np.asarray(lw.params[value], np.float64)
+    node = lw.graph.node_by_name[value]
+    s, z = node.attrs.broadcast(lw.graph.types[node.inputs[0]].rank, np.float64)
+    return (np.asarray(lw.params[node.inputs[0]], np.float64) - z) * s
+
+
+class QConv2d(nn.Module if nn else object):  # type: ignore[misc]
+    """conv2d (+ ReLU/ReLU6) as one oneDNN u8×s8 call: uint8 activation codes in, float32 out. The int32
+    accumulation is exact; x_scale · w_scale[o] and the bias are applied in float32 by oneDNN. Weights are packed
+    once for the input shape, a plain attribute (``.to(memory_format=...)`` must not touch it)."""
+
+    def __init__(self, q: Int8Conv, x_zero: int, bias: np.ndarray | None, attrs, input_shape: tuple[int, ...],
+                 activation: str | None):
+        from .layers import POST_OPS
+
+        super().__init__()
+        o = q.weight_codes.shape[0]
+        self.x_scale, self.x_zero = q.x_scale, x_zero
+        self.w_scale = torch.from_numpy(np.broadcast_to(q.weight_scale, (o,)).astype(np.float32))
+        self.w_zero = torch.zeros(o, dtype=torch.int64)
+        self.bias = None if bias is None else torch.from_numpy(bias.astype(np.float32))
+        self.window = (list(attrs.stride), list(attrs.padding), list(attrs.dilation), attrs.groups)
+        self.post_op, self.scalars = POST_OPS[activation]
+        self.activation = activation
+        self.packed = torch.ops.onednn.qconv_prepack(torch.from_numpy(q.weight_codes), self.w_scale, q.x_scale,
+                                                     x_zero, *self.window, list(input_shape))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return torch.ops.onednn.qconv2d_pointwise(codes, self.x_scale, self.x_zero, self.packed, self.w_scale,
+                                                  self.w_zero, self.bias, *self.window, 1.0, 0, torch.float32,
+                                                  self.post_op, self.scalars, "")
+
+    def extra_repr(self) -> str:
+        stride, padding, dilation, groups = self.window
+        return (f"int8 weight={tuple(self.w_scale.shape)}+, x_scale={self.x_scale:.4g}, x_zero={self.x_zero}, "
+                f"stride={stride}, padding={padding}, dilation={dilation}, groups={groups}, "
+                f"activation={self.activation}")
+
+
+def int8_conv(lw: Lowering, node: Node, q: Int8Conv) -> torch.fx.Node:
+    """The `QConv2d` of an int8 conv: it reads the codes of its input (uint8, zero point + 128 where `as_uint8`)."""
+    x_zero = q.x_zero + (128 if q.x_dtype == "int8" else 0)
+    bias = _bias(lw, node.inputs[2]) if len(node.inputs) > 2 else None
+    act = lw.post_ops.get(node.name)
+    conv = QConv2d(q, x_zero, bias, node.attrs, lw.graph.types[q.dequantize].shape, act.op if act else None)
+    return lw.module(node, conv, lw.value(q.codes))
 
 
 QUANT_RULES: dict[str, Callable[[Lowering, Node], torch.fx.Node]] = {

@@ -173,7 +173,7 @@ class TritonBackend(TemplateBackend):
         quantized = int8_graph(self.name, prepared.graph, opts.dtype)
         # float32 weights in (BN folding computed in float64); the compute dtype is applied when packing
         graph, weights, notes = fold_replicating_pools(prepared.graph, prepared.params)
-        int8 = quant_rules.int8_convs(graph, weights, prepared.fallback_nodes) if quantized else {}
+        int8 = quant_rules.int8_convs(graph, weights, prepared.fallback_nodes, float_sums=True) if quantized else {}
         if quantized:  # the dequantized weights and biases once, as float32 parameters (quant_rules.py)
             graph, weights = fold_constants(graph, weights, dequantize=True)
         tdtype = runtime.DTYPES["float32" if quantized else opts.dtype]

@@ -3,9 +3,9 @@
 - A conv2d whose input is a per-tensor int8 or uint8 dequantize_linear read by nothing else and whose weight is
   a symmetric int8 dequantize_linear of a parameter (what the quantization pass makes of every conv) runs as an
   int8 conv (`kernels.triton.conv2d.conv2d_int8`: the activation codes × the weight codes in an int32
-  ``tl.dot``; a depthwise one sums its integer products in float32, exact below 2^24): `int8_convs` finds them
-  before the weights are folded, the lowering absorbs their input's dequantize_linear (no launch: the conv reads
-  the codes) and gives the codes' release to the conv.
+  ``tl.dot``; a depthwise one sums its integer products in float32, exact below 2^24):
+  `ir.passes.int8_patterns.int8_convs` finds them before the weights are folded, the lowering absorbs their
+  input's dequantize_linear (no launch: the conv reads the codes) and gives the codes' release to the conv.
 - Every other quantize_linear and dequantize_linear is an elementwise launch of their exact arithmetic
   (`kernels.triton.quant`), the codes integers held in float32 as the reference holds them; linears and adds run
   in float32 on the dequantized values, the dequantized weights folded into float32 parameters once by `build`
@@ -14,64 +14,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ...ir.graph import Graph, Node
+from ...ir.graph import Node
 from ...ir.ops.quantize_linear import QDTYPES
+from ...ir.passes.int8_patterns import CONVS, Int8Conv, int8_convs
+
+__all__ = ["CONVS", "QUANT_RULES", "Int8Conv", "int8_conv", "int8_convs", "warning"]
 
 if TYPE_CHECKING:
     from .lower import Lowering
     from .plan import Step
-
-CONVS = ("conv2d", "fused_conv2d")
 
 
 def warning(int8: int, convs: int) -> str:
     return (f"triton backend: int8: {int8} of {convs} convolutions run on the int8 codes (int8 tl.dot kernels; "
             f"depthwise ones as exact integer sums carried in float32); linears and adds run in float32 on the "
             f"dequantized values (the QDQ graph's exact arithmetic)")
-
-
-@dataclass(frozen=True)
-class Int8Conv:
-    """An int8 conv of the plan: its input's dequantize_linear (absorbed), the codes that one reads, their
-    quantization, and the weight's int8 codes and scales."""
-
-    dequantize: str
-    codes: str
-    x_scale: float
-    x_zero: int
-    weight_codes: np.ndarray  # int8, OIHW
-    weight_scale: np.ndarray  # (O,) or (1,)
-    x_dtype: str = "int8"  # or "uint8" (`ir.passes.quantize`'s activations="uint8")
-
-
-def int8_convs(graph: Graph, params: Mapping[str, np.ndarray], fallback: tuple[str, ...] = ()) -> dict[str, Int8Conv]:
-    """conv name -> `Int8Conv` for each conv the int8 kernel can run (see the module's docstring)."""
-    found = {}
-    for node in graph.nodes:
-        if node.op not in CONVS or node.name in fallback:
-            continue
-        dx, dw = graph.node_by_name.get(node.inputs[0]), graph.node_by_name.get(node.inputs[1])
-        if not (dx is not None and dx.op == "dequantize_linear" and dx.attrs.dtype in ("int8", "uint8")
-                and not dx.attrs.per_channel and dx.inputs[0] not in graph.params and dx.name not in fallback
-                and graph.sole_reader(dx.name) is node):
-            continue
-        if not (dw is not None and dw.op == "dequantize_linear" and dw.inputs[0] in graph.params
-                and dw.attrs.dtype == "int8" and not any(dw.attrs.zero_point)
-                and (not dw.attrs.per_channel or dw.attrs.axis % 4 == 0)):
-            continue
-        _, cg, kh, kw = graph.types[dw.name].shape
-        if cg == 1 and node.attrs.groups > 1 and kh * kw * 255 * 127 >= 2**24:  # depthwise sums past 2^24: float
-            continue
-        found[node.name] = Int8Conv(dx.name, dx.inputs[0], float(dx.attrs.scale[0]), int(dx.attrs.zero_point[0]),
-                                    np.asarray(params[dw.inputs[0]], np.int8),
-                                    np.asarray(dw.attrs.scale, np.float64), dx.attrs.dtype)
-    return found
 
 
 def int8_conv(lw: Lowering, node: Node, q: Int8Conv) -> Step:

@@ -1,0 +1,62 @@
+"""The int8 convolutions of a QDQ graph (ir/passes/quantize.py) that a backend can run on the codes: the one
+pattern finder the backends with int8 conv kernels share (Triton's ``tl.dot`` kernel, torch's oneDNN qconv).
+
+A conv2d (or fused_conv2d) qualifies when its input is a per-tensor int8 or uint8 dequantize_linear of an
+activation that the conv alone reads, and its weight a symmetric int8 dequantize_linear of a parameter (per
+tensor, or per output channel: axis 0) — what the quantization pass makes of every conv. The backend absorbs the
+input's dequantize_linear (the conv reads the codes) and computes x_scale · w_scale[o] · Σ (q_x − z_x) q_w on
+integers, then adds the float bias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..graph import Graph
+
+CONVS = ("conv2d", "fused_conv2d")
+
+
+@dataclass(frozen=True)
+class Int8Conv:
+    """An int8 conv: its input's dequantize_linear (absorbed), the codes that one reads, their quantization, and
+    the weight's dequantize_linear, int8 codes and scales."""
+
+    dequantize: str
+    codes: str
+    x_scale: float
+    x_zero: int
+    weight_codes: np.ndarray  # int8, OIHW
+    weight_scale: np.ndarray  # (O,) or (1,)
+    x_dtype: str = "int8"  # or "uint8" (`ir.passes.quantize`'s activations="uint8")
+    weight_dequantize: str = ""
+
+
+def int8_convs(graph: Graph, params: Mapping[str, np.ndarray], fallback: tuple[str, ...] = (),
+               float_sums: bool = False) -> dict[str, Int8Conv]:
+    """conv name -> `Int8Conv` for each conv of the pattern (see the module's docstring), but those in
+    ``fallback``. ``float_sums``: the kernel sums a depthwise conv's integer products in float32 (Triton's), so a
+    depthwise conv whose sum could pass 2^24, where float32 stops being exact, is left out."""
+    found = {}
+    for node in graph.nodes:
+        if node.op not in CONVS or node.name in fallback:
+            continue
+        dx, dw = graph.node_by_name.get(node.inputs[0]), graph.node_by_name.get(node.inputs[1])
+        if not (dx is not None and dx.op == "dequantize_linear" and dx.attrs.dtype in ("int8", "uint8")
+                and not dx.attrs.per_channel and dx.inputs[0] not in graph.params and dx.name not in fallback
+                and graph.sole_reader(dx.name) is node):
+            continue
+        if not (dw is not None and dw.op == "dequantize_linear" and dw.inputs[0] in graph.params
+                and dw.attrs.dtype == "int8" and not any(dw.attrs.zero_point)
+                and (not dw.attrs.per_channel or dw.attrs.axis % 4 == 0)):
+            continue
+        _, cg, kh, kw = graph.types[dw.name].shape
+        if float_sums and cg == 1 and node.attrs.groups > 1 and kh * kw * 255 * 127 >= 2**24:
+            continue
+        found[node.name] = Int8Conv(dx.name, dx.inputs[0], float(dx.attrs.scale[0]), int(dx.attrs.zero_point[0]),
+                                    np.asarray(params[dw.inputs[0]], np.int8),
+                                    np.asarray(dw.attrs.scale, np.float64), dx.attrs.dtype, dw.name)
+    return found
