@@ -67,6 +67,11 @@ def test_torch_int8_eager_is_the_quantized_arithmetic(qnet, prepack):
         code = exe.artifact.code
         assert code.count("dequantize_per_channel") == 1 and "relu6_dequantized =" not in code, code  # fc's only
         assert {m.activation for m in convs} == {"relu6", None}  # c1's ReLU6 is its post-op
+        # only quantize_linear reads each conv's output: oneDNN writes the codes (c1's two readers share them); the
+        # quantize ops left are the input's, the add's, the pool's and flatten's
+        assert all(m.output[2] == torch.uint8 for m in convs), convs
+        assert code.count("decomposed.quantize_per_tensor") == 4, code
+        assert any("3 of them write their output's uint8 codes" in w for w in exe.report.warnings)
 
 
 @pytest.mark.slow  # inductor compiles C++: ~10 s on 2 cores

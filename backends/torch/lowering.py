@@ -68,6 +68,7 @@ class Lowering:
         self.folded: dict[str, Node] = {}  # conv/linear name -> the batch_norm folded into it
         self.post_ops: dict[str, Node] = {}  # pre-packed conv name -> the relu/relu6 it applies as a post-op
         self.int8: dict = {}  # conv name -> its oneDNN int8 call's operands (quant_rules.plan_int8), with prepack
+        self.requant: dict[str, tuple[str, ...]] = {}  # int8 conv -> the quantize_linear nodes it computes too
         self.views: set[torch.fx.Node] = set()  # outputs of IR view ops: they may share their input's storage
         # a train step (the graph has vjp nodes): each forward node reads its inputs as autograd leaves
         # (`layers.leaf`), and a vjp node differentiates its forward node alone (`_vjp`)
@@ -167,8 +168,10 @@ class Lowering:
         if self.prepack:
             self.int8 = quant_rules.plan_int8(self.graph, dict(self.params), fallback)
             self.plan_post_ops(fallback)
+            self.requant = quant_rules.plan_requant(self.graph, self.int8, self.post_ops)
         absorbed = {bn.name: conv for conv, bn in self.folded.items()}  # node -> the layer that computes it
         absorbed.update({act.name: conv for conv, act in self.post_ops.items()})
+        absorbed.update({q: conv for conv, qs in self.requant.items() for q in qs})
         unread = quant_rules.absorbed(self.graph, self.int8)  # the dequantize_linear nodes int8 convs skip
         for name in self.graph.inputs:
             self.env[name] = self.fx.placeholder(_ident(name))
@@ -397,7 +400,7 @@ def lower_verified(graph: Graph, params: Mapping[str, np.ndarray], dtype: str, c
     gm = lw.run(fallback)
     gm.meta["folded_batch_norms"] = [bn.name for bn in lw.folded.values()]
     gm.meta["post_ops"] = [act.name for act in lw.post_ops.values()]
-    gm.meta["int8_convs"] = list(lw.int8)
+    gm.meta["int8_convs"], gm.meta["requantized"] = list(lw.int8), list(lw.requant)
     gm.eval()
     if channels_last:
         gm = gm.to(memory_format=torch.channels_last)

@@ -126,6 +126,22 @@ def absorbed(graph: Graph, int8: dict[str, Int8Conv]) -> set[str]:
     return out
 
 
+def plan_requant(graph: Graph, int8: dict[str, Int8Conv], post_ops: dict[str, Node]) -> dict[str, tuple[str, ...]]:
+    """int8 conv -> the quantize_linear nodes it computes too: when every reader of its output (or of the
+    activation it applies as a post-op) is a per-tensor quantize_linear to the same uint8-held codes, oneDNN
+    requantizes in the conv (uint8 out: round(y / scale) + zero point, ties to even as ONNX's) and the float
+    output is never written."""
+    found = {}
+    for name in int8:
+        value = post_ops[name].name if name in post_ops else name
+        readers = [graph.node_by_name[r] for r in graph.users.get(value, ())]
+        if (value not in graph.outputs and readers and all(r.op == "quantize_linear" for r in readers)
+                and len({r.attrs for r in readers}) == 1 and not readers[0].attrs.per_channel
+                and all(as_uint8(graph, r.name) or r.attrs.dtype == "uint8" for r in readers)):
+            found[name] = tuple(r.name for r in readers)
+    return found
+
+
 def _bias(lw: Lowering, value: str) -> np.ndarray:
     """A conv's float bias: a parameter, or the dequantized int32 codes, (q − z) · s in float64."""
     if value in lw.params:
@@ -141,7 +157,7 @@ class QConv2d(nn.Module if nn else object):  # type: ignore[misc]
     once for the input shape, a plain attribute (``.to(memory_format=...)`` must not touch it)."""
 
     def __init__(self, q: Int8Conv, x_zero: int, bias: np.ndarray | None, attrs, input_shape: tuple[int, ...],
-                 activation: str | None):
+                 activation: str | None, output: tuple[float, int] | None = None):
         from .layers import POST_OPS
 
         super().__init__()
@@ -153,19 +169,21 @@ class QConv2d(nn.Module if nn else object):  # type: ignore[misc]
         self.window = (list(attrs.stride), list(attrs.padding), list(attrs.dilation), attrs.groups)
         self.post_op, self.scalars = POST_OPS[activation]
         self.activation = activation
+        # (scale, zero point) of the uint8 codes it writes (`plan_requant`), or float32 out
+        self.output = (output[0], output[1], torch.uint8) if output else (1.0, 0, torch.float32)
         self.packed = torch.ops.onednn.qconv_prepack(torch.from_numpy(q.weight_codes), self.w_scale, q.x_scale,
                                                      x_zero, *self.window, list(input_shape))
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         return torch.ops.onednn.qconv2d_pointwise(codes, self.x_scale, self.x_zero, self.packed, self.w_scale,
-                                                  self.w_zero, self.bias, *self.window, 1.0, 0, torch.float32,
+                                                  self.w_zero, self.bias, *self.window, *self.output,
                                                   self.post_op, self.scalars, "")
 
     def extra_repr(self) -> str:
         stride, padding, dilation, groups = self.window
         return (f"int8 weight={tuple(self.w_scale.shape)}+, x_scale={self.x_scale:.4g}, x_zero={self.x_zero}, "
                 f"stride={stride}, padding={padding}, dilation={dilation}, groups={groups}, "
-                f"activation={self.activation}")
+                f"activation={self.activation}, output={self.output}")
 
 
 def int8_conv(lw: Lowering, node: Node, q: Int8Conv) -> torch.fx.Node:
@@ -173,7 +191,12 @@ def int8_conv(lw: Lowering, node: Node, q: Int8Conv) -> torch.fx.Node:
     x_zero = q.x_zero + (128 if q.x_dtype == "int8" else 0)
     bias = _bias(lw, node.inputs[2]) if len(node.inputs) > 2 else None
     act = lw.post_ops.get(node.name)
-    conv = QConv2d(q, x_zero, bias, node.attrs, lw.graph.types[q.dequantize].shape, act.op if act else None)
+    output = None
+    if node.name in lw.requant:  # uint8 codes out, as the quantize_linear readers would make them
+        a = lw.graph.node_by_name[lw.requant[node.name][0]].attrs
+        output = (a.scale[0], a.zero_point[0] + (128 if a.dtype == "int8" else 0))
+    conv = QConv2d(q, x_zero, bias, node.attrs, lw.graph.types[q.dequantize].shape, act.op if act else None,
+                   output)
     return lw.module(node, conv, lw.value(q.codes))
 
 
