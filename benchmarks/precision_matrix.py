@@ -34,7 +34,8 @@ from convbench.bench.stats import Policy
 MODELS = ("resnet50", "efficientnet_lite0")
 BATCHES = (1, 8)
 PRECISIONS = ("float32", "bfloat16", "float16", "int8")
-# torch eagerly runs int8 as exact fake-quant arithmetic; torch:compile=true is inductor's oneDNN u8×s8 kernels.
+# int8: torch eagerly runs its convs as oneDNN u8×s8 calls (backends/torch/quant_rules.py), the rest as exact
+# fake-quant arithmetic; torch:compile=true is inductor's oneDNN u8×s8 kernels for the linears too.
 # triton: add it on a GPU (its CPU interpreter is no timing)
 DTYPE_BACKENDS = ("torch", "torch:compile=true", "onnxruntime", "tvm")
 OPENVINO = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}  # precision -> OpenVINO's precision option
