@@ -19,7 +19,7 @@ from convbench.models import init_params
 from convbench.testing import backend_or_skip, conformance_params
 
 torch = pytest.importorskip("torch")
-from convbench.backends.torch.quant_rules import QConv2d  # noqa: E402
+from convbench.backends.torch.quant_rules import QAdd, QConv2d  # noqa: E402
 
 SHAPE = (2, 3, 7, 5)  # every dim distinct
 
@@ -67,11 +67,34 @@ def test_torch_int8_eager_is_the_quantized_arithmetic(qnet, prepack):
         code = exe.artifact.code
         assert code.count("dequantize_per_channel") == 1 and "relu6_dequantized =" not in code, code  # fc's only
         assert {m.activation for m in convs} == {"relu6", None}  # c1's ReLU6 is its post-op
-        # only quantize_linear reads each conv's output: oneDNN writes the codes (c1's two readers share them); the
-        # quantize ops left are the input's, the add's, the pool's and flatten's
+        # only quantize_linear reads each conv's output: oneDNN writes the codes (c1's two readers share them)
         assert all(m.output[2] == torch.uint8 for m in convs), convs
-        assert code.count("decomposed.quantize_per_tensor") == 4, code
+        # the add reads the two codes and writes its own (torch's quantized add kernel)
+        assert [type(m) for m in exe.artifact.modules() if isinstance(m, QAdd)] == [QAdd], code
+        assert code.count("decomposed.quantize_per_tensor") == 3, code  # the input's, the pool's, flatten's
         assert any("3 of them write their output's uint8 codes" in w for w in exe.report.warnings)
+
+
+def test_torch_int8_residual_add_relu_runs_on_the_codes():
+    """ResNet's block end: conv (stride 2, padding 1×2) + the downsampled identity, then ReLU, read by two convs:
+    one quantized add with the ReLU, writing the codes both convs read; the QDQ graph's arithmetic throughout."""
+    b = GraphBuilder("qres", (2, 3, 9, 7))
+    x = b.relu(b.conv2d(b.input, 5, 3, name="stem", padding=1))
+    y = b.conv2d(x, 6, 3, name="c", stride=2, padding=(1, 2))
+    z = b.relu(b.add(y, b.conv2d(x, 6, 1, name="down", stride=2, padding=(0, 1))))
+    graph = b.build([b.conv2d(z, 4, 1, name="after1"), b.conv2d(z, 2, 3, name="after2", padding=1)])
+    rng = np.random.default_rng(1)
+    calibration = [rng.standard_normal((2, 3, 9, 7)).astype(np.float32) for _ in range(2)]
+    qg, qp = quantize_graph(graph, init_params(graph, seed=1), calibration)
+    x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
+    ref = get("numpy").compile(qg, qp, dtype="float64")(x)
+    exe = get("torch").compile(qg, qp, threads=1)
+    for y, r in zip(exe(x), ref, strict=True):
+        agreement = compare(np.asarray(y), np.asarray(r), "int8")
+        assert agreement.ok and agreement.max_rel < 1e-5, agreement
+    adds = [m for m in exe.artifact.modules() if isinstance(m, QAdd)]
+    assert len(adds) == 1 and adds[0].relu and exe.report.details.int8_convs == 5
+    assert "decomposed.dequantize" not in exe.artifact.code, exe.artifact.code
 
 
 @pytest.mark.slow  # inductor compiles C++: ~10 s on 2 cores

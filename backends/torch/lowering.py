@@ -67,8 +67,7 @@ class Lowering:
         self.root: dict[str, Any] = {}  # qualified name -> module or tensor, what GraphModule copies
         self.folded: dict[str, Node] = {}  # conv/linear name -> the batch_norm folded into it
         self.post_ops: dict[str, Node] = {}  # pre-packed conv name -> the relu/relu6 it applies as a post-op
-        self.int8: dict = {}  # conv name -> its oneDNN int8 call's operands (quant_rules.plan_int8), with prepack
-        self.requant: dict[str, tuple[str, ...]] = {}  # int8 conv -> the quantize_linear nodes it computes too
+        self.int8 = quant_rules.Int8Plan()  # what runs on the int8 codes (with prepack): quant_rules.plan
         self.views: set[torch.fx.Node] = set()  # outputs of IR view ops: they may share their input's storage
         # a train step (the graph has vjp nodes): each forward node reads its inputs as autograd leaves
         # (`layers.leaf`), and a vjp node differentiates its forward node alone (`_vjp`)
@@ -158,7 +157,7 @@ class Lowering:
                 continue
             value = node.inputs[0]
             src = self.graph.node_by_name.get(folded_bn.get(value, value))
-            if (src is not None and src.op == "conv2d" and (self.all_params(src) or src.name in self.int8)
+            if (src is not None and src.op == "conv2d" and (self.all_params(src) or src.name in self.int8.convs)
                     and src.name not in fallback
                     and self.graph.sole_reader(value) == node):
                 self.post_ops[src.name] = node
@@ -166,13 +165,12 @@ class Lowering:
     def run(self, fallback: tuple[str, ...]) -> torch.fx.GraphModule:
         self.plan_folds()
         if self.prepack:
-            self.int8 = quant_rules.plan_int8(self.graph, dict(self.params), fallback)
+            self.int8.convs = quant_rules.plan_int8(self.graph, dict(self.params), fallback)
             self.plan_post_ops(fallback)
-            self.requant = quant_rules.plan_requant(self.graph, self.int8, self.post_ops)
+            self.int8 = quant_rules.plan(self.graph, self.int8.convs, self.post_ops)
         absorbed = {bn.name: conv for conv, bn in self.folded.items()}  # node -> the layer that computes it
         absorbed.update({act.name: conv for conv, act in self.post_ops.items()})
-        absorbed.update({q: conv for conv, qs in self.requant.items() for q in qs})
-        unread = quant_rules.absorbed(self.graph, self.int8)  # the dequantize_linear nodes int8 convs skip
+        absorbed.update(self.int8.absorbed())
         for name in self.graph.inputs:
             self.env[name] = self.fx.placeholder(_ident(name))
         backward: set[str] = set()  # a train step's vjp nodes and what sums their results: no leaves
@@ -180,14 +178,16 @@ class Lowering:
             if self.train and (node.op == "vjp" or any(i in backward for i in node.inputs)):
                 backward.add(node.name)
             self.current = node if self.train and node.name not in backward else None
-            if node.name in unread:
+            if node.name in self.int8.unread:  # a dequantize_linear only the codes' int8 readers read
                 continue
             if node.name in absorbed:  # the conv/linear before it already applies it
                 self.env[node.name] = self.env[absorbed[node.name]]
             elif node.name in fallback:
                 self.env[node.name] = self.fallback(node)
             else:
-                made = self.rules[node.op](self, node)
+                rule = quant_rules.lower_int8 if node.name in self.int8.requant or node.name in self.int8.convs \
+                    else self.rules[node.op]
+                made = rule(self, node)
                 if ir_ops.get(node.op).has("view") and made is not self.env.get(node.inputs[0]):
                     self.views.add(made)  # dropout returns its input's node itself: that one is no view
                 self.env[node.name] = made
@@ -236,8 +236,6 @@ def _function(path: str) -> Callable:
 # -- one rule per op ----------------------------------------------------------------------------------------------
 
 def _conv2d(lw: Lowering, node: Node) -> torch.fx.Node:
-    if (q := lw.int8.get(node.name)) is not None:
-        return quant_rules.int8_conv(lw, node, q)
     taps = lw.graph.types[node.inputs[1]].shape[2:]
     a = canonical_conv(node.attrs, taps)
     unsafe = onednn_unsafe(a, taps, lw.graph.types[node.name].shape[2:])  # on every layout: see its docstring
@@ -400,7 +398,8 @@ def lower_verified(graph: Graph, params: Mapping[str, np.ndarray], dtype: str, c
     gm = lw.run(fallback)
     gm.meta["folded_batch_norms"] = [bn.name for bn in lw.folded.values()]
     gm.meta["post_ops"] = [act.name for act in lw.post_ops.values()]
-    gm.meta["int8_convs"], gm.meta["requantized"] = list(lw.int8), list(lw.requant)
+    gm.meta["int8_convs"], gm.meta["int8_adds"] = list(lw.int8.convs), list(lw.int8.adds)
+    gm.meta["requantized"] = [n for n in lw.int8.requant if n in lw.int8.convs]
     gm.eval()
     if channels_last:
         gm = gm.to(memory_format=torch.channels_last)
