@@ -19,7 +19,7 @@ from convbench.models import init_params
 from convbench.testing import backend_or_skip, conformance_params
 
 torch = pytest.importorskip("torch")
-from convbench.backends.torch.quant_rules import QAdd, QConv2d  # noqa: E402
+from convbench.backends.torch.quant_rules import QAdd, QConv2d, QPad  # noqa: E402
 
 SHAPE = (2, 3, 7, 5)  # every dim distinct
 
@@ -95,6 +95,26 @@ def test_torch_int8_residual_add_relu_runs_on_the_codes():
     adds = [m for m in exe.artifact.modules() if isinstance(m, QAdd)]
     assert len(adds) == 1 and adds[0].relu and exe.report.details.int8_convs == 5
     assert "decomposed.dequantize" not in exe.artifact.code, exe.artifact.code
+
+
+def test_torch_int8_same_padding_pads_the_codes():
+    """TF "same" padding (EfficientNet-Lite): dequantize → pad (0, 1, 0, 2) → quantize alike is a pad of the codes
+    with their zero point, channels_last kept for the strided depthwise conv that reads them."""
+    b = GraphBuilder("qpad", (2, 4, 9, 7))
+    x = b.relu6(b.conv2d(b.input, 6, 1, name="expand"))
+    y = b.relu6(b.conv2d(b.pad(x, (0, 1, 0, 2)), 6, 3, name="dw", stride=2, groups=6))
+    graph = b.build(b.conv2d(y, 3, 1, name="project"))
+    rng = np.random.default_rng(2)
+    calibration = [rng.standard_normal((2, 4, 9, 7)).astype(np.float32) for _ in range(2)]
+    qg, qp = quantize_graph(graph, init_params(graph, seed=2), calibration)
+    x = rng.standard_normal((2, 4, 9, 7)).astype(np.float32)
+    ref = np.asarray(get("numpy").compile(qg, qp, dtype="float64")(x))
+    exe = get("torch").compile(qg, qp, threads=1)
+    agreement = compare(np.asarray(exe(x)), ref, "int8")
+    assert agreement.ok and agreement.max_rel < 1e-5, agreement
+    pads = [m for m in exe.artifact.modules() if isinstance(m, QPad)]
+    assert len(pads) == 1 and pads[0].zero == 128 + qg.node_by_name["relu6_quantized"].attrs.zero_point[0], pads
+    assert "decomposed" not in exe.artifact.code.split("self.expand")[1], exe.artifact.code  # codes only after
 
 
 @pytest.mark.slow  # inductor compiles C++: ~10 s on 2 cores
