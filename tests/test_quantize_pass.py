@@ -164,3 +164,19 @@ def test_quantize_model_calibrates_an_image_graph_on_the_photographs_and_says_ho
 def net_graph_params():
     g = residual_net()  # (2, 3, 9, 7): too small to be a photograph
     return g, init_params(g, seed=3)
+
+
+def test_a_zero_pad_and_a_max_pool_quantize_their_output_as_their_input():
+    """Their outputs hold only input values (and 0): one quantization, so an engine moves the codes themselves;
+    an average pool makes new values and is calibrated on its own."""
+    b = GraphBuilder("movers", (2, 3, 9, 7))
+    x = b.relu(b.conv2d(b.input, 4, 3, name="c1", padding=1))
+    p = b.max_pool2d(b.pad(x, (0, 1, 0, 2)), 3, stride=2)
+    y = b.conv2d(p, 5, 1, name="c2")
+    g = b.build(b.conv2d(b.avg_pool2d(y, 2), 3, 1, name="c3"))
+    qg, _ = quantize_graph(g, init_params(g, seed=0), calib(), observer="percentile", percentile=99.0)
+    attrs = {n.inputs[0]: n.attrs for n in qg.nodes if n.op == "quantize_linear"}
+    pad, pool = (n.name for n in qg.nodes if n.op in ("pad", "max_pool2d"))
+    assert attrs[x] == attrs[pad] == attrs[pool]
+    avg = next(n.name for n in qg.nodes if n.op == "avg_pool2d")
+    assert attrs[avg] != attrs[y]

@@ -15,7 +15,8 @@ function. What it makes (the ops are ir/ops/quantize_linear.py and dequantize_li
   int32 with scale s_x · s_w[c] (zero point 0), as ORT's QDQ Conv/Gemm fusion wants them (a float bias would
   keep ORT from fusing), ``"{b}_quantized"`` → ``"{b}_dequantized"``.
 - Activations read by a contraction or by an add (the residual adds), and — where such a value is made by a pad,
-  pool, flatten or reshape (`MOVERS`) — that op's input too: per-tensor, a quantize_linear
+  pool, flatten or reshape (`MOVERS`) — that op's input too (a zero pad, max pool, flatten or reshape quantizes
+  its output as its input: `SHARED`): per-tensor, a quantize_linear
   ``"{v}_quantized"`` then a dequantize_linear ``"{v}_dequantized"``, one pair per reader (the second reader's
   named ``"{v}_quantized@{reader}"`` …, same attributes): ORT converts and fuses a Q→DQ pair only when it has
   one consumer (measured on efficientnet_lite0: shared pairs left 14 of 49 convs and every add in float, one pair
@@ -57,6 +58,10 @@ READERS = ops.with_trait("contraction") | {"add"}
 # is too, so the producer's output is quantized right after it (ORT then fuses the producer into QLinearConv and
 # propagates the pair through the move, or runs QLinear{Average,GlobalAverage}Pool / int8 MaxPool)
 MOVERS = frozenset({"pad", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten", "reshape"})
+# movers whose output holds only input values (and a zero pad's 0, which every range holds): the output is quantized
+# as the input is, so quantize(dequantize(q)) = q and an engine may move the codes themselves (ORT's quantizer
+# does the same: quantize_output_same_as_input); a separate calibration of the output would requantize them
+SHARED = frozenset({"pad", "max_pool2d", "flatten", "reshape"})
 WEIGHT_MAX = 127  # symmetric int8 weights use [-127, 127]: negating a code never overflows
 # |int32 bias code| ≤ 2^24: float32 holds every such integer exactly (parameters are float32 in most backends until
 # they are cast back), and a channel whose weights are ~0 (after BN folding) cannot overflow int32
@@ -205,6 +210,9 @@ def quantize_graph(graph: Graph, params: Mapping[str, np.ndarray], calibration: 
     if symmetric and activations != "int8":
         raise IRError("quantize: symmetric activations are int8 (a uint8 range centred on 0 wastes its zero point)")
     act = {v: activation_attrs(*ranges[v], activations, symmetric) for v in values}
+    for n in g.nodes:  # in order, so a chain of them shares one quantization
+        if n.op in SHARED and n.name in act and n.inputs[0] in act and (n.op != "pad" or n.attrs.value == 0.0):
+            act[n.name] = act[n.inputs[0]]
     taken = {*g.inputs, *g.params, *(n.name for n in g.nodes)}
     new_params: dict[str, TensorType] = {}
     arrays: dict[str, np.ndarray] = {}
