@@ -103,11 +103,14 @@ def _dequantize_linear(lw: Lowering, node: Node) -> torch.fx.Node:
 
 def plan_int8(graph: Graph, params: dict[str, np.ndarray], fallback: tuple[str, ...]) -> dict[str, Int8Conv]:
     """The convs `QConv2d` runs: the int8 pattern, whose codes torch holds as uint8 (oneDNN's x86 int8 convolution
-    takes u8 activations only: `as_uint8`) and whose bias, if any, is a parameter or its dequantize_linear."""
+    takes u8 activations only: `as_uint8`) and whose bias, if any, is a parameter or its dequantize_linear. conv2d
+    only: a fused_conv2d's residual and activation are its own rule's (`lowering._fused`)."""
     found = {}
     for name, q in int8_convs(graph, params, fallback).items():
         node = graph.node_by_name[name]
-        bias = node.inputs[2] if len(node.inputs) > 2 and (node.op == "conv2d" or node.attrs.bias) else None
+        if node.op != "conv2d":
+            continue
+        bias = node.inputs[2] if len(node.inputs) > 2 else None
         source = graph.node_by_name.get(bias) if bias else None
         if (q.x_dtype == "uint8" or as_uint8(graph, q.codes)) and (
                 bias is None or bias in params or (source is not None and source.op == "dequantize_linear"
