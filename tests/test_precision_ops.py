@@ -75,6 +75,19 @@ def test_torch_int8_eager_is_the_quantized_arithmetic(qnet, prepack):
         assert any("3 of them write their output's uint8 codes" in w for w in exe.report.warnings)
 
 
+def test_torch_int8_on_a_fused_qdq_graph_keeps_its_epilogues(qnet):
+    """`passes.fuse` makes conv+ReLU6 between QDQ pairs one fused_conv2d: it runs in float32 on its dequantized
+    weights (its activation is its own rule's), the plain conv2d left on the codes; the arithmetic is the same."""
+    from convbench.ir.passes import fuse
+
+    qg, qp, x, ref = qnet
+    fused = fuse(qg)
+    assert [n.op for n in fused.nodes if "conv" in n.op] == ["fused_conv2d", "fused_conv2d", "conv2d"]
+    exe = get("torch").compile(fused, qp, threads=1)
+    agreement = compare(np.asarray(exe(x)), ref, "int8")
+    assert agreement.ok and agreement.max_rel < 1e-5 and exe.report.details.int8_convs == 1, agreement
+
+
 def test_torch_int8_residual_add_relu_runs_on_the_codes():
     """ResNet's block end: conv (stride 2, padding 1×2) + the downsampled identity, then ReLU, read by two convs:
     one quantized add with the ReLU, writing the codes both convs read; the QDQ graph's arithmetic throughout."""
