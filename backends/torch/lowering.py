@@ -167,7 +167,7 @@ class Lowering:
         if self.prepack:
             self.int8.convs = quant_rules.plan_int8(self.graph, dict(self.params), fallback)
             self.plan_post_ops(fallback)
-            self.int8 = quant_rules.plan(self.graph, self.int8.convs, self.post_ops)
+            self.int8 = quant_rules.plan(self.graph, self.int8.convs, self.post_ops, fallback)
         absorbed = {bn.name: conv for conv, bn in self.folded.items()}  # node -> the layer that computes it
         absorbed.update({act.name: conv for conv, act in self.post_ops.items()})
         absorbed.update(self.int8.absorbed())

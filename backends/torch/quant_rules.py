@@ -139,31 +139,33 @@ class Int8Plan:
         return out
 
 
-def plan(graph: Graph, convs: dict[str, Int8Conv], post_ops: dict[str, Node]) -> Int8Plan:
-    """The `Int8Plan` around ``convs``, once their post-ops are known."""
+def plan(graph: Graph, convs: dict[str, Int8Conv], post_ops: dict[str, Node], fallback: tuple[str, ...] = ()
+         ) -> Int8Plan:
+    """The `Int8Plan` around ``convs``, once their post-ops are known; nodes in ``fallback`` keep their own rule."""
     p = Int8Plan(convs)
     for name in convs:
         value = post_ops[name].name if name in post_ops else name
-        if (readers := _requantized(graph, value)) is not None:
+        if (readers := _requantized(graph, value, fallback)) is not None:
             p.requant[name] = readers
         node = graph.node_by_name[name]
         p.unread.update(v for v in (convs[name].dequantize, convs[name].weight_dequantize, *node.inputs[2:3])
                         if _dequantize_only_for(graph, v, node))
     for node in graph.nodes:  # TF "same" padding: dequantize → pad with 0 → quantize alike is a pad of the codes
-        if node.op == "pad" and node.attrs.value == 0.0 and (x := _codes(graph, node.inputs[0])) is not None \
+        if node.op == "pad" and node.name not in fallback and node.attrs.value == 0.0 \
+                and (x := _codes(graph, node.inputs[0])) is not None \
                 and _dequantize_only_for(graph, node.inputs[0], node) \
-                and (readers := _requantized(graph, node.name)) is not None \
+                and (readers := _requantized(graph, node.name, fallback)) is not None \
                 and graph.node_by_name[readers[0]].attrs == graph.node_by_name[node.inputs[0]].attrs:
             p.pads[node.name], p.requant[node.name] = (x[0], x[2]), readers
             p.unread.add(node.inputs[0])
     for node in graph.nodes:
         codes = [_codes(graph, v) for v in node.inputs]
-        if node.op != "add" or len(codes) != 2 or None in codes or not all(
+        if node.op != "add" or node.name in fallback or len(codes) != 2 or None in codes or not all(
                 _dequantize_only_for(graph, v, node) for v in node.inputs):
             continue
         relu = graph.sole_reader(node.name)
-        relu = relu.name if relu is not None and relu.op == "relu" else None
-        if (readers := _requantized(graph, relu or node.name)) is not None:
+        relu = relu.name if relu is not None and relu.op == "relu" and relu.name not in fallback else None
+        if (readers := _requantized(graph, relu or node.name, fallback)) is not None:
             p.adds[node.name], p.requant[node.name] = (codes[0], codes[1]), readers
             p.unread.update(node.inputs)
             if relu:
@@ -187,11 +189,12 @@ def _codes(graph: Graph, value: str) -> tuple[str, float, int] | None:
     return dq.inputs[0], a.scale[0], a.zero_point[0] + (128 if a.dtype == "int8" else 0)
 
 
-def _requantized(graph: Graph, value: str) -> tuple[str, ...] | None:
+def _requantized(graph: Graph, value: str, fallback: tuple[str, ...]) -> tuple[str, ...] | None:
     """The quantize_linear nodes reading ``value``, when they are all its readers, per-tensor, to the same
     uint8-held codes: a kernel that writes those codes need not write ``value``."""
     readers = [graph.node_by_name[r] for r in graph.users.get(value, ())]
-    if (value not in graph.outputs and readers and all(r.op == "quantize_linear" for r in readers)
+    if (value not in graph.outputs and readers and all(r.op == "quantize_linear" and r.name not in fallback
+                                                        for r in readers)
             and len({r.attrs for r in readers}) == 1 and not readers[0].attrs.per_channel
             and all(as_uint8(graph, r.name) or r.attrs.dtype == "uint8" for r in readers)):
         return tuple(r.name for r in readers)
