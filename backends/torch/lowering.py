@@ -104,9 +104,9 @@ class Lowering:
     def call(self, node: Node, fn: Callable, *args: Any, **kwargs: Any) -> torch.fx.Node:
         return self.fx.call_function(fn, args, kwargs, name=_ident(node.name))
 
-    def module(self, node: Node, module: nn.Module, x: torch.fx.Node) -> torch.fx.Node:
+    def module(self, node: Node, module: nn.Module, *xs: torch.fx.Node) -> torch.fx.Node:
         target = self.attach(".".join(_ident(p) for p in node.name.split(".")), module.requires_grad_(False))
-        return self.fx.create_node("call_module", target, (x,), name=_ident(node.name))
+        return self.fx.create_node("call_module", target, xs, name=_ident(node.name))
 
     def epilogue(self, node: Node, op: str, y: torch.fx.Node, *others: str) -> torch.fx.Node:
         """One step of a fused node's epilogue (``y + residual``, the activation), lowered by ``op``'s own rule
@@ -185,9 +185,7 @@ class Lowering:
             elif node.name in fallback:
                 self.env[node.name] = self.fallback(node)
             else:
-                rule = quant_rules.lower_int8 if node.name in self.int8.requant or node.name in self.int8.convs \
-                    else self.rules[node.op]
-                made = rule(self, node)
+                made = (quant_rules.lower_int8 if self.int8.lowers(node.name) else self.rules[node.op])(self, node)
                 if ir_ops.get(node.op).has("view") and made is not self.env.get(node.inputs[0]):
                     self.views.add(made)  # dropout returns its input's node itself: that one is no view
                 self.env[node.name] = made
@@ -399,6 +397,7 @@ def lower_verified(graph: Graph, params: Mapping[str, np.ndarray], dtype: str, c
     gm.meta["folded_batch_norms"] = [bn.name for bn in lw.folded.values()]
     gm.meta["post_ops"] = [act.name for act in lw.post_ops.values()]
     gm.meta["int8_convs"], gm.meta["int8_adds"] = list(lw.int8.convs), list(lw.int8.adds)
+    gm.meta["int8_pads"] = list(lw.int8.pads)
     gm.meta["requantized"] = [n for n in lw.int8.requant if n in lw.int8.convs]
     gm.eval()
     if channels_last:

@@ -32,6 +32,11 @@ try:  # loads without torch: the rules only run when a graph lowers
     import torch
     import torch.ao.quantization.fx._decomposed
     from torch import nn
+
+    # torch 2.13 deprecates quantized tensors ("will be removed in a future PyTorch release"), which `QAdd` wraps
+    # its codes in for one call: the pin keeps them, and the warning would say nothing the user can act on
+    warnings.filterwarnings("ignore", message="torch.quantize_per_tensor, torch.quantize_per_channel and other "
+                            "quantized tensor creation functions", category=UserWarning)
 except ImportError:  # pragma: no cover - exercised by the registry test with torch hidden
     torch = None  # type: ignore[assignment]
     nn = None  # type: ignore[assignment]
@@ -52,6 +57,11 @@ def as_uint8(graph: Graph, value: str) -> bool:
             and not node.attrs.per_channel and value not in graph.outputs)
 
 
+def held(attrs) -> tuple[float, int]:
+    """(scale, zero point) of per-tensor codes as torch holds them: uint8, an int8 zero point + 128 (`as_uint8`)."""
+    return attrs.scale[0], attrs.zero_point[0] + (128 if attrs.dtype == "int8" else 0)
+
+
 def _qdq_args(lw: Lowering, node: Node, value: str) -> tuple:
     """(scale, zero point[, axis]), quant_min, quant_max, dtype for the quantized ``value`` (the node's output or
     input): the arguments of torch's ``quantized_decomposed`` ops, PT2E's reference representation of QDQ, which
@@ -62,7 +72,7 @@ def _qdq_args(lw: Lowering, node: Node, value: str) -> tuple:
     a = node.attrs
     lo, hi = QDTYPES[a.dtype]
     if as_uint8(lw.graph, value):
-        return (a.scale[0], a.zero_point[0] + 128, 0, 255, torch.uint8)
+        return (*held(a), 0, 255, torch.uint8)
     if not a.per_channel:
         return (a.scale[0], a.zero_point[0], lo, hi, getattr(torch, a.dtype))
     scale = lw.attach("_qparams." + _ident(node.name) + "_scale", torch.tensor(a.scale, dtype=torch.float32))
@@ -89,8 +99,7 @@ def _dequantize_linear(lw: Lowering, node: Node) -> torch.fx.Node:
 
     name, a = node.inputs[0], node.attrs
     if name in lw.params and a.dtype == "int32":  # a bias: its readers add a float one, dequantized in float64
-        s, z = a.broadcast(lw.graph.types[name].rank, np.float64)
-        bias = (np.asarray(lw.params[name], np.float64) - z) * s
+        bias = _dequantized_param(lw, node)
         return lw.fx.get_attr(lw.attach("_params." + _ident(node.name), lw.tensor(bias.astype(np.float32))))
     if name in lw.params and name not in lw.env:
         ints = np.asarray(lw.params[name]).astype(getattr(np, a.dtype))
@@ -131,6 +140,10 @@ class Int8Plan:
     relus: dict[str, str] = field(default_factory=dict)  # add -> the ReLU it applies
     pads: dict[str, tuple[str, int]] = field(default_factory=dict)  # zero pad -> (codes, their zero point)
     unread: set[str] = field(default_factory=set)
+
+    def lowers(self, name: str) -> bool:
+        """Whether `lower_int8` lowers node ``name``."""
+        return name in self.convs or name in self.adds or name in self.pads
 
     def absorbed(self) -> dict[str, str]:
         """node -> the conv or add that computes it: its quantize_linear readers, an add's ReLU."""
@@ -183,10 +196,9 @@ def _codes(graph: Graph, value: str) -> tuple[str, float, int] | None:
     dq = graph.node_by_name.get(value)
     if dq is None or dq.op != "dequantize_linear" or dq.attrs.per_channel or dq.inputs[0] in graph.params:
         return None
-    a = dq.attrs
-    if not (a.dtype == "uint8" or as_uint8(graph, dq.inputs[0])):
+    if not (dq.attrs.dtype == "uint8" or as_uint8(graph, dq.inputs[0])):
         return None
-    return dq.inputs[0], a.scale[0], a.zero_point[0] + (128 if a.dtype == "int8" else 0)
+    return dq.inputs[0], *held(dq.attrs)
 
 
 def _requantized(graph: Graph, value: str, fallback: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -205,7 +217,11 @@ def _bias(lw: Lowering, value: str) -> np.ndarray:
     """A conv's float bias: a parameter, or the dequantized int32 codes, (q − z) · s in float64."""
     if value in lw.params:
         return np.asarray(lw.params[value], np.float64)
-    node = lw.graph.node_by_name[value]
+    return _dequantized_param(lw, lw.graph.node_by_name[value])
+
+
+def _dequantized_param(lw: Lowering, node: Node) -> np.ndarray:
+    """A dequantize_linear of a parameter, (q − z) · s in float64."""
     s, z = node.attrs.broadcast(lw.graph.types[node.inputs[0]].rank, np.float64)
     return (np.asarray(lw.params[node.inputs[0]], np.float64) - z) * s
 
@@ -228,7 +244,7 @@ class QConv2d(nn.Module if nn else object):  # type: ignore[misc]
         self.window = (list(attrs.stride), list(attrs.padding), list(attrs.dilation), attrs.groups)
         self.post_op, self.scalars = POST_OPS[activation]
         self.activation = activation
-        # (scale, zero point) of the uint8 codes it writes (`plan_requant`), or float32 out
+        # (scale, zero point) of the uint8 codes it writes (`Int8Plan.requant`), or float32 out
         self.output = (output[0], output[1], torch.uint8) if output else (1.0, 0, torch.float32)
         self.packed = torch.ops.onednn.qconv_prepack(torch.from_numpy(q.weight_codes), self.w_scale, q.x_scale,
                                                      x_zero, *self.window, list(input_shape))
@@ -247,7 +263,7 @@ class QConv2d(nn.Module if nn else object):  # type: ignore[misc]
 
 def int8_conv(lw: Lowering, node: Node, q: Int8Conv) -> torch.fx.Node:
     """The `QConv2d` of an int8 conv: it reads the codes of its input (uint8, zero point + 128 where `as_uint8`)."""
-    x_zero = q.x_zero + (128 if q.x_dtype == "int8" else 0)
+    _, x_zero = held(lw.graph.node_by_name[q.dequantize].attrs)
     bias = _bias(lw, node.inputs[2]) if len(node.inputs) > 2 else None
     act = lw.post_ops.get(node.name)
     conv = QConv2d(q, x_zero, bias, node.attrs, lw.graph.types[q.dequantize].shape, act.op if act else None,
@@ -259,8 +275,7 @@ def _output(lw: Lowering, node: Node) -> tuple[float, int] | None:
     """(scale, zero point as held in torch) of the uint8 codes ``node`` writes, or None: it writes float32."""
     if node.name not in lw.int8.requant:
         return None
-    a = lw.graph.node_by_name[lw.int8.requant[node.name][0]].attrs
-    return a.scale[0], a.zero_point[0] + (128 if a.dtype == "int8" else 0)
+    return held(lw.graph.node_by_name[lw.int8.requant[node.name][0]].attrs)
 
 
 class QAdd(nn.Module if nn else object):  # type: ignore[misc]
@@ -271,12 +286,9 @@ class QAdd(nn.Module if nn else object):  # type: ignore[misc]
     def __init__(self, a: tuple[float, int], b: tuple[float, int], output: tuple[float, int], relu: bool):
         super().__init__()
         self.a, self.b, self.output, self.relu = a, b, output, relu
+        # the one pass over the codes eager torch has (ResNet-50 b1 on Zen 5: 26.4 ms a call against 29.7 with
+        # the add as float32 dequantize/add/quantize ops)
         self.op = torch.ops.quantized.add_relu if relu else torch.ops.quantized.add
-        # torch 2.13 deprecates quantized tensors ("will be removed in a future PyTorch release"): the pin keeps
-        # them; this kernel is the one pass over the codes eager torch has (ResNet-50 b1 on Zen 5: 26.4 ms a call
-        # against 29.7 with the add as float32 dequantize/add/quantize ops)
-        warnings.filterwarnings("ignore", message="torch.quantize_per_tensor, torch.quantize_per_channel and other "
-                                "quantized tensor creation functions", category=UserWarning)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         qa = torch._make_per_tensor_quantized_tensor(a, *self.a)
@@ -309,19 +321,15 @@ class QPad(nn.Module if nn else object):  # type: ignore[misc]
 
 
 def lower_int8(lw: Lowering, node: Node) -> torch.fx.Node:
-    """The rule for a node of ``lw.int8``: an int8 conv, an add of two codes or a zero pad of codes."""
-    from .lowering import _ident  # lowering imports this module: resolved when a graph lowers
-
+    """The rule for a node `Int8Plan.lowers`: an int8 conv, an add of two codes or a zero pad of codes."""
     if node.name in lw.int8.convs:
         return int8_conv(lw, node, lw.int8.convs[node.name])
     if node.name in lw.int8.pads:
         codes, zero = lw.int8.pads[node.name]
-        target = lw.attach(_ident(node.name), QPad(node.attrs.pads, zero))
-        return lw.fx.create_node("call_module", target, (lw.value(codes),), name=_ident(node.name))
+        return lw.module(node, QPad(node.attrs.pads, zero), lw.value(codes))
     (a, sa, za), (b, sb, zb) = lw.int8.adds[node.name]
     module = QAdd((sa, za), (sb, zb), _output(lw, node), node.name in lw.int8.relus)
-    target = lw.attach(_ident(node.name), module.requires_grad_(False))
-    return lw.fx.create_node("call_module", target, (lw.value(a), lw.value(b)), name=_ident(node.name))
+    return lw.module(node, module, lw.value(a), lw.value(b))
 
 
 QUANT_RULES: dict[str, Callable[[Lowering, Node], torch.fx.Node]] = {
