@@ -9,9 +9,13 @@ warm-up — and then time rounds: in round r the group's cases run in the order 
 each. Drift hits every case alike, and a ratio is taken round by round, with its round-to-round spread.
 
 Each case's record is the one record type (record.Record): ``timing`` holds every call, ``interleave``
-(`record.Interleaved`) the rounds, the rotation, the per-round medians and the load average before each round;
-``loaded`` says a round started with more runnable work than the machine has cores. A worker that crashes,
-hangs past the timeout or is killed ends with that status (launch.py's mapping) and the others go on.
+(`record.Interleaved`) the rounds, the rotation, the per-round medians, the load average before each round and
+the cores anything else kept busy during it (``round_other_cores``: the machine's busy CPU time, a hypervisor's
+steal included, less the timed worker's own, over the round's wall time; the group's idle workers spinning count
+too). ``loaded`` says a round started with more runnable work than the machine has cores, or shared it: the load
+average lags a minute behind and counts the timed case itself, the other-cores reading is of that round alone. A
+worker that crashes, hangs past the timeout or is killed ends with that status (launch.py's mapping) and the others
+go on.
 
 Peers that are not convbench backends (OpenVINO reading the ONNX export, torch eager …) run the same way: a
 case whose id is in ``Rounds.factories`` builds its callable with that ``FILE.py:FUNCTION``
@@ -30,6 +34,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from . import machine
 from .errors import BenchError
@@ -52,6 +58,7 @@ from .schema import Case
 from .stats import Measurement, summarize
 
 LOADED_MARGIN = 0.5  # a round is loaded when the 1-minute load average exceeds the cores by more than this
+OTHER_CORES_LIMIT = 0.25  # a round is loaded when anything but the timed case kept more of a core busy than this
 MAX_ROUNDS = 10_000
 
 
@@ -94,8 +101,29 @@ def rotated(items: Sequence[Any], r: int) -> list[Any]:
     return list(items[k:]) + list(items[:k])
 
 
-def loaded(load: float | None, cores: int | None) -> bool:
-    return load is not None and cores is not None and load > cores + LOADED_MARGIN
+def loaded(load: float | None, cores: int | None, other_cores: float | None = None) -> bool:
+    """A round that cannot be trusted: it started with more runnable work than cores, or something else kept more
+    than `OTHER_CORES_LIMIT` of a core busy while it ran."""
+    return ((load is not None and cores is not None and load > cores + LOADED_MARGIN)
+            or (other_cores is not None and other_cores > OTHER_CORES_LIMIT))
+
+
+def cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """(the machine's busy CPU seconds over all cores, steal included; process ``pid``'s own with its children),
+    or None where the process is gone or the counters cannot be read."""
+    try:
+        t, own = psutil.cpu_times(), psutil.Process(pid).cpu_times()
+    except (psutil.Error, OSError):
+        return None
+    busy = t.user + t.system + sum(getattr(t, k, 0.0) for k in ("nice", "irq", "softirq", "steal"))
+    return busy, own.user + own.system + own.children_user + own.children_system
+
+
+def other_cores(before: tuple[float, float] | None, after: tuple[float, float] | None, wall_s: float) -> float | None:
+    """Cores kept busy by anything but the process the two `cpu_seconds` readings are of, over ``wall_s``."""
+    if before is None or after is None or wall_s <= 0:
+        return None
+    return max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / wall_s)
 
 
 def run_interleaved(sweep: Sweep, rounds: Rounds, on_event: Event = lambda *_: None) -> dict[str, int]:
@@ -137,6 +165,7 @@ class _Live:
     positions: list[int] = field(default_factory=list)
     medians: list[float] = field(default_factory=list)
     loads: list[float | None] = field(default_factory=list)
+    others: list[float | None] = field(default_factory=list)
 
 
 class _Group:
@@ -192,7 +221,9 @@ class _Group:
         assert c.worker is not None
         time.sleep(self.rounds.gap_s)  # the previous worker's spinning threads stop; the load average is read
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        before, t0 = cpu_seconds(c.worker.proc.pid), time.perf_counter()
         reply = c.worker.request({"op": "round", "calls": c.calls}, self.sweep.timeout_s)
+        other = other_cores(before, cpu_seconds(c.worker.proc.pid), time.perf_counter() - t0)
         if reply.status != "ok":
             c.end = ChildResult(reply.status, {**reply.result, "message": (
                 f"in round {len(c.medians) + 1}: {reply.result.get('message', reply.status)}")}, reply.wall_s)
@@ -202,13 +233,15 @@ class _Group:
         c.medians.append(statistics.median(samples))
         c.positions.append(position)
         c.loads.append(load)
+        c.others.append(other)
 
     def _interleaved(self, c: _Live) -> Interleaved:
         spread = ((max(c.medians) - min(c.medians)) / statistics.median(c.medians)) if c.medians else None
         return Interleaved(group=self.key, rounds=len(c.medians), calls_per_round=c.calls,
                            gap_s=float(self.rounds.gap_s), order=self.orders, positions=c.positions,
-                           round_medians=c.medians, round_loadavg=c.loads, round_spread=spread,
-                           loaded=any(loaded(v, self.cores) for v in c.loads))
+                           round_medians=c.medians, round_loadavg=c.loads, round_other_cores=c.others,
+                           round_spread=spread,
+                           loaded=any(loaded(v, self.cores, o) for v, o in zip(c.loads, c.others, strict=True)))
 
     def _result(self, c: _Live) -> ChildResult:
         wall = time.perf_counter() - c.worker.started if c.worker is not None else 0.0
@@ -239,4 +272,5 @@ def round_ratios(a: Interleaved, b: Interleaved) -> list[float]:
     return [x / y for x, y in zip(a.round_medians, b.round_medians, strict=False)]
 
 
-__all__ = ["LOADED_MARGIN", "Rounds", "group_key", "groups", "loaded", "rotated", "round_ratios", "run_interleaved"]
+__all__ = ["LOADED_MARGIN", "OTHER_CORES_LIMIT", "Rounds", "cpu_seconds", "group_key", "groups", "loaded",
+           "other_cores", "rotated", "round_ratios", "run_interleaved"]

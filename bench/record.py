@@ -210,8 +210,10 @@ class Interleaved(_Part):
     positions: list[int] = field(default_factory=list)  # this case's place in each round it ran
     round_medians: list[float] = field(default_factory=list)  # seconds per call, the median of each round
     round_loadavg: list[float | None] = field(default_factory=list)  # 1-minute load average before each round
+    # cores anything but this case kept busy during each of its rounds (steal included; None: unreadable)
+    round_other_cores: list[float | None] = field(default_factory=list)
     round_spread: float | None = None  # (max − min) / median of the round medians
-    loaded: bool = False  # some round started with more runnable work than the machine has cores
+    loaded: bool = False  # some round started with more runnable work than cores or shared them (interleave.loaded)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -260,10 +260,11 @@ def write_report(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
         ("Machines", machine_table(machines, df)),
         ("How to read this", _method_text(df)),
     ]
-    if df["loaded"].eq(True).any():  # interleave.py: a round began with more runnable work than cores
+    if df["loaded"].eq(True).any():  # interleave.loaded: a round began overloaded or shared the CPU
         sections.append(("Loaded run", f"{int(df['loaded'].eq(True).sum())} interleaved case(s) had a round that "
-                         "began with a load average above the machine's cores: other work shared the CPU; ratios "
-                         "within a round still compare, absolute times do not."))
+                         "began with a load average above the machine's cores or during which other work kept "
+                         "more than a quarter of a core busy: ratios within a round still compare, absolute times "
+                         "do not."))
     df, train = df[df["mode"] == "inference"], df[df["mode"] == "train"]  # train steps: their own sections
     for mid, sub in df.groupby("machine_id", sort=False):
         name = label(machines.get(mid, {})) if len(machines) > 1 else "Results"

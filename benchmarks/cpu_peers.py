@@ -133,20 +133,22 @@ def table(records: list, peers: set[str]) -> str:
         n = min((len(m) for m in peer_rounds), default=0)
         best = [min(m[i] for m in peer_rounds) for i in range(n)]  # the best peer of each round
         loaded = any(r.interleave.loaded for r in ok)
-        out += [f"### {group}" + (" — LOADED: a round began with more load than cores" if loaded else ""), "",
+        out += [f"### {group}" + (" — LOADED: a round began overloaded or shared the CPU" if loaded else ""), "",
                 "| engine | kind | median of round medians, ms | × best peer (median, min–max over rounds) | "
-                "round spread | rounds×calls | correct |", "|---|---|---|---|---|---|---|"]
+                "round spread | other cores (max) | rounds×calls | correct |", "|---|---|---|---|---|---|---|---|"]
         for r in sorted(ok, key=lambda r: statistics.median(r.interleave.round_medians)):
             il = r.interleave
             ratios = [a / b for a, b in zip(il.round_medians, best, strict=False)]
             ratio = (f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})" if ratios else "—")
             kind = "peer" if r.case.backend in peers else "convbench"
+            others = [o for o in il.round_other_cores if o is not None]
+            other = f"{statistics.median(others):.2f} ({max(others):.2f})" if others else "—"
             out.append(f"| {r.case.backend} | {kind} | {statistics.median(il.round_medians) * 1e3:.2f} | {ratio} | "
-                       f"{il.round_spread:.1%} | {il.rounds}×{il.calls_per_round} | "
+                       f"{il.round_spread:.1%} | {other} | {il.rounds}×{il.calls_per_round} | "
                        f"{ {True: 'yes', False: 'NO', None: '—'}[r.correct]} |")
         for r in rs:
             if r not in ok:
-                out.append(f"| {r.case.backend} | {r.status} | — | — | — | — | {r.message[:100]} |")
+                out.append(f"| {r.case.backend} | {r.status} | — | — | — | — | — | {r.message[:100]} |")
         out.append("")
     return "\n".join(out)
 

@@ -12,7 +12,17 @@ import numpy as np
 import pytest
 
 from convbench.bench.errors import BenchError
-from convbench.bench.interleave import Rounds, group_key, loaded, rotated, round_ratios, run_interleaved
+from convbench.bench.interleave import (
+    OTHER_CORES_LIMIT,
+    Rounds,
+    cpu_seconds,
+    group_key,
+    loaded,
+    other_cores,
+    rotated,
+    round_ratios,
+    run_interleaved,
+)
 from convbench.bench.launch import Worker, child_env
 from convbench.bench.record import load_records
 from convbench.bench.runner import Sweep, plan
@@ -90,6 +100,7 @@ def test_interleaved_records_and_a_crash(tmp_path: Path) -> None:
         assert r.memory.static_param_bytes > 0 and r.memory.rss_baseline_bytes > 0  # as a sweep's record
         il = r.interleave
         assert il is not None and il.rounds == 3 and len(il.round_medians) == 3 and len(il.round_loadavg) == 3
+        assert len(il.round_other_cores) == 3 and all(o is not None and o >= 0 for o in il.round_other_cores)
         assert 1 <= il.calls_per_round <= 3 and r.timing["n"] == 3 * il.calls_per_round
         assert r.timing["stop_reason"] == f"interleaved: 3 rounds × {il.calls_per_round} calls"
         # the per-round medians are the medians of that round's calls, in order; the record keeps the samples at
@@ -129,4 +140,36 @@ def test_cli_interleave_writes_records(tmp_path: Path) -> None:
 
     df, _ = load([out])  # report's reader: the loaded flag reaches its table ("Loaded run" section)
     assert df.loaded.tolist() == [r.interleave.loaded] and r.interleave.loaded == any(
-        loaded(v, os.cpu_count()) for v in r.interleave.round_loadavg)
+        loaded(v, os.cpu_count(), o) for v, o in zip(r.interleave.round_loadavg, r.interleave.round_other_cores,
+                                                     strict=True))
+
+
+def test_a_round_is_loaded_by_the_load_average_or_by_other_cores() -> None:
+    assert not loaded(2.4, 2) and loaded(2.6, 2) and not loaded(None, None, None)
+    assert loaded(0.1, 2, OTHER_CORES_LIMIT + 0.01) and not loaded(0.1, 2, OTHER_CORES_LIMIT)
+    # (machine busy s, own s): 3 s of the machine's, 1 s of them the timed worker's, over 2 s of wall: one core
+    assert other_cores((10.0, 4.0), (13.0, 5.0), 2.0) == pytest.approx(1.0)
+    assert other_cores((10.0, 4.0), (10.5, 4.6), 1.0) == 0.0  # counters tick at different times: never negative
+    assert other_cores(None, (1.0, 1.0), 1.0) is None and other_cores((1.0, 1.0), (2.0, 1.0), 0.0) is None
+
+
+def test_other_cores_sees_a_busy_process_beside_an_idle_one() -> None:
+    import subprocess
+    import sys
+    import time
+
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 30: pass"])
+    try:
+        time.sleep(0.3)  # both started
+        before, t0 = cpu_seconds(idle.pid), time.perf_counter()
+        time.sleep(0.8)
+        after = cpu_seconds(idle.pid)
+        other = other_cores(before, after, time.perf_counter() - t0)
+        assert before is not None and after is not None and after[1] - before[1] < 0.05  # the idle one: no CPU
+        # the busy one had a core while the idle one was "timed" (≥ 0.3: xdist's other worker may share the cores)
+        assert other is not None and other >= 0.3
+        assert cpu_seconds(2**22 + 12345) is None  # no such process
+    finally:
+        idle.kill()
+        busy.kill()
