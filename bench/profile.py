@@ -107,7 +107,7 @@ def profile(model: str, backend_spec: str, batch: int = 1, image_size: int | Non
     why = unavailable_reason(backend, dtype)
     if why:
         raise UnsupportedCase(why)
-    w = make_workload(model, batch, image_size)
+    w = make_workload(model, batch, image_size, dtype=dtype)  # int8: the QDQ graph a sweep would run
     graph, params, x = w.graph, w.params, w.input
     options = compile_options(backend, dtype, threads, typed_options(name, raw))
     try:
@@ -218,23 +218,29 @@ def _counting_openvino() -> Any:
             import openvino as ov
 
             model = self.lowering(prepared.graph, prepared.params).run()
-            self.compiled = ov.Core().compile_model(model, prepared.options.device,
-                                                    {**_config(prepared.options), "PERF_COUNT": True})
+            opts, device, _ = self._settle(prepared.graph, prepared.options)  # the dtype's precision, as build's
+            self.compiled = ov.Core().compile_model(model, device, {**_config(opts), "PERF_COUNT": True})
             return super().build(prepared)
 
     return Counting()
 
 
 def openvino_layers(model: str, batch: int = 1, image_size: int | None = None, threads: int | None = None,
-                    calls: int = 20, warmup: int = 3) -> OpenVinoLayers:
-    """OpenVINO's per-layer real time (f32 forced), the median of ``calls`` calls after ``warmup``."""
+                    calls: int = 20, warmup: int = 3, dtype: str = "float32") -> OpenVinoLayers:
+    """OpenVINO's per-layer real time at ``dtype``'s precision (float32: f32 forced; bfloat16/float16: that
+    inference precision; int8: the workload's QDQ graph, as `profile` and ``run`` quantize it), the median of
+    ``calls`` calls after ``warmup``."""
     backend = get("openvino")
-    why = unavailable_reason(backend, "float32")
+    why = unavailable_reason(backend, dtype)
     if why:
         raise UnsupportedCase(why)
-    w = make_workload(model, batch, image_size)
+    w = make_workload(model, batch, image_size, dtype=dtype)
     counting = _counting_openvino()
-    counting.compile(w.graph, w.params, **compile_options(backend, "float32", threads, {"precision": "f32"}))
+    forced = {"precision": "f32"} if dtype == "float32" else {}
+    try:
+        counting.compile(w.graph, w.params, **compile_options(backend, dtype, threads, forced))
+    except (UnsupportedNodeError, UnsupportedDtypeError, BackendUnavailableError) as e:
+        raise UnsupportedCase(" ".join(str(e).split())) from None
     request = counting.compiled.create_infer_request()
     x = np.ascontiguousarray(w.input)
     per_layer: dict[str, list[float]] = {}

@@ -107,3 +107,18 @@ def test_openvino_counters_map_onto_the_nodes_by_name(tmp_path):
     assert sum(r["ov_s"] for r in kinds) == pytest.approx(sum(grp.ov_s or 0 for grp in groups))
     layers_vs_openvino_plot(groups, "numpy", tmp_path / "vs.png", top=5)
     assert (tmp_path / "vs.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow  # OpenVINO quantizes and compiles resnet18: 5 s
+def test_openvino_counters_are_taken_at_the_profiles_precision():
+    """``--openvino`` beside an int8 profile counts OpenVINO's int8 kernels on the same QDQ graph, not f32 ones."""
+    pytest.importorskip("openvino")
+    from convbench.bench.profile import openvino_layers
+
+    ov = openvino_layers("resnet18", batch=2, image_size=32, threads=1, calls=2, warmup=1, dtype="int8")
+    kernels = {la.exec_type for la in ov.layers if la.status == "EXECUTED" and la.type == "Convolution"}
+    assert kernels and all(k.lower().endswith("_i8") for k in kernels), kernels
+    if "bf16" in get("openvino").precisions():  # a CPU with bf16 (AVX512-BF16, AMX)
+        ov = openvino_layers("resnet18", batch=2, image_size=32, threads=1, calls=2, warmup=1, dtype="bfloat16")
+        kernels = {la.exec_type for la in ov.layers if la.status == "EXECUTED" and la.type == "Convolution"}
+        assert kernels and all(k.lower().endswith("_bf16") for k in kernels), kernels

@@ -19,7 +19,7 @@ from convbench.models import init_params
 from convbench.testing import backend_or_skip, conformance_params
 
 torch = pytest.importorskip("torch")
-from convbench.backends.torch.quant_rules import QAdd, QConv2d, QPad  # noqa: E402
+from convbench.backends.torch.quant_rules import QAdd, QConv2d, QMaxPool, QPad  # noqa: E402
 
 SHAPE = (2, 3, 7, 5)  # every dim distinct
 
@@ -130,6 +130,30 @@ def test_torch_int8_same_padding_pads_the_codes():
     assert "decomposed" not in exe.artifact.code.split("self.expand")[1], exe.artifact.code  # codes only after
 
 
+@pytest.mark.parametrize("window", [dict(kernel_size=3, stride=2, padding=1),  # ResNet's stem pool
+                                    dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2),
+                                         ceil_mode=True)])
+def test_torch_int8_max_pool_pools_the_codes(window):
+    """dequantize → max pool → quantize alike (ir/passes/quantize.SHARED) is the pool of the uint8 codes
+    (`QMaxPool`): max commutes with the monotone dequantize, padding is never the max; the float64 reference of
+    the QDQ graph to float32 rounding, channels_last kept for the conv that reads it."""
+    b = GraphBuilder("qpool", (2, 3, 13, 11))
+    x = b.relu(b.conv2d(b.input, 5, 3, name="stem", stride=2, padding=(1, 2)))
+    graph = b.build(b.conv2d(b.max_pool2d(x, **window), 4, 1, name="after"))
+    rng = np.random.default_rng(3)
+    calibration = [rng.standard_normal((2, 3, 13, 11)).astype(np.float32) for _ in range(2)]
+    qg, qp = quantize_graph(graph, init_params(graph, seed=3), calibration)
+    x = rng.standard_normal((2, 3, 13, 11)).astype(np.float32)
+    ref = np.asarray(get("numpy").compile(qg, qp, dtype="float64")(x))
+    exe = get("torch").compile(qg, qp, threads=1)
+    agreement = compare(np.asarray(exe(x)), ref, "int8")
+    assert agreement.ok and agreement.max_rel < 1e-5, agreement
+    pools = [m for m in exe.artifact.modules() if isinstance(m, QMaxPool)]
+    assert len(pools) == 1 and exe.report.details.int8_convs == 2, exe.artifact.code
+    assert "decomposed" not in exe.artifact.code.split("self.stem")[1], exe.artifact.code  # codes only after
+    assert any("1 zero pads and max pools run on the codes" in w for w in exe.report.warnings)
+
+
 @pytest.mark.slow  # inductor compiles C++: ~10 s on 2 cores
 def test_torch_int8_compile_runs_onednn_int8_kernels(qnet):
     qg, qp, x, ref = qnet
@@ -177,6 +201,33 @@ def test_openvino_int8_runs_int8_layers(qnet):
     # (4 on Zen 4, where the residual add fuses into c2 as a sum post-op; 5 on an AMX Xeon: the count is the CPU's)
     assert exe.report.details.int8_layers >= 4, exe.report.details
     assert not exe.report.warnings
+    assert set(_conv_precisions(exe).values()) <= {"u8", "i8"}, _conv_precisions(exe)
+
+
+def _conv_precisions(exe) -> dict[str, str]:
+    """Each convolution of OpenVINO's runtime model: the precision it reads."""
+    return {op.get_friendly_name(): op.get_rt_info()["runtimePrecision"].astype(str).lower()
+            for op in exe.artifact.get_runtime_model().get_ops()
+            if op.get_rt_info()["layerType"].astype(str) == "Convolution"}
+
+
+def test_openvino_int8_convolutions_read_the_codes():
+    """Asymmetric int8 activations go to OpenVINO as u8 codes (zero point + 128: `as_uint8`), the same real values:
+    on an AMX CPU it ran convs of 64 channels on i8 codes in f32 (brgconv_avx512_f32: ResNet-50 b1 41.6 ms, and
+    5.9 ms with u8 codes, brgconv_avx512_amx_I8). The QDQ graph's arithmetic either way."""
+    b = GraphBuilder("qwide", (2, 64, 11, 9))
+    x = b.relu(b.conv2d(b.input, 48, 3, name="c1", padding=(1, 2)))
+    graph = b.build(b.conv2d(x, 40, 1, name="c2"))
+    rng = np.random.default_rng(4)
+    calibration = [rng.standard_normal((2, 64, 11, 9)).astype(np.float32) for _ in range(2)]
+    qg, qp = quantize_graph(graph, init_params(graph, seed=4), calibration)
+    assert all(qg.node_by_name[q].attrs.zero_point[0] != 0 for q in ("input_quantized", "relu_quantized"))
+    x = rng.standard_normal((2, 64, 11, 9)).astype(np.float32)
+    ref = np.asarray(get("numpy").compile(qg, qp, dtype="float64")(x))
+    exe = _openvino().compile(qg, qp, threads=1, precision="int8")
+    agreement = compare(np.asarray(exe(x)), ref, "int8")
+    assert agreement.ok, agreement
+    assert _conv_precisions(exe) == {"c1": "u8", "c2": "u8"}, _conv_precisions(exe)
 
 
 def test_openvino_int8_needs_a_quantized_graph_and_a_quantized_graph_runs_f32_around_it(qnet):

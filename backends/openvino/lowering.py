@@ -22,6 +22,7 @@ from ...ir.ops.batch_norm import scale_shift
 from ...ir.ops.conv2d import Conv2dAttrs
 from ...ir.ops.quantize_linear import QDTYPES
 from ...ir.passes.fold_batch_norm import fold_conv_bn_weights, foldable
+from ...ir.passes.int8_patterns import as_uint8
 from ..base import BackendError
 
 # the newest complete opset of openvino 2026.4 (opset17 holds only its two new ops so far)
@@ -306,10 +307,13 @@ def _quantize_linear(lw: Lowering, node: Node) -> Any:
     a, rank = node.attrs, lw.graph.types[node.inputs[0]].rank
     lo, hi = QDTYPES[a.dtype]
     s, z = (v.astype(np.float64) for v in a.broadcast(rank, np.float64))
+    dtype = a.dtype
+    if as_uint8(lw.graph, node.name):  # the same real values as u8 codes, which AMX's int8 convolutions take
+        lo, hi, z, dtype = 0, 255, z + 128, "uint8"
     bounds = [lw.const((v - z) * s, f"{node.name}/{k}") for k, v in (("in_low", lo), ("in_high", hi))]
     out = [lw.const(v, f"{node.name}/{k}") for k, v in (("out_low", lo), ("out_high", hi))]
     fq = lw.op.fake_quantize(lw.value(node.inputs[0]), *bounds, *out, hi - lo + 1, name=f"{node.name}/fq")
-    return lw.op.convert(fq, {"int8": "i8", "uint8": "u8"}[a.dtype], name=node.name).output(0)
+    return lw.op.convert(fq, {"int8": "i8", "uint8": "u8"}[dtype], name=node.name).output(0)
 
 
 def _dequantize_linear(lw: Lowering, node: Node) -> Any:
@@ -318,6 +322,8 @@ def _dequantize_linear(lw: Lowering, node: Node) -> Any:
     floats: cast_params); an int32 bias is dequantized here, in float64 (its readers take a float bias)."""
     a, name = node.attrs, node.inputs[0]
     s, z = a.broadcast(lw.graph.types[name].rank, np.float64)
+    if as_uint8(lw.graph, name):  # codes `_quantize_linear` holds as u8: their zero point is 128 more
+        z = z + 128
     codes = lw.param(name)
     if codes is not None and a.dtype == "int32":
         return lw.const((np.asarray(codes, np.float64) - z) * s, node.name)

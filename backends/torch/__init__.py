@@ -174,7 +174,7 @@ class TorchBackend(TemplateBackend):
         return Built(run, artifact=fn, details=details, device=device, accuracy_dtype="int8" if quantized else None,
                      warnings=_precision_warnings(dtype, device, quantized, opts.compile, sum(matched.values()),
                                                      *(len(gm.meta[k]) for k in ("requantized", "int8_adds",
-                                                                                 "int8_pads"))))
+                                                                                 "int8_shared"))))
 
 
 def _input_converter(graph: Graph, dtype: torch.dtype, device: torch.device,
@@ -195,7 +195,7 @@ def _input_converter(graph: Graph, dtype: torch.dtype, device: torch.device,
 
 
 def _precision_warnings(dtype: str, device: str, quantized: bool, compiled: bool, int8_layers: int,
-                        requantized: int = 0, adds: int = 0, pads: int = 0) -> list[str]:
+                        requantized: int = 0, adds: int = 0, shared: int = 0) -> list[str]:
     """What the report should say about the kernels a low precision gets on this machine. Seen with
     ONEDNN_VERBOSE=1 on Zen 4 (AVX-512 BF16 and VNNI, no AMX, no AVX512-FP16), torch 2.13 / oneDNN 3.12:
     bfloat16 conv and linear run oneDNN's brg_conv_fwd / brg_matmul:avx512_core_bf16; float16 calls no oneDNN
@@ -210,8 +210,9 @@ def _precision_warnings(dtype: str, device: str, quantized: bool, compiled: bool
     if quantized and not compiled:
         out.append(f"torch backend: eagerly, {int8_layers} convolutions of the int8 QDQ graph run oneDNN's u8×s8 "
                    f"kernel (onednn.qconv2d_pointwise; {requantized} of them write their output's uint8 codes "
-                   f"themselves), {adds} adds and {pads} zero pads run on the codes; linears, the other adds and the "
-                   "other quantize/dequantize ops run as exact float32 arithmetic (torch.ops.quantized_decomposed); "
+                   f"themselves), {adds} adds and {shared} zero pads and max pools run on the codes; linears, the "
+                   "other adds and the other quantize/dequantize ops run as exact float32 arithmetic "
+                   "(torch.ops.quantized_decomposed); "
                    "compile=True lowers the linears into oneDNN's int8 kernels too")
     if quantized and compiled and not int8_layers:
         out.append("torch backend: inductor matched no QDQ conv/linear pattern: the int8 graph runs as float32 "

@@ -397,7 +397,7 @@ def lower_verified(graph: Graph, params: Mapping[str, np.ndarray], dtype: str, c
     gm.meta["folded_batch_norms"] = [bn.name for bn in lw.folded.values()]
     gm.meta["post_ops"] = [act.name for act in lw.post_ops.values()]
     gm.meta["int8_convs"], gm.meta["int8_adds"] = list(lw.int8.convs), list(lw.int8.adds)
-    gm.meta["int8_pads"] = list(lw.int8.pads)
+    gm.meta["int8_shared"] = list(lw.int8.shared)  # pads and max pools of codes
     gm.meta["requantized"] = [n for n in lw.int8.requant if n in lw.int8.convs]
     gm.eval()
     if channels_last:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ...ir.graph import Graph, Node
 from ...ir.ops.quantize_linear import QDTYPES
-from ...ir.passes.int8_patterns import Int8Conv, int8_convs
+from ...ir.passes.int8_patterns import Int8Conv, as_uint8, int8_convs
 
 try:  # loads without torch: the rules only run when a graph lowers
     import torch
@@ -45,16 +45,6 @@ if TYPE_CHECKING:
     import torch.fx
 
     from .lowering import Lowering
-
-
-def as_uint8(graph: Graph, value: str) -> bool:
-    """Whether the per-tensor int8 activation ``value`` (a quantize_linear's output that the graph does not return)
-    is held as uint8 with the zero point + 128: the same real values (q_u8 = q_i8 + 128 exactly), in the u8
-    activation format oneDNN's x86 int8 convolutions take (an s8 one fails at run time: "Input tensor should have
-    uint8"); the dequantize_linear that reads it shifts back alike."""
-    node = graph.node_by_name.get(value)
-    return (node is not None and node.op == "quantize_linear" and node.attrs.dtype == "int8"
-            and not node.attrs.per_channel and value not in graph.outputs)
 
 
 def held(attrs) -> tuple[float, int]:
@@ -128,22 +118,28 @@ def plan_int8(graph: Graph, params: dict[str, np.ndarray], fallback: tuple[str, 
     return found
 
 
+# ops whose output codes are their input's, exactly (ir/passes/quantize.SHARED quantizes them so): a pad with 0
+# writes the zero point, the code of 0.0; max commutes with the monotone dequantize
+SHARED_OPS = ("pad", "max_pool2d")
+
+
 @dataclass
 class Int8Plan:
-    """What runs on the codes (with prepack): the int8 convs (`plan_int8`), the adds of two codes (`QAdd`), zero
-    pads of codes (`QPad`), the quantize_linear nodes one of those computes as its output (``requant``), and the
-    dequantize_linear nodes nothing reads any more (``unread``)."""
+    """What runs on the codes (with prepack): the int8 convs (`plan_int8`), the adds of two codes (`QAdd`), the
+    zero pads and max pools whose output codes are their input's (``shared``: `QPad`, `QMaxPool`), the
+    quantize_linear nodes one of those computes as its output (``requant``), and the dequantize_linear nodes
+    nothing reads any more (``unread``)."""
 
     convs: dict[str, Int8Conv] = field(default_factory=dict)
     adds: dict[str, tuple[tuple[str, float, int], tuple[str, float, int]]] = field(default_factory=dict)
     requant: dict[str, tuple[str, ...]] = field(default_factory=dict)
     relus: dict[str, str] = field(default_factory=dict)  # add -> the ReLU it applies
-    pads: dict[str, tuple[str, int]] = field(default_factory=dict)  # zero pad -> (codes, their zero point)
+    shared: dict[str, tuple[str, float, int]] = field(default_factory=dict)  # pad/max pool -> (codes, scale, zero)
     unread: set[str] = field(default_factory=set)
 
     def lowers(self, name: str) -> bool:
         """Whether `lower_int8` lowers node ``name``."""
-        return name in self.convs or name in self.adds or name in self.pads
+        return name in self.convs or name in self.adds or name in self.shared
 
     def absorbed(self) -> dict[str, str]:
         """node -> the conv or add that computes it: its quantize_linear readers, an add's ReLU."""
@@ -163,13 +159,13 @@ def plan(graph: Graph, convs: dict[str, Int8Conv], post_ops: dict[str, Node], fa
         node = graph.node_by_name[name]
         p.unread.update(v for v in (convs[name].dequantize, convs[name].weight_dequantize, *node.inputs[2:3])
                         if _dequantize_only_for(graph, v, node))
-    for node in graph.nodes:  # TF "same" padding: dequantize → pad with 0 → quantize alike is a pad of the codes
-        if node.op == "pad" and node.name not in fallback and node.attrs.value == 0.0 \
+    for node in graph.nodes:  # dequantize → zero pad or max pool → quantize alike: the same op on the codes
+        if node.op in SHARED_OPS and node.name not in fallback and (node.op != "pad" or node.attrs.value == 0.0) \
                 and (x := _codes(graph, node.inputs[0])) is not None \
                 and _dequantize_only_for(graph, node.inputs[0], node) \
                 and (readers := _requantized(graph, node.name, fallback)) is not None \
                 and graph.node_by_name[readers[0]].attrs == graph.node_by_name[node.inputs[0]].attrs:
-            p.pads[node.name], p.requant[node.name] = (x[0], x[2]), readers
+            p.shared[node.name], p.requant[node.name] = x, readers
             p.unread.add(node.inputs[0])
     for node in graph.nodes:
         codes = [_codes(graph, v) for v in node.inputs]
@@ -320,13 +316,32 @@ class QPad(nn.Module if nn else object):  # type: ignore[misc]
         return f"pads={self.pads}, zero={self.zero}"
 
 
+class QMaxPool(nn.Module if nn else object):  # type: ignore[misc]
+    """max_pool2d of uint8 codes, channels_last kept: torch's quantized max pool on the codes viewed as a quint8
+    tensor (F.max_pool2d has no uint8 kernel; padding is never the max, as in float). ResNet-50's stem pooled
+    dequantized float32 and quantized it again before."""
+
+    def __init__(self, attrs, scale: float, zero: int):
+        super().__init__()
+        self.window = (attrs.kernel_size, attrs.stride, attrs.padding, attrs.dilation, attrs.ceil_mode)
+        self.scale, self.zero = scale, zero
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        q = torch._make_per_tensor_quantized_tensor(codes, self.scale, self.zero)
+        return torch.nn.functional.max_pool2d(q, *self.window).int_repr()
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}, zero={self.zero}"
+
+
 def lower_int8(lw: Lowering, node: Node) -> torch.fx.Node:
-    """The rule for a node `Int8Plan.lowers`: an int8 conv, an add of two codes or a zero pad of codes."""
+    """The rule for a node `Int8Plan.lowers`: an int8 conv, an add of two codes, a zero pad or max pool of codes."""
     if node.name in lw.int8.convs:
         return int8_conv(lw, node, lw.int8.convs[node.name])
-    if node.name in lw.int8.pads:
-        codes, zero = lw.int8.pads[node.name]
-        return lw.module(node, QPad(node.attrs.pads, zero), lw.value(codes))
+    if node.name in lw.int8.shared:
+        codes, scale, zero = lw.int8.shared[node.name]
+        module = QPad(node.attrs.pads, zero) if node.op == "pad" else QMaxPool(node.attrs, scale, zero)
+        return lw.module(node, module, lw.value(codes))
     (a, sa, za), (b, sb, zb) = lw.int8.adds[node.name]
     module = QAdd((sa, za), (sb, zb), _output(lw, node), node.name in lw.int8.relus)
     return lw.module(node, module, lw.value(a), lw.value(b))

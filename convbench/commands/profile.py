@@ -21,6 +21,7 @@ from ..backends.correctness import TOLERANCES
 from ..bench import plugins
 from ..bench.errors import BenchError, UnsupportedCase
 from ..bench.output import write_atomic
+from ..bench.workload import make_workload
 from ..cli import UsageError
 from ._common import MAX_THREADS, add_backend_module, backends_arg, image_sizes_arg, in_range, print_json, print_table
 
@@ -39,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=None, help="directory for profile.json and layers_roofline.png")
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
     p.add_argument("--openvino", action="store_true",
-                   help="beside OpenVINO's own per-layer counters on the same network (f32), mapped to the nodes by "
-                        "name; -o also writes vs_openvino.{json,md,png}")
+                   help="beside OpenVINO's own per-layer counters on the same network at the same precision (f32 "
+                        "forced for float32), mapped to the nodes by name; -o also writes vs_openvino.{json,md,png}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,8 +112,9 @@ def _vs_openvino(args: argparse.Namespace, size: int, prof: Any, out: Path | Non
 
     from ..bench.profile import by_kind, layers_vs_openvino_plot, map_layers, openvino_layers
 
-    ov = openvino_layers(args.model, args.batch, size, args.threads)
-    groups = map_layers(models.build(args.model, batch=args.batch, image_size=size), prof, ov)
+    ov = openvino_layers(args.model, args.batch, size, args.threads, dtype=args.dtype)
+    graph = make_workload(args.model, args.batch, size, dtype=args.dtype).graph  # int8: the QDQ graph's names
+    groups = map_layers(graph, prof, ov)
     doc = {"graph_median_s": ov.graph_median_s, "layers_total_s": sum(g.ov_s or 0.0 for g in groups),
            "calls": ov.calls, "groups": [asdict(g) for g in groups], "by_kind": by_kind(groups)}
     if out is not None:
@@ -147,6 +149,9 @@ def _print_vs_openvino(doc: dict[str, Any], backend: str, top: int) -> None:
           f"{doc['layers_total_s'] * 1e3:.3f} ms")
 
 
+OV_PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "int8": "its int8 layers, the rest f32"}
+
+
 def _vs_openvino_md(doc: dict[str, Any], prof: Any) -> str:
     import pandas as pd
 
@@ -155,7 +160,8 @@ def _vs_openvino_md(doc: dict[str, Any], prof: Any) -> str:
     head = (f"# {prof.model}@{prof.image_size} b{prof.batch} {prof.dtype}: {prof.backend} against OpenVINO, "
             f"layer by layer\n\n{prof.backend}: each node compiled alone, whole graph "
             f"{prof.graph_median_s * 1e3:.3f} ms, sum of nodes {prof.nodes_total_s * 1e3:.3f} ms. OpenVINO (its "
-            f"backend's lowering, f32, PERF_COUNT): whole graph {doc['graph_median_s'] * 1e3:.3f} ms, sum of layers "
+            f"backend's lowering, {OV_PRECISION.get(prof.dtype, prof.dtype)}, PERF_COUNT): "
+            f"whole graph {doc['graph_median_s'] * 1e3:.3f} ms, sum of layers "
             f"{doc['layers_total_s'] * 1e3:.3f} ms. A row is one OpenVINO layer and the IR nodes it executes "
             "(a node OpenVINO lists as fused, or a folded BN, counts with the layer of its input; OpenVINO ms — : "
             "OpenVINO ran the nodes inside a layer of another name, a Subgraph).\n\n")

@@ -20,6 +20,17 @@ from ..graph import Graph
 CONVS = ("conv2d", "fused_conv2d")
 
 
+def as_uint8(graph: Graph, value: str) -> bool:
+    """Whether a backend may hold the per-tensor int8 activation ``value`` (a quantize_linear's output that the
+    graph does not return) as uint8 with the zero point + 128: the same real values (q_u8 = q_i8 + 128 exactly),
+    and the dequantize_linear that reads it shifts back alike. x86 int8 convolutions want u8 activations: oneDNN's
+    in torch fails on s8 at run time ("Input tensor should have uint8"), and OpenVINO on an AMX CPU runs a conv of
+    asymmetric i8 codes in f32 (brgconv_avx512_f32; u8 codes: brgconv_avx512_amx_I8)."""
+    node = graph.node_by_name.get(value)
+    return (node is not None and node.op == "quantize_linear" and node.attrs.dtype == "int8"
+            and not node.attrs.per_channel and value not in graph.outputs)
+
+
 @dataclass(frozen=True)
 class Int8Conv:
     """An int8 conv: its input's dequantize_linear (absorbed), the codes that one reads, their quantization, and
