@@ -126,7 +126,7 @@ def table(records: list, peers: set[str]) -> str:
     out = []
     by_group: dict[str, list] = {}
     for r in records:
-        by_group.setdefault(r.interleave.group if r.interleave else r.case_id, []).append(r)
+        by_group.setdefault(group_key(r.case), []).append(r)  # an unsupported case has no rounds, a group
     for group, rs in by_group.items():
         ok = [r for r in rs if r.status == "ok" and r.interleave and r.interleave.round_medians]
         peer_rounds = [r.interleave.round_medians for r in ok if r.case.backend in peers]

@@ -65,7 +65,8 @@ def test_torch_int8_eager_is_the_quantized_arithmetic(qnet, prepack):
     assert any(f"eagerly, {len(convs)} convolutions" in w for w in exe.report.warnings)
     if prepack:  # the convs read the codes: their inputs' and weights' dequantize_linear are gone
         code = exe.artifact.code
-        assert code.count("dequantize_per_channel") == 1 and "relu6_dequantized =" not in code, code  # fc's only
+        # and fc's weight is a float32 constant, dequantized once at compile time, not an op per call
+        assert "dequantize_per_channel" not in code and "relu6_dequantized =" not in code, code
         assert {m.activation for m in convs} == {"relu6", None}  # c1's ReLU6 is its post-op
         # only quantize_linear reads each conv's output: oneDNN writes the codes (c1's two readers share them)
         assert all(m.output[2] == torch.uint8 for m in convs), convs
