@@ -123,6 +123,8 @@ def torch_compile_freeze(graph, params, case) -> Any:
 
 def table(records: list, peers: set[str]) -> str:
     """One markdown table per group: each engine against the best peer, round by round."""
+    from convbench.bench.interleave import group_key
+
     out = []
     by_group: dict[str, list] = {}
     for r in records:

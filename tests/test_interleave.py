@@ -118,6 +118,14 @@ def test_interleaved_records_and_a_crash(tmp_path: Path) -> None:
     assert bad.status == "error" and "in round 2" in bad.message and "SIGSEGV" in bad.message
     assert bad.interleave.rounds == 1 and bad.timing is None
     assert ratios_ok(numpy, torch)
+    # benchmarks/cpu_peers.py's table of these records: one group, numpy as the peer, the crashed case listed
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cpu_peers", Path(__file__).parents[1] / "benchmarks/cpu_peers.py")
+    cpu_peers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cpu_peers)
+    text = cpu_peers.table(list(records.values()), {"numpy"})
+    assert text.count("### ") == 1 and "other cores (max)" in text and f"| {crash.backend} | error |" in text, text
 
 
 def ratios_ok(a, b) -> bool:
