@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml constraints.txt
 # One BLAS thread per test process and two processes (pytest-xdist): most tests are single-threaded NumPy and
 # Triton-interpreter work, and two workers keep both cores busy without oversubscribing them.
 # XDG_CACHE_HOME: the tests' caches (TVM tuning, `convbench tune`'s databases) in the checkout, never the user's,
-# so a database tuned on this machine cannot change what a test compiles
-TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 XDG_CACHE_HOME=$(CURDIR)/.test-cache
+# so a database tuned on this machine cannot change what a test compiles.
+# OPENBLAS_CORETYPE=Haswell: NumPy's OpenBLAS runs the same (AVX2) kernels on every x86 CPU, so a float32 result is
+# the same on whichever machine CI draws. Left to choose, it runs SkylakeX kernels on an AVX-512 Xeon and Haswell ones
+# on a Zen, which sum in other orders. A float32 train step of a small-batch BN network is chaotic at ReLU/ReLU6
+# boundaries: on an AMX Xeon MobileNet-V2's numpy step came 0.0079 off float64 (bound 0.0033) and ResNet-18's
+# conv1.weight gradient 0.0080 (bound 0.0013), against 0.00135 and 0.00001 with the Haswell kernels (1 thread).
+TEST_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell \
+	XDG_CACHE_HOME=$(CURDIR)/.test-cache
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(TEST_ENV) $(PY) -m pytest -q -n 2 --timeout 1200 --durations 15
