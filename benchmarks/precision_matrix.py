@@ -24,9 +24,11 @@ A quick check that it runs (a tiny model, small inputs, short timing):
 from __future__ import annotations
 
 import argparse
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from convbench.bench.interleave import round_ratios
 from convbench.bench.record import Record, load_records
 from convbench.bench.runner import Sweep, plan, run_sweep
 from convbench.bench.stats import Policy
@@ -67,9 +69,19 @@ def backend_of(r: Record) -> str:
     return ":".join(p for p in r.case.backend.split(":") if not p.startswith("precision="))
 
 
+def vs_openvino(r: Record, ov: Record) -> str:
+    """``r``'s time over OpenVINO's at the same precision: round by round where both ran interleaved in one group
+    (``convbench run --interleave``: the median ratio, min–max over the rounds), else the ratio of the medians."""
+    a, b = r.interleave, ov.interleave
+    if a is not None and b is not None and a.group == b.group and (ratios := round_ratios(a, b)):
+        return f" {statistics.median(ratios):.2f}ov({min(ratios):.2f}–{max(ratios):.2f})"
+    return f" {r.median_s / ov.median_s:.2f}ov"
+
+
 def summary(records: Sequence[Record]) -> str:
     """One table per (model, image size, batch): rows backend, columns precision; a cell is median ms, × over the
-    backend's own float32, and × OpenVINO's time at that precision; other statuses print as the status."""
+    backend's own float32, and × OpenVINO's time at that precision (`vs_openvino`); other statuses print as the
+    status."""
     lines = []
     groups = sorted({(r.case.model, r.case.image_size, r.case.batch) for r in records})
     for model, size, batch in groups:
@@ -78,7 +90,7 @@ def summary(records: Sequence[Record]) -> str:
         threads = sorted({r.case.threads for r in rows})
         lines.append(f"\n{model} {size}px batch {batch}, threads {','.join(map(str, threads))}: median ms, "
                      f"speed-up over the backend's float32 (↑), time / OpenVINO's at the precision (ov)")
-        lines.append(f"  {'backend':24s}" + "".join(f"{p:>30s}" for p in PRECISIONS))
+        lines.append(f"  {'backend':24s}" + "".join(f"{p:>34s}" for p in PRECISIONS))
         ov = {p: cell.get(("openvino", p)) for p in PRECISIONS}
         for backend in sorted({b for b, _ in cell}):
             base = cell.get((backend, "float32"))
@@ -91,11 +103,11 @@ def summary(records: Sequence[Record]) -> str:
                     texts.append(r.status)
                 else:
                     up = f" {base.median_s / r.median_s:.2f}↑" if base is not None and base.median_s else ""
-                    vs = (f" {r.median_s / ov[p].median_s:.2f}ov" if ov[p] is not None and ov[p].median_s
+                    vs = (vs_openvino(r, ov[p]) if ov[p] is not None and ov[p].median_s
                           and backend != "openvino" else "")
                     wrong = "" if r.correct is not False else " WRONG"
                     texts.append(f"{1e3 * r.median_s:.2f}{up}{vs}{wrong}")
-            lines.append(f"  {backend:24s}" + "".join(f"{t:>30s}" for t in texts))
+            lines.append(f"  {backend:24s}" + "".join(f"{t:>34s}" for t in texts))
         notes = {f"{backend_of(r)} {precision_of(r)}: {r.message}" for r in rows
                  if r.status != "ok" and r.message}
         lines += [f"    {n}" for n in sorted(notes)]
