@@ -117,8 +117,9 @@ def test_openvino_counters_are_taken_at_the_profiles_precision():
 
     ov = openvino_layers("resnet18", batch=2, image_size=32, threads=1, calls=2, warmup=1, dtype="int8")
     kernels = {la.exec_type for la in ov.layers if la.status == "EXECUTED" and la.type == "Convolution"}
-    assert kernels and all(k.lower().endswith("_i8") for k in kernels), kernels
+    # an f32 compile runs every conv in f32; which convs OpenVINO keeps in f32 at a low precision is the CPU's
+    assert any(k.lower().endswith("_i8") for k in kernels), kernels
     if "bf16" in get("openvino").precisions():  # a CPU with bf16 (AVX512-BF16, AMX)
         ov = openvino_layers("resnet18", batch=2, image_size=32, threads=1, calls=2, warmup=1, dtype="bfloat16")
         kernels = {la.exec_type for la in ov.layers if la.status == "EXECUTED" and la.type == "Convolution"}
-        assert kernels and all(k.lower().endswith("_bf16") for k in kernels), kernels
+        assert any(k.lower().endswith("_bf16") for k in kernels), kernels
