@@ -35,15 +35,21 @@ def _float_net():
     return b.build(b.linear(y, 6, name="fc"))
 
 
+def _quantized(graph, seed: int, batches: int = 2):
+    """``graph``'s QDQ graph calibrated on ``batches`` seeded normal inputs, its parameters (seeded alike), one
+    more input drawn after them, and the float64 reference of the QDQ graph on it (one array per graph output)."""
+    shape = next(iter(graph.inputs.values())).shape
+    rng = np.random.default_rng(seed)
+    calibration = [rng.standard_normal(shape).astype(np.float32) for _ in range(batches)]
+    qg, qp = quantize_graph(graph, init_params(graph, seed=seed), calibration)
+    x = rng.standard_normal(shape).astype(np.float32)
+    return qg, qp, x, get("numpy").compile(qg, qp, dtype="float64")(x)
+
+
 @pytest.fixture(scope="module")
 def qnet():
-    graph = _float_net()
-    rng = np.random.default_rng(0)
-    calibration = [rng.standard_normal(SHAPE).astype(np.float32) for _ in range(3)]
-    qg, qp = quantize_graph(graph, init_params(graph, seed=0), calibration)
-    x = rng.standard_normal(SHAPE).astype(np.float32)
-    ref = np.asarray(get("numpy").compile(qg, qp, dtype="float64")(x))
-    return qg, qp, x, ref
+    qg, qp, x, ref = _quantized(_float_net(), seed=0, batches=3)
+    return qg, qp, x, np.asarray(ref)
 
 
 @pytest.mark.parametrize("item", conformance_params("torch", "ops", dtype="float16"))
@@ -97,11 +103,7 @@ def test_torch_int8_residual_add_relu_runs_on_the_codes():
     y = b.conv2d(x, 6, 3, name="c", stride=2, padding=(1, 2))
     z = b.relu(b.add(y, b.conv2d(x, 6, 1, name="down", stride=2, padding=(0, 1))))
     graph = b.build([b.conv2d(z, 4, 1, name="after1"), b.conv2d(z, 2, 3, name="after2", padding=1)])
-    rng = np.random.default_rng(1)
-    calibration = [rng.standard_normal((2, 3, 9, 7)).astype(np.float32) for _ in range(2)]
-    qg, qp = quantize_graph(graph, init_params(graph, seed=1), calibration)
-    x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
-    ref = get("numpy").compile(qg, qp, dtype="float64")(x)
+    qg, qp, x, ref = _quantized(graph, seed=1)
     exe = get("torch").compile(qg, qp, threads=1)
     for y, r in zip(exe(x), ref, strict=True):
         agreement = compare(np.asarray(y), np.asarray(r), "int8")
@@ -118,13 +120,9 @@ def test_torch_int8_same_padding_pads_the_codes():
     x = b.relu6(b.conv2d(b.input, 6, 1, name="expand"))
     y = b.relu6(b.conv2d(b.pad(x, (0, 1, 0, 2)), 6, 3, name="dw", stride=2, groups=6))
     graph = b.build(b.conv2d(y, 3, 1, name="project"))
-    rng = np.random.default_rng(2)
-    calibration = [rng.standard_normal((2, 4, 9, 7)).astype(np.float32) for _ in range(2)]
-    qg, qp = quantize_graph(graph, init_params(graph, seed=2), calibration)
-    x = rng.standard_normal((2, 4, 9, 7)).astype(np.float32)
-    ref = np.asarray(get("numpy").compile(qg, qp, dtype="float64")(x))
+    qg, qp, x, ref = _quantized(graph, seed=2)
     exe = get("torch").compile(qg, qp, threads=1)
-    agreement = compare(np.asarray(exe(x)), ref, "int8")
+    agreement = compare(np.asarray(exe(x)), np.asarray(ref), "int8")
     assert agreement.ok and agreement.max_rel < 1e-5, agreement
     pads = [m for m in exe.artifact.modules() if isinstance(m, QPad)]
     assert len(pads) == 1 and pads[0].zero == 128 + qg.node_by_name["relu6_quantized"].attrs.zero_point[0], pads
@@ -141,13 +139,9 @@ def test_torch_int8_max_pool_pools_the_codes(window):
     b = GraphBuilder("qpool", (2, 3, 13, 11))
     x = b.relu(b.conv2d(b.input, 5, 3, name="stem", stride=2, padding=(1, 2)))
     graph = b.build(b.conv2d(b.max_pool2d(x, **window), 4, 1, name="after"))
-    rng = np.random.default_rng(3)
-    calibration = [rng.standard_normal((2, 3, 13, 11)).astype(np.float32) for _ in range(2)]
-    qg, qp = quantize_graph(graph, init_params(graph, seed=3), calibration)
-    x = rng.standard_normal((2, 3, 13, 11)).astype(np.float32)
-    ref = np.asarray(get("numpy").compile(qg, qp, dtype="float64")(x))
+    qg, qp, x, ref = _quantized(graph, seed=3)
     exe = get("torch").compile(qg, qp, threads=1)
-    agreement = compare(np.asarray(exe(x)), ref, "int8")
+    agreement = compare(np.asarray(exe(x)), np.asarray(ref), "int8")
     assert agreement.ok and agreement.max_rel < 1e-5, agreement
     pools = [m for m in exe.artifact.modules() if isinstance(m, QMaxPool)]
     assert len(pools) == 1 and exe.report.details.int8_convs == 2, exe.artifact.code
@@ -219,14 +213,10 @@ def test_openvino_int8_convolutions_read_the_codes():
     b = GraphBuilder("qwide", (2, 64, 11, 9))
     x = b.relu(b.conv2d(b.input, 48, 3, name="c1", padding=(1, 2)))
     graph = b.build(b.conv2d(x, 40, 1, name="c2"))
-    rng = np.random.default_rng(4)
-    calibration = [rng.standard_normal((2, 64, 11, 9)).astype(np.float32) for _ in range(2)]
-    qg, qp = quantize_graph(graph, init_params(graph, seed=4), calibration)
+    qg, qp, x, ref = _quantized(graph, seed=4)
     assert all(qg.node_by_name[q].attrs.zero_point[0] != 0 for q in ("input_quantized", "relu_quantized"))
-    x = rng.standard_normal((2, 64, 11, 9)).astype(np.float32)
-    ref = np.asarray(get("numpy").compile(qg, qp, dtype="float64")(x))
     exe = _openvino().compile(qg, qp, threads=1, precision="int8")
-    agreement = compare(np.asarray(exe(x)), ref, "int8")
+    agreement = compare(np.asarray(exe(x)), np.asarray(ref), "int8")
     assert agreement.ok, agreement
     assert _conv_precisions(exe) == {"c1": "u8", "c2": "u8"}, _conv_precisions(exe)
 

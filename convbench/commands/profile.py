@@ -149,18 +149,20 @@ def _print_vs_openvino(doc: dict[str, Any], backend: str, top: int) -> None:
           f"{doc['layers_total_s'] * 1e3:.3f} ms")
 
 
-OV_PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "int8": "its int8 layers, the rest f32"}
-
-
 def _vs_openvino_md(doc: dict[str, Any], prof: Any) -> str:
     import pandas as pd
 
+    from ..backends.openvino import DTYPE_PRECISION, HINT
     from ..bench.report import markdown_table
+
+    precision = DTYPE_PRECISION.get(prof.dtype, "f32")  # the hint `openvino_layers` compiled with
+    if precision in HINT:
+        precision = f"its {precision} layers, the rest {HINT[precision]}"
 
     head = (f"# {prof.model}@{prof.image_size} b{prof.batch} {prof.dtype}: {prof.backend} against OpenVINO, "
             f"layer by layer\n\n{prof.backend}: each node compiled alone, whole graph "
             f"{prof.graph_median_s * 1e3:.3f} ms, sum of nodes {prof.nodes_total_s * 1e3:.3f} ms. OpenVINO (its "
-            f"backend's lowering, {OV_PRECISION.get(prof.dtype, prof.dtype)}, PERF_COUNT): "
+            f"backend's lowering, {precision}, PERF_COUNT): "
             f"whole graph {doc['graph_median_s'] * 1e3:.3f} ms, sum of layers "
             f"{doc['layers_total_s'] * 1e3:.3f} ms. A row is one OpenVINO layer and the IR nodes it executes "
             "(a node OpenVINO lists as fused, or a folded BN, counts with the layer of its input; OpenVINO ms — : "
