@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools -c constraints.txt || true
-	$(PY) -m pip install -q -c constraints.txt -e '.[torch,triton,tvm,onnx,openvino,weights,cluster,test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[torch,triton,tvm,onnx,openvino,onednn,weights,cluster,test]'
 	touch $(STAMP)
 
 # One BLAS thread per test process and two processes (pytest-xdist): most tests are single-threaded NumPy and

@@ -17,6 +17,7 @@ BUILTIN: dict[str, str] = {
     "tvm": "convbench.backends.tvm",
     "onnxruntime": "convbench.backends.onnxruntime",
     "openvino": "convbench.backends.openvino",
+    "onednn": "convbench.backends.onednn",
 }
 
 _loaded: dict[str, Backend] = {}

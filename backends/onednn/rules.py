@@ -1,0 +1,263 @@
+"""One rule per op: how each IR node becomes oneDNN primitives (`LOWERINGS`, the one list of what the oneDNN backend
+runs). A rule reads its inputs' `Value`s, creates its primitive(s) once and appends the steps a call executes.
+
+Conventions the rules share: oneDNN's dilation is the IR's minus one (0 = dense); a window's right padding is what
+makes oneDNN's output size the IR's (ceil_mode adds rows on the right); a fused op's residual is a binary add
+post-op and its activation an eltwise post-op, applied in that order after the bias.
+"""
+
+from __future__ import annotations
+
+import ctypes as C
+from collections.abc import Sequence
+
+import numpy as np
+
+from ...ir.graph import Node
+from ...ir.ops.avg_pool2d import divisor
+from . import capi
+from .capi import dims
+from .lowering import ELTWISE, Lowering, Rule, Value
+
+
+def _right_padding(size: int, out: int, k: int, s: int, p: int, d: int) -> int:
+    """The right padding for which oneDNN's floor((size + p + pr − span)/s) + 1 is ``out``: ``p`` unless ceil_mode
+    asked for a last window that overhangs the padded input."""
+    return max(p, (out - 1) * s + (k - 1) * d + 1 - size - p)
+
+
+def _weight(lw: Lowering, name: str, shape: Sequence[int], md: capi.Handle) -> Value:
+    """A weight in the primitive's layout ``md``: a parameter reordered once now; a computed value every call."""
+    if lw.graph.is_param(name):
+        const = lw.const(lw.params[name].reshape(shape))
+        return lw.converted(const, md, capi.ANY, now=True)
+    return lw.converted(lw.view(lw.read(name), shape), md, capi.ANY)
+
+
+def _bias(lw: Lowering, name: str, o: int) -> Value:
+    md = lw.engine.md((o,), capi.F32, capi.A)
+    if lw.graph.is_param(name):
+        return lw.const(lw.params[name])
+    return lw.converted(lw.read(name), md, capi.A)
+
+
+def conv(lw: Lowering, node: Node) -> Value:
+    a, fused = node.attrs, node.op == "fused_conv2d"
+    bias = a.bias if fused else len(node.inputs) > 2
+    residual = lw.read(node.inputs[-1]) if fused and a.residual else None
+    x = lw.read(node.inputs[0])
+    o, cg, kh, kw = lw.type(node.inputs[1])
+    n, _, h, w = x.shape
+    oh, ow = lw.type(node.name)[2:]
+    g = a.groups
+    wshape = (g, o // g, cg, kh, kw) if g > 1 else (o, cg, kh, kw)
+    # NHWC in and out, not oneDNN's choice ("any"): for float32 that picks blocked layouts and slower kernels
+    # (ResNet-50 b1 26.7 → 57.7 ms on an AMX Xeon); bf16 loses too (5.6 → 6.1 ms)
+    out = lw.new((n, o, oh, ow))
+    b = _bias(lw, node.inputs[2], o) if bias else None
+    attr, extra = lw.attr(a.activation if fused else None, residual)
+    pr = [_right_padding(*sz, a.stride[i], a.padding[i], a.dilation[i])
+          for i, sz in enumerate(((h, oh, kh), (w, ow, kw)))]
+    prim = lw.primitive(lw.lib.dnnl_convolution_forward_primitive_desc_create, lw.engine.engine,
+                        capi.FORWARD_INFERENCE, capi.CONVOLUTION_DIRECT, x.md,
+                        lw.engine.md(wshape, lw.dt, capi.ANY), b.md if b is not None else None, out.md,
+                        dims(a.stride), dims([d - 1 for d in a.dilation]), dims(a.padding), dims(pr), attr.done(),
+                        what="a convolution")
+    wv = _weight(lw, node.inputs[1], wshape, prim.md(lw.lib, capi.Q_WEIGHTS_MD))
+    args = [(capi.SRC, x.memory), (capi.WEIGHTS, wv.memory), (capi.DST, out.memory), *extra]
+    lw.step(prim, args + ([(capi.BIAS, b.memory)] if b is not None else []))
+    return out
+
+
+def linear(lw: Lowering, node: Node) -> Value:
+    a, fused = node.attrs, node.op == "fused_linear"
+    bias = a.bias if fused else len(node.inputs) > 2
+    x = lw.read(node.inputs[0])
+    o, k = lw.type(node.inputs[1])
+    shape = lw.type(node.name)
+    m = int(np.prod(shape[:-1]))
+    src = x if len(x.shape) == 2 and x.plain else lw.view(x, (m, k))
+    residual = lw.read(node.inputs[-1]) if fused and a.residual else None
+    if residual is not None and not (len(residual.shape) == 2 and residual.plain):
+        residual = lw.view(residual, (m, o))
+    out = lw.new((m, o))
+    b = _bias(lw, node.inputs[2], o) if bias else None
+    attr, extra = lw.attr(a.activation if fused else None, residual)
+    prim = lw.primitive(lw.lib.dnnl_inner_product_forward_primitive_desc_create, lw.engine.engine,
+                        capi.FORWARD_INFERENCE, src.md, lw.engine.md((o, k), lw.dt, capi.ANY),
+                        b.md if b is not None else None, out.md, attr.done(), what="an inner product")
+    wv = _weight(lw, node.inputs[1], (o, k), prim.md(lw.lib, capi.Q_WEIGHTS_MD))
+    args = [(capi.SRC, src.memory), (capi.WEIGHTS, wv.memory), (capi.DST, out.memory), *extra]
+    lw.step(prim, args + ([(capi.BIAS, b.memory)] if b is not None else []))
+    return out if len(shape) == 2 else lw.view(out, shape)
+
+
+def pool(lw: Lowering, node: Node) -> Value:
+    a = node.attrs
+    x = lw.read(node.inputs[0])
+    n, c, h, w = x.shape
+    oh, ow = lw.type(node.name)[2:]
+    k, s, p = a.kernel_size, a.stride, a.padding
+    d = a.dilation if node.op == "max_pool2d" else (1, 1)
+    pr = [_right_padding(size, out, k[i], s[i], p[i], d[i]) for i, (size, out) in enumerate(((h, oh), (w, ow)))]
+    attr, extra = capi.Attr(lw.engine), []
+    if node.op == "max_pool2d":
+        alg = capi.POOLING_MAX  # oneDNN's max skips padding, as torch's -inf padding does
+    elif not a.count_include_pad:
+        alg = capi.POOLING_AVG_EXCLUDE
+    else:  # torch divides by the window within the declared padding; a ceil_mode overhang is not counted
+        torch_div = [divisor(size, out, k[i], s[i], p[i], True) for i, (size, out) in enumerate(((h, oh), (w, ow)))]
+        if all((dv == k[i]).all() for i, dv in enumerate(torch_div)):
+            alg = capi.POOLING_AVG_INCLUDE
+        else:  # the average over the input cells, rescaled by (input cells)/(torch's divisor) per output cell
+            alg = capi.POOLING_AVG_EXCLUDE
+            inside = [divisor(size, out, k[i], s[i], p[i], False) for i, (size, out) in enumerate(((h, oh), (w, ow)))]
+            ratio = np.outer(inside[0], inside[1]) / np.outer(*torch_div)
+            scale = lw.const(ratio.reshape(1, 1, oh, ow))
+            index = attr.binary(capi.BINARY_MUL, scale.md)
+            extra.append((capi.post_op_arg(index, capi.SRC_1), scale.memory))
+    out = lw.new((n, c, oh, ow))
+    prim = lw.primitive(lw.lib.dnnl_pooling_forward_primitive_desc_create, lw.engine.engine,
+                        capi.FORWARD_INFERENCE, alg, x.md, out.md, dims(s), dims(k), dims([v - 1 for v in d]),
+                        dims(p), dims(pr), attr.done(), what="a pooling")
+    lw.step(prim, [(capi.SRC, x.memory), (capi.DST, out.memory), *extra])
+    return out
+
+
+def _adaptive_bounds(size: int, out: int) -> list[tuple[int, int]]:
+    return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
+
+
+def adaptive_avg_pool2d(lw: Lowering, node: Node) -> Value:
+    """A pooling where the windows tile the input; otherwise (torch's overlapping windows) a matmul with the
+    averaging matrix P, (N, C, H·W) × (H·W, OH·OW), P broadcast over the batch."""
+    x = lw.read(node.inputs[0])
+    n, c, h, w = x.shape
+    oh, ow = lw.type(node.name)[2:]
+    if h % oh == 0 and w % ow == 0:
+        out = lw.new((n, c, oh, ow))
+        kern = (h // oh, w // ow)
+        prim = lw.primitive(lw.lib.dnnl_pooling_forward_primitive_desc_create, lw.engine.engine,
+                            capi.FORWARD_INFERENCE, capi.POOLING_AVG_EXCLUDE, x.md, out.md, dims(kern), dims(kern),
+                            dims((0, 0)), dims((0, 0)), dims((0, 0)), None, what="an adaptive average pooling")
+        lw.step(prim, [(capi.SRC, x.memory), (capi.DST, out.memory)])
+        return out
+    p = np.zeros((h, w, oh, ow))
+    for i, (r0, r1) in enumerate(_adaptive_bounds(h, oh)):
+        for j, (c0, c1) in enumerate(_adaptive_bounds(w, ow)):
+            p[r0:r1, c0:c1, i, j] = 1.0 / ((r1 - r0) * (c1 - c0))
+    weights = lw.const(p.reshape(1, h * w, oh * ow), lw.dt, capi.ABC)
+    out = lw.new((n, c, oh, ow))
+    src_md, dst_md = lw.engine.reshaped(x.md, (n, c, h * w)), lw.engine.reshaped(out.md, (n, c, oh * ow))
+    src, dst = lw.engine.memory(src_md, x.buffer), lw.engine.memory(dst_md, out.buffer)
+    prim = lw.primitive(lw.lib.dnnl_matmul_primitive_desc_create, lw.engine.engine, src_md, weights.md, None,
+                        dst_md, None, what="an adaptive average pooling (as a matmul)")
+    lw.step(prim, [(capi.SRC, src), (capi.WEIGHTS, weights.memory), (capi.DST, dst)])
+    return out
+
+
+def eltwise(lw: Lowering, node: Node) -> Value:
+    x = lw.read(node.inputs[0])
+    alg, alpha, beta = ELTWISE[node.op](node.attrs)
+    out = lw.value(x.shape, x.md, x.tag)
+    prim = lw.primitive(lw.lib.dnnl_eltwise_forward_primitive_desc_create, lw.engine.engine,
+                        capi.FORWARD_INFERENCE, alg, x.md, out.md, alpha, beta, None, what=f"a {node.op}")
+    lw.step(prim, [(capi.SRC, x.memory), (capi.DST, out.memory)])
+    return out
+
+
+def _many(lw: Lowering, node: Node, create, *, prim_args) -> Value:
+    """add (sum) and concat: N sources in one primitive, each in the first one's layout."""
+    xs = [lw.read(i) for i in node.inputs]
+    tag = xs[0].tag
+    xs = [xs[0]] + [lw.converted(v, lw.engine.md(v.shape, lw.dt, tag), tag) for v in xs[1:]]
+    out = lw.new(lw.type(node.name))
+    mds = (capi.Handle * len(xs))(*[v.md for v in xs])
+    prim = lw.primitive(create, lw.engine.engine, out.md, len(xs), *prim_args(len(xs)), mds, None,
+                        what=f"a {node.op} of {len(xs)}")
+    lw.step(prim, [(capi.DST, out.memory), *[(capi.MULTIPLE_SRC + i, v.memory) for i, v in enumerate(xs)]])
+    return out
+
+
+def add(lw: Lowering, node: Node) -> Value:
+    return _many(lw, node, lw.lib.dnnl_sum_primitive_desc_create,
+                 prim_args=lambda n: ((C.c_float * n)(*([1.0] * n)),))
+
+
+def concat(lw: Lowering, node: Node) -> Value:
+    axis = node.attrs.axis % len(lw.type(node.name))
+    return _many(lw, node, lw.lib.dnnl_concat_primitive_desc_create, prim_args=lambda n: (axis,))
+
+
+def mul(lw: Lowering, node: Node) -> Value:
+    x, y = lw.read(node.inputs[0]), lw.read(node.inputs[1])
+    out = lw.value(x.shape, x.md, x.tag)
+    prim = lw.primitive(lw.lib.dnnl_binary_primitive_desc_create, lw.engine.engine, capi.BINARY_MUL, x.md, y.md,
+                        out.md, None, what="a mul")
+    lw.step(prim, [(capi.SRC, x.memory), (capi.SRC_1, y.memory), (capi.DST, out.memory)])
+    return out
+
+
+def batch_norm(lw: Lowering, node: Node) -> Value:
+    x = lw.read(node.inputs[0])
+    c = x.shape[1]
+    stats = [_bias(lw, name, c) for name in node.inputs[1:]]  # weight, bias, mean, var: float32 (C,)
+    out = lw.value(x.shape, x.md, x.tag)
+    prim = lw.primitive(lw.lib.dnnl_batch_normalization_forward_primitive_desc_create, lw.engine.engine,
+                        capi.FORWARD_INFERENCE, x.md, out.md, node.attrs.eps,
+                        capi.USE_GLOBAL_STATS | capi.USE_SCALE | capi.USE_SHIFT, None, what="a batch_norm")
+    roles = (capi.SCALE, capi.SHIFT, capi.MEAN, capi.VARIANCE)
+    lw.step(prim, [(capi.SRC, x.memory), (capi.DST, out.memory),
+                   *[(role, v.memory) for role, v in zip(roles, stats, strict=True)]])
+    return out
+
+
+def softmax(lw: Lowering, node: Node) -> Value:
+    x = lw.read(node.inputs[0])
+    out = lw.value(x.shape, x.md, x.tag)
+    prim = lw.primitive(lw.lib.dnnl_softmax_forward_primitive_desc_create, lw.engine.engine,
+                        capi.FORWARD_INFERENCE, capi.SOFTMAX_ACCURATE, x.md, out.md,
+                        node.attrs.axis % len(x.shape), None, what="a softmax")
+    lw.step(prim, [(capi.SRC, x.memory), (capi.DST, out.memory)])
+    return out
+
+
+def lrn(lw: Lowering, node: Node) -> Value:
+    a, x = node.attrs, lw.read(node.inputs[0])
+    out = lw.value(x.shape, x.md, x.tag)
+    prim = lw.primitive(lw.lib.dnnl_lrn_forward_primitive_desc_create, lw.engine.engine, capi.FORWARD_INFERENCE,
+                        capi.LRN_ACROSS_CHANNELS, x.md, out.md, a.size, a.alpha, a.beta, a.k, None, what="an lrn")
+    lw.step(prim, [(capi.SRC, x.memory), (capi.DST, out.memory)])
+    return out
+
+
+def view(lw: Lowering, node: Node) -> Value:
+    return lw.view(lw.read(node.inputs[0]), lw.type(node.name))
+
+
+def identity(lw: Lowering, node: Node) -> Value:
+    x = lw.read(node.inputs[0])
+    return lw.value(x.shape, x.md, x.tag, x.buffer)
+
+
+def pad(lw: Lowering, node: Node) -> Value:
+    """A buffer of its own, filled with ``value`` once; each call reorders the input into its interior."""
+    a, x = node.attrs, lw.read(node.inputs[0])
+    top, left = a.pads[0], a.pads[1]
+    shape = lw.type(node.name)
+    out = lw.const(np.full(shape, a.value, np.float32), lw.dt, lw.layout(shape))
+    inner = lw.engine.submemory(out.md, x.shape, (0, 0, top, left))
+    prim = lw.primitive(lw.lib.dnnl_reorder_primitive_desc_create, x.md, lw.engine.engine, inner,
+                        lw.engine.engine, None, what="a pad")
+    lw.step(prim, [(capi.FROM, x.memory), (capi.TO, lw.engine.memory(inner, out.buffer))])
+    return out
+
+
+LOWERINGS: dict[str, Rule] = {
+    "conv2d": conv, "fused_conv2d": conv, "linear": linear, "fused_linear": linear,
+    "max_pool2d": pool, "avg_pool2d": pool, "adaptive_avg_pool2d": adaptive_avg_pool2d,
+    **{op: eltwise for op in ELTWISE},
+    "add": add, "mul": mul, "concat": concat, "batch_norm": batch_norm, "softmax": softmax, "lrn": lrn,
+    "flatten": view, "reshape": view, "dropout": identity, "pad": pad,
+}
+Lowering.rules = LOWERINGS
