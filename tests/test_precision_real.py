@@ -82,7 +82,8 @@ def _backend(name: str):
     return b
 
 
-@pytest.mark.parametrize("backend, options", [("torch", {"dtype": "bfloat16"}), ("openvino", {"precision": "bf16"})])
+@pytest.mark.parametrize("backend, options", [("torch", {"dtype": "bfloat16"}), ("openvino", {"precision": "bf16"}),
+                                              ("onednn", {"dtype": "bfloat16"})])
 def test_bfloat16_flips_only_near_ties(data, backend, options):
     y = np.asarray(_backend(backend).compile(data.graph, data.params, threads=1, **options)(data.x))
     views, photos = data.judge(y)
@@ -111,7 +112,8 @@ def test_torch_float16_agrees_on_every_view(data):
 
 
 @pytest.mark.parametrize("backend, options",
-                         [("torch", {}), ("openvino", {"precision": "int8"}), ("tvm", {"dtype": "int8"})])
+                         [("torch", {}), ("openvino", {"precision": "int8"}), ("tvm", {"dtype": "int8"}),
+                          ("onednn", {"dtype": "int8"})])
 def test_int8_keeps_the_top1(data, quantized, backend, options):
     qg, qp = quantized
     y = np.asarray(_backend(backend).compile(qg, qp, threads=1, **options)(data.x))

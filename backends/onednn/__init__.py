@@ -10,7 +10,9 @@ IR's passes fused: conv/linear + bias + residual add + activation is one primiti
 Precision: ``dtype`` float32, bfloat16 or float16 is the compute dtype of every activation and weight (bias and the
 I/O stay float32); bfloat16 runs AMX tiles or AVX-512-BF16 where the CPU has them, float16 AVX-512-FP16 (a CPU
 without it: `UnsupportedDtypeError`). ``details.implementations`` counts the kernels oneDNN picked (e.g.
-``brgconv:avx512_core_amx``), so a report shows what ran. int8 (QDQ graphs) is not lowered yet: its ops are gaps.
+``brgconv:avx512_core_amx``), so a report shows what ran. int8 takes a QDQ graph (`quant_rules`): its convs run on the
+codes (s8/u8 × s8, writing the next layer's codes themselves), the rest in float32 between reorders with scales and
+zero points; judged with the int8 tolerance against the QDQ graph's float64 evaluation.
 
 Threads: libdnnl runs on the system's GNU OpenMP, separate from the copy torch bundles; ``threads`` (default: the
 physical cores) is set on it before every call, so two executables with different counts do not interfere.
@@ -27,13 +29,11 @@ import numpy as np
 
 from ...ir.train import training_gaps
 from ..base import BackendError, Options, UnsupportedDtypeError, option, physical_cores
-from ..template import Built, Prepared, TemplateBackend
+from ..template import Built, Prepared, TemplateBackend, int8_graph
 from . import capi
 from .lowering import Lowering, LoweringError
 from .rules import LOWERINGS
 
-INT8 = ("int8 QDQ graphs are not lowered by the oneDNN backend yet (its int8 convolutions would need the "
-        "quantize/dequantize pattern matched into scales and zero points)")
 # the precisions whose kernels a CPU may lack: probed with a small convolution before a compile
 PROBED = ("bfloat16", "float16")
 
@@ -55,6 +55,7 @@ class OnednnDetails:
     activation_bytes: int = 0  # the activation buffers after reuse by liveness
     constant_bytes: int = 0  # weights in their primitives' layouts, and other constants
     scratchpad_bytes: int = 0  # the one scratchpad every primitive shares
+    int8_convs: int = 0  # convolutions run on the int8 codes (a QDQ graph's)
     lower_s: float = 0.0
 
 
@@ -66,9 +67,9 @@ ISA = {0x0: "default", 0x1: "sse41", 0x3: "avx", 0x7: "avx2", 0xF: "avx2_vnni", 
 class OnednnBackend(TemplateBackend):
     name = "onednn"
     Options = OnednnOptions
-    dtypes = ("float32", "bfloat16", "float16")
+    dtypes = ("float32", "bfloat16", "float16", "int8")
     table = "backends/onednn/rules.py: LOWERINGS"
-    gaps: ClassVar[dict[str, str]] = {**training_gaps(), "quantize_linear": INT8, "dequantize_linear": INT8}
+    gaps: ClassVar[dict[str, str]] = training_gaps()
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -94,6 +95,7 @@ class OnednnBackend(TemplateBackend):
 
     def build(self, prepared: Prepared) -> Built:
         graph, opts = prepared.graph, prepared.options
+        quantized = int8_graph(self.name, graph, opts.dtype)
         if prepared.fallback_nodes:
             raise BackendError(f"onednn backend: no reference fallback inside a oneDNN program; "
                                f"{', '.join(prepared.fallback_nodes)} have no rule in {self.table}")
@@ -103,7 +105,7 @@ class OnednnBackend(TemplateBackend):
         if opts.dtype in PROBED:
             _probe(engine, opts.dtype)
         start = time.perf_counter()
-        lowering = Lowering(graph, prepared.params, opts.dtype, engine)
+        lowering = Lowering(graph, prepared.params, "int8" if quantized else opts.dtype, engine)
         try:
             program = lowering.run()
         except LoweringError as e:
@@ -117,7 +119,8 @@ class OnednnBackend(TemplateBackend):
         details = OnednnDetails(onednn=capi.load().version, isa=self.isa(), primitives=len(program.steps),
                                 implementations=dict(sorted(lowering.impls.items())),
                                 activation_bytes=sum(pooled.values()), constant_bytes=constant,
-                                scratchpad_bytes=program.scratchpad, lower_s=lower_s)
+                                scratchpad_bytes=program.scratchpad, int8_convs=len(lowering.int8),
+                                lower_s=lower_s)
         omp = capi.omp()
 
         def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -127,7 +130,8 @@ class OnednnBackend(TemplateBackend):
             except capi.DnnlError as e:
                 raise BackendError(f"onednn backend: running {graph.name} failed: {e}") from None
 
-        return Built(run, artifact=program, details=details, graph=graph, device="cpu", threads=threads)
+        return Built(run, artifact=program, details=details, graph=graph, device="cpu", threads=threads,
+                     accuracy_dtype="int8" if quantized else opts.dtype)
 
 
 _ENGINE: list[capi.Engine] = []

@@ -26,7 +26,8 @@ INSTALL = "pip install -c constraints.txt 'convbench[onednn]'"
 
 # dnnl_data_type_t
 F16, BF16, F32, S32, S8, U8 = 1, 2, 3, 4, 5, 6
-DTYPES = {"float32": F32, "bfloat16": BF16, "float16": F16}
+DTYPES = {"float32": F32, "bfloat16": BF16, "float16": F16, "int8": F32}  # int8: the float parts run float32
+CODES = {"int8": S8, "uint8": U8, "int32": S32}  # an IR int type -> its oneDNN data type
 ITEMSIZE = {F16: 2, BF16: 2, F32: 4, S32: 4, S8: 1, U8: 1}
 # dnnl_format_tag_t: any lets the primitive choose (weights: its blocked layout); the rest are plain orders
 ANY, A, AB, ABC, ABCD, ABCDE, ACDB = 1, 2, 3, 4, 5, 6, 22
@@ -38,7 +39,7 @@ CONVOLUTION_DIRECT = 1
 ELTWISE_RELU, ELTWISE_TANH, ELTWISE_ELU, ELTWISE_LINEAR = 0x20, 0x21, 0x22, 38
 ELTWISE_HARDSIGMOID, ELTWISE_LOGISTIC, ELTWISE_SWISH, ELTWISE_CLIP_V2, ELTWISE_HARDSWISH = 40, 41, 44, 47, 52
 POOLING_MAX, POOLING_AVG_INCLUDE, POOLING_AVG_EXCLUDE = 0x1FF, 0x2FF, 0x3FF
-BINARY_ADD, BINARY_MUL = 0x1FFF0, 0x1FFF1
+BINARY_ADD, BINARY_MUL, BINARY_DIV, BINARY_SUB = 0x1FFF0, 0x1FFF1, 0x1FFF4, 0x1FFF5
 SOFTMAX_ACCURATE = 0x30000
 LRN_ACROSS_CHANNELS = 0xAFF
 # batch normalization flags
@@ -46,6 +47,7 @@ USE_GLOBAL_STATS, USE_SCALE, USE_SHIFT = 0x1, 0x2, 0x4
 # execution argument indices (DNNL_ARG_*)
 SRC, SRC_1, DST, WEIGHTS, BIAS, MEAN, VARIANCE, SCALE, SHIFT, SCRATCHPAD = 1, 2, 17, 33, 41, 49, 50, 51, 52, 80
 MULTIPLE_SRC = 1024
+ATTR_SCALES, ATTR_ZERO_POINTS = 4096, 8192  # | SRC/WEIGHTS/DST: that argument's scales / zero points at run time
 FROM, TO = SRC, DST
 
 
@@ -55,7 +57,7 @@ def post_op_arg(index: int, arg: int) -> int:
 
 
 # dnnl_query_t
-Q_IMPL_INFO_STR, Q_SRC_MD, Q_WEIGHTS_MD, Q_DST_MD, Q_SCRATCHPAD_MD = 8, 129, 131, 133, 136
+Q_IMPL_INFO_STR, Q_SRC_MD, Q_WEIGHTS_MD, Q_DST_MD, Q_SCRATCHPAD_MD, Q_DATA_TYPE = 8, 129, 131, 133, 136, 258
 STATUS = {1: "out of memory", 2: "invalid arguments", 3: "unimplemented", 4: "last implementation reached",
           5: "runtime error", 6: "not required", 7: "invalid graph"}
 UNIMPLEMENTED = 3
@@ -116,6 +118,7 @@ def load() -> C.CDLL:
     lib.dnnl_memory_desc_get_size.restype = C.c_size_t
     lib.dnnl_memory_desc_get_size.argtypes = [Handle]
     lib.dnnl_memory_desc_equal.argtypes = [Handle, Handle]
+    lib.dnnl_memory_desc_query.argtypes = [Handle, C.c_int, Handle]
     lib.dnnl_primitive_desc_query.argtypes = [Handle, C.c_int, C.c_int, Handle]
     lib.dnnl_primitive_execute.argtypes = [Handle, Handle, C.c_int, Handle]
     for name in ("dnnl_eltwise_forward_primitive_desc_create", "dnnl_post_ops_append_eltwise",
@@ -167,6 +170,11 @@ class Engine:
               f"a window of shape {tuple(shape)} at {tuple(offsets)}")
         return m
 
+    def dtype(self, md: Handle) -> int:
+        dt = C.c_int()
+        check(self.lib.dnnl_memory_desc_query(md, Q_DATA_TYPE, C.byref(dt)), "querying a data type")
+        return dt.value
+
     def size(self, md: Handle) -> int:
         return int(self.lib.dnnl_memory_desc_get_size(md))
 
@@ -207,6 +215,13 @@ class Attr:
         check(self.lib.dnnl_post_ops_append_binary(self.post_ops, alg, md), "a binary post-op")
         self.count += 1
         return self.count - 1
+
+    def scales(self, arg: int, mask: int) -> None:
+        """``arg``'s scales come at run time (ATTR_SCALES | arg): one (mask 0) or one per index of the masked dims."""
+        check(self.lib.dnnl_primitive_attr_set_scales_mask(self.handle, arg, mask), "setting scales")
+
+    def zero_points(self, arg: int, mask: int) -> None:
+        check(self.lib.dnnl_primitive_attr_set_zero_points_mask(self.handle, arg, mask), "setting zero points")
 
     def done(self) -> Handle:
         if self.count:

@@ -24,9 +24,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ...ir import ops
 from ...ir.graph import Graph, Node
+from ...ir.passes.int8_patterns import Int8Conv, as_uint8, int8_convs
+from ...ir.passes.quantize import is_quantized
 from . import capi
 from .capi import Buffer, Engine, Handle
+from .code_patterns import Int8Add, OnCodes, int8_adds, int8_on_codes
 
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -144,6 +148,29 @@ class Lowering:
         self.scratchpad = 0
         self.impls: dict[str, int] = {}
         self.node: Node | None = None
+        self.int8: dict[str, Int8Conv] = {}  # conv name -> its int8 pattern (a QDQ graph's convs on the codes)
+        self.int8_adds: dict[str, Int8Add] = {}  # add name -> its int8 pattern (residual adds on the codes)
+        self.on_codes: dict[str, OnCodes] = {}  # max_pool2d/pad name -> its int8 pattern (run on the codes)
+        self.deferred: set[str] = set()  # nodes not lowered in order: constants (read on demand) and absorbed ones
+        self.coded: dict[str, str] = {}  # quantize_linear -> the value holding its codes (a conv or add wrote them)
+        self.same: dict[str, str] = {}  # a quantize_linear -> an earlier one of the same value and attrs (same codes)
+        self.shifted: set[str] = set()  # int8 codes held as uint8, zero point + 128 (quant_rules.codes)
+        if dtype == "int8" or is_quantized(graph):
+            self.int8 = int8_convs(graph, params)
+            self.int8_adds = int8_adds(graph)
+            self.on_codes = int8_on_codes(graph)
+            self.deferred = {n.name for n in graph.nodes if n.op == "dequantize_linear" and n.inputs[0] in graph.params}
+            self.deferred |= {c.dequantize for c in self.int8.values()}
+            for pattern in [*self.int8_adds.values(), *self.on_codes.values()]:
+                self.deferred |= {*pattern.absorbed}
+            first: dict[tuple, str] = {}
+            for n in graph.nodes:  # a residual's skip is quantized once more for the add, alike: reuse the codes
+                if n.op == "quantize_linear" and n.name not in graph.outputs:
+                    self.same[n.name] = first.setdefault((n.inputs[0], n.attrs), n.name)
+            self.same = {k: v for k, v in self.same.items() if k != v}
+            self.deferred |= set(self.same)
+            self.shifted = {n.name for n in graph.nodes if as_uint8(graph, n.name)}
+        self.arrays: dict[str, np.ndarray] = {}
         self.made: list[Value] = []  # the values the current node's rule made: all but its result are temporaries
 
     # -- buffers and values ---------------------------------------------------------------------------------
@@ -194,9 +221,24 @@ class Lowering:
             return v
         return self.converted(v, self.engine.md(shape, want_dt, want_tag), want_tag, now=True)
 
+    def array(self, name: str) -> np.ndarray | None:
+        """The value of ``name`` where it is known at compile time: a parameter, or a dequantize_linear of one
+        (a quantized weight or bias: its reference, in float64, once); else None."""
+        if self.graph.is_param(name):
+            return self.params[name]
+        if name in self.deferred and (node := self.graph.node_by_name[name]).inputs[0] in self.graph.params:
+            if name not in self.arrays:
+                codes = np.asarray(self.params[node.inputs[0]], np.float64)
+                self.arrays[name] = ops.get("dequantize_linear").reference(node.attrs, codes)
+            return self.arrays[name]
+        return None
+
     def read(self, name: str) -> Value:
-        if name not in self.env:  # a parameter read as an activation: a constant in the activations' layout
-            a = self.params[name]
+        name = self.same.get(name, name)
+        if name not in self.env:  # a compile-time value read as an activation: a constant in the activations' layout
+            a = self.array(name)
+            if a is None:
+                raise capi.DnnlError(f"value {name!r} was never computed (a rule absorbed it)", 2)
             self.env[name] = self.const(a, self.dt, self.layout(a.shape))
         return self.env[name]
 
@@ -205,8 +247,8 @@ class Lowering:
         else a step of every call)."""
         if self.engine.equal(v.md, md):
             return v
-        prim = capi.primitive(self.engine, self.lib.dnnl_reorder_primitive_desc_create, v.md, self.engine.engine,
-                              md, self.engine.engine, None, what=f"reordering {v.shape}")
+        prim = self.primitive(self.lib.dnnl_reorder_primitive_desc_create, v.md, self.engine.engine,
+                              md, self.engine.engine, None, what=f"reordering {v.shape}", count=not now)
         if now:
             out = Value(v.shape, md, Buffer(self.engine.size(md)), tag)
             out.buffer.pooled = False
@@ -231,9 +273,11 @@ class Lowering:
 
     # -- primitives -----------------------------------------------------------------------------------------
 
-    def primitive(self, create: Callable[..., int], *args: Any, what: str) -> capi.Primitive:
+    def primitive(self, create: Callable[..., int], *args: Any, what: str, count: bool = True) -> capi.Primitive:
+        """A primitive of this program (``count``: in the report's implementations; a compile-time reorder is not)."""
         prim = capi.primitive(self.engine, create, *args, what=what)
-        self.impls[prim.impl] = self.impls.get(prim.impl, 0) + 1
+        if count:
+            self.impls[prim.impl] = self.impls.get(prim.impl, 0) + 1
         self.scratchpad = max(self.scratchpad, prim.scratchpad)
         return prim
 
@@ -269,7 +313,7 @@ class Lowering:
         graph, engine = self.graph, self.engine
         inputs = []
         for name, t in graph.inputs.items():
-            tag = capi.PLAIN[t.rank]
+            tag, dt = capi.PLAIN[t.rank], capi.CODES.get(t.dtype, self.dt)
             user = Value(t.shape, engine.md(t.shape, capi.F32, tag), Buffer(0), tag)
             user.memory = engine.memory(user.md, None)
             inputs.append(user.memory)
@@ -277,12 +321,14 @@ class Lowering:
             self.users[id(user.buffer)] = 1
             user.buffer.pooled = False
             want = self.layout(t.shape)
-            self.env[name] = self.converted_step(user, engine.md(t.shape, self.dt, want), want)
+            self.env[name] = self.converted_step(user, engine.md(t.shape, dt, want), want)
         last = {}
         for i, node in enumerate(graph.nodes):
-            for name in node.inputs:
+            for name in self.sources(node.inputs):
                 last[name] = i
         for i, node in enumerate(graph.nodes):
+            if node.name in self.deferred:
+                continue
             self.node, self.made = node, []
             try:
                 result = self.env[node.name] = self.rules[node.op](self, node)
@@ -291,9 +337,9 @@ class Lowering:
             for v in self.made:  # a reorder's or a view's intermediate: its buffer is free once this node ran
                 if v is not result:
                     self.release(v)
-            for name in dict.fromkeys(node.inputs):
+            for name in dict.fromkeys(self.sources(node.inputs)):
                 if last.get(name) == i and name not in graph.outputs and name in self.env \
-                        and not graph.is_param(name):
+                        and self.array(name) is None:
                     self.release(self.env[name])
         self.node = None
         outputs = []
@@ -309,6 +355,18 @@ class Lowering:
         program = Program(engine, self.steps, inputs, outputs, self.keep, self.scratchpad)
         program.finish()
         return program
+
+    def sources(self, names: Sequence[str]) -> list[str]:
+        """The values ``names`` stand for at run time: an absorbed node (deferred, not a constant) is what it reads,
+        so a buffer lives until the node that absorbed its reader has run."""
+        out = []
+        for name in names:
+            name = self.same.get(name, name)
+            if name in self.deferred and self.array(name) is None:
+                out += self.sources(self.graph.node_by_name[name].inputs)
+            else:
+                out.append(name)
+        return out
 
     def converted_step(self, v: Value, md: Handle, tag: int) -> Value:
         """An input's reorder into the program's layout: always a step (the user memory is rebound per call)."""

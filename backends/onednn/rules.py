@@ -15,7 +15,7 @@ import numpy as np
 
 from ...ir.graph import Node
 from ...ir.ops.avg_pool2d import divisor
-from . import capi
+from . import capi, quant_rules
 from .capi import dims
 from .lowering import ELTWISE, Lowering, Rule, Value
 
@@ -28,27 +28,31 @@ def _right_padding(size: int, out: int, k: int, s: int, p: int, d: int) -> int:
 
 def _weight(lw: Lowering, name: str, shape: Sequence[int], md: capi.Handle) -> Value:
     """A weight in the primitive's layout ``md``: a parameter reordered once now; a computed value every call."""
-    if lw.graph.is_param(name):
-        const = lw.const(lw.params[name].reshape(shape))
+    if (known := lw.array(name)) is not None:
+        const = lw.const(known.reshape(shape))
         return lw.converted(const, md, capi.ANY, now=True)
     return lw.converted(lw.view(lw.read(name), shape), md, capi.ANY)
 
 
 def _bias(lw: Lowering, name: str, o: int) -> Value:
     md = lw.engine.md((o,), capi.F32, capi.A)
-    if lw.graph.is_param(name):
-        return lw.const(lw.params[name])
+    if (known := lw.array(name)) is not None:
+        return lw.const(known)
     return lw.converted(lw.read(name), md, capi.A)
 
 
 def conv(lw: Lowering, node: Node) -> Value:
     a, fused = node.attrs, node.op == "fused_conv2d"
+    (h, w), (oh, ow) = lw.type(node.inputs[0])[2:], lw.type(node.name)[2:]
+    o, cg, kh, kw = lw.type(node.inputs[1])
+    pr = [_right_padding(*sz, a.stride[i], a.padding[i], a.dilation[i])
+          for i, sz in enumerate(((h, oh, kh), (w, ow, kw)))]
+    if node.name in lw.int8:
+        return quant_rules.int8_conv(lw, node, lw.int8[node.name], pr)
     bias = a.bias if fused else len(node.inputs) > 2
     residual = lw.read(node.inputs[-1]) if fused and a.residual else None
     x = lw.read(node.inputs[0])
-    o, cg, kh, kw = lw.type(node.inputs[1])
-    n, _, h, w = x.shape
-    oh, ow = lw.type(node.name)[2:]
+    n = x.shape[0]
     g = a.groups
     wshape = (g, o // g, cg, kh, kw) if g > 1 else (o, cg, kh, kw)
     # NHWC in and out, not oneDNN's choice ("any"): for float32 that picks blocked layouts and slower kernels
@@ -56,8 +60,6 @@ def conv(lw: Lowering, node: Node) -> Value:
     out = lw.new((n, o, oh, ow))
     b = _bias(lw, node.inputs[2], o) if bias else None
     attr, extra = lw.attr(a.activation if fused else None, residual)
-    pr = [_right_padding(*sz, a.stride[i], a.padding[i], a.dilation[i])
-          for i, sz in enumerate(((h, oh, kh), (w, ow, kw)))]
     prim = lw.primitive(lw.lib.dnnl_convolution_forward_primitive_desc_create, lw.engine.engine,
                         capi.FORWARD_INFERENCE, capi.CONVOLUTION_DIRECT, x.md,
                         lw.engine.md(wshape, lw.dt, capi.ANY), b.md if b is not None else None, out.md,
@@ -94,7 +96,8 @@ def linear(lw: Lowering, node: Node) -> Value:
 
 def pool(lw: Lowering, node: Node) -> Value:
     a = node.attrs
-    x = lw.read(node.inputs[0])
+    on_codes = lw.on_codes.get(node.name)  # a QDQ graph's max pool of codes: pooled as they are, exactly
+    x = lw.read(on_codes.dequantize.inputs[0] if on_codes else node.inputs[0])
     n, c, h, w = x.shape
     oh, ow = lw.type(node.name)[2:]
     k, s, p = a.kernel_size, a.stride, a.padding
@@ -116,11 +119,13 @@ def pool(lw: Lowering, node: Node) -> Value:
             scale = lw.const(ratio.reshape(1, 1, oh, ow))
             index = attr.binary(capi.BINARY_MUL, scale.md)
             extra.append((capi.post_op_arg(index, capi.SRC_1), scale.memory))
-    out = lw.new((n, c, oh, ow))
+    out = lw.new((n, c, oh, ow), lw.engine.dtype(x.md) if on_codes else None)
     prim = lw.primitive(lw.lib.dnnl_pooling_forward_primitive_desc_create, lw.engine.engine,
                         capi.FORWARD_INFERENCE, alg, x.md, out.md, dims(s), dims(k), dims([v - 1 for v in d]),
                         dims(p), dims(pr), attr.done(), what="a pooling")
     lw.step(prim, [(capi.SRC, x.memory), (capi.DST, out.memory), *extra])
+    for reader in on_codes.quantize if on_codes else ():
+        lw.coded[reader.name] = node.name
     return out
 
 
@@ -180,6 +185,8 @@ def _many(lw: Lowering, node: Node, create, *, prim_args) -> Value:
 
 
 def add(lw: Lowering, node: Node) -> Value:
+    if node.name in lw.int8_adds:
+        return quant_rules.int8_add(lw, node, lw.int8_adds[node.name])
     return _many(lw, node, lw.lib.dnnl_sum_primitive_desc_create,
                  prim_args=lambda n: ((C.c_float * n)(*([1.0] * n)),))
 
@@ -241,15 +248,25 @@ def identity(lw: Lowering, node: Node) -> Value:
 
 
 def pad(lw: Lowering, node: Node) -> Value:
-    """A buffer of its own, filled with ``value`` once; each call reorders the input into its interior."""
-    a, x = node.attrs, lw.read(node.inputs[0])
+    """A buffer of its own, filled with ``value`` once; each call reorders the input into its interior. In a QDQ
+    graph where the pad is run on the codes (`code_patterns.int8_on_codes`), the fill is the value's code."""
+    a, on_codes = node.attrs, lw.on_codes.get(node.name)
+    x = lw.read(on_codes.dequantize.inputs[0] if on_codes else node.inputs[0])
     top, left = a.pads[0], a.pads[1]
     shape = lw.type(node.name)
-    out = lw.const(np.full(shape, a.value, np.float32), lw.dt, lw.layout(shape))
+    fill, dt = a.value, lw.dt
+    if on_codes:
+        q = on_codes.quantize[0]
+        dt, zero = quant_rules.codes(lw, q.name, q.attrs)
+        lo, hi = (0, 255) if dt == capi.U8 else (-128, 127)
+        fill = float(np.clip(np.rint(np.float32(a.value) / np.float32(q.attrs.scale[0])) + zero[0], lo, hi))
+    out = lw.const(np.full(shape, fill, np.float32), dt, lw.layout(shape))
     inner = lw.engine.submemory(out.md, x.shape, (0, 0, top, left))
     prim = lw.primitive(lw.lib.dnnl_reorder_primitive_desc_create, x.md, lw.engine.engine, inner,
                         lw.engine.engine, None, what="a pad")
     lw.step(prim, [(capi.FROM, x.memory), (capi.TO, lw.engine.memory(inner, out.buffer))])
+    for reader in on_codes.quantize if on_codes else ():
+        lw.coded[reader.name] = node.name
     return out
 
 
@@ -259,5 +276,6 @@ LOWERINGS: dict[str, Rule] = {
     **{op: eltwise for op in ELTWISE},
     "add": add, "mul": mul, "concat": concat, "batch_norm": batch_norm, "softmax": softmax, "lrn": lrn,
     "flatten": view, "reshape": view, "dropout": identity, "pad": pad,
+    "quantize_linear": quant_rules.quantize_linear, "dequantize_linear": quant_rules.dequantize_linear,
 }
 Lowering.rules = LOWERINGS
