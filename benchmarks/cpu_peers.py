@@ -4,7 +4,8 @@ Every engine of a workload group (model, batch) is a live worker process (``conv
 machinery, bench/interleave.py): compiled once, checked against the float64 reference, warmed up, then timed in
 rounds of calls in rotated order with an idle gap, so load that comes and goes hits every engine alike.
 
-- convbench's own lowerings: ``torch`` (fx + oneDNN prepack), ``tvm`` (hand schedules or a shipped database),
+- convbench's own lowerings: ``onednn`` (the IR straight onto oneDNN primitives), ``torch`` (fx + oneDNN prepack),
+  ``tvm`` (hand schedules or a shipped database),
   ``numpy`` (the reference backend);
 - peers: ``openvino`` (convbench's OpenVINO backend: OpenVINO's kernels), ``ov-onnx`` (OpenVINO reading
   convbench's ONNX export with its own reader, f32 forced, latency hint), ``onnxruntime``, ``torch-eager-cl``
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-OWN = ("torch", "tvm", "numpy")
+OWN = ("onednn", "torch", "tvm", "numpy")
 BACKEND_PEERS = ("openvino", "onnxruntime")
 FACTORY_PEERS = ("ov-onnx", "torch-eager-cl", "torch-compile-freeze")
 # convbench's own, not run unless named in --engines: inductor with freezing on the fx graph, the torch backend

@@ -36,10 +36,11 @@ from convbench.bench.stats import Policy
 MODELS = ("resnet50", "efficientnet_lite0")
 BATCHES = (1, 8)
 PRECISIONS = ("float32", "bfloat16", "float16", "int8")
-# int8: torch eagerly runs its convs as oneDNN u8×s8 calls (backends/torch/quant_rules.py), the rest as exact
-# fake-quant arithmetic; torch:compile=true is inductor's oneDNN u8×s8 kernels for the linears too.
+# int8: onednn runs convs, residual adds, pools and pads on the codes (backends/onednn/quant_rules.py); torch
+# eagerly runs its convs as oneDNN u8×s8 calls (backends/torch/quant_rules.py), the rest as exact fake-quant
+# arithmetic; torch:compile=true is inductor's oneDNN u8×s8 kernels for the linears too.
 # triton: add it on a GPU (its CPU interpreter is no timing)
-DTYPE_BACKENDS = ("torch", "torch:compile=true", "onnxruntime", "tvm")
+DTYPE_BACKENDS = ("onednn", "torch", "torch:compile=true", "onnxruntime", "tvm")
 OPENVINO = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}  # precision -> OpenVINO's precision option
 
 
