@@ -132,6 +132,25 @@ def test_a_pad_keeps_its_fill_across_calls():
         np.testing.assert_array_equal(exe(x), want)
 
 
+@needs_onednn
+@pytest.mark.parametrize("value", [0.0, 0.5])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_zero_pad_before_a_conv_is_the_convs_own_padding(value, dtype):
+    """TF "same" padding (0, 1, 0, 2) before a strided depthwise conv with its own padding 1: a zero pad becomes the
+    conv's asymmetric padding (input reorder, conv, output reorder: 3 primitives), another value stays a pad."""
+    b = GraphBuilder("same", (2, 6, 11, 9))
+    y = b.pad(b.input, (0, 1, 0, 2), value=value, name="pad")
+    g = b.build(b.relu6(b.conv2d(y, 6, (3, 5), stride=2, padding=1, groups=6, name="dw"), name="act"))
+    params = cb.models.init_params(g, seed=4)
+    x = np.random.default_rng(4).standard_normal((2, 6, 11, 9)).astype(np.float32)
+    ref = cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
+    exe = BACKEND.compile(g, params, threads=1, dtype=dtype)
+    agreement = compare(exe(x), ref, dtype)
+    assert agreement.ok, agreement
+    assert exe.report.details.primitives == (3 if value == 0.0 else 4)
+    assert ("pad" in {s.node for s in exe.artifact.steps}) == (value != 0.0)
+
+
 # -- errors -------------------------------------------------------------------------------------------------------
 @needs_onednn
 def test_a_primitive_onednn_refuses_is_one_error_naming_the_node(monkeypatch):

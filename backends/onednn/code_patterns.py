@@ -1,4 +1,5 @@
-"""The parts of a QDQ graph besides its convs that the oneDNN backend runs on the codes (`quant_rules`).
+"""Patterns the oneDNN rules absorb: a zero pad into the conv that reads it (`foldable_pad`), and the parts of a QDQ
+graph besides its convs that run on the codes (`quant_rules`).
 
 Residual adds (`int8_adds`, `quant_rules.int8_add`):
 The quantization pass leaves each residual add as dequantize(a) + dequantize(b) → [relu] → quantize_linear (one
@@ -86,3 +87,12 @@ def int8_on_codes(graph: Graph) -> dict[str, OnCodes]:
         absorbed = (d.name,) if graph.sole_reader(d.name) is node else ()
         found[node.name] = OnCodes(d, tuple(readers), absorbed)
     return found
+
+
+def foldable_pad(graph: Graph, node: Node) -> bool:
+    """A zero pad that only a float convolution reads (as its input): its rows and columns become the conv's own
+    (asymmetric) padding, so the padded copy is never made (TF "same" padding before a strided conv)."""
+    reader = graph.sole_reader(node.name)
+    return (node.op == "pad" and node.attrs.value == 0.0 and reader is not None
+            and reader.op in ("conv2d", "fused_conv2d") and reader.inputs[0] == node.name)
+

@@ -30,7 +30,7 @@ from ...ir.passes.int8_patterns import Int8Conv, as_uint8, int8_convs
 from ...ir.passes.quantize import is_quantized
 from . import capi
 from .capi import Buffer, Engine, Handle
-from .code_patterns import Int8Add, OnCodes, int8_adds, int8_on_codes
+from .code_patterns import Int8Add, OnCodes, foldable_pad, int8_adds, int8_on_codes
 
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -161,15 +161,19 @@ class Lowering:
             self.on_codes = int8_on_codes(graph)
             self.deferred = {n.name for n in graph.nodes if n.op == "dequantize_linear" and n.inputs[0] in graph.params}
             self.deferred |= {c.dequantize for c in self.int8.values()}
-            for pattern in [*self.int8_adds.values(), *self.on_codes.values()]:
-                self.deferred |= {*pattern.absorbed}
             first: dict[tuple, str] = {}
             for n in graph.nodes:  # a residual's skip is quantized once more for the add, alike: reuse the codes
                 if n.op == "quantize_linear" and n.name not in graph.outputs:
                     self.same[n.name] = first.setdefault((n.inputs[0], n.attrs), n.name)
             self.same = {k: v for k, v in self.same.items() if k != v}
             self.deferred |= set(self.same)
+            for pattern in [*self.int8_adds.values(), *self.on_codes.values()]:
+                self.deferred |= {*pattern.absorbed}
             self.shifted = {n.name for n in graph.nodes if as_uint8(graph, n.name)}
+        # zero pads that become their float conv's padding (an int8 conv's input pad runs on the codes instead)
+        self.folded_pads = {n.name for n in graph.nodes if foldable_pad(graph, n) and graph.sole_reader(n.name).name
+                            not in self.int8}
+        self.deferred |= self.folded_pads
         self.arrays: dict[str, np.ndarray] = {}
         self.made: list[Value] = []  # the values the current node's rule made: all but its result are temporaries
 

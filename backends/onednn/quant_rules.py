@@ -73,10 +73,12 @@ def int8_conv(lw: Lowering, node: Node, plan: Int8Conv, right_padding: list[int]
     scales = [(capi.SRC, _scalar(lw, [plan.x_scale]), 0), (capi.WEIGHTS, _scalar(lw, w_scale), 3 if g > 1 else 1)]
     x_zero = plan.x_zero + (128 if plan.codes in lw.shifted else 0)
     zeros = [(capi.SRC, _scalar(lw, [x_zero], capi.S32))] if x_zero else []
-    if q is not None:
+    if q is not None and q_zero[0]:
+        # the output's zero point as a last post-op, x / s + z, not as oneDNN's dst zero point: with that, oneDNN
+        # 3.2 runs a ResNet-50 conv3 on its older jit AMX kernel instead of brgconv (both round v / s + z)
+        attr.eltwise(capi.ELTWISE_LINEAR, 1.0 / q.attrs.scale[0], float(q_zero[0]))
+    elif q is not None:
         scales.append((capi.DST, _scalar(lw, q.attrs.scale), 0))
-        if q_zero[0]:
-            zeros.append((capi.DST, _scalar(lw, q_zero, capi.S32)))
     for arg, v, mask in scales:
         attr.scales(arg, mask)
         extra.append((capi.ATTR_SCALES | arg, v.memory))
