@@ -28,6 +28,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from convbench.backends.openvino import DTYPE_PRECISION
 from convbench.bench.interleave import round_ratios
 from convbench.bench.record import Record, load_records
 from convbench.bench.runner import Sweep, plan, run_sweep
@@ -41,7 +42,8 @@ PRECISIONS = ("float32", "bfloat16", "float16", "int8")
 # arithmetic; torch:compile=true is inductor's oneDNN u8×s8 kernels for the linears too.
 # triton: add it on a GPU (its CPU interpreter is no timing)
 DTYPE_BACKENDS = ("onednn", "torch", "torch:compile=true", "onnxruntime", "tvm")
-OPENVINO = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}  # precision -> OpenVINO's precision option
+# precision -> OpenVINO's precision option: the backend's own table (int8 is a dtype there, not an option)
+OPENVINO = {"float32": "f32", **{k: v for k, v in DTYPE_PRECISION.items() if k != "int8"}}
 
 
 def cases(models: Sequence[str], batches: Sequence[int], backends: Sequence[str], threads: int,
