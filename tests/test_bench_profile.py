@@ -110,12 +110,26 @@ def test_openvino_counters_map_onto_the_nodes_by_name(tmp_path):
 
 
 @pytest.mark.slow  # OpenVINO quantizes and compiles resnet18: 5 s
-def test_openvino_counters_are_taken_at_the_profiles_precision():
-    """``--openvino`` beside an int8 profile counts OpenVINO's int8 kernels on the same QDQ graph, not f32 ones."""
+def test_openvino_counters_are_taken_at_the_profiles_precision(monkeypatch):
+    """``--openvino`` beside an int8 profile counts OpenVINO's int8 kernels on the same QDQ graph, not f32 ones,
+    from one compile with PERF_COUNT (the backend's own, not a second model beside it)."""
     pytest.importorskip("openvino")
+    from convbench.backends import openvino as ov_backend
     from convbench.bench.profile import openvino_layers
 
+    core, compiles = ov_backend._core(), []
+
+    class Counted:
+        def __getattr__(self, name):
+            return getattr(core, name)
+
+        def compile_model(self, model, device, config):
+            compiles.append(config)
+            return core.compile_model(model, device, config)
+
+    monkeypatch.setattr(ov_backend, "_core", lambda: Counted())
     ov = openvino_layers("resnet18", batch=2, image_size=32, threads=1, calls=2, warmup=1, dtype="int8")
+    assert len(compiles) == 1 and compiles[0]["PERF_COUNT"] is True, compiles
     kernels = {la.exec_type for la in ov.layers if la.status == "EXECUTED" and la.type == "Convolution"}
     # an f32 compile runs every conv in f32; which convs OpenVINO keeps in f32 at a low precision is the CPU's
     assert any(k.lower().endswith("_i8") for k in kernels), kernels

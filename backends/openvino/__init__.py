@@ -148,6 +148,8 @@ class OpenVinoBackend(TemplateBackend):
     table = "backends/openvino/lowering.py: LOWERINGS"
     gaps: ClassVar[dict[str, str]] = training_gaps()  # every inference op lowers; the train-step ops do not yet
     lowering: type[Lowering] = Lowering  # a subclass may swap rules (the planted-rule test)
+    # compile properties beyond the options' (`convbench profile --openvino` adds PERF_COUNT for its counters)
+    properties: ClassVar[dict[str, Any]] = {}
 
     def available(self) -> tuple[bool, str]:
         if importlib.util.find_spec("openvino") is None:
@@ -202,6 +204,10 @@ class OpenVinoBackend(TemplateBackend):
                                         f"parts run f32 (precision 'int8' or 'f32'), not {opts.precision!r}")
         return opts, device, quantized
 
+    def config(self, opts: OpenVinoOptions) -> dict[str, Any]:
+        """What ``compile_model`` is given: the options' properties (`_config`), then the class's `properties`."""
+        return {**_config(opts), **self.properties}
+
     def cached(self, graph: Graph, params: dict[str, np.ndarray], options: OpenVinoOptions) -> Cached | None:
         """With ``cache_dir``: the entry of these inputs compiled from its xml (a hit), else its key for `build`
         to store under; an entry that does not read back or load is a warning and a cold compile."""
@@ -223,7 +229,7 @@ class OpenVinoBackend(TemplateBackend):
         read_s = time.perf_counter() - start
         start = time.perf_counter()
         try:
-            compiled = _core().compile_model(str(entry.model(record)), device, _config(opts))
+            compiled = _core().compile_model(str(entry.model(record)), device, self.config(opts))
         except Exception as e:  # OpenVINO refused the stored model: compile it anew from the graph
             return Cached(entry, warnings=(f"openvino backend: option cache_dir={options.cache_dir!r}: OpenVINO "
                                            f"could not load the cache entry {entry.model(record).name}: {message(e)}; "
@@ -261,12 +267,12 @@ class OpenVinoBackend(TemplateBackend):
         start = time.perf_counter()
         try:
             try:
-                compiled = _core().compile_model(source, device, _config(opts))
+                compiled = _core().compile_model(source, device, self.config(opts))
             except Exception:
                 if source is model or os.path.exists(source):
                     raise
                 # another process's rewrite of this entry removed the files just written: compile the model itself
-                compiled = _core().compile_model(model, device, _config(opts))
+                compiled = _core().compile_model(model, device, self.config(opts))
         except Exception as e:
             raise BackendError(_compile_error(e, graph, opts, device)) from None
         return _finish(compiled, graph, opts, device, quantized, lower_s=lower_s,
