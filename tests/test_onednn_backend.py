@@ -101,6 +101,9 @@ def test_the_default_pipeline_makes_each_conv_one_primitive_with_its_epilogue():
         agreement = compare(exe(x), ref, "float32")
         assert agreement.ok and agreement.max_rel < 1e-5, agreement
     assert sum(v for k, v in fused.report.details.implementations.items() if "conv" in k) == 2
+    # c2 adds the residual in place (a sum post-op over the block's input, read last there): two activation
+    # buffers, not three
+    assert fused.report.details.activation_bytes == 2 * (2 * 6 * 9 * 7 * 4), fused.report.details
 
 
 @needs_onednn

@@ -128,6 +128,7 @@ def load() -> C.CDLL:
     lib.dnnl_eltwise_forward_primitive_desc_create.argtypes = [
         Handle, Handle, C.c_int, C.c_int, Handle, Handle, C.c_float, C.c_float, Handle]
     lib.dnnl_post_ops_append_eltwise.argtypes = [Handle, C.c_int, C.c_float, C.c_float]
+    lib.dnnl_post_ops_append_sum.argtypes = [Handle, C.c_float, C.c_int32, C.c_int]
     lib.dnnl_lrn_forward_primitive_desc_create.argtypes = [
         Handle, Handle, C.c_int, C.c_int, Handle, Handle, C.c_int64, C.c_float, C.c_float, C.c_float, Handle]
     lib.dnnl_batch_normalization_forward_primitive_desc_create.argtypes = [
@@ -208,6 +209,11 @@ class Attr:
 
     def eltwise(self, alg: int, alpha: float, beta: float) -> None:
         check(self.lib.dnnl_post_ops_append_eltwise(self.post_ops, alg, alpha, beta), "an eltwise post-op")
+        self.count += 1
+
+    def sum(self) -> None:
+        """dst += the primitive's result: the destination is read first (it holds the residual, in place)."""
+        check(self.lib.dnnl_post_ops_append_sum(self.post_ops, 1.0, 0, 0), "a sum post-op")
         self.count += 1
 
     def binary(self, alg: int, md: Handle) -> int:

@@ -90,10 +90,10 @@ class Program:
     outputs: list[tuple[Handle, tuple[int, ...]]]  # user memories of the outputs and their shapes
     keep: list[Any] = field(default_factory=list)  # buffers and descriptors the memories point at
     scratchpad: int = 0
+    scratch: Buffer | None = None  # the one scratchpad's buffer, made by finish
 
     def finish(self) -> None:
-        scratch = Buffer(self.scratchpad)
-        self.keep.append(scratch)
+        scratch = self.scratch = Buffer(self.scratchpad)  # kept by the program; neither activation nor constant
         lib = self.engine.lib
         for step in self.steps:
             args = list(step.args)
@@ -175,6 +175,8 @@ class Lowering:
                             not in self.int8}
         self.deferred |= self.folded_pads
         self.arrays: dict[str, np.ndarray] = {}
+        self.last: dict[str, int] = {}  # value -> index of the last node that reads it (`sources`)
+        self.index = -1  # the node being lowered
         self.made: list[Value] = []  # the values the current node's rule made: all but its result are temporaries
 
     # -- buffers and values ---------------------------------------------------------------------------------
@@ -298,15 +300,31 @@ class Lowering:
                    "a compile-time reorder")
         self.engine.wait()
 
-    def attr(self, activation: str | None, residual: Value | None = None) -> tuple[capi.Attr, list]:
-        """The attribute of a conv/linear/pool: + residual (a binary add post-op), then the activation."""
+    def attr(self, activation: str | None, residual: Value | None = None,
+             in_place: bool = False) -> tuple[capi.Attr, list]:
+        """The attribute of a conv/linear/pool: + residual, then the activation. The residual is a sum post-op
+        where the primitive writes over it (``in_place``: `overwritable`), else a binary add post-op reading it."""
         attr, extra = capi.Attr(self.engine), []
-        if residual is not None:
+        if residual is not None and in_place:
+            attr.sum()
+        elif residual is not None:
             index = attr.binary(capi.BINARY_ADD, residual.md)
             extra.append((capi.post_op_arg(index, capi.SRC_1), residual.memory))
         if activation is not None:  # a fused op's activation is one without attributes
             attr.eltwise(*ELTWISE[activation](None))
         return attr, extra
+
+    def overwritable(self, name: str, md: Handle) -> Value | None:
+        """``name``'s value where the current node may write its output over it: this node is its last reader, it
+        is no graph output or constant, no other value shares its buffer, and it has the output's descriptor. A
+        residual added in place (a sum post-op) is read and written once, where a separate output also costs the
+        write-allocate reads of fresh lines (ResNet-50 bf16 b8: its 1×1 convs 23.8 ms in sequence, OpenVINO's 18.7)."""
+        v = self.env.get(self.same.get(name, name))
+        if (v is None or self.last.get(name) != self.index or name in self.graph.outputs
+                or self.array(name) is not None or not v.buffer.pooled or self.users.get(id(v.buffer)) != 1
+                or not self.engine.equal(v.md, md)):
+            return None
+        return v
 
     def type(self, name: str) -> tuple[int, ...]:
         return self.graph.types[name].shape
@@ -326,11 +344,12 @@ class Lowering:
             user.buffer.pooled = False
             want = self.layout(t.shape)
             self.env[name] = self.converted_step(user, engine.md(t.shape, dt, want), want)
-        last = {}
+        self.last = last = {}
         for i, node in enumerate(graph.nodes):
             for name in self.sources(node.inputs):
                 last[name] = i
         for i, node in enumerate(graph.nodes):
+            self.index = i
             if node.name in self.deferred:
                 continue
             self.node, self.made = node, []

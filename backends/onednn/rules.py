@@ -63,12 +63,14 @@ def conv(lw: Lowering, node: Node) -> Value:
     wshape = (g, o // g, cg, kh, kw) if g > 1 else (o, cg, kh, kw)
     # NHWC in and out, not oneDNN's choice ("any"): for float32 that picks blocked layouts and slower kernels
     # (ResNet-50 b1 26.7 → 57.7 ms on an AMX Xeon); bf16 loses too (5.6 → 6.1 ms)
-    out = lw.new((n, o, oh, ow))
+    out_md = lw.engine.md((n, o, oh, ow), lw.dt, capi.NHWC)
+    over = lw.overwritable(node.inputs[-1], out_md) if residual is not None else None
+    out = lw.value((n, o, oh, ow), out_md, capi.NHWC, over.buffer) if over is not None else lw.new((n, o, oh, ow))
     # a 16-bit depthwise conv's bias in its own dtype: with a float32 bias oneDNN 3.2 leaves its brgemm depthwise
     # kernel for the older jit_dw one (a 240-channel 5×5 at 28×28, batch 8: 0.61 → 0.97 ms)
     depthwise = g == o and cg == 1 and lw.dt in (capi.BF16, capi.F16)
     b = _bias(lw, node.inputs[2], o, lw.dt if depthwise else capi.F32) if bias else None
-    attr, extra = lw.attr(a.activation if fused else None, residual)
+    attr, extra = lw.attr(a.activation if fused else None, residual, in_place=over is not None)
     prim = lw.primitive(lw.lib.dnnl_convolution_forward_primitive_desc_create, lw.engine.engine,
                         capi.FORWARD_INFERENCE, capi.CONVOLUTION_DIRECT, x.md,
                         lw.engine.md(wshape, lw.dt, capi.ANY), b.md if b is not None else None, out.md,
