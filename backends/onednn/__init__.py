@@ -21,6 +21,7 @@ physical cores) is set on it before every call, so two executables with differen
 from __future__ import annotations
 
 import ctypes as C
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -114,11 +115,12 @@ class OnednnBackend(TemplateBackend):
                                             f"for {e}") from None
             raise BackendError(f"onednn backend: {graph.name}: {e}") from None
         lower_s = time.perf_counter() - start
-        pooled = {id(b): b.nbytes for b in lowering.keep if isinstance(b, capi.Buffer) and b.pooled}
-        constant = sum(b.nbytes for b in lowering.keep if isinstance(b, capi.Buffer) and not b.pooled)
+        buffers = [b for b in lowering.keep if isinstance(b, capi.Buffer)]
+        pooled = sum(b.nbytes for b in buffers if b.pooled)
+        constant = sum(b.nbytes for b in buffers if not b.pooled)
         details = OnednnDetails(onednn=capi.load().version, isa=self.isa(), primitives=len(program.steps),
                                 implementations=dict(sorted(lowering.impls.items())),
-                                activation_bytes=sum(pooled.values()), constant_bytes=constant,
+                                activation_bytes=pooled, constant_bytes=constant,
                                 scratchpad_bytes=program.scratchpad, int8_convs=len(lowering.int8),
                                 lower_s=lower_s)
         omp = capi.omp()
@@ -134,13 +136,10 @@ class OnednnBackend(TemplateBackend):
                      accuracy_dtype="int8" if quantized else opts.dtype)
 
 
-_ENGINE: list[capi.Engine] = []
-
-
+@functools.cache
 def _engine() -> capi.Engine:
-    if not _ENGINE:
-        _ENGINE.append(capi.Engine())
-    return _ENGINE[0]
+    """One CPU engine and stream per process: every program runs on them."""
+    return capi.Engine()
 
 
 def _probe(engine: capi.Engine, dtype: str) -> None:

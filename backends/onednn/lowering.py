@@ -77,7 +77,8 @@ class Step:
     node: str
     primitive: capi.Primitive
     args: list[tuple[int, Handle]]
-    args_array: Any = None  # ctypes Arg array, built by Program.finish
+    args_array: Any = None  # ctypes Arg array (the args and the scratchpad), built by Program.finish
+    nargs: int = 0
 
 
 @dataclass
@@ -263,6 +264,10 @@ class Lowering:
             self.users[id(out.buffer)] = 1
             self.execute_now(prim, [(capi.FROM, v.memory), (capi.TO, out.memory)])
             return out
+        return self.reordered(v, prim, md, tag)
+
+    def reordered(self, v: Value, prim: capi.Primitive, md: Handle, tag: int) -> Value:
+        """A fresh value in ``md``, written from ``v`` by the reorder ``prim`` on every call."""
         out = self.value(v.shape, md, tag)
         self.step(prim, [(capi.FROM, v.memory), (capi.TO, out.memory)])
         return out
@@ -270,12 +275,26 @@ class Lowering:
     def plain(self, v: Value) -> Value:
         if v.plain:
             return v
-        return self.converted(v, self.engine.md(v.shape, self.dt, capi.PLAIN[len(v.shape)]), capi.PLAIN[len(v.shape)])
+        tag = capi.PLAIN[len(v.shape)]
+        return self.converted(v, self.engine.md(v.shape, self.engine.dtype(v.md), tag), tag)
 
     def view(self, v: Value, shape: Sequence[int]) -> Value:
+        """``v`` as ``shape`` (flatten, reshape): the same bytes, in a plain layout and ``v``'s own data type."""
         p = self.plain(v)
         tag = capi.PLAIN[len(shape)]
-        return self.value(shape, self.engine.md(shape, self.dt, tag), tag, p.buffer)
+        return self.value(shape, self.engine.md(shape, self.engine.dtype(p.md), tag), tag, p.buffer)
+
+    def bias(self, name: str, o: int, dt: int = capi.F32) -> Value:
+        """A conv's or linear's bias, or a batch_norm's statistic, as a (O,) vector of ``dt``: a compile-time value
+        once (a parameter, a dequantized int32 bias), a computed one converted every call."""
+        if (known := self.array(name)) is not None:
+            return self.const(known, dt, capi.A)
+        return self.converted(self.read(name), self.engine.md((o,), dt, capi.A), capi.A)
+
+    def writes_codes(self, readers: Sequence[Node], producer: str) -> None:
+        """``producer``'s value holds the codes of these quantize_linear ``readers``: they become that value."""
+        for reader in readers:
+            self.coded[reader.name] = producer
 
     # -- primitives -----------------------------------------------------------------------------------------
 
@@ -288,7 +307,6 @@ class Lowering:
         return prim
 
     def step(self, prim: capi.Primitive, args: list[tuple[int, Handle]]) -> None:
-        self.scratchpad = max(self.scratchpad, prim.scratchpad)
         self.steps.append(Step(self.node.name if self.node else "<io>", prim, args))
 
     def execute_now(self, prim: capi.Primitive, args: list[tuple[int, Handle]]) -> None:
@@ -319,7 +337,8 @@ class Lowering:
         is no graph output or constant, no other value shares its buffer, and it has the output's descriptor. A
         residual added in place (a sum post-op) is read and written once, where a separate output also costs the
         write-allocate reads of fresh lines (ResNet-50 bf16 b8: its 1×1 convs 23.8 ms in sequence, OpenVINO's 18.7)."""
-        v = self.env.get(self.same.get(name, name))
+        name = self.same.get(name, name)
+        v = self.env.get(name)
         if (v is None or self.last.get(name) != self.index or name in self.graph.outputs
                 or self.array(name) is not None or not v.buffer.pooled or self.users.get(id(v.buffer)) != 1
                 or not self.engine.equal(v.md, md)):
@@ -343,7 +362,11 @@ class Lowering:
             self.users[id(user.buffer)] = 1
             user.buffer.pooled = False
             want = self.layout(t.shape)
-            self.env[name] = self.converted_step(user, engine.md(t.shape, dt, want), want)
+            md = engine.md(t.shape, dt, want)
+            # always a step, even where the layouts agree: the user memory is rebound to each call's array
+            prim = self.primitive(self.lib.dnnl_reorder_primitive_desc_create, user.md, engine.engine, md,
+                                  engine.engine, None, what=f"input {name!r} of shape {t.shape}")
+            self.env[name] = self.reordered(user, prim, md, want)
         self.last = last = {}
         for i, node in enumerate(graph.nodes):
             for name in self.sources(node.inputs):
@@ -389,12 +412,4 @@ class Lowering:
                 out += self.sources(self.graph.node_by_name[name].inputs)
             else:
                 out.append(name)
-        return out
-
-    def converted_step(self, v: Value, md: Handle, tag: int) -> Value:
-        """An input's reorder into the program's layout: always a step (the user memory is rebound per call)."""
-        prim = self.primitive(self.lib.dnnl_reorder_primitive_desc_create, v.md, self.engine.engine, md,
-                              self.engine.engine, None, what=f"input of shape {v.shape}")
-        out = self.value(v.shape, md, tag)
-        self.step(prim, [(capi.FROM, v.memory), (capi.TO, out.memory)])
         return out

@@ -64,9 +64,7 @@ def int8_conv(lw: Lowering, node: Node, plan: Int8Conv, right_padding: list[int]
     q = readers[0] if readers else None
     q_dt, q_zero = codes(lw, q.name, q.attrs) if q is not None else (capi.F32, (0,))
     out = lw.new((n, o, oh, ow), q_dt)
-    b = None
-    if bias:
-        b = lw.const(lw.array(node.inputs[2])) if lw.array(node.inputs[2]) is not None else lw.read(node.inputs[2])
+    b = lw.bias(node.inputs[2], o) if bias else None
     residual = lw.read(node.inputs[-1]) if fused and a.residual else None
     attr, extra = lw.attr(a.activation if fused else None, residual)
     w_scale = np.broadcast_to(plan.weight_scale, (o,))
@@ -94,8 +92,7 @@ def int8_conv(lw: Lowering, node: Node, plan: Int8Conv, right_padding: list[int]
     wv = lw.converted(plain, prim.md(lw.lib, capi.Q_WEIGHTS_MD), capi.ANY, now=True)
     args = [(capi.SRC, x.memory), (capi.WEIGHTS, wv.memory), (capi.DST, out.memory), *extra]
     lw.step(prim, args + ([(capi.BIAS, b.memory)] if b is not None else []))
-    for reader in readers:
-        lw.coded[reader.name] = node.name
+    lw.writes_codes(readers, node.name)
     return out
 
 
@@ -122,8 +119,7 @@ def int8_add(lw: Lowering, node: Node, add: Int8Add) -> Value:
     lw.step(prim, [(capi.SRC, a.memory), (capi.SRC_1, b.memory), (capi.DST, out.memory),
                    (capi.ATTR_SCALES | capi.SRC, _scalar(lw, [sa]).memory),
                    (capi.ATTR_SCALES | capi.SRC_1, _scalar(lw, [sb]).memory)])
-    for reader in add.quantize:
-        lw.coded[reader.name] = node.name
+    lw.writes_codes(add.quantize, node.name)
     return out
 
 

@@ -2,8 +2,9 @@
 runs). A rule reads its inputs' `Value`s, creates its primitive(s) once and appends the steps a call executes.
 
 Conventions the rules share: oneDNN's dilation is the IR's minus one (0 = dense); a window's right padding is what
-makes oneDNN's output size the IR's (ceil_mode adds rows on the right); a fused op's residual is a binary add
-post-op and its activation an eltwise post-op, applied in that order after the bias.
+makes oneDNN's output size the IR's (ceil_mode adds rows on the right); a fused op's residual is a sum post-op
+written over the residual's own buffer where that may be overwritten (`Lowering.overwritable`), else a binary add
+post-op, and its activation an eltwise post-op, applied in that order after the bias.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ...ir import ops
 from ...ir.graph import Node
 from ...ir.ops.avg_pool2d import divisor
 from . import capi, quant_rules
@@ -32,13 +34,6 @@ def _weight(lw: Lowering, name: str, shape: Sequence[int], md: capi.Handle) -> V
         const = lw.const(known.reshape(shape))
         return lw.converted(const, md, capi.ANY, now=True)
     return lw.converted(lw.view(lw.read(name), shape), md, capi.ANY)
-
-
-def _bias(lw: Lowering, name: str, o: int, dt: int = capi.F32) -> Value:
-    md = lw.engine.md((o,), dt, capi.A)
-    if (known := lw.array(name)) is not None:
-        return lw.const(known, dt, capi.A)
-    return lw.converted(lw.read(name), md, capi.A)
 
 
 def conv(lw: Lowering, node: Node) -> Value:
@@ -69,7 +64,7 @@ def conv(lw: Lowering, node: Node) -> Value:
     # a 16-bit depthwise conv's bias in its own dtype: with a float32 bias oneDNN 3.2 leaves its brgemm depthwise
     # kernel for the older jit_dw one (a 240-channel 5×5 at 28×28, batch 8: 0.61 → 0.97 ms)
     depthwise = g == o and cg == 1 and lw.dt in (capi.BF16, capi.F16)
-    b = _bias(lw, node.inputs[2], o, lw.dt if depthwise else capi.F32) if bias else None
+    b = lw.bias(node.inputs[2], o, lw.dt if depthwise else capi.F32) if bias else None
     attr, extra = lw.attr(a.activation if fused else None, residual, in_place=over is not None)
     prim = lw.primitive(lw.lib.dnnl_convolution_forward_primitive_desc_create, lw.engine.engine,
                         capi.FORWARD_INFERENCE, capi.CONVOLUTION_DIRECT, x.md,
@@ -94,7 +89,7 @@ def linear(lw: Lowering, node: Node) -> Value:
     if residual is not None and not (len(residual.shape) == 2 and residual.plain):
         residual = lw.view(residual, (m, o))
     out = lw.new((m, o))
-    b = _bias(lw, node.inputs[2], o) if bias else None
+    b = lw.bias(node.inputs[2], o) if bias else None
     attr, extra = lw.attr(a.activation if fused else None, residual)
     prim = lw.primitive(lw.lib.dnnl_inner_product_forward_primitive_desc_create, lw.engine.engine,
                         capi.FORWARD_INFERENCE, src.md, lw.engine.md((o, k), lw.dt, capi.ANY),
@@ -135,8 +130,7 @@ def pool(lw: Lowering, node: Node) -> Value:
                         capi.FORWARD_INFERENCE, alg, x.md, out.md, dims(s), dims(k), dims([v - 1 for v in d]),
                         dims(p), dims(pr), attr.done(), what="a pooling")
     lw.step(prim, [(capi.SRC, x.memory), (capi.DST, out.memory), *extra])
-    for reader in on_codes.quantize if on_codes else ():
-        lw.coded[reader.name] = node.name
+    lw.writes_codes(on_codes.quantize if on_codes else (), node.name)
     return out
 
 
@@ -172,14 +166,19 @@ def adaptive_avg_pool2d(lw: Lowering, node: Node) -> Value:
     return out
 
 
-def eltwise(lw: Lowering, node: Node) -> Value:
+def _alike_out(lw: Lowering, node: Node, create, alg: int, *rest) -> Value:
+    """One source, one destination of its shape and layout: ``create(pd, engine, inference, alg, src, dst, *rest,
+    attr)``, the shape of oneDNN's eltwise, softmax and LRN descriptors."""
     x = lw.read(node.inputs[0])
-    alg, alpha, beta = ELTWISE[node.op](node.attrs)
     out = lw.value(x.shape, x.md, x.tag)
-    prim = lw.primitive(lw.lib.dnnl_eltwise_forward_primitive_desc_create, lw.engine.engine,
-                        capi.FORWARD_INFERENCE, alg, x.md, out.md, alpha, beta, None, what=f"a {node.op}")
+    prim = lw.primitive(create, lw.engine.engine, capi.FORWARD_INFERENCE, alg, x.md, out.md, *rest, None,
+                        what=f"a {node.op}")
     lw.step(prim, [(capi.SRC, x.memory), (capi.DST, out.memory)])
     return out
+
+
+def eltwise(lw: Lowering, node: Node) -> Value:
+    return _alike_out(lw, node, lw.lib.dnnl_eltwise_forward_primitive_desc_create, *ELTWISE[node.op](node.attrs))
 
 
 def _many(lw: Lowering, node: Node, create, *, prim_args) -> Value:
@@ -219,7 +218,7 @@ def mul(lw: Lowering, node: Node) -> Value:
 def batch_norm(lw: Lowering, node: Node) -> Value:
     x = lw.read(node.inputs[0])
     c = x.shape[1]
-    stats = [_bias(lw, name, c) for name in node.inputs[1:]]  # weight, bias, mean, var: float32 (C,)
+    stats = [lw.bias(name, c) for name in node.inputs[1:]]  # weight, bias, mean, var: float32 (C,)
     out = lw.value(x.shape, x.md, x.tag)
     prim = lw.primitive(lw.lib.dnnl_batch_normalization_forward_primitive_desc_create, lw.engine.engine,
                         capi.FORWARD_INFERENCE, x.md, out.md, node.attrs.eps,
@@ -231,22 +230,14 @@ def batch_norm(lw: Lowering, node: Node) -> Value:
 
 
 def softmax(lw: Lowering, node: Node) -> Value:
-    x = lw.read(node.inputs[0])
-    out = lw.value(x.shape, x.md, x.tag)
-    prim = lw.primitive(lw.lib.dnnl_softmax_forward_primitive_desc_create, lw.engine.engine,
-                        capi.FORWARD_INFERENCE, capi.SOFTMAX_ACCURATE, x.md, out.md,
-                        node.attrs.axis % len(x.shape), None, what="a softmax")
-    lw.step(prim, [(capi.SRC, x.memory), (capi.DST, out.memory)])
-    return out
+    axis = node.attrs.axis % len(lw.type(node.name))
+    return _alike_out(lw, node, lw.lib.dnnl_softmax_forward_primitive_desc_create, capi.SOFTMAX_ACCURATE, axis)
 
 
 def lrn(lw: Lowering, node: Node) -> Value:
-    a, x = node.attrs, lw.read(node.inputs[0])
-    out = lw.value(x.shape, x.md, x.tag)
-    prim = lw.primitive(lw.lib.dnnl_lrn_forward_primitive_desc_create, lw.engine.engine, capi.FORWARD_INFERENCE,
-                        capi.LRN_ACROSS_CHANNELS, x.md, out.md, a.size, a.alpha, a.beta, a.k, None, what="an lrn")
-    lw.step(prim, [(capi.SRC, x.memory), (capi.DST, out.memory)])
-    return out
+    a = node.attrs
+    return _alike_out(lw, node, lw.lib.dnnl_lrn_forward_primitive_desc_create, capi.LRN_ACROSS_CHANNELS,
+                      a.size, a.alpha, a.beta, a.k)
 
 
 def view(lw: Lowering, node: Node) -> Value:
@@ -266,18 +257,17 @@ def pad(lw: Lowering, node: Node) -> Value:
     top, left = a.pads[0], a.pads[1]
     shape = lw.type(node.name)
     fill, dt = a.value, lw.dt
-    if on_codes:
+    if on_codes:  # the value's code by quantize_linear's own rule, + 128 where the codes are held as uint8
         q = on_codes.quantize[0]
-        dt, zero = quant_rules.codes(lw, q.name, q.attrs)
-        lo, hi = (0, 255) if dt == capi.U8 else (-128, 127)
-        fill = float(np.clip(np.rint(np.float32(a.value) / np.float32(q.attrs.scale[0])) + zero[0], lo, hi))
+        dt = quant_rules.codes(lw, q.name, q.attrs)[0]
+        code = ops.get("quantize_linear").reference(q.attrs, np.array([a.value], np.float32))[0]
+        fill = float(code) + (128 if q.name in lw.shifted else 0)
     out = lw.const(np.full(shape, fill, np.float32), dt, lw.layout(shape))
     inner = lw.engine.submemory(out.md, x.shape, (0, 0, top, left))
     prim = lw.primitive(lw.lib.dnnl_reorder_primitive_desc_create, x.md, lw.engine.engine, inner,
                         lw.engine.engine, None, what="a pad")
     lw.step(prim, [(capi.FROM, x.memory), (capi.TO, lw.engine.memory(inner, out.buffer))])
-    for reader in on_codes.quantize if on_codes else ():
-        lw.coded[reader.name] = node.name
+    lw.writes_codes(on_codes.quantize if on_codes else (), node.name)
     return out
 
 
