@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from convbench.cli import main
@@ -65,3 +66,35 @@ def test_a_model_with_an_op_without_a_vjp_is_one_error_naming_node_and_op(capsys
     code = main(["check", "--mode", "train", "-m", "lenet5", "-b", "numpy", "--batch", "2", "--image-size", "32"])
     err = capsys.readouterr().err
     assert code == 2 and "(tanh)" in err and "without a VJP" in err, err
+
+
+@pytest.mark.parametrize("gradient_too", [True, False])
+def test_the_update_is_judged_on_the_backends_own_gradients(monkeypatch, gradient_too):
+    """A gradient error its bound allows (the floor: a ReLU that flips at float32 resolution) is not judged a second
+    time on the parameter after the step; a parameter after the step that its gradient does not explain fails."""
+    from convbench.backends import registry
+    from convbench.backends.correctness import tolerance
+    from convbench.testing import train_check
+
+    name, lr = "c1.bias", 0.05  # the smallest trained tensor after the step: where lr × a gradient error shows most
+    tol = tolerance("float32", "train")
+    real = train_check.backend_step
+    seen: dict[str, float] = {}
+
+    def shifted(*args, **kwargs):
+        loss, grads, after = real(*args, **kwargs)
+        scale = max(float(np.abs(g).max()) for g in grads.values())
+        delta = 0.9 * (tol.rtol * float(np.abs(grads[name]).max()) + tol.atol * scale)  # inside the gradient's bound
+        seen.update(delta=delta, after=float(np.abs(after[name]).max()))
+        d = np.zeros_like(grads[name])
+        d[0] = delta
+        # SGD's first step moves p by −lr·(g + wd·p): a gradient δ larger moves it lr·δ further
+        return loss, {**grads, name: grads[name] + d} if gradient_too else grads, {**after, name: after[name] - lr * d}
+
+    monkeypatch.setattr(train_check, "backend_step", shifted)
+    r = train_check.run_train_case(registry.get("numpy"), "lenet5", 2, 32)
+    assert lr * seen["delta"] > 1.5 * tol.rtol * seen["after"]  # the old judgement (the reference's update) failed it
+    if gradient_too:
+        assert r.status == "pass", r.message
+    else:
+        assert r.status == "fail" and f"{name} after the step" in r.message, r.message
