@@ -190,11 +190,8 @@ class OpenVinoBackend(TemplateBackend):
                 raise UnsupportedDtypeError(f"openvino backend: dtype {opts.dtype} runs precision {wanted!r}, not "
                                             f"option precision={opts.precision!r}")
             opts = dataclasses.replace(opts, precision=wanted)
-        if opts.precision not in self.precisions(device):  # unsupported here, as a dtype a backend lacks is
-            raise UnsupportedDtypeError(
-                f"openvino backend: option precision={opts.precision!r} is not supported on {device} "
-                f"({core.get_property(device, 'FULL_DEVICE_NAME')}); it offers {', '.join(self.precisions(device))}")
-        _check_cache_dir(opts.cache_dir)
+        # what the graph and the precision say together comes before what this device offers: the same bad pair
+        # is the same error on every CPU (a quantized graph at bf16 is refused as such where the CPU has no bf16 too)
         quantized = is_quantized(graph)
         if opts.precision == "int8" and not quantized:
             raise BackendError(f"openvino backend: option precision='int8' needs a quantized graph (QDQ nodes: "
@@ -202,6 +199,11 @@ class OpenVinoBackend(TemplateBackend):
         if quantized and opts.precision not in ("int8", "f32"):  # judged by the QDQ arithmetic, the rest in f32
             raise UnsupportedDtypeError(f"openvino backend: {graph.name} is quantized (QDQ nodes): its unquantized "
                                         f"parts run f32 (precision 'int8' or 'f32'), not {opts.precision!r}")
+        if opts.precision not in self.precisions(device):  # unsupported here, as a dtype a backend lacks is
+            raise UnsupportedDtypeError(
+                f"openvino backend: option precision={opts.precision!r} is not supported on {device} "
+                f"({core.get_property(device, 'FULL_DEVICE_NAME')}); it offers {', '.join(self.precisions(device))}")
+        _check_cache_dir(opts.cache_dir)
         return opts, device, quantized
 
     def config(self, opts: OpenVinoOptions) -> dict[str, Any]:
