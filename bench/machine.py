@@ -8,6 +8,7 @@ convbench's own the same way (bench/ imports nothing from the package's face).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -27,8 +28,10 @@ PACKAGES = ("numpy", "scipy", "torch", "triton", "apache-tvm", "onnxruntime", "o
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _cpuinfo() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or platform.machine(), []
+@functools.cache
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and every feature flag /proc/cpuinfo lists (empty where there is none)."""
+    model, flags = platform.processor() or platform.machine(), frozenset()
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -39,9 +42,27 @@ def _cpuinfo() -> tuple[str, list[str]]:
         if key in ("model name", "Model") and value.strip():
             model = value.strip()
         elif key in ("flags", "Features") and not flags:
-            have = set(value.split())
-            flags = [f for f in FLAGS_OF_INTEREST if f in have]
+            flags = frozenset(value.split())
     return model, flags
+
+
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags, as /proc/cpuinfo spells them (avx2, avx512_vnni, amx_int8 …)."""
+    return _cpuinfo()[1]
+
+
+# x86's int8 dot products that sum u8×s8 products exactly in int32. Without them (AVX2, AVX-512 before Cascade
+# Lake) every CPU engine multiplies with VPMADDUBSW, which adds two adjacent u8×s8 products into a *saturating*
+# int16: 255·127·2 = 64770 overflows 32767, so a full-range int8 weight is not the QDQ graph's arithmetic there.
+X86_INT8_DOT = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def int8_pairs_saturate() -> bool:
+    """Whether this is an x86 CPU whose int8 kernels saturate pairs of u8×s8 products (no VNNI/AMX): ONNX
+    Runtime's quantization guide's reason for ``reduce_range`` (7-bit weights), measured here on a Zen 3 with
+    oneDNN, ONNX Runtime, OpenVINO and torch alike."""
+    flags = cpu_flags()
+    return "sse2" in flags and not any(f in flags for f in X86_INT8_DOT)
 
 
 def _version(name: str) -> str | None:
@@ -80,7 +101,8 @@ def fingerprint(name: str | None = None) -> dict[str, Any]:
     """Hardware, OS and software of this machine. ``name`` overrides the host name (to label a machine)."""
     import psutil
 
-    cpu, flags = _cpuinfo()
+    cpu, all_flags = _cpuinfo()
+    flags = [f for f in FLAGS_OF_INTEREST if f in all_flags]
     commit = _git("rev-parse", "HEAD")
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     hw = {

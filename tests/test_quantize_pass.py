@@ -10,8 +10,8 @@ import pytest
 from convbench.backends.numpy_ref import BACKEND as NUMPY
 from convbench.ir.builder import GraphBuilder
 from convbench.ir.errors import IRError
-from convbench.ir.passes import run_pipeline
-from convbench.ir.passes.quantize import BIAS_MAX, WEIGHT_MAX, is_quantized, quantize_graph
+from convbench.ir.passes import quantize, run_pipeline
+from convbench.ir.passes.quantize import BIAS_MAX, is_quantized, quantize_graph, weight_max
 from convbench.models import init_params
 
 
@@ -36,16 +36,17 @@ def net():
     return g, init_params(g, seed=3)
 
 
-def test_placement_weights_biases_and_activations(net):
+@pytest.mark.parametrize("bits", [8, 7])
+def test_placement_weights_biases_and_activations(net, bits):
     g, p = net
-    qg, qp = quantize_graph(g, p, calib())
+    qg, qp = quantize_graph(g, p, calib(), weight_bits=bits)
     ops = {n.name: n for n in qg.nodes}
     assert "bn1" not in ops and not any(n.op == "batch_norm" for n in qg.nodes)  # folded before quantizing
     for conv in ("c1", "c2", "fc"):
         x, w, bias = ops[conv].inputs
         assert ops[x].op == ops[w].op == ops[bias].op == "dequantize_linear"
         wq = ops[w].inputs[0]
-        assert qg.params[wq].dtype == "int8" and qp[wq].dtype == np.int8 and np.abs(qp[wq]).max() == WEIGHT_MAX
+        assert qg.params[wq].dtype == "int8" and qp[wq].dtype == np.int8 and np.abs(qp[wq]).max() == weight_max(bits)
         assert ops[w].attrs.axis == 0 and len(ops[w].attrs.scale) == qg.params[wq].shape[0]
         assert set(ops[w].attrs.zero_point) == {0}  # symmetric per output channel
         bq = ops[bias].inputs[0]
@@ -180,3 +181,19 @@ def test_a_zero_pad_and_a_max_pool_quantize_their_output_as_their_input():
     assert attrs[x] == attrs[pad] == attrs[pool]
     avg = next(n.name for n in qg.nodes if n.op == "avg_pool2d")
     assert attrs[avg] != attrs[y]
+
+
+@pytest.mark.parametrize(("flags", "bits"), [
+    ({"sse2", "avx2"}, 7),  # a Zen 3: VPMADDUBSW's int16 pairs saturate at 8-bit weights
+    ({"sse2", "avx2", "avx512f", "avx512_vnni"}, 8), ({"sse2", "avx2", "avx_vnni"}, 8),
+    ({"sse2", "amx_int8"}, 8), ({"asimd", "asimddp"}, 8)])  # an aarch64 CPU: no VPMADDUBSW
+def test_the_default_weight_width_is_what_the_cpu_computes_exactly(net, monkeypatch, flags, bits):
+    from convbench.bench import machine
+
+    monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset(flags))
+    assert quantize.host_weight_bits() == bits
+    g, p = net
+    qg, qp = quantize_graph(g, p, calib())
+    assert max(int(np.abs(qp[k]).max()) for k, t in qg.params.items() if t.dtype == "int8") == weight_max(bits)
+    with pytest.raises(IRError, match="weight_bits must be one of"):
+        quantize_graph(g, p, calib(), weight_bits=4)

@@ -9,7 +9,10 @@ function. What it makes (the ops are ir/ops/quantize_linear.py and dequantize_li
   pipeline, so the QDQ graph stays in ONNX's vocabulary (Conv, Gemm, Add between Q/DQ pairs, the patterns ONNX
   Runtime fuses into QLinearConv / QGemm / QLinearAdd) and `passes.fuse` never crosses a q/dq pair.
 - Weights of every contraction (conv2d, linear, and the fused forms if given a fused graph): symmetric per output
-  channel int8 (axis 0, zero point 0, scale = max|w_c| / 127, so the codes lie in [-127, 127]; raised where the
+  channel int8 (axis 0, zero point 0, scale = max|w_c| / 127, so the codes lie in [-127, 127]; with
+  ``weight_bits=7``, ONNX Runtime's ``reduce_range``, max|w_c| / 63 and [-63, 63]: the default on an x86 CPU
+  without VNNI/AMX, whose int8 kernels add pairs of u8×s8 products in a saturating int16, so that a full-range
+  weight is not the graph's arithmetic there — 2·255·63 = 32130 fits, 2·255·127 does not; raised where the
   bias would need an int32 code above 2^24, i.e. only for channels whose weights are ~0) stored as an
   int8 parameter ``"{w}_quantized"`` read by a dequantize_linear node ``"{w}_dequantized"``. Their biases:
   int32 with scale s_x · s_w[c] (zero point 0), as ORT's QDQ Conv/Gemm fusion wants them (a float bias would
@@ -62,7 +65,22 @@ MOVERS = frozenset({"pad", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "f
 # as the input is, so quantize(dequantize(q)) = q and an engine may move the codes themselves (ORT's quantizer
 # does the same: quantize_output_same_as_input); a separate calibration of the output would requantize them
 SHARED = frozenset({"pad", "max_pool2d", "flatten", "reshape"})
-WEIGHT_MAX = 127  # symmetric int8 weights use [-127, 127]: negating a code never overflows
+WEIGHT_BITS = (7, 8)
+
+
+def weight_max(bits: int) -> int:
+    """The largest symmetric weight code: [-127, 127] at 8 bits (negating a code never overflows), [-63, 63] at 7."""
+    return 2 ** (bits - 1) - 1
+
+
+def host_weight_bits() -> int:
+    """The weight width whose int8 arithmetic this machine's CPU engines compute exactly: 7 on an x86 CPU whose
+    int8 kernels saturate u8×s8 pairs (`bench.machine.int8_pairs_saturate`: no VNNI/AMX), else 8."""
+    from ...bench.machine import int8_pairs_saturate  # the one reader of the CPU's flags (a leaf module)
+
+    return 7 if int8_pairs_saturate() else 8
+
+
 # |int32 bias code| ≤ 2^24: float32 holds every such integer exactly (parameters are float32 in most backends until
 # they are cast back), and a channel whose weights are ~0 (after BN folding) cannot overflow int32
 BIAS_MAX = 2.0**24
@@ -162,15 +180,17 @@ def activation_attrs(lo: float, hi: float, dtype: str, symmetric: bool = False) 
     return QuantAttrs((scale,), (zp,), dtype=dtype)
 
 
-def weight_codes(w: np.ndarray, min_scale: np.ndarray | None = None) -> tuple[np.ndarray, QuantAttrs]:
-    """Symmetric per-output-channel int8 codes of ``w`` (axis 0) and their attributes; ``min_scale`` (per channel)
-    raises a scale where the bias needs it (`bias_min_scale`)."""
-    absmax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / WEIGHT_MAX
+def weight_codes(w: np.ndarray, min_scale: np.ndarray | None = None, bits: int = 8
+                 ) -> tuple[np.ndarray, QuantAttrs]:
+    """Symmetric per-output-channel int8 codes of ``w`` (axis 0) in ``bits`` bits and their attributes;
+    ``min_scale`` (per channel) raises a scale where the bias needs it."""
+    top = weight_max(bits)
+    absmax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / top
     if min_scale is not None:
         absmax = np.maximum(absmax, min_scale)
     scale = np.where(absmax > 0, absmax, 1.0).astype(np.float32)
     s = scale.astype(np.float64).reshape(-1, *([1] * (w.ndim - 1)))
-    codes = np.clip(np.rint(w / s), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
+    codes = np.clip(np.rint(w / s), -top, top).astype(np.int8)
     return codes, QuantAttrs(tuple(scale.tolist()), (0,), axis=0)
 
 
@@ -192,9 +212,13 @@ def prepare(graph: Graph, params: Mapping[str, np.ndarray]) -> tuple[Graph, dict
 
 def quantize_graph(graph: Graph, params: Mapping[str, np.ndarray], calibration: Sequence[Batch], *,
                    observer: str = "minmax", percentile: float = 99.99, activations: str = "int8",
-                   symmetric: bool = False) -> tuple[Graph, dict[str, np.ndarray]]:
+                   symmetric: bool = False, weight_bits: int | None = None) -> tuple[Graph, dict[str, np.ndarray]]:
     """The QDQ graph of ``graph`` and its parameters (int8 weights, int32 biases, the rest float32), calibrated on
-    ``calibration``: a sequence of batches, each an array (one-input graphs) or one array per graph input."""
+    ``calibration``: a sequence of batches, each an array (one-input graphs) or one array per graph input.
+    ``weight_bits``: 8 or 7 (None: `host_weight_bits`, what this machine computes exactly)."""
+    bits = host_weight_bits() if weight_bits is None else weight_bits
+    if bits not in WEIGHT_BITS:
+        raise IRError(f"quantize: weight_bits must be one of {WEIGHT_BITS}, got {weight_bits!r}")
     if activations not in ACTIVATIONS:
         raise IRError(f"quantize: activations must be one of {ACTIVATIONS}, got {activations!r}")
     if any(n.op in ("quantize_linear", "dequantize_linear") for n in graph.nodes):
@@ -247,7 +271,7 @@ def quantize_graph(graph: Graph, params: Mapping[str, np.ndarray], calibration: 
                     # the weight scale must keep this reader's bias codes within BIAS_MAX (s_b = s_x · s_w)
                     floor = (np.abs(p64[r.bias]) / (act[node.inputs[0]].scale[0] * BIAS_MAX)
                              if r.bias is not None else None)
-                    codes, weights[r.weight] = weight_codes(p64[r.weight], floor)
+                    codes, weights[r.weight] = weight_codes(p64[r.weight], floor, bits)
                     done[r.weight] = dq_param(r.weight, codes, weights[r.weight])
                 mapping[r.weight] = done[r.weight]
             if r.bias is not None:  # per reader: its scale is this reader's input scale times the weight's
