@@ -85,7 +85,7 @@ def group_key(case: Case) -> str:
     """The workload a group shares: everything of the case id but the backend."""
     key = f"{case.model}@{case.image_size}/b{case.batch}/{case.dtype}/t{case.threads}"
     return key + "".join(f"/{v}" for v, default in ((case.mode, "inference"), (case.input, "random"))
-                         if v != default)
+                         if v != default) + (f"/int8[{case.int8}]" if case.int8 else "")
 
 
 def groups(cases: Sequence[Case]) -> dict[str, list[Case]]:

@@ -49,10 +49,14 @@ def default_threads() -> int:
 
 def plan(models: Sequence[str], backends: Sequence[str | BackendSpec], batches: Sequence[int],
          dtypes: Sequence[str], image_sizes: Sequence[str] = ("full",), threads: int | None = None,
-         input: str = "random", mode: str = "inference") -> list[Case]:
+         input: str = "random", mode: str = "inference", int8: str = "") -> list[Case]:
     """Every (model, size, backend, batch, dtype), duplicates removed, in a stable order. Backend specs are
     parsed (`specs.parse_backend`: unknown names and bad options fail here, before anything runs); with
-    ``input="real"`` a model without pretrained weights, or a batch beyond the photographs, fails here too."""
+    ``input="real"`` a model without pretrained weights, or a batch beyond the photographs, fails here too.
+    ``int8``: the quantization spec of the int8 cases (`models.calibration.int8_spec`; a bad one fails here)."""
+    from ..models.calibration import int8_spec, parse_int8
+
+    int8 = int8_spec(parse_int8(int8))
     threads = threads or default_threads()
     specs = [b if isinstance(b, BackendSpec) else parse_backend(b) for b in backends]
     if any(b < 1 for b in batches):
@@ -66,7 +70,7 @@ def plan(models: Sequence[str], backends: Sequence[str | BackendSpec], batches: 
                         if input == "real":
                             check_real_input(model, batch)
                         case = Case(model, size, spec.label, batch, dtype, threads, spec.name, dict(spec.options),
-                                    input, mode)
+                                    input, mode, int8 if dtype == "int8" else "")
                         cases.setdefault(case.id, case)
     return list(cases.values())
 
@@ -120,15 +124,19 @@ class References:
         self.sweep, self.dir = sweep, workdir / "ref"
         self.dir.mkdir()
         self.done: dict[tuple[str, int, int, str, str], tuple[str | None, str | None]] = {}
+        self.int8: dict[str, str] = {}  # quantization spec -> its reference files' tag
 
     def get(self, case: Case, on_event: Event) -> tuple[str | None, str | None]:
-        graph = "int8" if case.dtype == "int8" else "float"  # every float dtype is judged against one reference
+        # every float dtype is judged against one reference, each int8 quantization against its own
+        graph = f"int8-{len(self.int8)}" if case.dtype == "int8" else "float"
+        graph = self.int8.setdefault(case.int8, graph) if case.dtype == "int8" else graph
         key = (case.model, case.image_size, case.batch, case.input, graph)
         if key not in self.done:
             on_event("reference", case, None)
             path = self.dir / f"{case.model}@{case.image_size}-b{case.batch}-{case.input}-{graph}.npy"
             job = {"kind": "reference", "model": case.model, "image_size": case.image_size, "batch": case.batch,
-                   "input": case.input, "path": str(path), "dtype": "int8" if graph == "int8" else "float32"}
+                   "input": case.input, "path": str(path), "dtype": "int8" if case.dtype == "int8" else "float32",
+                   "int8": case.int8}
             child = run_child(WORKER, job, child_env(case.threads, ()), self.sweep.timeout_s, self.dir)
             ok = child.status == "ok" and path.exists()
             self.done[key] = (str(path), None) if ok else (None, f"{child.status}: {child.result.get('message')}")

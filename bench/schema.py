@@ -58,6 +58,9 @@ class Case:
     options: dict[str, Any] = field(default_factory=dict, compare=False)
     input: str = "random"  # one of INPUTS: seeded random weights and input, or pretrained weights on photographs
     mode: str = "inference"  # one of MODES: a forward call, or a whole train step (bench/train_case.py)
+    # dtype int8: how the graph is quantized, "observer=minmax,views=8,weight_bits=7" (models.calibration.int8_spec;
+    # "" takes the defaults: the percentile observer, 4 views a photograph, the host's weight width)
+    int8: str = ""
 
     def __post_init__(self) -> None:
         if self.input not in INPUTS:
@@ -79,6 +82,8 @@ class Case:
             del d["input"]
         if d["mode"] == "inference":  # and so do inference records
             del d["mode"]
+        if not d["int8"]:  # and every case quantized with the defaults
+            del d["int8"]
         return d
 
 
@@ -86,7 +91,8 @@ def case_id(case: dict[str, Any]) -> str:
     """The key a case is matched by (resume, compare): every field that changes what is measured."""
     return (f"{case['model']}@{case['image_size']}/{case['backend']}/b{case['batch']}/{case['dtype']}"
             f"/t{case['threads']}" + ("" if case.get("input", "random") == "random" else f"/{case['input']}")
-            + ("" if case.get("mode", "inference") == "inference" else f"/{case['mode']}"))
+            + ("" if case.get("mode", "inference") == "inference" else f"/{case['mode']}")
+            + (f"/int8[{case['int8']}]" if case.get("int8") else ""))
 
 
 def _finite(o: Any) -> Any:

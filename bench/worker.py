@@ -40,16 +40,16 @@ __all__ = ["SEED", "load_factory", "main", "reference_output", "run_case", "run_
 
 
 def reference_output(model: str, image_size: int, batch: int, input: str = "random",
-                     dtype: str = "float32") -> np.ndarray:
+                     dtype: str = "float32", int8: str = "") -> np.ndarray:
     """The float64 NumPy reference output of a workload on the sweep's deterministic input and parameters (of its
     quantized graph for dtype int8: the same QDQ graph the case's child makes)."""
-    return reference(make_workload(model, batch, image_size, input=input, dtype=dtype))
+    return reference(make_workload(model, batch, image_size, input=input, dtype=dtype, int8=int8))
 
 
 def run_reference(job: dict[str, Any]) -> dict[str, Any]:
     """Compute a workload's reference once per sweep, in its own child (its time and memory are not a case's)."""
     ref = reference_output(job["model"], job["image_size"], job["batch"], job.get("input", "random"),
-                           job.get("dtype", "float32"))
+                           job.get("dtype", "float32"), job.get("int8", ""))
     path = Path(job["path"])
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
     np.save(tmp, ref)
@@ -124,7 +124,8 @@ def run_case(job: dict[str, Any]) -> dict[str, Any]:
     if why:
         return {"status": "unsupported", "message": why}
 
-    w = make_workload(case.model, case.batch, case.image_size, input=case.input, dtype=case.dtype)
+    w = make_workload(case.model, case.batch, case.image_size, input=case.input, dtype=case.dtype,
+                      int8=case.int8)
     s = summarize(w.float_graph or w.graph)  # an int8 graph's Q/DQ nodes are not the model's work
     out["model_info"] = {k: v for k, v in s.to_dict(layers=False).items() if k not in ("model", "input_shape")}
     out["model_info"]["nodes"] = len(w.graph.nodes)
@@ -279,7 +280,8 @@ def serve_case(job: dict[str, Any]) -> dict[str, Any]:
     case = Case(**job["case"])
     if case.mode != "inference":
         return {"status": "unsupported", "message": f"interleaved timing runs inference cases, not mode {case.mode!r}"}
-    w = make_workload(case.model, case.batch, case.image_size, input=case.input, dtype=case.dtype)
+    w = make_workload(case.model, case.batch, case.image_size, input=case.input, dtype=case.dtype,
+                      int8=case.int8)
     s = summarize(w.graph)
     ready: dict[str, Any] = {"status": "ok", "message": "", "model_info": {
         **{k: v for k, v in s.to_dict(layers=False).items() if k not in ("model", "input_shape")},

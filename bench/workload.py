@@ -56,16 +56,17 @@ def check_real_input(model: str, batch: int) -> None:
 
 
 def make_workload(model: str, batch: int, image_size: int | None, seed: int = SEED,
-                  input: str = "random", dtype: str = "float32") -> Workload:
+                  input: str = "random", dtype: str = "float32", int8: str = "") -> Workload:
     """``image_size=None`` is the architecture's own size. ``dtype="int8"``: the graph quantized
     (`models.calibration.quantize_model`: calibrated on seeded views of the photographs, deterministic, so every
-    process of a sweep quantizes a workload to the same QDQ graph)."""
+    process of a sweep quantizes a workload to the same QDQ graph), with ``int8``'s settings
+    (`models.calibration.parse_int8`)."""
     w = _float_workload(model, batch, image_size, seed, input)
     if dtype != "int8":
         return w
-    from ..models.calibration import quantize_model
+    from ..models.calibration import parse_int8, quantize_model
 
-    graph, params, settings = quantize_model(w.graph, w.params, model, inputs=[w.input])
+    graph, params, settings = quantize_model(w.graph, w.params, model, inputs=[w.input], **parse_int8(int8))
     return Workload(graph, params, w.input, w.labels, settings, w.graph, w.params)
 
 

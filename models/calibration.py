@@ -11,11 +11,43 @@ from typing import Any
 import numpy as np
 
 from ..ir.graph import Graph
-from ..ir.passes.quantize import host_weight_bits, quantize_graph
+from ..ir.passes.quantize import OBSERVERS, WEIGHT_BITS, host_weight_bits, quantize_graph
 
 CALIBRATION_SEED = 1  # accuracy views use seed 0 (models.images.views' default)
 CALIBRATION_VIEWS = 4  # per photograph: 32 views of the 8 photographs (2 per photo: one view of 65 worse, lite0)
 OBSERVER = "percentile"  # efficientnet_lite0 on ORT, 4 views/photo: 96.9 % top-1 agreement, minmax 95.4 %
+
+
+# the settings ``--int8`` takes (`parse_int8`), each with how its value is read and checked
+INT8_KEYS = {"observer": f"one of {', '.join(OBSERVERS)}", "views": "calibration views a photograph, 1-64",
+             "weight_bits": f"one of {', '.join(map(str, WEIGHT_BITS))}"}
+
+
+def parse_int8(spec: str) -> dict[str, Any]:
+    """``"observer=minmax,views=8,weight_bits=7"`` → `quantize_model`'s keywords ("" → none: the defaults). A bad
+    key or value is one ValueError naming it and what it may be."""
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, eq, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or key not in INT8_KEYS:
+            raise ValueError(f"int8 setting {part!r}: expected KEY=VALUE with KEY one of {', '.join(INT8_KEYS)}")
+        if key in out:
+            raise ValueError(f"int8 setting {key!r} is given twice")
+        if key == "observer" and value in OBSERVERS:
+            out[key] = value
+        elif key == "views" and value.isdigit() and 1 <= int(value) <= 64:
+            out[key] = int(value)
+        elif key == "weight_bits" and value.isdigit() and int(value) in WEIGHT_BITS:
+            out[key] = int(value)
+        else:
+            raise ValueError(f"int8 setting {key}={value!r}: {key} must be {INT8_KEYS[key]}")
+    return out
+
+
+def int8_spec(settings: dict[str, Any]) -> str:
+    """The canonical spelling of `parse_int8`'s result (keys in INT8_KEYS' order): what a case id carries."""
+    return ",".join(f"{k}={settings[k]}" for k in INT8_KEYS if k in settings)
 
 
 def is_image_graph(graph: Graph) -> bool:
