@@ -363,7 +363,15 @@ def _conv_relu_task(name: str, shape: tuple[int, ...], cout: int, seed: int):
     return g, params, x, cb.backends.get("numpy").compile(g, params, dtype="float64")(x.astype(np.float64))
 
 
-@pytest.mark.slow  # MetaSchedule tuning: minutes
+@pytest.fixture
+def small_search(monkeypatch):
+    """The tuning tests check the workflow, not the search: MetaSchedule's population of 512, evolved 4 times through
+    the cost model, was ~60 s of each one- or two-trial tuning run on a 2-core Zen 3 (a population of 16: 2 s)."""
+    monkeypatch.setattr(tvm_tune, "POPULATION", 16)
+
+
+@pytest.mark.slow  # MetaSchedule tuning: a minute or two (the workers' start, TVM's import in each, the builds)
+@pytest.mark.usefixtures("small_search")
 def test_tune_measures_candidates_keeps_them_and_a_later_compile_reuses_them(tmp_path):
     """The real MetaSchedule path on a one-task graph: workers start (with the fast tensor_intrin import),
     candidates are built and measured, the database and manifest are written, and a compile that names the
@@ -383,6 +391,7 @@ def test_tune_measures_candidates_keeps_them_and_a_later_compile_reuses_them(tmp
 
 
 @pytest.mark.slow  # MetaSchedule tuning: minutes
+@pytest.mark.usefixtures("small_search")
 def test_tuning_starts_from_the_hand_written_schedules(tmp_path):
     """Before searching, tuning measures the hand-written schedule of each task into the database's hand/ folder;
     a compile queries both and takes the faster record, so tuning never makes a function slower than the

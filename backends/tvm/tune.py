@@ -31,6 +31,10 @@ TARGET_FIELDS = ("kind", "mcpu", "num-cores", "arch")  # what a tuned schedule's
 
 
 HAND = "hand"  # subfolder: a database of the hand-written schedules' measured records (see seed_hand_schedules)
+# The evolutionary search's population (MetaSchedule's default): it samples and evolves this many candidates per
+# task and round through the cost model whatever the trials, the fixed part of a round (budget.FIXED_SHARE); a
+# test that tunes a trial or two to check the workflow, not the search, makes it smaller.
+POPULATION = 512
 
 
 @dataclass
@@ -170,7 +174,10 @@ def tune(mod: Any, target: dict[str, Any], database: Any, work_dir: Path, *, tri
     per_task = trials_per_task if trials_per_task is not None else (math.ceil(trials / len(tasks)) if trials else 64)
     total = trials or per_task * len(tasks)
     _drop_unnamed_log_handlers()
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(work_dir), seed=seed)
+    strategy = ms.search_strategy.EvolutionarySearch(population_size=POPULATION,
+                                                     init_min_unmeasured=min(50, POPULATION))
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(work_dir),
+                                                                              strategy=strategy, seed=seed)
     builder, runner = _workers(build_timeout_s, run_timeout_s)
     seeded = 0 if hand_database is None else seed_hand_schedules(contexts, target, hand_database, builder, runner)
     before = len(database)
