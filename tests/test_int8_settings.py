@@ -48,8 +48,8 @@ def test_the_settings_reach_the_quantizer():
 
 def test_the_cli_runs_and_records_them_and_refuses_them_without_int8(tmp_path, capsys):
     out = tmp_path / "r.jsonl"
-    code = main(["run", "-m", "lenet5", "-b", "onnxruntime", "--dtype", "int8", "--int8", "weight_bits=7", "--batch", "2",
-                 "--max-time", "0.05", "--warmup", "0", "-o", str(out)])
+    code = main(["run", "-m", "lenet5", "-b", "onnxruntime", "--dtype", "int8", "--int8", "weight_bits=7",
+                 "--batch", "2", "--max-time", "0.05", "--warmup", "0", "-o", str(out)])
     (r,) = read_records(out)
     assert code == 0 and r["case"]["int8"] == "weight_bits=7", json.dumps(r)[:400]
     assert r["model_info"]["quantization"]["weight_bits"] == 7
