@@ -34,7 +34,7 @@ import numpy as np
 from ..backends.base import unavailable_reason
 from .errors import UnsupportedCase
 from .launch import THREAD_VARS, child_main, failure
-from .workload import SEED, compile_options, make_workload, reference
+from .workload import SEED, Workload, compile_options, make_workload, reference
 
 __all__ = ["SEED", "load_factory", "main", "reference_output", "run_case", "run_job", "run_reference", "serve_case"]
 
@@ -44,6 +44,16 @@ def reference_output(model: str, image_size: int, batch: int, input: str = "rand
     """The float64 NumPy reference output of a workload on the sweep's deterministic input and parameters (of its
     quantized graph for dtype int8: the same QDQ graph the case's child makes)."""
     return reference(make_workload(model, batch, image_size, input=input, dtype=dtype, int8=int8))
+
+
+def model_info(w: Workload, s: Any) -> dict[str, Any]:
+    """A record's model_info: the model's counts (``s``, the summary of the float graph: an int8 graph's Q/DQ
+    nodes are not the model's work), the nodes the backend was given, and an int8 graph's quantization settings."""
+    info = {k: v for k, v in s.to_dict(layers=False).items() if k not in ("model", "input_shape")}
+    info["nodes"] = len(w.graph.nodes)
+    if w.quantization is not None:
+        info["quantization"] = w.quantization
+    return info
 
 
 def run_reference(job: dict[str, Any]) -> dict[str, Any]:
@@ -126,11 +136,8 @@ def run_case(job: dict[str, Any]) -> dict[str, Any]:
 
     w = make_workload(case.model, case.batch, case.image_size, input=case.input, dtype=case.dtype,
                       int8=case.int8)
-    s = summarize(w.float_graph or w.graph)  # an int8 graph's Q/DQ nodes are not the model's work
-    out["model_info"] = {k: v for k, v in s.to_dict(layers=False).items() if k not in ("model", "input_shape")}
-    out["model_info"]["nodes"] = len(w.graph.nodes)
-    if w.quantization is not None:
-        out["model_info"]["quantization"] = w.quantization
+    s = summarize(w.float_graph or w.graph)
+    out["model_info"] = model_info(w, s)
     device = backend.device() if hasattr(backend, "device") else "cpu"
     try:
         c = measured_compile(backend, w.graph, w.params, case, device)
@@ -282,10 +289,8 @@ def serve_case(job: dict[str, Any]) -> dict[str, Any]:
         return {"status": "unsupported", "message": f"interleaved timing runs inference cases, not mode {case.mode!r}"}
     w = make_workload(case.model, case.batch, case.image_size, input=case.input, dtype=case.dtype,
                       int8=case.int8)
-    s = summarize(w.graph)
-    ready: dict[str, Any] = {"status": "ok", "message": "", "model_info": {
-        **{k: v for k, v in s.to_dict(layers=False).items() if k not in ("model", "input_shape")},
-        "nodes": len(w.graph.nodes)}}
+    s = summarize(w.float_graph or w.graph)
+    ready: dict[str, Any] = {"status": "ok", "message": "", "model_info": model_info(w, s)}
     baseline = rss_bytes()
     with PhasePeak() as compile_peak:
         built = _serve_build(job, case, w, ready)

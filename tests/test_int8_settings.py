@@ -46,13 +46,17 @@ def test_the_settings_reach_the_quantizer():
     assert codes == {"wide": 127, "narrow": 63}
 
 
-def test_the_cli_runs_and_records_them_and_refuses_them_without_int8(tmp_path, capsys):
+@pytest.mark.parametrize("interleave", [False, True])
+def test_the_cli_runs_and_records_them_and_refuses_them_without_int8(tmp_path, capsys, interleave):
     out = tmp_path / "r.jsonl"
     code = main(["run", "-m", "lenet5", "-b", "onnxruntime", "--dtype", "int8", "--int8", "weight_bits=7",
-                 "--batch", "2", "--max-time", "0.05", "--warmup", "0", "-o", str(out)])
+                 "--batch", "2", "--max-time", "0.05", "--warmup", "0", "-o", str(out)]
+                + (["--interleave", "--rounds", "2", "--round-gap", "0"] if interleave else []))
     (r,) = read_records(out)
     assert code == 0 and r["case"]["int8"] == "weight_bits=7", json.dumps(r)[:400]
-    assert r["model_info"]["quantization"]["weight_bits"] == 7
+    # both ways a record carries the settings, and the model's counts are the float graph's (no Q/DQ nodes)
+    assert r["model_info"]["quantization"]["weight_bits"] == 7 and r["model_info"]["conv_layers"] == 3
+    assert r["model_info"]["nodes"] > 30  # the QDQ graph the backend was given (lenet5 itself has 12)
     capsys.readouterr()
     assert main(["run", "-m", "lenet5", "-b", "numpy", "--int8", "views=2", "-o", str(tmp_path / "x.jsonl")]) == 2
     assert "--dtype float32 has no int8" in capsys.readouterr().err
