@@ -128,8 +128,7 @@ class References:
 
     def get(self, case: Case, on_event: Event) -> tuple[str | None, str | None]:
         # every float dtype is judged against one reference, each int8 quantization against its own
-        graph = f"int8-{len(self.int8)}" if case.dtype == "int8" else "float"
-        graph = self.int8.setdefault(case.int8, graph) if case.dtype == "int8" else graph
+        graph = self.int8.setdefault(case.int8, f"int8-{len(self.int8)}") if case.dtype == "int8" else "float"
         key = (case.model, case.image_size, case.batch, case.input, graph)
         if key not in self.done:
             on_event("reference", case, None)

@@ -25,7 +25,7 @@ from ...ir.passes.int8_patterns import Int8Conv
 from . import capi
 from .capi import dims
 from .code_patterns import Int8Add, alike
-from .lowering import ELTWISE, Lowering, Value
+from .lowering import Lowering, Value
 
 AVX512_CORE = 0x27  # dnnl_cpu_isa_avx512_core: the ISAs below it are SSE4.1 … AVX2-VNNI-2
 
@@ -71,9 +71,7 @@ def int8_conv(lw: Lowering, node: Node, plan: Int8Conv, right_padding: list[int]
         mid = _int8_conv_primitive(lw, node, plan, right_padding, x, b, lw.new((n, o, oh, ow), capi.F32),
                                    None, None, None)
         out = lw.new((n, o, oh, ow), q_dt)
-        attr = capi.Attr(lw.engine)
-        if activation is not None:
-            attr.eltwise(*ELTWISE[activation](None))
+        attr, _ = lw.attr(activation)
         if q is not None:
             attr.eltwise(capi.ELTWISE_LINEAR, 1.0 / q.attrs.scale[0], float(q_zero[0]))
         prim = lw.primitive(lw.lib.dnnl_binary_primitive_desc_create, lw.engine.engine, capi.BINARY_ADD, mid.md,
