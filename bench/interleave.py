@@ -54,7 +54,7 @@ from .runner import (
     todo_cases,
     write_result,
 )
-from .schema import Case
+from .schema import Case, int8_tag
 from .stats import Measurement, summarize
 
 LOADED_MARGIN = 0.5  # a round is loaded when the 1-minute load average exceeds the cores by more than this
@@ -85,7 +85,7 @@ def group_key(case: Case) -> str:
     """The workload a group shares: everything of the case id but the backend."""
     key = f"{case.model}@{case.image_size}/b{case.batch}/{case.dtype}/t{case.threads}"
     return key + "".join(f"/{v}" for v, default in ((case.mode, "inference"), (case.input, "random"))
-                         if v != default) + (f"/int8[{case.int8}]" if case.int8 else "")
+                         if v != default) + int8_tag(case.int8)
 
 
 def groups(cases: Sequence[Case]) -> dict[str, list[Case]]:

@@ -62,6 +62,10 @@ class Profile:
     dtype: str
     graph_median_s: float
     nodes: tuple[NodeTiming, ...]
+    # int8: the settings given (``--int8``, `models.calibration.int8_spec`; "" the defaults) and how the profiled
+    # QDQ graph was quantized (`quantize_model`'s settings, what a sweep's record carries)
+    int8: str = ""
+    quantization: dict[str, Any] | None = None
 
     @property
     def nodes_total_s(self) -> float:
@@ -99,15 +103,15 @@ def _capture(graph: Graph, params: dict[str, np.ndarray], x: np.ndarray) -> dict
 
 def profile(model: str, backend_spec: str, batch: int = 1, image_size: int | None = None,
             dtype: str = "float32", threads: int | None = None, policy: Policy = NODE_POLICY,
-            graph_policy: Policy = GRAPH_POLICY) -> Profile:
+            graph_policy: Policy = GRAPH_POLICY, int8: str = "") -> Profile:
     """Raises `UnsupportedCase` where the backend cannot run the model in ``dtype`` here (the reason as
-    ``check`` and ``run`` word it)."""
+    ``check`` and ``run`` word it). ``int8``: how an int8 graph is quantized, as ``run --int8``."""
     name, raw = split_backend_spec(backend_spec)
     backend = get(name)
     why = unavailable_reason(backend, dtype)
     if why:
         raise UnsupportedCase(why)
-    w = make_workload(model, batch, image_size, dtype=dtype)  # int8: the QDQ graph a sweep would run
+    w = make_workload(model, batch, image_size, dtype=dtype, int8=int8)  # int8: the QDQ graph a sweep would run
     graph, params, x = w.graph, w.params, w.input
     options = compile_options(backend, dtype, threads, typed_options(name, raw))
     try:
@@ -134,7 +138,11 @@ def profile(model: str, backend_spec: str, batch: int = 1, image_size: int | Non
         except Exception as e:  # one node that will not compile alone must not end the profile
             rows.append(NodeTiming(node.name, node.op, out.shape, flops, traffic, None, None, 0,
                                    f"{type(e).__name__}: {e}"[:200]))
-    return Profile(model, backend_spec, batch, graph.inputs["input"].shape[-1], dtype, graph_median, tuple(rows))
+    from ..models.calibration import int8_spec, parse_int8
+
+    spec = int8_spec(parse_int8(int8)) if dtype == "int8" else ""  # as a sweep's case: only int8 carries it
+    return Profile(model, backend_spec, batch, graph.inputs["input"].shape[-1], dtype, graph_median, tuple(rows),
+                   spec, w.quantization)
 
 
 def layer_roofline(prof: Profile, path, peak_gflops: float | None, bandwidth_gbs: float | None) -> None:
@@ -216,15 +224,15 @@ def _counting_openvino() -> Any:
 
 
 def openvino_layers(model: str, batch: int = 1, image_size: int | None = None, threads: int | None = None,
-                    calls: int = 20, warmup: int = 3, dtype: str = "float32") -> OpenVinoLayers:
+                    calls: int = 20, warmup: int = 3, dtype: str = "float32", int8: str = "") -> OpenVinoLayers:
     """OpenVINO's per-layer real time at ``dtype``'s precision (float32: f32 forced; bfloat16/float16: that
-    inference precision; int8: the workload's QDQ graph, as `profile` and ``run`` quantize it), the median of
-    ``calls`` calls after ``warmup``."""
+    inference precision; int8: the workload's QDQ graph, as `profile` and ``run`` quantize it with ``int8``'s
+    settings), the median of ``calls`` calls after ``warmup``."""
     backend = get("openvino")
     why = unavailable_reason(backend, dtype)
     if why:
         raise UnsupportedCase(why)
-    w = make_workload(model, batch, image_size, dtype=dtype)
+    w = make_workload(model, batch, image_size, dtype=dtype, int8=int8)
     counting = _counting_openvino()
     forced = {"precision": "f32"} if dtype == "float32" else {}
     try:

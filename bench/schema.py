@@ -92,7 +92,13 @@ def case_id(case: dict[str, Any]) -> str:
     return (f"{case['model']}@{case['image_size']}/{case['backend']}/b{case['batch']}/{case['dtype']}"
             f"/t{case['threads']}" + ("" if case.get("input", "random") == "random" else f"/{case['input']}")
             + ("" if case.get("mode", "inference") == "inference" else f"/{case['mode']}")
-            + (f"/int8[{case['int8']}]" if case.get("int8") else ""))
+            + int8_tag(case.get("int8", "")))
+
+
+def int8_tag(spec: str) -> str:
+    """An int8 case's quantization settings as its id carries them (`models.calibration.int8_spec`; "" the
+    defaults: nothing), one spelling for run's, check's and the interleaved groups' ids."""
+    return f"/int8[{spec}]" if spec else ""
 
 
 def _finite(o: Any) -> Any:

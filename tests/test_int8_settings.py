@@ -10,6 +10,7 @@ import pytest
 
 from convbench.bench.runner import plan
 from convbench.bench.schema import Case, read_records
+from convbench.bench.stats import Policy
 from convbench.bench.workload import make_workload
 from convbench.cli import main
 from convbench.models.calibration import int8_spec, parse_int8
@@ -62,3 +63,88 @@ def test_the_cli_runs_and_records_them_and_refuses_them_without_int8(tmp_path, c
     assert "--dtype float32 has no int8" in capsys.readouterr().err
     assert main(["run", "-m", "lenet5", "-b", "numpy", "--dtype", "int8", "--int8", "views=x", "-o", str(out)]) == 2
     assert "views must be" in capsys.readouterr().err and len(read_records(out)) == 1  # nothing lost
+
+
+# check and profile take --int8 as run does (commands/_common.py: one argument, one parser); these use lenet5 on
+# onnxruntime, which every environment of the suite has, at batch 2 (a quantization is milliseconds there)
+QUICK = Policy(warmup_s=0, min_time_s=0, max_time_s=0.001, min_samples=3)  # profile's timing is not under test
+
+
+def _codes(params: dict[str, np.ndarray]) -> int:
+    return max(int(np.abs(p).max()) for p in params.values() if p.dtype == np.int8)
+
+
+def test_check_quantizes_its_int8_rows_and_their_reference_with_the_settings(capsys, monkeypatch):
+    from convbench.models import calibration
+    from convbench.testing import quantized
+
+    graphs, references = [], []
+    real_quantize, real_reference = calibration.quantize_graph, quantized.reference_outputs
+
+    def quantize(graph, params, cal, **kw):
+        qg, qp = real_quantize(graph, params, cal, **kw)
+        graphs.append((kw["observer"], kw["weight_bits"], _codes(qp)))
+        return qg, qp
+
+    def reference(graph, params, inputs):
+        references.append(_codes(params))  # the int8 reference is of the graph quantized with the settings
+        return real_reference(graph, params, inputs)
+
+    monkeypatch.setattr(calibration, "quantize_graph", quantize)
+    monkeypatch.setattr(quantized, "reference_outputs", reference)
+    for bits in (8, 7):
+        code = main(["check", "-m", "lenet5", "-b", "onnxruntime", "--dtype", "float32,int8", "--batch", "2",
+                     "--int8", f"weight_bits={bits},observer=minmax", "--json", "-q"])
+        f32, i8 = json.loads(capsys.readouterr().out)
+        assert f32["case_id"] == "lenet5-b2-s32" and "int8" not in f32  # only the int8 row carries the settings
+        assert i8["case_id"] == f"lenet5-b2-s32/int8[observer=minmax,weight_bits={bits}]"
+        assert i8["int8"] == f"observer=minmax,weight_bits={bits}"
+        # 8 bits: ORT's kernels may saturate on a CPU without VNNI (README); what is asserted is what was checked
+        assert code == 0 or (bits == 8 and i8["status"] == "fail"), i8
+    assert graphs == [("minmax", 8, 127), ("minmax", 7, 63)] and references == [127, 63]
+
+
+def test_the_check_table_and_progress_show_the_settings(capsys):
+    assert main(["check", "-m", "lenet5", "-b", "onnxruntime", "--dtype", "int8", "--batch", "2",
+                 "--int8", "weight_bits=7,views=2"]) == 0
+    captured = capsys.readouterr()
+    assert "lenet5-b2-s32/int8[views=2,weight_bits=7] onnxruntime int8: pass" in captured.err
+    assert "views=2,weight_bits=7" in captured.out.splitlines()[1]  # the table's int8 column
+
+
+def test_profile_quantizes_with_the_settings_and_records_them(capsys, monkeypatch):
+    from convbench.backends import get
+    from convbench.bench import profile as bench_profile
+    from convbench.commands import profile as profile_command
+
+    asked = []
+    real_workload, real_measure = bench_profile.make_workload, bench_profile.measure
+
+    def workload(*args, **kw):
+        asked.append(kw.get("int8"))
+        return real_workload(*args, **kw)
+
+    monkeypatch.setattr(bench_profile, "make_workload", workload)  # the profiled graph and OpenVINO's
+    monkeypatch.setattr(profile_command, "make_workload", workload)  # the graph OpenVINO's layers map onto
+    monkeypatch.setattr(bench_profile, "measure", lambda fn, policy: real_measure(fn, QUICK))
+    openvino = get("openvino").available()[0]
+    assert main(["profile", "-m", "lenet5", "-b", "onnxruntime", "--dtype", "int8", "--batch", "2",
+                 "--int8", "weight_bits=7,observer=minmax", "--json"] + (["--openvino"] if openvino else [])) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["int8"] == "observer=minmax,weight_bits=7" and doc["dtype"] == "int8"
+    assert doc["quantization"]["weight_bits"] == 7 and doc["quantization"]["observer"] == "minmax"
+    assert asked == ["observer=minmax,weight_bits=7"] * (3 if openvino else 1)
+    assert ("openvino" in doc) == openvino
+
+
+@pytest.mark.parametrize("command", [["check", "-b", "onnxruntime"], ["profile", "-b", "onnxruntime"]])
+def test_check_and_profile_refuse_int8_settings_as_run_does(capsys, command):
+    def refused(*more: str) -> str:
+        assert main([command[0], "-m", "lenet5", *command[1:], *more]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        return err
+
+    assert "--int8 views=2 says how to quantize, but --dtype float32 has no int8" in refused("--int8", "views=2")
+    assert "--int8: int8 setting 'bits=7': expected KEY=VALUE" in refused("--dtype", "int8", "--int8", "bits=7")
+    assert "weight_bits must be one of 7, 8" in refused("--dtype", "int8", "--int8", "weight_bits=4")

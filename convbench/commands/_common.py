@@ -1,5 +1,6 @@
 """Helpers the subcommands share: argument parsing of lists, ``-b`` and ``--image-size`` (one parser each, in
-convbench.bench.specs, for run, check, passes and profile), JSON and table output."""
+convbench.bench.specs, for run, check, passes and profile), ``--int8`` (models.calibration, for run, check and
+profile), JSON and table output."""
 
 from __future__ import annotations
 
@@ -46,6 +47,28 @@ def add_input_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", choices=("random", "real"), default="random",
                    help="random: seeded random weights and input (default); real: the model's pretrained weights on "
                         "the bundled labelled photographs (batch at most their number), with accuracy metrics")
+
+
+def add_int8_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--int8", default="", metavar="KEY=VALUE,...",
+                   help="how --dtype int8 quantizes: observer=minmax|percentile (percentile), views=N calibration "
+                        "views a photograph (4), weight_bits=8|7 (per-channel symmetric weights; default 7 on an x86 "
+                        "CPU without VNNI, whose int8 kernels saturate at 8 bits, else 8). In the case id and record")
+
+
+def int8_arg(value: str, dtypes: Sequence[str], dtype_flag: str) -> str:
+    """``--int8`` checked and spelled one way (`models.calibration.parse_int8`, `int8_spec`), or one `UsageError`
+    naming the flag: settings with no int8 among ``dtypes`` (``dtype_flag``: --dtype as given) would be ignored."""
+    if not value.strip():
+        return ""
+    if "int8" not in dtypes:
+        raise UsageError(f"--int8 {value} says how to quantize, but --dtype {dtype_flag} has no int8")
+    from ..models.calibration import int8_spec, parse_int8  # the quantizer's imports, only when asked for
+
+    try:
+        return int8_spec(parse_int8(value))
+    except ValueError as e:
+        raise UsageError(f"--int8: {e}") from None
 
 
 def real_batch(input: str) -> str:

@@ -2,6 +2,7 @@
 whole graph's time; ``-o DIR`` also writes profile.json and the per-layer roofline (layers_roofline.png).
 ``--openvino`` puts OpenVINO's own per-layer counters on the same network beside it, mapped to the nodes by name
 (bench/profile.py: map_layers), by layer and by kind of layer (vs_openvino.{json,md,png} in ``-o``).
+``--dtype int8 --int8 KEY=VALUE,…`` quantizes as ``run --int8`` does, both sides alike; the profile records it.
 
 Runs in this process: BLAS thread pools follow OMP_NUM_THREADS/OPENBLAS_NUM_THREADS of the environment.
 Exit 1 when the backend cannot run the model here (not available, a dtype or op it lacks: the reason ``check``
@@ -21,9 +22,20 @@ from ..backends.correctness import TOLERANCES
 from ..bench import plugins
 from ..bench.errors import BenchError, UnsupportedCase
 from ..bench.output import write_atomic
+from ..bench.schema import int8_tag
 from ..bench.workload import make_workload
 from ..cli import UsageError
-from ._common import MAX_THREADS, add_backend_module, backends_arg, image_sizes_arg, in_range, print_json, print_table
+from ._common import (
+    MAX_THREADS,
+    add_backend_module,
+    add_int8_argument,
+    backends_arg,
+    image_sizes_arg,
+    in_range,
+    int8_arg,
+    print_json,
+    print_table,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", default="full",
                    help="one input size: an integer, 'full' (the model's own, default) or 'small'")
     p.add_argument("--dtype", default="float32", choices=list(TOLERANCES))
+    add_int8_argument(p)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--top", type=int, default=20, help="rows to print, slowest first (0 = all)")
     add_backend_module(p)
@@ -59,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     in_range(args.batch, "--batch", 1)
     in_range(args.threads, "--threads", 1, MAX_THREADS)
     in_range(args.top, "--top", 0)
+    int8 = int8_arg(args.int8, [args.dtype], args.dtype)
     out = Path(args.output) if args.output else None
     if out is not None:
         try:
@@ -66,14 +80,14 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise UsageError(f"cannot create {out}: {e.strerror or e}") from None
     try:
-        prof = profile(args.model, spec.label, args.batch, size, args.dtype, args.threads)
+        prof = profile(args.model, spec.label, args.batch, size, args.dtype, args.threads, int8=int8)
     except UnsupportedCase as e:  # nothing to profile: the reason check and run give, not bad input
         print(f"convbench profile: {spec.label} cannot run {args.model} in {args.dtype} here: {e}", file=sys.stderr)
         return 1
     doc = prof.to_dict()
     if args.openvino:
         try:
-            compared = _vs_openvino(args, size, prof, out)
+            compared = _vs_openvino(args, size, int8, prof, out)
         except UnsupportedCase as e:
             print(f"convbench profile: OpenVINO cannot run {args.model} here: {e}", file=sys.stderr)
             return 1
@@ -98,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         "share": "—" if n.median_s is None else f"{n.median_s / prof.nodes_total_s:.1%}",
         "GFLOP/s": "—" if n.gflops is None else f"{n.gflops:.1f}", "FLOP/byte": f"{n.intensity:.1f}",
         "error": n.error,
-    } for n in rows], title=f"{prof.model}@{prof.image_size} b{prof.batch} {prof.dtype} on {prof.backend}")
+    } for n in rows], title=f"{prof.model}@{prof.image_size} b{prof.batch} {prof.dtype}{int8_tag(prof.int8)} on "
+                             f"{prof.backend}")
     print(f"whole graph median {prof.graph_median_s * 1e3:.3f} ms; sum of nodes {prof.nodes_total_s * 1e3:.3f} ms "
           f"({prof.nodes_total_s / prof.graph_median_s:.2f}× the whole graph)")
     if out is not None:
@@ -106,14 +121,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _vs_openvino(args: argparse.Namespace, size: int, prof: Any, out: Path | None) -> dict[str, Any]:
-    """OpenVINO's counters on the same workload, mapped to the profile's nodes; written to ``out`` if given."""
+def _vs_openvino(args: argparse.Namespace, size: int, int8: str, prof: Any, out: Path | None) -> dict[str, Any]:
+    """OpenVINO's counters on the same workload (int8: quantized with the same ``int8`` settings), mapped to the
+    profile's nodes; written to ``out`` if given."""
     from dataclasses import asdict
 
     from ..bench.profile import by_kind, layers_vs_openvino_plot, map_layers, openvino_layers
 
-    ov = openvino_layers(args.model, args.batch, size, args.threads, dtype=args.dtype)
-    graph = make_workload(args.model, args.batch, size, dtype=args.dtype).graph  # int8: the QDQ graph's names
+    ov = openvino_layers(args.model, args.batch, size, args.threads, dtype=args.dtype, int8=int8)
+    # int8: the QDQ graph's names, the graph both sides ran
+    graph = make_workload(args.model, args.batch, size, dtype=args.dtype, int8=int8).graph
     groups = map_layers(graph, prof, ov)
     doc = {"graph_median_s": ov.graph_median_s, "layers_total_s": sum(g.ov_s or 0.0 for g in groups),
            "calls": ov.calls, "groups": [asdict(g) for g in groups], "by_kind": by_kind(groups)}

@@ -21,9 +21,11 @@ from ..cli import UsageError
 from ._common import (
     MAX_THREADS,
     add_backend_module,
+    add_int8_argument,
     add_workload_arguments,
     backends_arg,
     in_range,
+    int8_arg,
     int_list,
     real_batch,
     split_list,
@@ -33,10 +35,7 @@ from ._common import (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_workload_arguments(p, backends="all")
     p.add_argument("--threads", type=int, default=None, help="threads per case (default: physical cores)")
-    p.add_argument("--int8", default="", metavar="KEY=VALUE,...",
-                   help="how --dtype int8 quantizes: observer=minmax|percentile (percentile), views=N calibration "
-                        "views a photograph (4), weight_bits=8|7 (per-channel symmetric weights; default 7 on an x86 "
-                        "CPU without VNNI, whose int8 kernels saturate at 8 bits, else 8). In the case id and record")
+    add_int8_argument(p)
     p.add_argument("--mode", choices=("inference", "train"), default="inference",
                    help="train: time whole train steps (forward, loss, backward, SGD momentum 0.9, weight decay "
                         "1e-4) and check the first against the float64 reference trainer (bench/train_case.py)")
@@ -103,10 +102,9 @@ def build_sweep(args: argparse.Namespace) -> Sweep:
         policy = Policy(warmup_s=args.warmup, min_time_s=min_time, max_time_s=args.max_time,
                         target_iqr_rel=args.target_iqr, time_interpreted=args.time_interpreters)
         sizes = parse_image_sizes(args.image_size)
-        if args.int8 and "int8" not in dtypes:
-            raise UsageError(f"--int8 {args.int8} says how to quantize, but --dtype {args.dtype} has no int8")
+        int8 = int8_arg(args.int8, dtypes, args.dtype)
         cases = plan(model_names, backends, batches, dtypes, sizes, args.threads or default_threads(), args.input,
-                     args.mode, args.int8)
+                     args.mode, int8)
     except (BenchError, ValueError) as e:
         raise UsageError(str(e)) from None
     output = Path(args.output or ("results" if getattr(args, "cluster", None) else "results.jsonl"))

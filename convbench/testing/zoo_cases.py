@@ -14,7 +14,9 @@ from functools import lru_cache
 import numpy as np
 
 from .. import models as zoo
+from ..bench.schema import int8_tag
 from ..ir.graph import Graph
+from ..models.calibration import int8_spec, parse_int8
 from .cases import reference_outputs, rng
 
 SIZES = ("small", "full")
@@ -30,6 +32,8 @@ class ModelCase:
     image_size: int
     seed: int = 0
     input: str = "random"  # "real": pretrained weights on the bundled photographs (bench.workload)
+    # how run_case quantizes it for int8 (models.calibration.int8_spec; "" the defaults), as bench.schema.Case.int8
+    int8: str = ""
 
     @property
     def graph(self) -> Graph:
@@ -84,10 +88,13 @@ def _data(model: str, batch: int, image_size: int, seed: int, input: str = "rand
 
 
 def model_case(model: str, batch: int = 1, image_size: int | None = None, seed: int = 0,
-               input: str = "random") -> ModelCase:
+               input: str = "random", int8: str = "") -> ModelCase:
+    """``int8``: the case of an int8 check, quantized with those settings (`models.calibration.parse_int8`; a bad
+    one is a ValueError here), its id carrying them as `convbench run`'s does; the same arrays as without."""
     size = zoo.spec(model).image_size if image_size is None else int(image_size)
     suffix = "" if input == "random" else f"-{input}"  # random ids unchanged; real ones never collide with them
-    return ModelCase(f"{model}-b{batch}-s{size}{suffix}", model, batch, size, seed, input)
+    spec = int8_spec(parse_int8(int8))
+    return ModelCase(f"{model}-b{batch}-s{size}{suffix}{int8_tag(spec)}", model, batch, size, seed, input, spec)
 
 
 def model_cases(size: str = "small", models: Iterable[str] | None = None, batch: int | None = None) -> list[ModelCase]:
