@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..ir.graph import Graph
-from ..ir.passes.quantize import OBSERVERS, WEIGHT_BITS, host_weight_bits, quantize_graph
+from ..ir.passes.quantize import OBSERVERS, WEIGHT_BITS, WEIGHT_CLIPS, host_weight_bits, quantize_graph
 
 CALIBRATION_SEED = 1  # accuracy views use seed 0 (models.images.views' default)
 CALIBRATION_VIEWS = 4  # per photograph: 32 views of the 8 photographs (2 per photo: one view of 65 worse, lite0)
@@ -20,7 +20,8 @@ OBSERVER = "percentile"  # efficientnet_lite0 on ORT, 4 views/photo: 96.9 % top-
 
 # the settings ``--int8`` takes (`parse_int8`), each with how its value is read and checked
 INT8_KEYS = {"observer": f"one of {', '.join(OBSERVERS)}", "views": "calibration views a photograph, 1-64",
-             "weight_bits": f"one of {', '.join(map(str, WEIGHT_BITS))}"}
+             "weight_bits": f"one of {', '.join(map(str, WEIGHT_BITS))}",
+             "weight_clip": f"one of {', '.join(WEIGHT_CLIPS)}", "bias_correction": "on or off"}
 
 
 def parse_int8(spec: str) -> dict[str, Any]:
@@ -40,6 +41,10 @@ def parse_int8(spec: str) -> dict[str, Any]:
             out[key] = int(value)
         elif key == "weight_bits" and value.isdigit() and int(value) in WEIGHT_BITS:
             out[key] = int(value)
+        elif key == "weight_clip" and value in WEIGHT_CLIPS:
+            out[key] = value
+        elif key == "bias_correction" and value in ("on", "off"):
+            out[key] = value == "on"
         else:
             raise ValueError(f"int8 setting {key}={value!r}: {key} must be {INT8_KEYS[key]}")
     return out
@@ -47,7 +52,10 @@ def parse_int8(spec: str) -> dict[str, Any]:
 
 def int8_spec(settings: dict[str, Any]) -> str:
     """The canonical spelling of `parse_int8`'s result (keys in INT8_KEYS' order): what a case id carries."""
-    return ",".join(f"{k}={settings[k]}" for k in INT8_KEYS if k in settings)
+    def spelled(v: Any) -> str:
+        return ("on" if v else "off") if isinstance(v, bool) else str(v)
+
+    return ",".join(f"{k}={spelled(settings[k])}" for k in INT8_KEYS if k in settings)
 
 
 def is_image_graph(graph: Graph) -> bool:
@@ -70,8 +78,8 @@ def photo_calibration(size: int, preprocess: str, views: int = CALIBRATION_VIEWS
 
 def quantize_model(graph: Graph, params: dict[str, np.ndarray], model: str | None = None,
                    inputs: list[np.ndarray] | None = None, observer: str = OBSERVER,
-                   views: int = CALIBRATION_VIEWS, weight_bits: int | None = None
-                   ) -> tuple[Graph, dict[str, np.ndarray], dict[str, Any]]:
+                   views: int = CALIBRATION_VIEWS, weight_bits: int | None = None, weight_clip: str = "mse",
+                   bias_correction: bool = True) -> tuple[Graph, dict[str, np.ndarray], dict[str, Any]]:
     """What a harness (``convbench run --dtype int8``) calls: the QDQ graph, its parameters and the calibration
     settings a record should carry. An image graph calibrates on the photographs (``model``'s preprocessing),
     anything else on ``inputs``."""
@@ -86,9 +94,12 @@ def quantize_model(graph: Graph, params: dict[str, np.ndarray], model: str | Non
     else:
         raise ValueError(f"quantize_model: {graph.name} is not an image graph; give calibration inputs")
     bits = host_weight_bits() if weight_bits is None else weight_bits
-    qg, qp = quantize_graph(graph, params, cal, observer=observer, weight_bits=bits)
+    qg, qp = quantize_graph(graph, params, cal, observer=observer, weight_bits=bits, weight_clip=weight_clip,
+                            bias_correction=bias_correction)
+    corrected = ", bias corrected" if bias_correction else ""
     return qg, qp, {"observer": observer, "calibration": source, "calibration_views": views, "weight_bits": bits,
-                    "weights": f"int8 symmetric per output channel, {bits} bits",
+                    "weight_clip": weight_clip, "bias_correction": bias_correction,
+                    "weights": f"int8 symmetric per output channel, {bits} bits, {weight_clip} range{corrected}",
                     "activations": "int8 asymmetric per tensor"}
 
 

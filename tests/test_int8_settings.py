@@ -21,7 +21,12 @@ def test_a_spec_is_parsed_checked_and_spelled_one_way():
     assert settings == {"weight_bits": 7, "observer": "minmax", "views": 8}
     assert int8_spec(settings) == "observer=minmax,views=8,weight_bits=7"  # one spelling, whatever the order
     assert parse_int8("") == {} and int8_spec({}) == ""
-    for bad, words in [("observer=entropy", "observer must be one of minmax, percentile"),
+    rounding = parse_int8("bias_correction=off,weight_clip=absmax,views=1")
+    assert rounding == {"bias_correction": False, "weight_clip": "absmax", "views": 1}
+    assert int8_spec(rounding) == "views=1,weight_clip=absmax,bias_correction=off"  # 1 is a count, not "on"
+    for bad, words in [("weight_clip=entropy", "weight_clip must be one of absmax, mse"),
+                       ("bias_correction=yes", "bias_correction must be on or off"),
+                       ("observer=entropy", "observer must be one of minmax, percentile"),
                        ("views=0", "views must be calibration views a photograph, 1-64"),
                        ("weight_bits=4", "weight_bits must be one of 7, 8"), ("bits=7", "KEY one of observer"),
                        ("minmax", "expected KEY=VALUE"), ("views=2,views=3", "'views' is given twice")]:
@@ -45,6 +50,12 @@ def test_the_settings_reach_the_quantizer():
     codes = {w: max(int(np.abs(p).max()) for p in x.params.values() if p.dtype == np.int8)
              for w, x in (("wide", wide), ("narrow", narrow))}
     assert codes == {"wide": 127, "narrow": 63}
+    plain = make_workload("lenet5", 2, None, dtype="int8", int8="weight_bits=8,bias_correction=off")
+    assert wide.quantization["weight_clip"] == "mse" and wide.quantization["bias_correction"] is True
+    assert plain.quantization["bias_correction"] is False
+    kinds = {t: [k for k, v in plain.graph.params.items() if v.dtype == t] for t in ("int8", "int32")}
+    assert all((plain.params[k] == wide.params[k]).all() for k in kinds["int8"])  # the same weights,
+    assert any((plain.params[k] != wide.params[k]).any() for k in kinds["int32"])  # the biases corrected
 
 
 @pytest.mark.parametrize("interleave", [False, True])

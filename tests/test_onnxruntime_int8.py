@@ -95,16 +95,17 @@ def lite0():
     return graph, params, views, labels, ref, photo_calibration(224, pre)
 
 
-# Thresholds from the measurement below (65 views, ORT 1.31.1 on Zen 4): top-1 agreement with float64 ≥ 95 % (the
-# issue's aim; measured 96.9 %, 2 of 65 views differ, with 32 calibration views and the percentile observer; 16
-# views gave 95.4 %), KL ≤ 0.03 nats (measured 0.012), and the photographs' real-label top-1 no worse than
-# float64's less one view of 65 (measured 92.3 % against float64's 90.8 %); every flip a view the float64 model
-# decides by less than 0.25 logits (tests/test_precision_real.py). With 7-bit weights (the default where the CPU's
-# int8 kernels saturate u8×s8 pairs: `quantize.host_weight_bits`; ORT 1.31.1 on Zen 3): in the suite's environment
-# (one BLAS thread, Haswell kernels) 89.2 % (58/65), KL 0.035, real-label top-1 95.4 %, the flipped views' float64
-# margins 0.043, 0.048, 0.052, 0.099, 0.109, 0.300 and 0.645; with default threads 92.3 % (the calibration's float32
-# statistics move). 7 bits cost accuracy a view 0.645 apart shows, so no near-tie bound is asserted there.
-AGREEMENT, KL, NEAR_TIE = (0.95, 0.03, 0.25) if host_weight_bits() == 8 else (0.88, 0.05, np.inf)
+# Thresholds from measurements (65 views, 32 calibration views, the percentile observer, MSE-clipped weights with bias
+# correction, `quantize_graph`'s defaults): top-1 agreement with float64 ≥ 95 % at 8 bits (the issue's aim; 96.9 %
+# measured on Zen 4 before clipping and bias correction, which lowered KL 0.012 → 0.003 on the reference of the
+# quantized graph, Zen 3), KL ≤ 0.01 nats, and the photographs' real-label top-1 no worse than float64's less one view
+# of 65; every flip a view the float64 model decides by less than 0.25 logits (tests/test_precision_real.py). With
+# 7-bit weights (the default where the CPU's int8 kernels saturate u8×s8 pairs: `quantize.host_weight_bits`; ORT
+# 1.31.1 on Zen 3, the suite's environment: one BLAS thread, Haswell kernels): 92.3 % (60/65), KL 0.0105, real-label
+# top-1 93.8 % (float64 90.8 %), the flipped views' float64 margins 0.043-0.099 (before clipping and bias correction
+# 58/65, KL 0.035, a flip at margin 0.645): agreement ≥ 0.92, KL ≤ 0.02.
+AGREEMENT, KL = (0.95, 0.01) if host_weight_bits() == 8 else (0.92, 0.02)
+NEAR_TIE = 0.25
 
 
 @pytest.fixture(scope="module")

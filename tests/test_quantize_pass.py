@@ -197,3 +197,54 @@ def test_the_default_weight_width_is_what_the_cpu_computes_exactly(net, monkeypa
     assert max(int(np.abs(qp[k]).max()) for k, t in qg.params.items() if t.dtype == "int8") == weight_max(bits)
     with pytest.raises(IRError, match="weight_bits must be one of"):
         quantize_graph(g, p, calib(), weight_bits=4)
+
+
+def test_mse_clip_rounds_each_channel_with_no_more_error_than_its_full_range():
+    """Normal, Laplace and Student-t(2) channels of 1152 weights: the heavier the tail, the more clipping pays."""
+    rng = np.random.default_rng(5)
+    w = np.stack([rng.standard_normal((128, 3, 3)), rng.laplace(size=(128, 3, 3)), rng.standard_t(2, (128, 3, 3))])
+    full, fa = quantize.weight_codes(w, bits=7, clip="absmax")
+    mse, ma = quantize.weight_codes(w, bits=7, clip="mse")
+
+    def err(codes, attrs):
+        return ((codes * np.asarray(attrs.scale)[:, None, None, None] - w) ** 2).reshape(3, -1).sum(axis=1)
+
+    assert (err(mse, ma) <= err(full, fa) * (1 + 1e-6)).all() and err(mse, ma)[2] < err(full, fa)[2]
+    ratios = np.asarray(ma.scale) / np.asarray(fa.scale)
+    assert ratios[2] < 1 and all(min(abs(r - c) for c in quantize.CLIP_RATIOS) < 1e-6 for r in ratios)
+    assert np.abs(mse).max() == weight_max(7)
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_mean_shift_is_the_output_shift_of_the_weight_error_on_a_channel_constant_input(groups):
+    rng = np.random.default_rng(groups)
+    error = rng.standard_normal((6, 6 // groups, 3, 2))
+    mean = rng.standard_normal(6)
+    x = np.broadcast_to(mean[None, :, None, None], (2, 6, 7, 5)).copy()
+    b = GraphBuilder("shift", (2, 6, 7, 5))
+    g = b.build(b.conv2d(b.input, 6, (3, 2), groups=groups, bias=False, name="c"))
+    y = NUMPY.compile(g, {"c.weight": error}, dtype="float64")(x)
+    assert np.allclose(y, quantize.mean_shift(error, mean, groups)[None, :, None, None])
+    linear_error = rng.standard_normal((4, 6))
+    assert np.allclose(quantize.mean_shift(linear_error, mean), linear_error @ mean)
+
+
+def test_bias_correction_removes_the_mean_error_the_weights_rounding_adds():
+    """conv (stride 2, dilation 2; no padding, where every tap sees E[x]): each output channel's mean over the
+    calibration batches is off by the weight rounding's Σ Δw·E[x] without the correction; with it, only the
+    activations' rounding is left (measured: max 0.0067 against 0.038). The input's channel means are far from 0,
+    as post-ReLU activations' are."""
+    b = GraphBuilder("bc", (2, 3, 7, 5))
+    g = b.build(b.conv2d(b.input, 4, 3, stride=2, padding=0, dilation=2, name="c"))
+    p = init_params(g, seed=2)
+    cal = [x + np.array([3.0, -2.0, 5.0], np.float32)[None, :, None, None] for x in calib((2, 3, 7, 5), n=4)]
+    ref = np.concatenate([NUMPY.compile(g, p, dtype="float64")(x) for x in cal])
+
+    def mean_error(correct: bool) -> np.ndarray:
+        qg, qp = quantize_graph(g, p, cal, weight_bits=7, weight_clip="absmax", bias_correction=correct)
+        y = np.concatenate([NUMPY.compile(qg, qp, dtype="float64")(x) for x in cal])
+        return np.abs((y - ref).mean(axis=(0, 2, 3)))
+
+    assert mean_error(True).max() < 0.3 * mean_error(False).max()
+    with pytest.raises(IRError, match="weight_clip must be one of"):
+        quantize_graph(g, p, cal, weight_clip="entropy")

@@ -34,6 +34,15 @@ it is twice as fast): "minmax" — the extreme values
 seen; "percentile" — per batch the ``percentile``-th and (100 − percentile)-th percentiles of the value (default
 99.99 %), averaged over the batches, then clipped to the min/max range: one outlier pixel no longer stretches a
 layer's whole scale. The results are the float32-rounded scales `QuantAttrs` stores.
+
+Two refinements of the weights, both on by default (measured on efficientnet_lite0, 65 views, 7-bit weights, oneDNN:
+top-1 agreement with float64 60/65 → 62/65, KL 0.035 → 0.008; the real-label top-1 of the photographs unchanged):
+- ``weight_clip="mse"``: per channel, the clipping range (a ratio of max|w_c|, `CLIP_RATIOS`) whose rounding has the
+  least squared error; a few outliers no longer coarsen the step of every other weight. "absmax" keeps max|w_c|.
+- ``bias_correction=True``: rounding the weights shifts each output channel's mean by Σ Δw · E[x]; the bias absorbs
+  it, with E[x] the per-channel mean of the reader's input over the calibration batches (Nagel et al. 2019, "Data-
+  Free Quantization", empirical form). Depthwise convolutions, whose few weights per channel round worst, gain most.
+  A contraction without a bias is left as it is (a new bias would change the graph's vocabulary).
 """
 
 from __future__ import annotations
@@ -66,6 +75,10 @@ MOVERS = frozenset({"pad", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "f
 # does the same: quantize_output_same_as_input); a separate calibration of the output would requantize them
 SHARED = frozenset({"pad", "max_pool2d", "flatten", "reshape"})
 WEIGHT_BITS = (7, 8)
+WEIGHT_CLIPS = ("absmax", "mse")
+# the ratios of max|w_c| the "mse" clip tries, 1.0 first so that a tie keeps the full range, in steps of 0.005:
+# efficientnet_lite0's channels at 7 bits pick 0.94-1.0 (62.5 % keep 1.0)
+CLIP_RATIOS = tuple(np.round(np.linspace(1.0, 0.8, 41), 3).tolist())
 
 
 def weight_max(bits: int) -> int:
@@ -129,14 +142,27 @@ def _batches(graph: Graph, calibration: Sequence[Batch]) -> list[dict[str, np.nd
     return out
 
 
+@dataclass(frozen=True)
+class Observed:
+    ranges: dict[str, tuple[float, float]]  # (low, high) of each observed value, by the observer
+    means: dict[tuple[str, int], np.ndarray]  # (value, channel axis) -> its mean per channel over every batch
+
+
 def observe(graph: Graph, params: Mapping[str, np.ndarray], calibration: Sequence[Batch], values: set[str],
-            observer: str = "minmax", percentile: float = 99.99) -> dict[str, tuple[float, float]]:
-    """(low, high) of each value in ``values`` over the calibration batches, by ``observer``."""
+            observer: str = "minmax", percentile: float = 99.99, channel_axes: Sequence[tuple[str, int]] = ()
+            ) -> Observed:
+    """The ranges of each value in ``values`` over the calibration batches, by ``observer``, and the means of the
+    (value, axis) pairs in ``channel_axes`` along every other axis, in float64 (what bias correction needs: a
+    conv's input along axis 1, a linear's along its last)."""
+    axes: dict[str, set[int]] = {}
+    for v, axis in channel_axes:
+        axes.setdefault(v, set()).add(axis)
     if observer not in OBSERVERS:
         raise IRError(f"quantize: unknown observer {observer!r}; known: {', '.join(OBSERVERS)}")
     if not 50.0 < percentile <= 100.0:
         raise IRError(f"quantize: percentile must be in (50, 100], got {percentile}")
     seen: dict[str, list[tuple[float, float, float, float]]] = {v: [] for v in values}
+    sums: dict[tuple[str, int], np.ndarray] = {}
 
     def record(value: str, a: np.ndarray) -> None:
         stats = seen[value]
@@ -149,6 +175,9 @@ def observe(graph: Graph, params: Mapping[str, np.ndarray], calibration: Sequenc
         plo, phi = (np.percentile(flat, [100.0 - percentile, percentile]) if observer == "percentile"
                     else (lo, hi))
         stats.append((lo, hi, float(plo), float(phi)))
+        for axis in axes.get(value, ()):
+            other = tuple(k for k in range(a.ndim) if k != axis % a.ndim)
+            sums[value, axis] = sums.get((value, axis), 0.0) + a.mean(axis=other, dtype=np.float64)
 
     def hook(node: Node, args: list[np.ndarray]) -> None:
         for i, a in zip(node.inputs, args, strict=True):
@@ -164,7 +193,7 @@ def observe(graph: Graph, params: Mapping[str, np.ndarray], calibration: Sequenc
         s = np.asarray(stats)
         lo, hi = float(s[:, 0].min()), float(s[:, 1].max())
         out[v] = (lo, hi) if observer == "minmax" else (max(lo, float(s[:, 2].mean())), min(hi, float(s[:, 3].mean())))
-    return out
+    return Observed(out, {v: m / count[0] for v, m in sums.items()})
 
 
 def activation_attrs(lo: float, hi: float, dtype: str, symmetric: bool = False) -> QuantAttrs:
@@ -180,18 +209,43 @@ def activation_attrs(lo: float, hi: float, dtype: str, symmetric: bool = False) 
     return QuantAttrs((scale,), (zp,), dtype=dtype)
 
 
-def weight_codes(w: np.ndarray, min_scale: np.ndarray | None = None, bits: int = 8
+def weight_codes(w: np.ndarray, min_scale: np.ndarray | None = None, bits: int = 8, clip: str = "absmax"
                  ) -> tuple[np.ndarray, QuantAttrs]:
-    """Symmetric per-output-channel int8 codes of ``w`` (axis 0) in ``bits`` bits and their attributes;
-    ``min_scale`` (per channel) raises a scale where the bias needs it."""
+    """Symmetric per-output-channel int8 codes of ``w`` (axis 0) in ``bits`` bits and their attributes, each
+    channel's range by ``clip`` (`WEIGHT_CLIPS`); ``min_scale`` (per channel) raises a scale where the bias needs
+    it."""
     top = weight_max(bits)
-    absmax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / top
+    flat = w.reshape(w.shape[0], -1)
+    absmax = np.abs(flat).max(axis=1) / top
+    if clip == "mse":
+        absmax = absmax * _mse_ratio(flat, absmax, top)
     if min_scale is not None:
         absmax = np.maximum(absmax, min_scale)
     scale = np.where(absmax > 0, absmax, 1.0).astype(np.float32)
     s = scale.astype(np.float64).reshape(-1, *([1] * (w.ndim - 1)))
     codes = np.clip(np.rint(w / s), -top, top).astype(np.int8)
     return codes, QuantAttrs(tuple(scale.tolist()), (0,), axis=0)
+
+
+def _mse_ratio(flat: np.ndarray, step: np.ndarray, top: int) -> np.ndarray:
+    """Per channel (a row of ``flat``), the ratio of `CLIP_RATIOS` whose step ratio·``step`` rounds it with the
+    least squared error."""
+    best, best_err = np.ones(len(flat)), np.full(len(flat), np.inf)
+    s0 = np.where(step > 0, step, 1.0)[:, None]
+    for r in CLIP_RATIOS:
+        s = s0 * r
+        err = np.square(np.clip(np.rint(flat / s), -top, top) * s - flat).sum(axis=1)
+        better = err < best_err
+        best[better], best_err[better] = r, err[better]
+    return best
+
+
+def mean_shift(error: np.ndarray, mean: np.ndarray, groups: int = 1) -> np.ndarray:
+    """The expected shift of a contraction's output channels when its weight is off by ``error`` (O, C/g, …) and its
+    input has channel means ``mean`` (C,): Σ over each channel's inputs of error · mean (zero padding ignored)."""
+    o, cg = error.shape[:2]
+    per_group = error.reshape(groups, o // groups, cg, -1).sum(axis=3)  # a kernel's taps all see the same mean
+    return np.einsum("goc,gc->go", per_group, mean.reshape(groups, cg)).reshape(o)
 
 
 def bias_codes(b: np.ndarray, x_scale: float, w_attrs: QuantAttrs) -> tuple[np.ndarray, QuantAttrs]:
@@ -212,13 +266,17 @@ def prepare(graph: Graph, params: Mapping[str, np.ndarray]) -> tuple[Graph, dict
 
 def quantize_graph(graph: Graph, params: Mapping[str, np.ndarray], calibration: Sequence[Batch], *,
                    observer: str = "minmax", percentile: float = 99.99, activations: str = "int8",
-                   symmetric: bool = False, weight_bits: int | None = None) -> tuple[Graph, dict[str, np.ndarray]]:
+                   symmetric: bool = False, weight_bits: int | None = None, weight_clip: str = "mse",
+                   bias_correction: bool = True) -> tuple[Graph, dict[str, np.ndarray]]:
     """The QDQ graph of ``graph`` and its parameters (int8 weights, int32 biases, the rest float32), calibrated on
     ``calibration``: a sequence of batches, each an array (one-input graphs) or one array per graph input.
-    ``weight_bits``: 8 or 7 (None: `host_weight_bits`, what this machine computes exactly)."""
+    ``weight_bits``: 8 or 7 (None: `host_weight_bits`, what this machine computes exactly); ``weight_clip`` and
+    ``bias_correction``: see the module's docstring."""
     bits = host_weight_bits() if weight_bits is None else weight_bits
     if bits not in WEIGHT_BITS:
         raise IRError(f"quantize: weight_bits must be one of {WEIGHT_BITS}, got {weight_bits!r}")
+    if weight_clip not in WEIGHT_CLIPS:
+        raise IRError(f"quantize: weight_clip must be one of {WEIGHT_CLIPS}, got {weight_clip!r}")
     if activations not in ACTIVATIONS:
         raise IRError(f"quantize: activations must be one of {ACTIVATIONS}, got {activations!r}")
     if any(n.op in ("quantize_linear", "dequantize_linear") for n in graph.nodes):
@@ -230,7 +288,15 @@ def quantize_graph(graph: Graph, params: Mapping[str, np.ndarray], calibration: 
         if n.op in MOVERS and n.name in values and not g.is_param(n.inputs[0]):
             readers[n.name] = Roles((0,))
             values.add(n.inputs[0])
-    ranges = observe(g, {k: v.astype(np.float32) for k, v in p64.items()}, calibration, values, observer, percentile)
+    # a contraction's input channels: a conv's (4-D weight) axis 1, a linear's last
+    def channel_axis(node: Node) -> tuple[str, int]:
+        return node.inputs[0], 1 if p64[readers[node.name].weight].ndim == 4 else -1
+
+    axes = [channel_axis(g.node_by_name[n]) for n, r in readers.items()
+            if bias_correction and r.weight is not None and r.bias is not None]
+    seen = observe(g, {k: v.astype(np.float32) for k, v in p64.items()}, calibration, values, observer, percentile,
+                   axes)
+    ranges = seen.ranges
     if symmetric and activations != "int8":
         raise IRError("quantize: symmetric activations are int8 (a uint8 range centred on 0 wastes its zero point)")
     act = {v: activation_attrs(*ranges[v], activations, symmetric) for v in values}
@@ -257,6 +323,7 @@ def quantize_graph(graph: Graph, params: Mapping[str, np.ndarray], calibration: 
     done: dict[str, str] = {}  # weight/bias parameter -> the dequantized value that replaces it for readers
     paired: set[str] = set()
     weights: dict[str, QuantAttrs] = {}
+    errors: dict[str, np.ndarray] = {}  # a weight's rounding error, dequantized codes − float64 weight
     for node in g.nodes:
         r = readers.get(node.name)
         mapping: dict[str, str] = {}
@@ -271,11 +338,17 @@ def quantize_graph(graph: Graph, params: Mapping[str, np.ndarray], calibration: 
                     # the weight scale must keep this reader's bias codes within BIAS_MAX (s_b = s_x · s_w)
                     floor = (np.abs(p64[r.bias]) / (act[node.inputs[0]].scale[0] * BIAS_MAX)
                              if r.bias is not None else None)
-                    codes, weights[r.weight] = weight_codes(p64[r.weight], floor, bits)
+                    codes, weights[r.weight] = weight_codes(p64[r.weight], floor, bits, weight_clip)
                     done[r.weight] = dq_param(r.weight, codes, weights[r.weight])
+                    steps = np.asarray(weights[r.weight].scale, np.float64).reshape(-1, *[1] * (codes.ndim - 1))
+                    errors[r.weight] = codes * steps - p64[r.weight]
                 mapping[r.weight] = done[r.weight]
             if r.bias is not None:  # per reader: its scale is this reader's input scale times the weight's
-                codes, attrs = bias_codes(p64[r.bias], act[node.inputs[0]].scale[0], weights[r.weight])
+                b = p64[r.bias]
+                if bias_correction:  # this reader's own input mean: a shared weight's readers see different inputs
+                    groups = node.attrs.groups if p64[r.weight].ndim == 4 else 1
+                    b = b - mean_shift(errors[r.weight], seen.means[channel_axis(node)], groups)
+                codes, attrs = bias_codes(b, act[node.inputs[0]].scale[0], weights[r.weight])
                 mapping[r.bias] = dq_param(f"{r.bias}@{node.name}" if r.bias in done else r.bias, codes, attrs)
                 done.setdefault(r.bias, mapping[r.bias])
         nodes.append(Node(node.name, node.op, tuple(mapping.get(i, i) for i in node.inputs), node.attrs))
