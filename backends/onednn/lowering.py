@@ -30,7 +30,7 @@ from ...ir.passes.int8_patterns import Int8Conv, as_uint8, int8_convs
 from ...ir.passes.quantize import is_quantized
 from . import capi
 from .capi import Buffer, Engine, Handle
-from .code_patterns import Int8Add, OnCodes, foldable_pad, int8_adds, int8_on_codes
+from .code_patterns import Int8Add, OnCodes, code_pads, foldable_pad, int8_adds, int8_on_codes
 
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -156,6 +156,7 @@ class Lowering:
         self.coded: dict[str, str] = {}  # quantize_linear -> the value holding its codes (a conv or add wrote them)
         self.same: dict[str, str] = {}  # a quantize_linear -> an earlier one of the same value and attrs (same codes)
         self.shifted: set[str] = set()  # int8 codes held as uint8, zero point + 128 (quant_rules.codes)
+        self.code_pads: dict[str, str] = {}  # int8 conv -> the pad on the codes it takes as its padding
         if dtype == "int8" or is_quantized(graph):
             self.int8 = int8_convs(graph, params)
             self.int8_adds = int8_adds(graph)
@@ -171,6 +172,9 @@ class Lowering:
             for pattern in [*self.int8_adds.values(), *self.on_codes.values()]:
                 self.deferred |= {*pattern.absorbed}
             self.shifted = {n.name for n in graph.nodes if as_uint8(graph, n.name)}
+            self.code_pads = code_pads(graph, self.on_codes, self.int8)
+            for conv, pad in self.code_pads.items():  # the pad and the codes it is quantized into: never made
+                self.deferred |= {pad, self.int8[conv].codes}
         # zero pads that become their float conv's padding (an int8 conv's input pad runs on the codes instead)
         self.folded_pads = {n.name for n in graph.nodes if foldable_pad(graph, n) and graph.sole_reader(n.name).name
                             not in self.int8}

@@ -53,10 +53,11 @@ def codes_readers(lw: Lowering, name: str) -> tuple[Node, ...]:
     return readers
 
 
-def int8_conv(lw: Lowering, node: Node, plan: Int8Conv, right_padding: list[int]) -> Value:
+def int8_conv(lw: Lowering, node: Node, plan: Int8Conv, x: Value, padding: list[int], right_padding: list[int]
+              ) -> Value:
+    """``x``: the codes it reads (the plan's, or a folded pad's input: `code_patterns.code_pads`)."""
     a, fused = node.attrs, node.op == "fused_conv2d"
     bias = a.bias if fused else len(node.inputs) > 2
-    x = lw.read(plan.codes)
     o, n, (oh, ow), g = lw.type(node.inputs[1])[0], x.shape[0], lw.type(node.name)[2:], a.groups
     readers = codes_readers(lw, node.name)
     q = readers[0] if readers else None
@@ -68,8 +69,8 @@ def int8_conv(lw: Lowering, node: Node, plan: Int8Conv, right_padding: list[int]
         # oneDNN 3.2's AVX2 int8 depthwise kernel (jit_uni_int8) adds a binary post-op wrongly when the channels
         # are no multiple of its 8 lanes (a Zen 3, 5 channels: 0.30 off; 8 and 16 exact): the conv writes
         # float32, then one binary add takes the residual, the activation and the output's codes
-        mid = _int8_conv_primitive(lw, node, plan, right_padding, x, b, lw.new((n, o, oh, ow), capi.F32),
-                                   None, None, None)
+        mid = _int8_conv_primitive(lw, node, plan, (padding, right_padding), x, b,
+                                   lw.new((n, o, oh, ow), capi.F32), None, None, None)
         out = lw.new((n, o, oh, ow), q_dt)
         attr, _ = lw.attr(activation)
         if q is not None:
@@ -78,16 +79,17 @@ def int8_conv(lw: Lowering, node: Node, plan: Int8Conv, right_padding: list[int]
                             residual.md, out.md, attr.done(), what="an int8 depthwise conv's residual add")
         lw.step(prim, [(capi.SRC, mid.memory), (capi.SRC_1, residual.memory), (capi.DST, out.memory)])
     else:
-        out = _int8_conv_primitive(lw, node, plan, right_padding, x, b, lw.new((n, o, oh, ow), q_dt), residual,
-                                   activation, q)
+        out = _int8_conv_primitive(lw, node, plan, (padding, right_padding), x, b, lw.new((n, o, oh, ow), q_dt),
+                                   residual, activation, q)
     lw.writes_codes(readers, node.name)
     return out
 
 
-def _int8_conv_primitive(lw: Lowering, node: Node, plan: Int8Conv, right_padding: list[int], x: Value,
+def _int8_conv_primitive(lw: Lowering, node: Node, plan: Int8Conv, padding: tuple[list[int], list[int]], x: Value,
                          b: Value | None, out: Value, residual: Value | None, activation: str | None,
                          q: Node | None) -> Value:
-    """The s8/u8 × s8 convolution writing ``out``: float32, or ``q``'s codes (its scale and zero point)."""
+    """The s8/u8 × s8 convolution writing ``out``: float32, or ``q``'s codes (its scale and zero point);
+    ``padding``: (left, right) per spatial dim."""
     a = node.attrs
     o, cg, kh, kw = lw.type(node.inputs[1])
     g = a.groups
@@ -113,7 +115,7 @@ def _int8_conv_primitive(lw: Lowering, node: Node, plan: Int8Conv, right_padding
     prim = lw.primitive(lw.lib.dnnl_convolution_forward_primitive_desc_create, lw.engine.engine,
                         capi.FORWARD_INFERENCE, capi.CONVOLUTION_DIRECT, x.md,
                         lw.engine.md(wshape, capi.S8, capi.ANY), b.md if b is not None else None, out.md,
-                        dims(a.stride), dims([d - 1 for d in a.dilation]), dims(a.padding), dims(right_padding),
+                        dims(a.stride), dims([d - 1 for d in a.dilation]), dims(padding[0]), dims(padding[1]),
                         attr.done(), what="an int8 convolution")
     plain = lw.const(plan.weight_codes.reshape(wshape), capi.S8, capi.PLAIN[len(wshape)])
     wv = lw.converted(plain, prim.md(lw.lib, capi.Q_WEIGHTS_MD), capi.ANY, now=True)

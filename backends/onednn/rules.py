@@ -43,13 +43,15 @@ def conv(lw: Lowering, node: Node) -> Value:
     pl = list(a.padding)
     pr = [_right_padding(*sz, a.stride[i], a.padding[i], a.dilation[i])
           for i, sz in enumerate(((h, oh, kh), (w, ow, kw)))]
-    if node.name in lw.int8:
-        return quant_rules.int8_conv(lw, node, lw.int8[node.name], pr)
     source = node.inputs[0]
-    if source in lw.folded_pads:  # the pad's rows and columns are this conv's padding
-        top, left, bottom, right = lw.graph.node_by_name[source].attrs.pads
+    pad = lw.code_pads.get(node.name) or (source if source in lw.folded_pads else None)
+    if pad is not None:  # the pad's rows and columns are this conv's padding
+        top, left, bottom, right = lw.graph.node_by_name[pad].attrs.pads
         pl, pr = [pl[0] + top, pl[1] + left], [pr[0] + bottom, pr[1] + right]
-        source = lw.graph.node_by_name[source].inputs[0]
+        source = lw.graph.node_by_name[pad].inputs[0]
+    if node.name in lw.int8:  # reading the codes: the plan's, or those the folded pad would have padded
+        codes = lw.on_codes[pad].dequantize.inputs[0] if pad is not None else lw.int8[node.name].codes
+        return quant_rules.int8_conv(lw, node, lw.int8[node.name], lw.read(codes), pl, pr)
     bias = a.bias if fused else len(node.inputs) > 2
     residual = lw.read(node.inputs[-1]) if fused and a.residual else None
     x = lw.read(source)
