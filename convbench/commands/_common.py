@@ -53,7 +53,9 @@ def add_int8_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", default="", metavar="KEY=VALUE,...",
                    help="how --dtype int8 quantizes: observer=minmax|percentile (percentile), views=N calibration "
                         "views a photograph (4), weight_bits=8|7 (per-channel symmetric weights; default 7 on an x86 "
-                        "CPU without VNNI, whose int8 kernels saturate at 8 bits, else 8). In the case id and record")
+                        "CPU without VNNI, whose int8 kernels saturate at 8 bits, else 8), weight_clip=mse|absmax "
+                        "(mse: each channel's range of least rounding error), bias_correction=on|off (on: biases "
+                        "absorb the weights' mean rounding shift). In the case id and record")
 
 
 def int8_arg(value: str, dtypes: Sequence[str], dtype_flag: str) -> str:

@@ -41,7 +41,7 @@ top-1 agreement with float64 60/65 → 62/65, KL 0.035 → 0.008; the real-label
   least squared error; a few outliers no longer coarsen the step of every other weight. "absmax" keeps max|w_c|.
 - ``bias_correction=True``: rounding the weights shifts each output channel's mean by Σ Δw · E[x]; the bias absorbs
   it, with E[x] the per-channel mean of the reader's input over the calibration batches (Nagel et al. 2019, "Data-
-  Free Quantization", empirical form). Depthwise convolutions, whose few weights per channel round worst, gain most.
+  Free Quantization", empirical form).
   A contraction without a bias is left as it is (a new bias would change the graph's vocabulary).
 """
 
@@ -230,7 +230,7 @@ def weight_codes(w: np.ndarray, min_scale: np.ndarray | None = None, bits: int =
 def _mse_ratio(flat: np.ndarray, step: np.ndarray, top: int) -> np.ndarray:
     """Per channel (a row of ``flat``), the ratio of `CLIP_RATIOS` whose step ratio·``step`` rounds it with the
     least squared error: every fifth ratio first, then the ratios within two coarse steps of each row's best (the
-    error is smooth on that scale), in float32 (ResNet-50's 25 M weights: 5.9 s for every ratio in float64, ~1 s)."""
+    error is smooth on that scale), in float32 (ResNet-50's 25 M weights: 1.6 s, against 5.9 s for every ratio in float64)."""
     rows = np.asarray(flat, np.float32)
     s0 = np.where(step > 0, step, 1.0).astype(np.float32)[:, None]
     grid = np.asarray(CLIP_RATIOS, np.float32)
