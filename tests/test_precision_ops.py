@@ -266,8 +266,8 @@ def test_int8_rounds_half_to_even_warns_and_refuses_float16(qnet, backend):
 @pytest.mark.parametrize("layout, activations", [("nhwc", "int8"), ("nchw", "int8"), ("nhwc", "uint8")])
 def test_triton_int8_convs_read_the_codes(qnet, layout, activations):
     """The three convs run on their input's codes (its dequantize absorbed, no launch): the conv and the 1×1 as
-    int8 tl.dot kernels (uint8 codes shifted into int8), the depthwise one as exact integer sums; the linear stays
-    float32 on dequantized values; all against the float64 reference of the quantized graph, to float32
+    int8 tl.dot kernels (uint8 codes shifted into int8), the depthwise one as exact integer sums; the linear too
+    (tests/test_triton_int8_linear.py); all against the float64 reference of the quantized graph, to float32
     rounding."""
     qg, qp, x, ref = qnet
     if activations == "uint8":
@@ -283,7 +283,9 @@ def test_triton_int8_convs_read_the_codes(qnet, layout, activations):
     assert len(int8) == 3 and "on the codes of input_quantized" in int8[0], plan
     assert not any(line.startswith(("input_dequantized:", "relu6_dequantized:", "relu6_1_dequantized:"))
                    for line in plan)
-    assert any("3 of 3 convolutions run on the int8 codes" in w for w in exe.report.warnings), exe.report.warnings
+    assert sum(": linear int8 " in line for line in plan) == 1, plan
+    assert any("3 of 3 convolutions and 1 of 1 linears run on the int8 codes" in w for w in exe.report.warnings), \
+        exe.report.warnings
 
 
 def _relu_net():

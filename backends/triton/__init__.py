@@ -14,7 +14,7 @@ concat inputs written in place and concats of concats as views, weights packed i
 the IR nodes it covers (``print("\\n".join(exe.report.details.plan))``).
 
 Options (`TritonOptions`): ``dtype`` ("float32", "float16"; "bfloat16" on GPU only; "int8": a QDQ graph, its convs
-on the int8 codes, the rest its exact float32 arithmetic: `quant_rules`), ``tf32`` (float32 matmuls
+and linears on the int8 codes, the rest its exact float32 arithmetic: `quant_rules`), ``tf32`` (float32 matmuls
 on TF32 tensor cores; then judged with the "tf32" tolerance, ``report.accuracy_dtype``), ``layout`` ("nhwc", the
 default: activations channels-last between layers, convs as the channels-last GEMM; "nchw": the plain layout
 and NCHW kernels, kept as the simpler oracle the NHWC plan is tested against), ``configs`` (a tuned GEMM config
@@ -173,7 +173,8 @@ class TritonBackend(TemplateBackend):
         quantized = int8_graph(self.name, prepared.graph, opts.dtype)
         # float32 weights in (BN folding computed in float64); the compute dtype is applied when packing
         graph, weights, notes = fold_replicating_pools(prepared.graph, prepared.params)
-        int8 = quant_rules.int8_convs(graph, weights, prepared.fallback_nodes, float_sums=True) if quantized else {}
+        int8 = {**quant_rules.int8_convs(graph, weights, prepared.fallback_nodes, float_sums=True),
+                **quant_rules.int8_linears(graph, weights, prepared.fallback_nodes)} if quantized else {}
         if quantized:  # the dequantized weights and biases once, as float32 parameters (quant_rules.py)
             graph, weights = fold_constants(graph, weights, dequantize=True)
         tdtype = runtime.DTYPES["float32" if quantized else opts.dtype]
@@ -200,8 +201,7 @@ class TritonBackend(TemplateBackend):
                                 configs=str(table.path) if table and table.path else "", cuda_graph=graph_state)
         accuracy = "int8" if quantized else "tf32" if opts.tf32 and opts.dtype == "float32" else None
         return Built(run, artifact=plan, details=details, graph=graph, device=self.device(), accuracy_dtype=accuracy,
-                     warnings=[quant_rules.warning(len(int8), sum(n.op in quant_rules.CONVS for n in graph.nodes))]
-                     if quantized else [])
+                     warnings=[quant_rules.warning(int8, graph)] if quantized else [])
 
 
 DATA_DIR = Path(__file__).parent / "data"  # shipped tuned-config tables, one file per GPU and triton version

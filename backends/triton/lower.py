@@ -36,7 +36,7 @@ from ...ir.ops.batch_norm import scale_shift
 from ...ir.ops.clip import ClipAttrs
 from ...kernels.triton.activations import ACTIVATIONS as KERNEL_ACTIVATIONS
 from ..base import BackendError
-from .quant_rules import QUANT_RULES, Int8Conv, int8_conv
+from .quant_rules import QUANT_RULES, Int8Conv, int8_rule
 
 try:  # optional: without them the backend is unavailable (it says why), yet its table still loads
     import torch
@@ -70,8 +70,8 @@ class Lowering:
                  table: k_configs.ConfigTable | None = None, sm_count: int | None = None,
                  int8: Mapping[str, Int8Conv] | None = None):
         self.graph, self.params, self.dtype, self.tf32 = graph, params, dtype, tf32
-        self.int8 = dict(int8 or {})  # conv -> its int8 kernel's operands (quant_rules.int8_convs)
-        self.int8_inputs = {q.dequantize: conv for conv, q in self.int8.items()}  # absorbed: the conv reads the codes
+        self.int8 = dict(int8 or {})  # conv/linear -> its int8 kernel's operands (int8_convs, int8_linears)
+        self.int8_inputs = {q.dequantize: node for node, q in self.int8.items()}  # absorbed: it reads the codes
         self.nhwc = layout == "nhwc"
         self.table, self.sm_count = table, sm_count or runtime.sm_count()
         self.dtype_name = str(dtype).removeprefix("torch.")
@@ -168,13 +168,14 @@ class Lowering:
         launched = [k for k, n in enumerate(self.graph.nodes)
                     if n.name not in self.absorbed and n.name not in self.int8_inputs]
         nodes = [self.graph.nodes[k] for k in launched]
-        steps = tuple((_reference if n.name in self.fallback else LOWERINGS[n.op])(self, n) for n in nodes)
+        steps = tuple((_reference if n.name in self.fallback else int8_rule if n.name in self.int8
+                       else LOWERINGS[n.op])(self, n) for n in nodes)  # int8: quant_rules' conv/linear kernels
         # The graph's liveness holds for the plan. An absorbed activation has no step: what the graph frees after
         # it is its producer's own output, which that launch never materialised (it writes the activation's).
         # Views share storage with what they view (a value written into a concat, a concat that is a view of
         # another), so releasing one name frees memory only with its last alias; and a view's owner is the
         # concat its inputs were placed into, the latest holding them: later in the schedule, so alive then.
-        # An int8 conv's absorbed dequantize never makes its output, and the codes it read live until the conv.
+        # An int8 conv's (linear's) absorbed dequantize never makes its output; the codes it read live until it.
         step_of = {n.name: k for k, n in enumerate(self.graph.nodes)}
         moved = {step_of[conv]: self.graph.frees[step_of[dq]] for dq, conv in self.int8_inputs.items()}
         frees = tuple(tuple(v for v in self.graph.frees[k] if v not in self.int8_inputs) + moved.get(k, ())
@@ -195,8 +196,6 @@ def _operands(lw: Lowering, node: Node, bias_default: bool):
 
 
 def _conv2d(lw: Lowering, node: Node) -> Step:
-    if node.name in lw.int8:
-        return int8_conv(lw, node, lw.int8[node.name])
     a = node.attrs
     w, b, residual, static, (wv, bv) = _operands(lw, node, len(node.inputs) > 2)
     x = lw.value(node.inputs[0])
@@ -425,5 +424,5 @@ def lower(graph: Graph, params: Mapping[str, np.ndarray], dtype: torch.dtype, tf
     """The launch plan of ``graph``; ``original`` (the graph before passes) names what each launch covers,
     ``fallback`` the nodes to run on the NumPy reference, ``notes`` what earlier rewrites did (for the plan),
     ``layout`` the activations' ("nhwc" or "nchw"), ``table`` tuned GEMM configurations, ``sm_count`` the SMs
-    split-K plans for (default: the device's), ``int8`` the convs to run as int8 kernels."""
+    split-K plans for (default: the device's), ``int8`` the convs and linears to run as int8 kernels."""
     return Lowering(graph, params, dtype, tf32, original, fallback, notes, layout, table, sm_count, int8).run()

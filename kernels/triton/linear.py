@@ -3,6 +3,10 @@ on a 1×1 image: rows are the flattened leading axes, the weight stays (out_feat
 contiguous along K as the GEMM packs a conv. So a linear layer gets the same tiles, split-K (the classifier's
 M is the batch: few tiles) and fused epilogue as the convs. Accumulation is float32; fp32 products are IEEE
 unless TF32 is asked for.
+
+`linear_int8` is the int8 linear of a QDQ graph on the codes, by the same view: the 1×1 conv of a 1×1 image run
+by `conv2d.conv2d_int8` (the int8 conv's kernel and its one launcher: int8 codes × int8 weights in an int32
+``tl.dot``, then s_x · s_w[o] and the float epilogue), so the int8 linear and the int8 conv are one kernel.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import gemm, runtime
+from . import conv2d, gemm, runtime
 from .conv2d import precision
 from .elementwise import ACTIVATIONS
 from .runtime import check
@@ -81,4 +85,45 @@ def linear(x: torch.Tensor, weight: PackedLinear, *, residual: torch.Tensor | No
     config = config or gemm.default_config(m, n, k, 1, 1, sm_count or runtime.sm_count())
     gemm.launch(as_image(x2), weight, out4, as_image(residual) if residual is not None else None, (1, 1), (0, 0),
                 (1, 1), activation or "", alpha, beta, precision(x.dtype, tf32), config)
+    return out
+
+
+def pack_int8(codes: torch.Tensor, weight_scale: torch.Tensor, x_scale: float, x_zero: int,
+              bias: torch.Tensor | None = None, x_dtype: str = "int8") -> conv2d.Int8Conv:
+    """Pack an (out_features, in_features) int8 weight (symmetric codes, per output feature ``weight_scale`` or
+    one scale) and the real bias for `linear_int8` reading activation codes (``x_dtype`` "int8" or "uint8") of
+    scale ``x_scale`` and zero point ``x_zero``: the int8 conv's packing of the (O, I, 1, 1) weight."""
+    check(codes.dim() == 2, f"linear_int8 weight must be (out_features, in_features), got {tuple(codes.shape)}")
+    return conv2d.pack_int8(codes[:, :, None, None], weight_scale, x_scale, x_zero, bias, 1, x_dtype)
+
+
+def linear_int8(x: torch.Tensor, weight: conv2d.Int8Conv, *, residual: torch.Tensor | None = None,
+                activation: str | None = None, alpha: float = 0.0, beta: float = math.inf,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+    """activation(dequantize(x) · dequantize(W)ᵀ + b + residual) over the last axis of the activation codes ``x``
+    (integers held in float32; leading axes flattened) and a `pack_int8` weight: one launch of the int8 conv
+    kernel on the (M, K, 1, 1) view, exact up to the final float32 scaling; the output is float32 real values.
+
+    Under the interpreter its ``tl.dot`` is ``np.matmul(..., dtype=int32)`` and takes tiles of any size (its
+    ``min_dot_size`` is 1 each way), so in_features 7 runs as an 8-deep tile; compiled (triton 3.9) an int8
+    ``tl.dot`` must be at least 32 deep, as every GPU config of the conv kernel is (columns past K add 0)."""
+    p = weight.packed
+    check(p.kernel == (1, 1) and p.groups == 1, f"linear_int8: the weight must come from linear.pack_int8, "
+                                                f"got a {p.kernel} kernel in {p.groups} groups")
+    k, n = p.in_per_group, p.out_channels
+    check(x.dim() >= 1 and x.shape[-1] == k, f"linear_int8: input has {x.shape[-1] if x.dim() else '?'} features "
+                                             f"(shape {tuple(x.shape)}), the weight expects {k}")
+    check(x.dtype == torch.float32, f"linear_int8: input must be float32 codes, got {x.dtype}")
+    x2 = x.reshape(-1, k)
+    m, shape = x2.shape[0], (*x.shape[:-1], n)
+    if out is None:
+        out = torch.empty(shape, dtype=torch.float32, device=x.device)
+    check(tuple(out.shape) == shape and out.dtype == torch.float32 and out.is_contiguous(),
+          f"linear_int8: out must be contiguous float32 {shape}, got {out.dtype} {tuple(out.shape)}")
+    if residual is not None:
+        check(tuple(residual.shape) == shape, f"linear_int8: residual must have shape {shape}, "
+                                              f"got {tuple(residual.shape)}")
+        residual = residual.reshape(m, n)[:, :, None, None]
+    conv2d.conv2d_int8(x2[:, :, None, None], weight, residual=residual, activation=activation, alpha=alpha,
+                       beta=beta, out=out.view(m, n)[:, :, None, None])
     return out
