@@ -34,6 +34,12 @@ def _scalar(lw: Lowering, values, dt: int = capi.F32) -> Value:
     return lw.const(np.asarray(values, np.float64).reshape(-1), dt, capi.A)
 
 
+def _to_codes(attr: capi.Attr, q: Node, zero: int) -> None:
+    """x / s + z, ``q``'s scale and the codes' zero point, as the last post-op: the conversion to the codes' data
+    type then rounds half to even and saturates, as quantize_linear does."""
+    attr.eltwise(capi.ELTWISE_LINEAR, 1.0 / q.attrs.scale[0], float(zero))
+
+
 def codes(lw: Lowering, value: str, attrs) -> tuple[int, tuple[int, ...]]:
     """(oneDNN data type, zero points) of the codes ``value`` holds: per-tensor int8 activations are held as uint8
     with the zero point + 128 (`ir.passes.int8_patterns.as_uint8`: the same real values), which oneDNN's brgemm
@@ -74,7 +80,7 @@ def int8_conv(lw: Lowering, node: Node, plan: Int8Conv, x: Value, padding: list[
         out = lw.new((n, o, oh, ow), q_dt)
         attr, _ = lw.attr(activation)
         if q is not None:
-            attr.eltwise(capi.ELTWISE_LINEAR, 1.0 / q.attrs.scale[0], float(q_zero[0]))
+            _to_codes(attr, q, q_zero[0])
         prim = lw.primitive(lw.lib.dnnl_binary_primitive_desc_create, lw.engine.engine, capi.BINARY_ADD, mid.md,
                             residual.md, out.md, attr.done(), what="an int8 depthwise conv's residual add")
         lw.step(prim, [(capi.SRC, mid.memory), (capi.SRC_1, residual.memory), (capi.DST, out.memory)])
@@ -103,7 +109,7 @@ def _int8_conv_primitive(lw: Lowering, node: Node, plan: Int8Conv, padding: tupl
     if q is not None and q_zero[0]:
         # the output's zero point as a last post-op, x / s + z, not as oneDNN's dst zero point: with that, oneDNN
         # 3.2 runs a ResNet-50 conv3 on its older jit AMX kernel instead of brgconv (both round v / s + z)
-        attr.eltwise(capi.ELTWISE_LINEAR, 1.0 / q.attrs.scale[0], float(q_zero[0]))
+        _to_codes(attr, q, q_zero[0])
     elif q is not None:
         scales.append((capi.DST, _scalar(lw, q.attrs.scale), 0))
     for arg, v, mask in scales:
@@ -141,7 +147,7 @@ def int8_add(lw: Lowering, node: Node, add: Int8Add) -> Value:
         attr.eltwise(capi.ELTWISE_LINEAR, 1.0, -(sa * za + sb * zb))
     if add.relu is not None:
         attr.eltwise(capi.ELTWISE_RELU, 0.0, 0.0)
-    attr.eltwise(capi.ELTWISE_LINEAR, 1.0 / q.attrs.scale[0], float(q_zero[0]))
+    _to_codes(attr, q, q_zero[0])
     prim = lw.primitive(lw.lib.dnnl_binary_primitive_desc_create, lw.engine.engine, capi.BINARY_ADD, a.md, b.md,
                         out.md, attr.done(), what="an int8 add")
     lw.step(prim, [(capi.SRC, a.memory), (capi.SRC_1, b.memory), (capi.DST, out.memory),
